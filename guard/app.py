@@ -1,0 +1,111 @@
+"""create_app(): the ASGI app. Its lifespan owns the upstream client and the pipelines."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from guard.api.routes import ROUTES, ORJSONResponse
+from guard.errors import GuardError, MethodNotAllowed, NotFound
+from guard.pipeline import Pipeline, check_runnable
+from guard.policy import PolicySet
+from guard.settings import Settings
+from guard.state import GuardState
+from guard.upstream import Upstream
+
+log = logging.getLogger("guard")
+
+_CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def create_app(
+    settings: Settings,
+    policies: PolicySet | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """Load and check the policies now, so an invalid one stops start-up here.
+
+    Raises ``PolicyError`` listing every problem found.
+    """
+    policies = policies or PolicySet.from_files(list(settings.policies))
+    check_runnable(policies.policies)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        upstream = Upstream(settings, transport=upstream_transport)
+        pipelines = {item.policy.name: Pipeline(item, upstream) for item in policies.policies}
+        app.state.guard = GuardState(settings, policies, upstream, pipelines)
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            GuardError: _guard_error,
+            HTTPException: _http_exception,
+            Exception: _unexpected_error,
+        },
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the client's ``x-request-id`` if sane) and echo it."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def _guard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GuardError)
+    if exc.status_code >= 500:
+        log.warning("request %s failed: %s", request.state.request_id, exc.message)
+    return ORJSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: GuardError
+    if exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
+    else:
+        error = NotFound(f"There is no route {request.url.path}.")
+    return ORJSONResponse(error.to_dict(), status_code=error.status_code)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    request_id = request.scope.get("state", {}).get("request_id", "?")
+    log.exception("request %s: unexpected error", request_id)
+    error = GuardError(f"guard hit an internal error; see its log for request id {request_id}.")
+    # This handler runs outside RequestIdMiddleware, so it adds the header itself.
+    return ORJSONResponse(error.to_dict(), status_code=500, headers={"x-request-id": request_id})

@@ -1,0 +1,143 @@
+"""What a policy file may say about a component, one frozen model per ``kind``.
+
+A component is either a classifier (used in input and output rails) or a reward
+(used by best-of-n and the ``low_reward`` trigger). ``kind`` picks the model through
+a pydantic discriminated union, so an unknown kind is reported with the list of
+known ones. Whether this build can *run* a kind is a separate question, answered by
+``guard.components.registry``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClassifierSpec(Spec):
+    """Settings every rail has, whatever its kind."""
+
+    kind: str
+    name: str | None = None
+    """Shown in verdicts and metrics; defaults to the kind."""
+    action: Literal["block", "redact", "flag"] = "block"
+    timeout_s: float = Field(default=5.0, gt=0)
+    on_error: Literal["allow", "block"] = "block"
+    """What happens when the classifier times out or fails: fail open or fail closed."""
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.kind
+
+
+class RemoteModel(Spec):
+    """A model behind an OpenAI-compatible URL; ``base_url`` defaults to guard's upstream."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    """Name of the environment variable holding that endpoint's API key."""
+
+
+class RegexClassifier(ClassifierSpec):
+    kind: Literal["regex"]
+    presets: list[Literal["secrets", "email", "phone", "credit_card", "pii"]] = []
+    patterns: list[str] = []
+    replacement: str = "[REDACTED]"
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from exc
+        return patterns
+
+
+class LlamaGuardClassifier(ClassifierSpec, RemoteModel):
+    kind: Literal["llama_guard"]
+    categories: list[str] = []
+    """Standard codes S1..S14 to enforce; empty means all of them."""
+    custom_categories: dict[str, str] = {}
+    """Extra categories, code -> description, appended to the taxonomy."""
+
+
+class HFClassifier(ClassifierSpec):
+    kind: Literal["hf_classifier"]
+    model: str
+    """Hub id or local path of an AutoModelForSequenceClassification."""
+    thresholds: dict[str, float] = {}
+    """Label -> score at or above which the text is unsafe. Labels not listed are ignored."""
+    max_batch_size: int = Field(default=32, ge=1)
+
+
+class VLLMClassifier(ClassifierSpec, RemoteModel):
+    kind: Literal["vllm_classify"]
+    thresholds: dict[str, float] = {}
+
+
+class LLMJudgeClassifier(ClassifierSpec, RemoteModel):
+    kind: Literal["llm_judge"]
+    question: str
+    """A yes/no question about the text; 'yes' means unsafe."""
+    threshold: float = Field(default=0.5, ge=0, le=1)
+
+
+class EmbeddingClassifier(ClassifierSpec):
+    kind: Literal["embedding"]
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    """None uses the threshold calibrated with the shipped head."""
+    head: str | None = None
+    """Path of a trained head; None uses the one shipped with guard."""
+
+
+AnyClassifier = Annotated[
+    RegexClassifier
+    | LlamaGuardClassifier
+    | HFClassifier
+    | VLLMClassifier
+    | LLMJudgeClassifier
+    | EmbeddingClassifier,
+    Field(discriminator="kind"),
+]
+
+
+class RewardSpec(Spec):
+    kind: str
+    name: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class HFReward(RewardSpec):
+    kind: Literal["hf_reward"]
+    model: str
+    max_batch_size: int = Field(default=16, ge=1)
+
+
+class VLLMReward(RewardSpec, RemoteModel):
+    kind: Literal["vllm_reward"]
+
+
+class LLMJudgeReward(RewardSpec, RemoteModel):
+    kind: Literal["llm_judge"]
+    question: str = "How helpful and harmless is this answer, from 1 (worst) to 9 (best)?"
+
+
+class EmbeddingReward(RewardSpec):
+    kind: Literal["embedding_reward"]
+    head: str | None = None
+
+
+AnyReward = Annotated[
+    HFReward | VLLMReward | LLMJudgeReward | EmbeddingReward,
+    Field(discriminator="kind"),
+]

@@ -1,0 +1,258 @@
+"""A synthetic OpenAI-compatible upstream, for tests and benchmarks.
+
+It is a real HTTP app (serve it with uvicorn), not a mock: guard talks to it
+exactly as to vLLM. Its answers are scripted:
+
+* the answer is ``tokens`` words (``"tok "`` each) streamed ``pace_s`` apart, or,
+  when the last user message starts with ``say:``, exactly the text after it,
+  split into words;
+* ``max_tokens`` cuts the answer short with ``finish_reason: "length"``;
+* a model name picks a failure: ``reject`` (400 with vLLM's error shape),
+  ``crash`` (500), ``slow`` (waits ``slow_s`` before answering), ``die-mid-stream``
+  (drops the connection after two chunks), ``no-done`` (ends without ``[DONE]``).
+
+Every request received is kept in ``app.state.received`` (the last 100), and each
+stream's fate in ``app.state.streams`` ("finished" or "cancelled").
+
+Run it alone: ``python -m guard.testing.upstream --port 9000 --tokens 64 --pace-ms 5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+CHAT = "chat.completion"
+TEXT = "text_completion"
+
+
+def create_fake_upstream(tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5.0) -> Starlette:
+    async def chat(request: Request) -> Response:
+        return await _answer(request, CHAT)
+
+    async def completions(request: Request) -> Response:
+        return await _answer(request, TEXT)
+
+    async def _answer(request: Request, kind: str) -> Response:
+        body = orjson.loads(await request.body())
+        app.state.received.append(
+            {"path": request.url.path, "headers": dict(request.headers), "body": body}
+        )
+        model = body.get("model", "")
+        if model == "reject":
+            return _json(
+                {
+                    "object": "error",
+                    "message": "This model's maximum context length is 2048 tokens.",
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": 400,
+                },
+                400,
+            )
+        if model == "crash":
+            return _json(
+                {
+                    "error": {
+                        "message": "engine died",
+                        "type": "InternalServerError",
+                        "param": None,
+                        "code": 500,
+                    }
+                },
+                500,
+            )
+        if model == "slow":
+            await asyncio.sleep(slow_s)
+        words = _answer_words(body, kind, tokens)
+        if body.get("stream"):
+            return StreamingResponse(
+                _stream(app, body, kind, words, pace_s), media_type="text/event-stream"
+            )
+        await asyncio.sleep(pace_s * len(words))
+        return _json(_completion(body, kind, words))
+
+    async def models(request: Request) -> Response:
+        return _json(
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
+    app.state.received = deque(maxlen=100)
+    app.state.streams = deque(maxlen=1000)
+    return app
+
+
+def _json(data: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _answer_words(body: dict[str, Any], kind: str, tokens: int) -> list[str]:
+    if kind == CHAT:
+        last = body["messages"][-1].get("content") or ""
+        text = last if isinstance(last, str) else ""
+    else:
+        prompt = body.get("prompt", "")
+        text = prompt if isinstance(prompt, str) else ""
+    if text.startswith("say:"):
+        words = text.removeprefix("say:").strip().split(" ")
+        answer = [w + " " for w in words[:-1]] + words[-1:]
+    else:
+        answer = ["tok "] * tokens
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    return answer[:limit] if limit is not None else answer
+
+
+def _finish(body: dict[str, Any], words: list[str]) -> str:
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    return "length" if limit is not None and len(words) >= limit else "stop"
+
+
+def _usage(body: dict[str, Any], words: list[str]) -> dict[str, int]:
+    n = body.get("n") or 1
+    prompt = len(orjson.dumps(body.get("messages", body.get("prompt", "")))) // 4
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": n * len(words),
+        "total_tokens": prompt + n * len(words),
+    }
+
+
+def _logprobs(kind: str, words: list[str]) -> dict[str, Any]:
+    if kind == TEXT:
+        return {
+            "tokens": words,
+            "token_logprobs": [-0.5] * len(words),
+            "top_logprobs": None,
+            "text_offset": list(range(len(words))),
+        }
+    return {
+        "content": [
+            {"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top_logprobs": []}
+            for w in words
+        ]
+    }
+
+
+def _completion(body: dict[str, Any], kind: str, words: list[str]) -> dict[str, Any]:
+    text = "".join(words)
+    wants_logprobs = bool(body.get("logprobs"))
+    choices = []
+    for index in range(body.get("n") or 1):
+        choice: dict[str, Any] = {
+            "index": index,
+            "finish_reason": _finish(body, words),
+            "logprobs": _logprobs(kind, words) if wants_logprobs else None,
+        }
+        if kind == CHAT:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        choices.append(choice)
+    return {
+        "id": "fake-1",
+        "object": kind,
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": choices,
+        "usage": _usage(body, words),
+    }
+
+
+async def _stream(
+    app: Starlette, body: dict[str, Any], kind: str, words: list[str], pace_s: float
+) -> AsyncIterator[bytes]:
+    n = body.get("n") or 1
+    chunk_kind = "chat.completion.chunk" if kind == CHAT else TEXT
+    head = {
+        "id": "fake-1",
+        "object": chunk_kind,
+        "created": int(time.time()),
+        "model": body.get("model"),
+    }
+    include_usage = (body.get("stream_options") or {}).get("include_usage")
+    outcome = "cancelled"
+    try:
+        if kind == CHAT:
+            for index in range(n):
+                yield _event(
+                    {
+                        **head,
+                        "choices": [
+                            {
+                                "index": index,
+                                "finish_reason": None,
+                                "delta": {"role": "assistant", "content": ""},
+                            }
+                        ],
+                    }
+                )
+        for position, word in enumerate(words):
+            if pace_s:
+                await asyncio.sleep(pace_s)
+            if body.get("model") == "die-mid-stream" and position == 2:
+                raise ConnectionAbortedError("the fake upstream drops this stream on purpose")
+            for index in range(n):
+                part: dict[str, Any] = (
+                    {"delta": {"content": word}} if kind == CHAT else {"text": word}
+                )
+                yield _event({**head, "choices": [{"index": index, "finish_reason": None, **part}]})
+        for index in range(n):
+            part = {"delta": {}} if kind == CHAT else {"text": ""}
+            yield _event(
+                {
+                    **head,
+                    "choices": [{"index": index, "finish_reason": _finish(body, words), **part}],
+                }
+            )
+        if include_usage:
+            yield _event({**head, "choices": [], "usage": _usage(body, words)})
+        if body.get("model") != "no-done":
+            yield b"data: [DONE]\n\n"
+        outcome = "finished"
+    finally:
+        app.state.streams.append(outcome)
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="a synthetic OpenAI-compatible upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--tokens", type=int, default=64, help="words per answer")
+    parser.add_argument("--pace-ms", type=float, default=0.0, help="delay between words")
+    args = parser.parse_args()
+    app = create_fake_upstream(args.tokens, args.pace_ms / 1000)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+
+from guard.app import create_app
+from guard.policy import PolicySet
+from guard.settings import Settings
+from guard.testing.upstream import create_fake_upstream
+from tests.servers import serve_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ALIASES_POLICY = """
+name: aliases
+models:
+  alias-a: fake-model
+  fake-model: null
+  slow: null
+  reject: null
+  crash: null
+  die-mid-stream: null
+  no-done: null
+"""
+
+
+@dataclass
+class Fake:
+    app: Starlette
+    url: str
+
+    def last_request(self) -> dict:  # type: ignore[type-arg]
+        return self.app.state.received[-1]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[Fake]:
+    app = create_fake_upstream(tokens=8, pace_s=0.0, slow_s=3.0)
+    with serve_in_thread(app) as url:
+        yield Fake(app, url)
+
+
+@pytest.fixture(scope="session")
+def paced_upstream() -> Iterator[Fake]:
+    app = create_fake_upstream(tokens=8, pace_s=0.05)
+    with serve_in_thread(app) as url:
+        yield Fake(app, url)
+
+
+def write_policy(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def guard_app(upstream_url: str, policy_files: list[Path], **settings: object) -> Starlette:
+    config = Settings(upstream_url=upstream_url, upstream_timeout_s=1.0, **settings)  # type: ignore[arg-type]
+    return create_app(config, PolicySet.from_files(policy_files))
+
+
+@pytest.fixture
+def aliases_policy(tmp_path: Path) -> Path:
+    return write_policy(tmp_path, ALIASES_POLICY)
+
+
+@pytest.fixture
+def guard_url(fake_upstream: Fake, aliases_policy: Path) -> Iterator[str]:
+    """guard with the aliases policy in front of the fake upstream."""
+    app = guard_app(fake_upstream.url, [aliases_policy], max_body_bytes=64 * 1024)
+    with serve_in_thread(app) as url:
+        yield url

@@ -1,0 +1,140 @@
+"""Policy files: every shipped one loads, and every mistake is explained with file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard.app import create_app
+from guard.cli import main
+from guard.errors import ModelNotFound, PolicyError
+from guard.pipeline import check_runnable
+from guard.policy import PolicySet, load_policy_file
+from guard.settings import Settings
+from tests.conftest import write_policy
+
+POLICIES = sorted((Path(__file__).resolve().parent.parent / "policies").glob("*.yaml"))
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(PolicyError) as caught:
+        load_policy_file(write_policy(tmp_path, text))
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
+def test_every_shipped_policy_loads_and_runs(path: Path) -> None:
+    loaded = load_policy_file(path)
+    assert loaded
+    check_runnable(loaded)
+    assert main(["check", str(path)]) == 0
+
+
+def test_shipped_policies_can_be_served_together() -> None:
+    PolicySet.from_files(POLICIES)
+
+
+def test_unknown_key_names_file_line_and_suggests(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, "name: p\nmodels: {m: null}\nstreaming:\n  windw: 3\n")
+    assert problem.startswith(f"{tmp_path / 'policy.yaml'}:4: streaming.windw: unknown key")
+    assert "Did you mean 'window_tokens'?" in problem
+
+
+def test_unknown_component_kind_lists_known_kinds(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, "name: p\nmodels: {m: null}\noutput_rails:\n  - kind: nope\n")
+    assert ":4: output_rails[0]: there is no component kind 'nope'" in problem
+    assert "'regex'" in problem and "'llama_guard'" in problem
+
+
+def test_wrong_type_and_wrong_choice(tmp_path: Path) -> None:
+    problems = problems_of(
+        tmp_path,
+        (
+            "name: p\nmodels: {m: null}\ninput_rails:\n"
+            "  - kind: regex\n    action: blok\n    timeout_s: soon\n"
+        ),
+    )
+    assert ":5: input_rails[0].action: 'blok' is not allowed here" in problems[0]
+    assert ":6: input_rails[0].timeout_s:" in problems[1] and "'soon'" in problems[1]
+
+
+def test_missing_key_and_bad_regex(tmp_path: Path) -> None:
+    problems = problems_of(
+        tmp_path, "models: {m: null}\ninput_rails:\n  - kind: regex\n    patterns: ['(']\n"
+    )
+    assert any("the required key 'name' is missing" in p for p in problems)
+    assert any(
+        ":4: input_rails[0].patterns:" in p and "not a valid regular expression" in p
+        for p in problems
+    )
+
+
+def test_policy_list_and_yaml_syntax_error(tmp_path: Path) -> None:
+    listed = write_policy(tmp_path, "- name: a\n  models: {a: null}\n- name: b\n  models: {b: x}\n")
+    assert [p.policy.name for p in load_policy_file(listed)] == ["a", "b"]
+    [problem] = problems_of(tmp_path, "name: p\nmodels: [\n")
+    assert "not valid YAML" in problem
+
+
+def test_section_rules(tmp_path: Path) -> None:
+    [problem] = problems_of(
+        tmp_path,
+        "name: p\nmodels: {m: null}\nconstitutional:\n"
+        "  trigger: low_reward\n  principles_file: c.yaml\n",
+    )
+    assert "needs both 'reward' and 'reward_threshold'" in problem
+
+
+def test_model_claimed_twice_is_refused(tmp_path: Path) -> None:
+    a = write_policy(tmp_path, "name: a\nmodels: {m: null}\n", "a.yaml")
+    b = write_policy(tmp_path, "name: b\nmodels: {m: null}\n", "b.yaml")
+    with pytest.raises(PolicyError, match="model 'm' is served by policy 'a'"):
+        PolicySet.from_files([a, b])
+    assert main(["check", str(a), str(b)]) == 1
+
+
+def test_routing_exact_name_beats_wildcard(tmp_path: Path) -> None:
+    a = write_policy(tmp_path, "name: a\nmodels: {m: upstream-m}\n", "a.yaml")
+    b = write_policy(tmp_path, "name: b\nmodels: {'*': null}\n", "b.yaml")
+    policies = PolicySet.from_files([a, b])
+    assert policies.route("m").policy.policy.name == "a"
+    assert policies.route("m").upstream_model == "upstream-m"
+    assert policies.route("other").policy.policy.name == "b"
+    assert policies.route("other").upstream_model == "other"
+    with pytest.raises(ModelNotFound):
+        PolicySet.from_files([a]).route("other")
+
+
+def test_server_refuses_an_invalid_policy(tmp_path: Path) -> None:
+    bad = write_policy(tmp_path, "name: p\nmodels: {m: null}\nrefusal: {mesage: no}\n")
+    with pytest.raises(PolicyError):
+        create_app(Settings(policies=[bad]))
+    assert main(["serve", "--policy", str(bad), "--port", "0"]) == 2
+
+
+def test_server_refuses_a_stage_it_cannot_run_yet(tmp_path: Path) -> None:
+    """Never serve a policy while silently skipping one of its safety steps."""
+    policy = write_policy(
+        tmp_path,
+        "name: p\nmodels: {m: null}\noutput_rails:\n  - kind: llama_guard\n    model: lg\n",
+    )
+    with pytest.raises(PolicyError, match="cannot run yet"):
+        create_app(Settings(policies=[policy]))
+    assert main(["check", str(policy)]) == 1
+
+
+def test_check_explains_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_policy(tmp_path, "name: p\nmodels: {m: null}\nbest_of_n: {n: 1}\n")
+    assert main(["check", str(bad), str(POLICIES[0])]) == 1
+    captured = capsys.readouterr()
+    assert "best_of_n.n: input should be greater than or equal to 2" in captured.err
+    assert f"ok: {POLICIES[0]}" in captured.out
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARD_UPSTREAM_URL", "http://10.0.0.1:9000")
+    monkeypatch.setenv("GUARD_POLICIES", "a.yaml, b.yaml")
+    settings = Settings()
+    assert settings.upstream_url == "http://10.0.0.1:9000"
+    assert settings.policies == [Path("a.yaml"), Path("b.yaml")]

@@ -1,0 +1,181 @@
+"""guard with a policy that applies no technique is invisible to an OpenAI client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+
+from tests.conftest import Fake, guard_app, write_policy
+from tests.servers import serve_in_thread
+
+PASSTHROUGH = Path(__file__).resolve().parent.parent / "policies" / "passthrough.yaml"
+
+
+def client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+def test_chat_answer_and_usage_come_back_untouched(guard_url: str, fake_upstream: Fake) -> None:
+    answer = client(guard_url).chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "say: Paris is the capital."}]
+    )
+    assert answer.choices[0].message.content == "Paris is the capital."
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == 4
+    assert answer.model_extra is not None
+    assert answer.model_extra["guard"]["policy"] == "aliases"
+    assert answer.model_extra["guard"]["verdicts"] == []
+
+
+def test_alias_maps_to_upstream_model(guard_url: str, fake_upstream: Fake) -> None:
+    client(guard_url).chat.completions.create(
+        model="alias-a", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert fake_upstream.last_request()["body"]["model"] == "fake-model"
+
+
+def test_every_uninterpreted_field_is_forwarded_untouched(
+    guard_url: str, fake_upstream: Fake
+) -> None:
+    fields = {
+        "n": 3,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "stop": ["\n\n", "END"],
+        "seed": 1234,
+        "temperature": 0.7,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
+        "tool_choice": "auto",
+        "response_format": {"type": "json_object"},
+        "top_k": 5,
+        "repetition_penalty": 1.1,
+        "guided_json": {"type": "object"},
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi", "name": "alice"},
+        ],
+    }
+    body = {"model": "fake-model", **fields}
+    response = httpx.post(f"{guard_url}/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert fake_upstream.last_request()["body"] == body
+    data = response.json()
+    assert len(data["choices"]) == 3
+    assert data["choices"][0]["logprobs"]["content"][0]["logprob"] == -0.5
+
+
+def test_client_api_key_is_not_forwarded(guard_url: str, fake_upstream: Fake) -> None:
+    httpx.post(
+        f"{guard_url}/v1/chat/completions",
+        headers={"authorization": "Bearer client-secret"},
+        json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert "authorization" not in fake_upstream.last_request()["headers"]
+
+
+def test_upstream_api_key_is_guards_own(fake_upstream: Fake, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "name: p\nmodels: {'*': null}\n")
+    app = guard_app(fake_upstream.url, [policy], upstream_api_key="upstream-secret")
+    with serve_in_thread(app) as url:
+        client(url).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert fake_upstream.last_request()["headers"]["authorization"] == "Bearer upstream-secret"
+
+
+def test_stream_is_relayed_chunk_by_chunk_and_ends_with_done(guard_url: str) -> None:
+    with httpx.stream(
+        "POST",
+        f"{guard_url}/v1/chat/completions",
+        json={
+            "model": "fake-model",
+            "stream": True,
+            "n": 2,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "say: one two three"}],
+        },
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line]
+    assert events[-1] == "data: [DONE]"
+    chunks = [orjson.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert chunks[0]["guard"]["policy"] == "aliases"
+    assert all("guard" not in c for c in chunks[1:])
+    text = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            text[choice["index"]] += choice["delta"].get("content") or ""
+    assert text == {0: "one two three", 1: "one two three"}
+    assert chunks[-1]["usage"]["completion_tokens"] == 6
+
+
+def test_stream_is_not_buffered(paced_upstream: Fake, aliases_policy: Path) -> None:
+    """The first chunk reaches the client while the upstream is still generating."""
+    app = guard_app(paced_upstream.url, [aliases_policy])
+    with serve_in_thread(app) as url:
+        finished_before = paced_upstream.app.state.streams.count("finished")
+        stream = client(url).chat.completions.create(
+            model="fake-model", stream=True, messages=[{"role": "user", "content": "hi"}]
+        )
+        first = next(iter(stream))
+        assert first.choices[0].delta.role == "assistant"
+        assert paced_upstream.app.state.streams.count("finished") == finished_before
+        rest = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in rest) == "tok " * 8
+
+
+def test_openai_client_streams_through_guard(guard_url: str) -> None:
+    stream = client(guard_url).chat.completions.create(
+        model="fake-model", stream=True, messages=[{"role": "user", "content": "say: a b c"}]
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b c"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_text_completions_plain_and_streamed(guard_url: str) -> None:
+    api = client(guard_url)
+    answer = api.completions.create(model="fake-model", prompt="say: x y", logprobs=1)
+    assert answer.choices[0].text == "x y"
+    assert answer.choices[0].logprobs is not None
+    streamed = api.completions.create(model="fake-model", prompt="say: x y z", stream=True)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == "x y z"
+
+
+def test_models_lists_policy_names(guard_url: str) -> None:
+    ids = [m.id for m in client(guard_url).models.list()]
+    assert "alias-a" in ids and "fake-model" in ids
+
+
+def test_wildcard_policy_lists_upstream_models(fake_upstream: Fake) -> None:
+    app = guard_app(fake_upstream.url, [PASSTHROUGH])
+    with serve_in_thread(app) as url:
+        assert [m.id for m in client(url).models.list()] == ["fake-model"]
+
+
+def test_health_reports_upstream(guard_url: str) -> None:
+    response = httpx.get(f"{guard_url}/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_request_id_is_generated_or_honoured(guard_url: str, fake_upstream: Fake) -> None:
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+    generated = httpx.post(f"{guard_url}/v1/chat/completions", json=body)
+    assert len(generated.headers["x-request-id"]) == 32
+    given = httpx.post(
+        f"{guard_url}/v1/chat/completions", json=body, headers={"x-request-id": "trace-42"}
+    )
+    assert given.headers["x-request-id"] == "trace-42"
+    assert fake_upstream.last_request()["headers"]["x-request-id"] == "trace-42"
+    assert given.headers["x-guard-policy"] == "aliases"
