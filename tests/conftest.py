@@ -33,8 +33,8 @@ class Fake:
     app: Starlette
     url: str
 
-    def last_request(self) -> dict:  # type: ignore[type-arg]
-        return self.app.state.received[-1]  # type: ignore[no-any-return]
+    def last_request(self) -> dict:
+        return self.app.state.received[-1]
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def write_policy(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
 
 
 def guard_app(upstream_url: str, policy_files: list[Path], **settings: object) -> Starlette:
-    config = Settings(upstream_url=upstream_url, upstream_timeout_s=1.0, **settings)  # type: ignore[arg-type]
+    config = Settings(upstream_url=upstream_url, upstream_timeout_s=1.0, **settings)
     return create_app(config, PolicySet.from_files(policy_files))
 
 

@@ -1,0 +1,48 @@
+"""One real vLLM (CPU build) serving SmolLM2 for the whole test session, and guard before it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from guard.app import create_app
+from guard.demo_model import ensure_demo_model
+from guard.settings import Settings
+from guard.vllm_server import VLLMServer
+from tests.servers import serve_in_thread
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    model_dir = ensure_demo_model()
+    log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    with VLLMServer(model_dir, served_name="smollm2", log_path=log_path) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def guard_url(vllm: VLLMServer) -> Iterator[str]:
+    settings = Settings(upstream_url=vllm.url, policies=[ROOT / "policies" / "default.yaml"])
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def guarded(guard_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{guard_url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def direct(vllm: VLLMServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{vllm.url}/v1", api_key="unused", max_retries=0)
