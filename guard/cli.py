@@ -109,7 +109,7 @@ def serve_with(overrides: dict[str, object]) -> int:
 
 def run_demo(policy: Path, port: int, vllm_port: int) -> int:
     from guard.demo_model import ensure_demo_model
-    from guard.vllm_server import VLLMServer
+    from guard.vllm_server import DEMO_ARGS, VLLMServer
 
     def say(message: str) -> None:
         print(f"[guard up] {message}", flush=True)
@@ -117,7 +117,9 @@ def run_demo(policy: Path, port: int, vllm_port: int) -> int:
     say("step 1/3: the demo model (SmolLM2-135M-Instruct)")
     model_dir = ensure_demo_model(progress=say)
     say(f"step 2/3: starting vLLM on 127.0.0.1:{vllm_port} (usually about 40 s)")
-    with VLLMServer(model_dir, port=vllm_port, served_name="smollm2", progress=say) as vllm:
+    with VLLMServer(
+        model_dir, port=vllm_port, served_name="smollm2", extra_args=DEMO_ARGS, progress=say
+    ) as vllm:
         say(f"step 3/3: starting guard on 127.0.0.1:{port} with {policy}")
         say(
             f"ready soon: point any OpenAI client at http://127.0.0.1:{port}/v1 "

@@ -25,6 +25,9 @@ LOOPBACK = "127.0.0.1"
 POLL_S = 0.5
 PROGRESS_EVERY_S = 5.0
 TYPICAL_START_S = 40
+# Tool calling for the demo model: SmolLM2 writes Hermes-style <tool_call> JSON, and
+# a named tool_choice needs a parser set even though it decodes by grammar.
+DEMO_ARGS = ("--enable-auto-tool-choice", "--tool-call-parser", "hermes")
 STOP_GRACE_S = 15.0
 LOG_TAIL_LINES = 40
 

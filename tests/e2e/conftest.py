@@ -11,7 +11,7 @@ import pytest
 from guard.app import create_app
 from guard.demo_model import ensure_demo_model
 from guard.settings import Settings
-from guard.vllm_server import VLLMServer
+from guard.vllm_server import DEMO_ARGS, VLLMServer
 from tests.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
     model_dir = ensure_demo_model()
     log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
-    with VLLMServer(model_dir, served_name="smollm2", log_path=log_path) as server:
+    with VLLMServer(
+        model_dir, served_name="smollm2", log_path=log_path, extra_args=DEMO_ARGS
+    ) as server:
         yield server
 
 
