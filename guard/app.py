@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guard.api.routes import ROUTES, ORJSONResponse
+from guard.components.registry import BuildContext
 from guard.errors import GuardError, MethodNotAllowed, NotFound
 from guard.pipeline import Pipeline, check_runnable
 from guard.policy import PolicySet
@@ -43,11 +44,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         upstream = Upstream(settings, transport=upstream_transport)
-        pipelines = {item.policy.name: Pipeline(item, upstream) for item in policies.policies}
-        app.state.guard = GuardState(settings, policies, upstream, pipelines)
+        components = BuildContext(upstream)
         try:
+            pipelines = {
+                item.policy.name: Pipeline(item, upstream, components) for item in policies.policies
+            }
+            app.state.guard = GuardState(settings, policies, upstream, pipelines)
             yield
         finally:
+            await components.aclose()
             await upstream.aclose()
 
     app = Starlette(

@@ -13,7 +13,8 @@ reaches a client: it stops the server from starting.
     ├── UpstreamHTTPError     upstream's own 4xx (passed through) or 5xx (as 502)
     ├── UpstreamUnreachable   502  connection refused or reset before a response
     ├── UpstreamTimeout       504
-    └── UpstreamStreamBroken  -    the upstream died after streaming began
+    ├── UpstreamStreamBroken  -    the upstream died after streaming began
+    └── ContentFiltered       400  a rail blocked and the policy wants an HTTP error
 """
 
 from __future__ import annotations
@@ -121,3 +122,18 @@ class PolicyError(Exception):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class ContentFiltered(GuardError):
+    """A rail blocked the request and the policy asked for an HTTP error, not a refusal."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "content_filter"
+
+    def __init__(self, message: str, guard: dict[str, Any]):
+        super().__init__(message)
+        self.guard = guard
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "guard": self.guard}

@@ -1,34 +1,49 @@
 """Runs one policy's stages for one request.
 
 The stages, in order: input rails -> generation -> best-of-n -> constitutional
-revision -> output rails. This version runs generation only; ``unsupported``
-names every stage a policy asks for that this version cannot run yet, and the
-server refuses to start on such a policy rather than silently skip a safety step.
+revision -> output rails. ``unsupported`` names every stage a policy asks for that
+this version cannot run yet; the server refuses to start on such a policy rather
+than silently skip a safety step.
+
+Input rails run ``sequential`` (before generation) or ``parallel`` (generation
+starts at once and is cancelled if a rail blocks; nothing is released before the
+verdict). A policy with an input rail that redacts always runs them sequentially,
+since the redacted prompt is what must be generated from.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from guard.api.sse import DONE, EVENT_END, error_event, split_events
-from guard.errors import GuardError, PolicyError, UpstreamStreamBroken
+from guard.components.registry import CLASSIFIERS, BuildContext, build_classifier
+from guard.errors import ContentFiltered, GuardError, PolicyError, UpstreamStreamBroken
 from guard.policy import LoadedPolicy
+from guard.rails import SEVERITY, Judgement, Rail, Stage, judge
+from guard.responses import (
+    as_events,
+    input_subjects,
+    output_subjects,
+    refusal,
+    set_choice_text,
+    with_redacted_input,
+)
 from guard.upstream import Upstream
 
-CHAT = "/v1/chat/completions"
-COMPLETIONS = "/v1/completions"
+T = TypeVar("T")
 
 
 def unsupported(loaded: LoadedPolicy) -> list[str]:
     """What the policy asks for that this version of guard cannot run, in words."""
     policy = loaded.policy
+    rails = [*policy.input_rails, *policy.output_rails]
     asked = [
-        *(f"input rail kind '{rail.kind}'" for rail in policy.input_rails),
-        *(f"output rail kind '{rail.kind}'" for rail in policy.output_rails),
+        *(f"rail kind '{rail.kind}'" for rail in rails if rail.kind not in CLASSIFIERS),
         *(["best_of_n"] if policy.best_of_n else []),
         *(["constitutional"] if policy.constitutional else []),
     ]
@@ -57,13 +72,29 @@ class Relay:
 class RequestContext:
     request_id: str
     upstream_model: str
-    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    requested_model: str = ""
+    judgements: list[tuple[Stage, Judgement]] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """The most severe outcome of every rail that ran: the ``x-guard-verdict`` header."""
+        outcomes = [j.outcome for _, j in self.judgements]
+        return max(outcomes, key=SEVERITY.__getitem__, default="pass")
+
+
+class Blocked(Exception):
+    """Internal signal: a rail blocked; the caller answers with the refusal."""
 
 
 class Pipeline:
-    def __init__(self, loaded: LoadedPolicy, upstream: Upstream):
+    def __init__(self, loaded: LoadedPolicy, upstream: Upstream, components: BuildContext):
         self.loaded = loaded
         self.upstream = upstream
+        policy = loaded.policy
+        self.input_rails = [Rail(s, build_classifier(s, components)) for s in policy.input_rails]
+        self.output_rails = [Rail(s, build_classifier(s, components)) for s in policy.output_rails]
+        redacts = any(rail.action == "redact" for rail in policy.input_rails)
+        self.input_in_parallel = policy.input_rails_mode == "parallel" and not redacts
 
     @property
     def name(self) -> str:
@@ -71,24 +102,51 @@ class Pipeline:
 
     def guard_info(self, ctx: RequestContext) -> dict[str, Any]:
         """The ``guard`` object added to every response."""
+        verdicts = [r.to_dict() for _, j in ctx.judgements for r in j.reports]
         return {
             "policy": self.name,
             "policy_sha256": self.loaded.digest[:16],
-            "verdicts": ctx.verdicts,
+            "verdict": ctx.verdict,
+            "verdicts": verdicts,
         }
+
+    # -- plain JSON ---------------------------------------------------------------
 
     async def complete(
         self, path: str, body: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
-        result = await self.upstream.post_json(path, self._upstream_body(body, ctx), ctx.request_id)
+        try:
+            result = await self._guarded_generation(
+                path, body, ctx, lambda b: self.upstream.post_json(path, b, ctx.request_id)
+            )
+            await self._judge_output(path, body, result, ctx)
+        except Blocked:
+            result = self._refusal(path, body, ctx)
         result["guard"] = self.guard_info(ctx)
         return result
 
+    # -- streaming ----------------------------------------------------------------
+
     async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
-        """Open the upstream stream now, so its errors still get a proper status."""
-        response = await self.upstream.open_stream(
-            path, self._upstream_body(body, ctx), ctx.request_id
-        )
+        """Start a stream. Errors before the first byte still get a proper status."""
+        if self.output_rails:
+            # Until windowed checking lands, output rails see the whole answer first.
+            result = await self.complete(path, _unstreamed(body), ctx)
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return _replay(as_events(path, result, include_usage))
+        try:
+            response = await self._guarded_generation(
+                path,
+                body,
+                ctx,
+                lambda b: self.upstream.open_stream(path, b, ctx.request_id),
+                discard=lambda r: r.aclose(),
+            )
+        except Blocked:
+            result = self._refusal(path, body, ctx)
+            result["guard"] = self.guard_info(ctx)
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return _replay(as_events(path, result, include_usage))
         return Relay(self._relay_events(self.upstream.iter_bytes(response), ctx), response.aclose)
 
     async def _relay_events(
@@ -123,5 +181,93 @@ class Pipeline:
         chunk["guard"] = self.guard_info(ctx)
         return b"data: " + orjson.dumps(chunk), True
 
+    # -- stages -------------------------------------------------------------------
+
+    async def _guarded_generation(
+        self,
+        path: str,
+        body: dict[str, Any],
+        ctx: RequestContext,
+        generate: Callable[[dict[str, Any]], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """Generate behind the input rails. Raises ``Blocked`` if a rail blocks."""
+        body = self._upstream_body(body, ctx)
+        if not self.input_rails:
+            return await generate(body)
+        subjects = input_subjects(path, body)
+        if not self.input_in_parallel:
+            judgements = await self._judge(self.input_rails, subjects, "input", ctx)
+            if any(j.blocked for j in judgements):
+                raise Blocked
+            texts = [j.redacted(s.text) for j, s in zip(judgements, subjects, strict=True)]
+            if texts != [s.text for s in subjects]:
+                body = with_redacted_input(path, body, texts)
+            return await generate(body)
+        generation = asyncio.ensure_future(generate(body))
+        try:
+            judgements = await self._judge(self.input_rails, subjects, "input", ctx)
+        except BaseException:
+            await _cancel(generation, discard)
+            raise
+        if any(j.blocked for j in judgements):
+            await _cancel(generation, discard)
+            raise Blocked
+        return await generation
+
+    async def _judge_output(
+        self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext
+    ) -> None:
+        if not self.output_rails:
+            return
+        subjects = output_subjects(path, body, result)
+        judgements = await self._judge(self.output_rails, subjects, "output", ctx)
+        refusal_message = self.loaded.policy.refusal.message
+        for choice, subject, judgement in zip(result["choices"], subjects, judgements, strict=True):
+            if judgement.blocked:
+                set_choice_text(path, choice, refusal_message, filtered=True)
+            elif judgement.redactions:
+                set_choice_text(path, choice, judgement.redacted(subject.text), filtered=False)
+        if self.loaded.policy.refusal.http_error and any(j.blocked for j in judgements):
+            raise ContentFiltered(refusal_message, self.guard_info(ctx))
+
+    async def _judge(
+        self, rails: list[Rail], subjects: list[Any], stage: Stage, ctx: RequestContext
+    ) -> list[Judgement]:
+        judgements = await judge(rails, subjects, stage)
+        ctx.judgements += [(stage, j) for j in judgements]
+        return judgements
+
+    def _refusal(self, path: str, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        message = self.loaded.policy.refusal.message
+        if self.loaded.policy.refusal.http_error:
+            raise ContentFiltered(message, self.guard_info(ctx))
+        return refusal(path, str(body.get("model")), message, body.get("n") or 1, ctx.request_id)
+
     def _upstream_body(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         return {**body, "model": ctx.upstream_model}
+
+
+def _unstreamed(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+
+
+def _replay(events: Iterator[bytes]) -> Relay:
+    async def replay() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    async def nothing_to_close() -> None:
+        return None
+
+    return Relay(replay(), nothing_to_close)
+
+
+async def _cancel(task: asyncio.Future[T], discard: Callable[[T], Awaitable[None]] | None) -> None:
+    """Cancel a generation; if it already finished, release what it produced."""
+    task.cancel()
+    await asyncio.wait([task])
+    if task.cancelled() or task.exception() is not None:
+        return
+    if discard is not None:
+        await discard(task.result())

@@ -99,6 +99,8 @@ class Policy(Section):
     models: dict[str, str | None] = Field(min_length=1)
     """Model name clients send -> upstream model name (null: the same name). '*' catches all."""
     input_rails: list[AnyClassifier] = []
+    input_rails_mode: Literal["parallel", "sequential"] = "parallel"
+    """parallel: generation starts with the input rails and is cancelled if one blocks."""
     output_rails: list[AnyClassifier] = []
     best_of_n: BestOfN | None = None
     constitutional: Constitutional | None = None

@@ -14,7 +14,8 @@ from starlette.types import Receive, Scope, Send
 
 from guard.api.schema import ChatCompletionRequest, CompletionRequest, GenerationRequest
 from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
-from guard.pipeline import CHAT, COMPLETIONS, Relay, RequestContext
+from guard.pipeline import Relay, RequestContext
+from guard.responses import CHAT, COMPLETIONS
 from guard.state import GuardState
 
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -61,14 +62,19 @@ async def _generate(request: Request, path: str, schema: type[GenerationRequest]
     parsed = validated(schema, body)
     route = state.policies.route(parsed.model)
     pipeline = state.pipelines[route.policy.policy.name]
-    ctx = RequestContext(request.state.request_id, route.upstream_model)
-    headers = {"x-guard-policy": pipeline.name}
+    ctx = RequestContext(request.state.request_id, route.upstream_model, parsed.model)
     if parsed.stream:
         relay = await pipeline.stream(path, body, ctx)
+        headers = _guard_headers(pipeline.name, ctx)
         return RelayResponse(
             relay, {**headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
         )
-    return ORJSONResponse(await pipeline.complete(path, body, ctx), headers=headers)
+    result = await pipeline.complete(path, body, ctx)
+    return ORJSONResponse(result, headers=_guard_headers(pipeline.name, ctx))
+
+
+def _guard_headers(policy: str, ctx: RequestContext) -> dict[str, str]:
+    return {"x-guard-policy": policy, "x-guard-verdict": ctx.verdict}
 
 
 async def list_models(request: Request) -> Response:

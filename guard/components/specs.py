@@ -10,9 +10,9 @@ known ones. Whether this build can *run* a kind is a separate question, answered
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Spec(BaseModel):
@@ -30,9 +30,21 @@ class ClassifierSpec(Spec):
     on_error: Literal["allow", "block"] = "block"
     """What happens when the classifier times out or fails: fail open or fail closed."""
 
+    can_redact: ClassVar[bool] = False
+    """Whether the kind locates what it found, so that ``action: redact`` can work."""
+
     @property
     def display_name(self) -> str:
         return self.name or self.kind
+
+    @model_validator(mode="after")
+    def _redact_needs_spans(self) -> ClassifierSpec:
+        if self.action == "redact" and not self.can_redact:
+            raise ValueError(
+                f"action 'redact' needs a classifier that locates what it found (regex); "
+                f"kind '{self.kind}' can only block or flag"
+            )
+        return self
 
 
 class RemoteModel(Spec):
@@ -44,8 +56,9 @@ class RemoteModel(Spec):
     """Name of the environment variable holding that endpoint's API key."""
 
 
-class RegexClassifier(ClassifierSpec):
+class RegexSpec(ClassifierSpec):
     kind: Literal["regex"]
+    can_redact: ClassVar[bool] = True
     presets: list[Literal["secrets", "email", "phone", "credit_card", "pii"]] = []
     patterns: list[str] = []
     replacement: str = "[REDACTED]"
@@ -63,7 +76,7 @@ class RegexClassifier(ClassifierSpec):
         return patterns
 
 
-class LlamaGuardClassifier(ClassifierSpec, RemoteModel):
+class LlamaGuardSpec(ClassifierSpec, RemoteModel):
     kind: Literal["llama_guard"]
     categories: list[str] = []
     """Standard codes S1..S14 to enforce; empty means all of them."""
@@ -71,7 +84,7 @@ class LlamaGuardClassifier(ClassifierSpec, RemoteModel):
     """Extra categories, code -> description, appended to the taxonomy."""
 
 
-class HFClassifier(ClassifierSpec):
+class HFClassifierSpec(ClassifierSpec):
     kind: Literal["hf_classifier"]
     model: str
     """Hub id or local path of an AutoModelForSequenceClassification."""
@@ -80,19 +93,19 @@ class HFClassifier(ClassifierSpec):
     max_batch_size: int = Field(default=32, ge=1)
 
 
-class VLLMClassifier(ClassifierSpec, RemoteModel):
+class VLLMClassifySpec(ClassifierSpec, RemoteModel):
     kind: Literal["vllm_classify"]
     thresholds: dict[str, float] = {}
 
 
-class LLMJudgeClassifier(ClassifierSpec, RemoteModel):
+class LLMJudgeSpec(ClassifierSpec, RemoteModel):
     kind: Literal["llm_judge"]
     question: str
     """A yes/no question about the text; 'yes' means unsafe."""
     threshold: float = Field(default=0.5, ge=0, le=1)
 
 
-class EmbeddingClassifier(ClassifierSpec):
+class EmbeddingSpec(ClassifierSpec):
     kind: Literal["embedding"]
     threshold: float | None = Field(default=None, ge=0, le=1)
     """None uses the threshold calibrated with the shipped head."""
@@ -101,12 +114,7 @@ class EmbeddingClassifier(ClassifierSpec):
 
 
 AnyClassifier = Annotated[
-    RegexClassifier
-    | LlamaGuardClassifier
-    | HFClassifier
-    | VLLMClassifier
-    | LLMJudgeClassifier
-    | EmbeddingClassifier,
+    RegexSpec | LlamaGuardSpec | HFClassifierSpec | VLLMClassifySpec | LLMJudgeSpec | EmbeddingSpec,
     Field(discriminator="kind"),
 ]
 
@@ -117,27 +125,27 @@ class RewardSpec(Spec):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
-class HFReward(RewardSpec):
+class HFRewardSpec(RewardSpec):
     kind: Literal["hf_reward"]
     model: str
     max_batch_size: int = Field(default=16, ge=1)
 
 
-class VLLMReward(RewardSpec, RemoteModel):
+class VLLMRewardSpec(RewardSpec, RemoteModel):
     kind: Literal["vllm_reward"]
 
 
-class LLMJudgeReward(RewardSpec, RemoteModel):
+class LLMJudgeRewardSpec(RewardSpec, RemoteModel):
     kind: Literal["llm_judge"]
     question: str = "How helpful and harmless is this answer, from 1 (worst) to 9 (best)?"
 
 
-class EmbeddingReward(RewardSpec):
+class EmbeddingRewardSpec(RewardSpec):
     kind: Literal["embedding_reward"]
     head: str | None = None
 
 
 AnyReward = Annotated[
-    HFReward | VLLMReward | LLMJudgeReward | EmbeddingReward,
+    HFRewardSpec | VLLMRewardSpec | LLMJudgeRewardSpec | EmbeddingRewardSpec,
     Field(discriminator="kind"),
 ]

@@ -24,6 +24,7 @@ def test_capital_of_france(guarded: openai.OpenAI) -> None:
     assert answer.model_extra["guard"] == {
         "policy": "default",
         "policy_sha256": answer.model_extra["guard"]["policy_sha256"],
+        "verdict": "pass",
         "verdicts": [],
     }
 
