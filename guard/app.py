@@ -43,7 +43,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        upstream = Upstream(settings, transport=upstream_transport)
+        upstream = Upstream.from_settings(settings, upstream_transport)
         components = BuildContext(upstream)
         try:
             pipelines = {

@@ -28,21 +28,40 @@ _JSON = {"content-type": "application/json"}
 
 
 class Upstream:
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
-        self.base_url = settings.upstream_url.rstrip("/")
-        headers = {}
-        if settings.upstream_api_key:
-            headers["authorization"] = f"Bearer {settings.upstream_api_key}"
+    """An OpenAI-compatible server: guard's upstream, or a model a component calls."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 1024,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            timeout=httpx.Timeout(
-                settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
-            ),
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(
-                max_connections=settings.upstream_max_connections,
-                max_keepalive_connections=settings.upstream_max_connections,
+                max_connections=max_connections, max_keepalive_connections=max_connections
             ),
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Upstream:
+        return cls(
+            settings.upstream_url,
+            settings.upstream_api_key,
+            timeout_s=settings.upstream_timeout_s,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            max_connections=settings.upstream_max_connections,
             transport=transport,
         )
 

@@ -73,7 +73,7 @@ def test_every_uninterpreted_field_is_forwarded_untouched(
     assert fake_upstream.last_request()["body"] == body
     data = response.json()
     assert len(data["choices"]) == 3
-    assert data["choices"][0]["logprobs"]["content"][0]["logprob"] == -0.5
+    assert data["choices"][0]["logprobs"]["content"][0]["logprob"] == -0.1
 
 
 def test_client_api_key_is_not_forwarded(guard_url: str, fake_upstream: Fake) -> None:

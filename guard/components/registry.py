@@ -6,13 +6,15 @@ A plain dict from ``kind`` to a builder. A kind that a policy may name (see
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from guard.components.base import Classifier
+from guard.components.llm_judge import LLMJudgeClassifier
 from guard.components.regex import RegexClassifier
-from guard.components.specs import ClassifierSpec
+from guard.components.specs import ClassifierSpec, RemoteModel
 from guard.upstream import Upstream
 
 
@@ -22,16 +24,29 @@ class BuildContext:
 
     upstream: Upstream
     built: dict[str, Classifier] = field(default_factory=dict)
+    endpoints: dict[str, Upstream] = field(default_factory=dict)
+
+    def endpoint(self, spec: RemoteModel) -> Upstream:
+        """The server a remote component calls: its own ``base_url``, or guard's upstream."""
+        if spec.base_url is None:
+            return self.upstream
+        if spec.base_url not in self.endpoints:
+            api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+            self.endpoints[spec.base_url] = Upstream(spec.base_url, api_key)
+        return self.endpoints[spec.base_url]
 
     async def aclose(self) -> None:
         for classifier in self.built.values():
             await classifier.aclose()
+        for endpoint in self.endpoints.values():
+            await endpoint.aclose()
 
 
 Builder = Callable[[Any, BuildContext], Classifier]
 
 CLASSIFIERS: dict[str, Builder] = {
     "regex": lambda spec, ctx: RegexClassifier(spec),
+    "llm_judge": lambda spec, ctx: LLMJudgeClassifier(spec, ctx.endpoint(spec)),
 }
 
 

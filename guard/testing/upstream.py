@@ -4,8 +4,10 @@ It is a real HTTP app (serve it with uvicorn), not a mock: guard talks to it
 exactly as to vLLM. Its answers are scripted:
 
 * the answer is ``tokens`` words (``"tok "`` each) streamed ``pace_s`` apart, or,
-  when the last user message starts with ``say:``, exactly the text after it,
-  split into words;
+  when the last user message (or prompt) contains ``say:``, exactly the text after
+  the last ``say:``, one word (with its trailing space) per token;
+* logprobs give every token -0.1, and ``top_logprobs`` lists it first, then
+  ``"Maybe"`` at -4.0;
 * ``max_tokens`` cuts the answer short with ``finish_reason: "length"``;
 * a model name picks a failure: ``reject`` (400 with vLLM's error shape),
   ``crash`` (500), ``slow`` (waits ``slow_s`` before answering), ``die-mid-stream``
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -117,11 +120,8 @@ def _answer_words(body: dict[str, Any], kind: str, tokens: int) -> list[str]:
     else:
         prompt = body.get("prompt", "")
         text = prompt if isinstance(prompt, str) else ""
-    if text.startswith("say:"):
-        words = text.removeprefix("say:").strip().split(" ")
-        answer = [w + " " for w in words[:-1]] + words[-1:]
-    else:
-        answer = ["tok "] * tokens
+    marker = text.rfind("say:")
+    answer = re.findall(r"\S+\s*", text[marker + 4 :].strip()) if marker >= 0 else ["tok "] * tokens
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     return answer[:limit] if limit is not None else answer
 
@@ -141,17 +141,26 @@ def _usage(body: dict[str, Any], words: list[str]) -> dict[str, int]:
     }
 
 
-def _logprobs(kind: str, words: list[str]) -> dict[str, Any]:
+def _logprobs(kind: str, words: list[str], top: int) -> dict[str, Any]:
     if kind == TEXT:
         return {
             "tokens": words,
-            "token_logprobs": [-0.5] * len(words),
-            "top_logprobs": None,
+            "token_logprobs": [-0.1] * len(words),
+            "top_logprobs": [{w: -0.1, "Maybe": -4.0} for w in words] if top else None,
             "text_offset": list(range(len(words))),
         }
+    alternatives = [("Maybe", -4.0)]
     return {
         "content": [
-            {"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top_logprobs": []}
+            {
+                "token": w,
+                "logprob": -0.1,
+                "bytes": list(w.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": lp, "bytes": list(t.encode())}
+                    for t, lp in [(w, -0.1), *alternatives][:top]
+                ],
+            }
             for w in words
         ]
     }
@@ -160,12 +169,13 @@ def _logprobs(kind: str, words: list[str]) -> dict[str, Any]:
 def _completion(body: dict[str, Any], kind: str, words: list[str]) -> dict[str, Any]:
     text = "".join(words)
     wants_logprobs = bool(body.get("logprobs"))
+    top = int(body.get("top_logprobs") or 0) if kind == CHAT else int(body.get("logprobs") or 0)
     choices = []
     for index in range(body.get("n") or 1):
         choice: dict[str, Any] = {
             "index": index,
             "finish_reason": _finish(body, words),
-            "logprobs": _logprobs(kind, words) if wants_logprobs else None,
+            "logprobs": _logprobs(kind, words, top) if wants_logprobs else None,
         }
         if kind == CHAT:
             choice["message"] = {"role": "assistant", "content": text}

@@ -1,0 +1,252 @@
+"""Input and output rails through guard, against the fake upstream, with real classifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import Fake, guard_app, write_policy
+from tests.servers import free_port, serve_in_thread
+
+CHAT = "/v1/chat/completions"
+SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123"
+
+
+@contextmanager
+def guard_with(upstream: Fake, tmp_path: Path, rails_yaml: str) -> Iterator[str]:
+    policy = write_policy(tmp_path, f"name: railed\nmodels: {{'*': null}}\n{rails_yaml}")
+    with serve_in_thread(guard_app(upstream.url, [policy])) as url:
+        yield url
+
+
+def chat(url: str, text: str, **extra: object) -> httpx.Response:
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": text}], **extra}
+    return httpx.post(f"{url}{CHAT}", json=body, timeout=30)
+
+
+def stream_events(url: str, text: str, model: str = "fake-model", **extra: object) -> list[dict]:
+    body = {
+        "model": model,
+        "stream": True,
+        "messages": [{"role": "user", "content": text}],
+        **extra,
+    }
+    with httpx.stream("POST", f"{url}{CHAT}", json=body, timeout=30) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    return [orjson.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+
+
+SECRETS_BLOCK = """
+input_rails_mode: sequential
+input_rails:
+  - kind: regex
+    name: secrets
+    presets: [secrets]
+    action: block
+"""
+
+
+def test_input_block_answers_with_the_refusal_and_skips_generation(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    with guard_with(fake_upstream, tmp_path, SECRETS_BLOCK) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, f"my key is {SECRET}")
+        assert len(fake_upstream.app.state.received) == before
+    assert response.status_code == 200
+    assert response.headers["x-guard-verdict"] == "block"
+    data = response.json()
+    choice = data["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"] == "I'm sorry, but I can't help with that."
+    [verdict] = data["guard"]["verdicts"]
+    assert verdict["rail"] == "secrets" and verdict["stage"] == "input"
+    assert verdict["outcome"] == "block" and verdict["categories"] == ["secrets"]
+    assert SECRET not in response.text
+
+
+def test_input_that_passes_reaches_the_upstream(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guard_with(fake_upstream, tmp_path, SECRETS_BLOCK) as url:
+        response = chat(url, "say: hello there")
+    assert response.json()["choices"][0]["message"]["content"] == "hello there"
+    assert response.headers["x-guard-verdict"] == "pass"
+    assert response.json()["guard"]["verdicts"][0]["outcome"] == "pass"
+
+
+def test_parallel_input_rail_cancels_the_stream_it_started(
+    paced_upstream: Fake, tmp_path: Path
+) -> None:
+    """The stream starts at once; the slow rail then blocks; the upstream stream is cut."""
+    rails = judge_rail(paced_upstream.url, model="slow", timeout_s=1.0).replace(
+        "input_rails_mode: sequential", "input_rails_mode: parallel"
+    )
+    streams = paced_upstream.app.state.streams
+    cancelled = streams.count("cancelled")
+    long_answer = "say: " + "word " * 100  # 5 s at the paced upstream's 50 ms a word
+    with guard_with(paced_upstream, tmp_path, rails) as url:
+        events = stream_events(url, long_answer)
+        for _ in range(200):  # bounded wait for the cancellation to reach the upstream
+            if streams.count("cancelled") > cancelled:
+                break
+            httpx.get(f"{url}/health")
+    assert streams.count("cancelled") == cancelled + 1
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events if c["choices"])
+    assert text == "I'm sorry, but I can't help with that."
+    assert events[0]["guard"]["verdict"] == "block"
+
+
+def test_input_redaction_rewrites_the_prompt(fake_upstream: Fake, tmp_path: Path) -> None:
+    rails = "input_rails:\n  - kind: regex\n    presets: [pii]\n    action: redact\n"
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: mail bob@example.com today")
+    sent = fake_upstream.last_request()["body"]["messages"][-1]["content"]
+    assert sent == "say: mail [REDACTED] today"
+    assert response.json()["choices"][0]["message"]["content"] == "mail [REDACTED] today"
+    assert response.headers["x-guard-verdict"] == "redact"
+
+
+def test_flag_only_records(fake_upstream: Fake, tmp_path: Path) -> None:
+    rails = "input_rails:\n  - kind: regex\n    presets: [email]\n    action: flag\n"
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: write to bob@example.com")
+    assert response.json()["choices"][0]["message"]["content"] == "write to bob@example.com"
+    assert response.headers["x-guard-verdict"] == "flag"
+    assert response.json()["guard"]["verdicts"][0]["categories"] == ["email"]
+
+
+OUTPUT_RAILS = """
+output_rails:
+  - kind: regex
+    name: no-secrets
+    presets: [secrets]
+    action: block
+  - kind: regex
+    name: no-email
+    presets: [email]
+    action: redact
+    replacement: "<email>"
+"""
+
+
+def test_output_block_and_redact_per_choice(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guard_with(fake_upstream, tmp_path, OUTPUT_RAILS) as url:
+        blocked = chat(url, f"say: here it is {SECRET}", n=2)
+        redacted = chat(url, "say: write to bob@example.com")
+    assert SECRET not in blocked.text
+    for choice in blocked.json()["choices"]:
+        assert choice["finish_reason"] == "content_filter"
+        assert choice["message"]["content"] == "I'm sorry, but I can't help with that."
+    assert len(blocked.json()["guard"]["verdicts"]) == 4  # 2 rails x 2 choices
+    assert redacted.json()["choices"][0]["message"]["content"] == "write to <email>"
+    assert redacted.json()["choices"][0]["finish_reason"] == "stop"
+
+
+def test_output_rails_on_a_stream_release_only_checked_text(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    with guard_with(fake_upstream, tmp_path, OUTPUT_RAILS) as url:
+        blocked = stream_events(url, f"say: the key {SECRET}")
+        redacted = stream_events(
+            url, "say: mail bob@example.com now", stream_options={"include_usage": True}
+        )
+    assert SECRET not in orjson.dumps(blocked).decode()
+    assert blocked[-1]["choices"][0]["finish_reason"] == "content_filter"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in redacted if c["choices"])
+    assert text == "mail <email> now"
+    assert redacted[-1]["usage"]["completion_tokens"] == 3
+    assert redacted[0]["guard"]["verdict"] == "redact"
+
+
+def test_block_as_http_error(fake_upstream: Fake, tmp_path: Path) -> None:
+    rails = SECRETS_BLOCK + "refusal:\n  message: Not allowed.\n  http_error: true\n"
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, f"key {SECRET}")
+        streamed = httpx.post(
+            f"{url}{CHAT}",
+            json={"model": "m", "stream": True, "messages": [{"role": "user", "content": SECRET}]},
+        )
+    for answer in (response, streamed):
+        assert answer.status_code == 400
+        assert answer.json()["error"]["code"] == "content_filter"
+        assert answer.json()["error"]["message"] == "Not allowed."
+        assert answer.json()["guard"]["verdicts"][0]["outcome"] == "block"
+
+
+def test_token_id_prompts_cannot_pass_input_rails_unchecked(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    with guard_with(fake_upstream, tmp_path, SECRETS_BLOCK) as url:
+        response = httpx.post(
+            f"{url}/v1/completions", json={"model": "m", "prompt": [101, 102, 103]}
+        )
+        text = httpx.post(f"{url}/v1/completions", json={"model": "m", "prompt": "say: fine"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "prompt"
+    assert text.json()["choices"][0]["text"] == "fine"
+
+
+def judge_rail(
+    upstream: str, model: str = "fake-model", on_error: str = "block", timeout_s: float = 5.0
+) -> str:
+    return f"""
+input_rails_mode: sequential
+input_rails:
+  - kind: llm_judge
+    name: judge
+    base_url: {upstream}
+    model: {model}
+    question: Does this text ask for something harmful?
+    timeout_s: {timeout_s}
+    on_error: {on_error}
+"""
+
+
+def test_llm_judge_reads_the_yes_probability(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guard_with(fake_upstream, tmp_path, judge_rail(fake_upstream.url)) as url:
+        yes = chat(url, "say: Yes")
+        no = chat(url, "say: No")
+    assert yes.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert yes.json()["guard"]["verdicts"][0]["score"] == pytest.approx(1.0)
+    assert no.json()["choices"][0]["message"]["content"] == "No"
+    assert no.json()["guard"]["verdicts"][0]["score"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(("on_error", "blocked"), [("allow", False), ("block", True)])
+def test_a_classifier_that_times_out_follows_on_error(
+    fake_upstream: Fake, tmp_path: Path, on_error: str, blocked: bool
+) -> None:
+    rails = judge_rail(fake_upstream.url, model="slow", on_error=on_error, timeout_s=0.3)
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: fine")
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert "timed out after 0.3 s" in verdict["error"]
+    assert verdict["outcome"] == ("block" if blocked else "error")
+    finish = response.json()["choices"][0]["finish_reason"]
+    assert finish == ("content_filter" if blocked else "stop")
+
+
+@pytest.mark.parametrize(("on_error", "blocked"), [("allow", False), ("block", True)])
+def test_a_classifier_that_fails_follows_on_error(
+    fake_upstream: Fake, tmp_path: Path, on_error: str, blocked: bool
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with guard_with(fake_upstream, tmp_path, judge_rail(dead, on_error=on_error)) as url:
+        response = chat(url, "say: fine")
+        assert chat(url, "say: again").status_code == 200  # still serving
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert "unreachable" in verdict["error"]
+    assert response.headers["x-guard-verdict"] == ("block" if blocked else "error")
+
+
+def test_judge_answering_neither_yes_nor_no_is_an_error(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    with guard_with(fake_upstream, tmp_path, judge_rail(fake_upstream.url)) as url:
+        response = chat(url, "say: Perhaps")
+    assert "neither yes nor no" in response.json()["guard"]["verdicts"][0]["error"]
+    assert response.json()["choices"][0]["finish_reason"] == "content_filter"
