@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.components.base import Classifier
+from guard.components.llama_guard import LlamaGuardClassifier
 from guard.components.llm_judge import LLMJudgeClassifier
 from guard.components.regex import RegexClassifier
 from guard.components.specs import ClassifierSpec, RemoteModel
@@ -47,6 +48,7 @@ Builder = Callable[[Any, BuildContext], Classifier]
 CLASSIFIERS: dict[str, Builder] = {
     "regex": lambda spec, ctx: RegexClassifier(spec),
     "llm_judge": lambda spec, ctx: LLMJudgeClassifier(spec, ctx.endpoint(spec)),
+    "llama_guard": lambda spec, ctx: LlamaGuardClassifier(spec, ctx.endpoint(spec)),
 }
 
 

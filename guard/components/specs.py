@@ -81,7 +81,21 @@ class LlamaGuardSpec(ClassifierSpec, RemoteModel):
     categories: list[str] = []
     """Standard codes S1..S14 to enforce; empty means all of them."""
     custom_categories: dict[str, str] = {}
-    """Extra categories, code -> description, appended to the taxonomy."""
+    """Extra categories, code -> description; they need ``prompt: guard``."""
+    prompt: Literal["chat_template", "guard"] = "chat_template"
+    """chat_template: the served model's own template; guard: guard writes the task."""
+
+    @model_validator(mode="after")
+    def _known_categories(self) -> LlamaGuardSpec:
+        unknown = [c for c in self.categories if c not in [f"S{i}" for i in range(1, 15)]]
+        if unknown:
+            raise ValueError(f"unknown Llama Guard categories {unknown}; use S1 to S14")
+        if self.custom_categories and self.prompt != "guard":
+            raise ValueError(
+                "custom_categories need 'prompt: guard' (a chat template "
+                "cannot take new categories)"
+            )
+        return self
 
 
 class HFClassifierSpec(ClassifierSpec):

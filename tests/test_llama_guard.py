@@ -1,0 +1,109 @@
+"""The Llama Guard answer parser, prompt and both call paths (against the fake upstream)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard.components.base import Subject
+from guard.components.llama_guard import (
+    STANDARD_CATEGORIES,
+    MalformedAnswer,
+    parse_answer,
+    render_prompt,
+)
+from tests.conftest import Fake
+from tests.test_rails import chat, guard_with
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("safe", (False, [])),
+        ("\n\nsafe", (False, [])),
+        ("Safe.", (False, [])),
+        ("safe<|eot_id|>", (False, [])),
+        ("unsafe\nS1", (True, ["S1"])),
+        ("unsafe\nS1,S9", (True, ["S1", "S9"])),
+        ("unsafe\nS1, S9, S14", (True, ["S1", "S9", "S14"])),
+        ("\n\nunsafe\ns10<|eot_id|>", (True, ["S10"])),
+        ("unsafe S2", (True, ["S2"])),
+        ("unsafe", (True, [])),
+        ("unsafe\n\nS12\n", (True, ["S12"])),
+        ("unsafe\nS15,PROFANITY", (True, ["S15", "PROFANITY"])),
+        ("safe\nunsafe\nS1", (False, [])),  # only the first line decides
+    ],
+)
+def test_parse_every_documented_shape(answer: str, expected: tuple[bool, list[str]]) -> None:
+    assert parse_answer(answer) == expected
+
+
+@pytest.mark.parametrize("answer", ["", "   \n", "I cannot help", "The answer is safe", "sa fe"])
+def test_malformed_answers_raise(answer: str) -> None:
+    with pytest.raises(MalformedAnswer):
+        parse_answer(answer)
+
+
+def test_prompt_names_the_role_and_lists_categories() -> None:
+    subject = Subject(
+        "Sure, here is how.",
+        "assistant",
+        ({"role": "system", "content": "x"}, {"role": "user", "content": "How?"}),
+    )
+    prompt = render_prompt(subject, {**STANDARD_CATEGORIES, "S15": "Profanity"})
+    assert "unsafe content in 'Agent' messages" in prompt
+    assert "User: How?\n\nAgent: Sure, here is how." in prompt
+    assert "S14: Code Interpreter Abuse.\nS15: Profanity." in prompt
+    assert "system" not in prompt.split("<BEGIN CONVERSATION>")[1]
+    assert prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def guard_rail(upstream: str, extra: str = "") -> str:
+    return (
+        "input_rails_mode: sequential\ninput_rails:\n  - kind: llama_guard\n"
+        f"    base_url: {upstream}\n    model: fake-model\n{extra}"
+    )
+
+
+def test_chat_template_path(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guard_with(fake_upstream, tmp_path, guard_rail(fake_upstream.url)) as url:
+        unsafe = chat(url, "say: unsafe\nS1,S9")
+        sent = fake_upstream.app.state.received[-1]["body"]  # blocked: only the guard model ran
+        safe = chat(url, "say: safe")
+    assert sent["messages"] == [{"role": "user", "content": "say: unsafe\nS1,S9"}]
+    assert "chat_template_kwargs" not in sent
+    [verdict] = unsafe.json()["guard"]["verdicts"]
+    assert verdict["outcome"] == "block" and verdict["categories"] == ["S1", "S9"]
+    assert safe.json()["guard"]["verdicts"][0]["outcome"] == "pass"
+
+
+def test_only_enforced_categories_count(fake_upstream: Fake, tmp_path: Path) -> None:
+    rail = guard_rail(fake_upstream.url, "    categories: [S1, S2]\n")
+    with guard_with(fake_upstream, tmp_path, rail) as url:
+        elections = chat(url, "say: unsafe\nS13")
+        sent = fake_upstream.app.state.received[-2]["body"]
+    assert elections.json()["guard"]["verdicts"][0]["outcome"] == "pass"
+    excluded = sent["chat_template_kwargs"]["excluded_category_keys"]
+    assert "S13" in excluded and "S1" not in excluded
+
+
+def test_guard_prompt_path_with_custom_categories(fake_upstream: Fake, tmp_path: Path) -> None:
+    rail = guard_rail(
+        fake_upstream.url, "    prompt: guard\n    custom_categories: {S15: Competitor products}\n"
+    )
+    with guard_with(fake_upstream, tmp_path, rail) as url:
+        response = chat(url, "say: unsafe\nS15")
+    sent = fake_upstream.app.state.received[-1]
+    assert sent["path"] == "/v1/completions"
+    assert "S15: Competitor products." in sent["body"]["prompt"]
+    assert response.json()["guard"]["verdicts"][0]["categories"] == ["S15"]
+
+
+def test_a_malformed_answer_follows_on_error(fake_upstream: Fake, tmp_path: Path) -> None:
+    rail = guard_rail(fake_upstream.url, "    on_error: allow\n")
+    with guard_with(fake_upstream, tmp_path, rail) as url:
+        response = chat(url, "say: maybe later")
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert verdict["outcome"] == "error" and "not safe or unsafe" in verdict["error"]
+    assert response.json()["choices"][0]["finish_reason"] == "stop"
