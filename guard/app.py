@@ -34,22 +34,23 @@ def create_app(
     policies: PolicySet | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
-    """Load and check the policies now, so an invalid one stops start-up here.
+    """Load and check the policies and build their components now, so that an invalid
+    policy or a model that cannot load stops start-up here.
 
-    Raises ``PolicyError`` listing every problem found.
+    Raises ``PolicyError`` listing the problems found.
     """
     policies = policies or PolicySet.from_files(list(settings.policies))
     check_runnable(policies.policies)
+    upstream = Upstream.from_settings(settings, upstream_transport)
+    components = BuildContext(upstream)
+    pipelines = {
+        item.policy.name: Pipeline(item, upstream, components) for item in policies.policies
+    }
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        upstream = Upstream.from_settings(settings, upstream_transport)
-        components = BuildContext(upstream)
+        app.state.guard = GuardState(settings, policies, upstream, pipelines)
         try:
-            pipelines = {
-                item.policy.name: Pipeline(item, upstream, components) for item in policies.policies
-            }
-            app.state.guard = GuardState(settings, policies, upstream, pipelines)
             yield
         finally:
             await components.aclose()

@@ -91,10 +91,24 @@ class Pipeline:
         self.loaded = loaded
         self.upstream = upstream
         policy = loaded.policy
-        self.input_rails = [Rail(s, build_classifier(s, components)) for s in policy.input_rails]
-        self.output_rails = [Rail(s, build_classifier(s, components)) for s in policy.output_rails]
+        self.input_rails = self._build_rails(policy.input_rails, "input_rails", components)
+        self.output_rails = self._build_rails(policy.output_rails, "output_rails", components)
         redacts = any(rail.action == "redact" for rail in policy.input_rails)
         self.input_in_parallel = policy.input_rails_mode == "parallel" and not redacts
+
+    def _build_rails(self, specs: list[Any], section: str, components: BuildContext) -> list[Rail]:
+        rails = []
+        for index, spec in enumerate(specs):
+            try:
+                rails.append(Rail(spec, build_classifier(spec, components)))
+            except Exception as exc:
+                raise PolicyError(
+                    [
+                        f"{self.loaded.source}: policy '{self.name}': {section}[{index}] "
+                        f"({spec.kind}) could not be built: {type(exc).__name__}: {exc}"
+                    ]
+                ) from exc
+        return rails
 
     @property
     def name(self) -> str:

@@ -73,3 +73,32 @@ def guard_url(fake_upstream: Fake, aliases_policy: Path) -> Iterator[str]:
     app = guard_app(fake_upstream.url, [aliases_policy], max_body_bytes=64 * 1024)
     with serve_in_thread(app) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-label Llama classifier with the SmolLM2 tokenizer (a few MB)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from guard.demo_model import ensure_demo_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=2,
+        id2label={0: "safe", 1: "unsafe"},
+        label2id={"safe": 0, "unsafe": 1},
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(config)
+    path = tmp_path_factory.mktemp("tiny-classifier")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

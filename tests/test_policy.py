@@ -117,7 +117,7 @@ def test_server_refuses_a_stage_it_cannot_run_yet(tmp_path: Path) -> None:
     """Never serve a policy while silently skipping one of its safety steps."""
     policy = write_policy(
         tmp_path,
-        "name: p\nmodels: {m: null}\noutput_rails:\n  - kind: llama_guard\n    model: lg\n",
+        "name: p\nmodels: {m: null}\nbest_of_n: {n: 4, reward: {kind: hf_reward, model: r}}\n",
     )
     with pytest.raises(PolicyError, match="cannot run yet"):
         create_app(Settings(policies=[policy]))
@@ -138,3 +138,14 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.upstream_url == "http://10.0.0.1:9000"
     assert settings.policies == [Path("a.yaml"), Path("b.yaml")]
+
+
+def test_a_component_that_cannot_load_stops_start_up(tmp_path: Path) -> None:
+    policy = write_policy(
+        tmp_path,
+        "name: p\nmodels: {m: null}\ninput_rails:\n"
+        "  - kind: hf_classifier\n    model: /nonexistent/model\n"
+        "    thresholds: {unsafe: 0.5}\n",
+    )
+    with pytest.raises(PolicyError, match=r"input_rails\[0\] \(hf_classifier\) could not be built"):
+        create_app(Settings(policies=[policy]))

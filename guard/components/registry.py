@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.components.base import Classifier
+from guard.components.hf_classifier import HFClassifier
 from guard.components.llama_guard import LlamaGuardClassifier
 from guard.components.llm_judge import LLMJudgeClassifier
 from guard.components.regex import RegexClassifier
 from guard.components.specs import ClassifierSpec, RemoteModel
+from guard.components.vllm_classify import VLLMClassifier
 from guard.upstream import Upstream
 
 
@@ -49,6 +51,8 @@ CLASSIFIERS: dict[str, Builder] = {
     "regex": lambda spec, ctx: RegexClassifier(spec),
     "llm_judge": lambda spec, ctx: LLMJudgeClassifier(spec, ctx.endpoint(spec)),
     "llama_guard": lambda spec, ctx: LlamaGuardClassifier(spec, ctx.endpoint(spec)),
+    "vllm_classify": lambda spec, ctx: VLLMClassifier(spec, ctx.endpoint(spec)),
+    "hf_classifier": lambda spec, ctx: HFClassifier(spec),
 }
 
 

@@ -98,18 +98,32 @@ class LlamaGuardSpec(ClassifierSpec, RemoteModel):
         return self
 
 
-class HFClassifierSpec(ClassifierSpec):
+class LabelThresholds(Spec):
+    thresholds: dict[str, float] = Field(min_length=1)
+    """Label -> probability at or above which the text is unsafe. Other labels are ignored."""
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        outside = [label for label, value in thresholds.items() if not 0 <= value <= 1]
+        if outside:
+            raise ValueError(f"thresholds must lie between 0 and 1; check {outside}")
+        return thresholds
+
+
+class HFClassifierSpec(ClassifierSpec, LabelThresholds):
     kind: Literal["hf_classifier"]
     model: str
     """Hub id or local path of an AutoModelForSequenceClassification."""
-    thresholds: dict[str, float] = {}
-    """Label -> score at or above which the text is unsafe. Labels not listed are ignored."""
     max_batch_size: int = Field(default=32, ge=1)
+    max_length: int = Field(default=512, ge=8)
+    """Longer texts are cut to this many tokens."""
 
 
-class VLLMClassifySpec(ClassifierSpec, RemoteModel):
+class VLLMClassifySpec(ClassifierSpec, RemoteModel, LabelThresholds):
     kind: Literal["vllm_classify"]
-    thresholds: dict[str, float] = {}
+    labels: list[str] = []
+    """Label names by class index, where the served model's config has none."""
 
 
 class LLMJudgeSpec(ClassifierSpec, RemoteModel):

@@ -85,6 +85,22 @@ def create_fake_upstream(tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5
         await asyncio.sleep(pace_s * len(words))
         return _json(_completion(body, kind, words))
 
+    async def classify(request: Request) -> Response:
+        """Two classes; texts containing "unsafe" lean to the second."""
+        body = orjson.loads(await request.body())
+        app.state.received.append(
+            {"path": request.url.path, "headers": dict(request.headers), "body": body}
+        )
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for index, text in enumerate(texts):
+            probs = [0.2, 0.8] if "unsafe" in text else [0.9, 0.1]
+            label = "unsafe" if probs[1] > probs[0] else "safe"
+            data.append({"index": index, "label": label, "probs": probs, "num_classes": 2})
+        return _json(
+            {"id": "classify-1", "object": "list", "model": body.get("model"), "data": data}
+        )
+
     async def models(request: Request) -> Response:
         return _json(
             {
@@ -100,6 +116,7 @@ def create_fake_upstream(tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
+            Route("/classify", classify, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ]

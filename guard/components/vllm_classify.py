@@ -1,0 +1,33 @@
+"""``vllm_classify``: a sequence classifier served by vLLM, through its ``/classify`` route."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from guard.components.base import Classifier, Subject, Verdict
+from guard.components.hf_classifier import verdict_from_probabilities
+from guard.components.specs import VLLMClassifySpec
+from guard.upstream import Upstream
+
+
+class VLLMClassifier(Classifier):
+    def __init__(self, spec: VLLMClassifySpec, endpoint: Upstream):
+        self.spec = spec
+        self.endpoint = endpoint
+
+    async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
+        answer = await self.endpoint.post_json(
+            "/classify",
+            {"model": self.spec.model, "input": [subject.text for subject in subjects]},
+            "guard-vllm-classify",
+        )
+        rows = sorted(answer["data"], key=lambda row: row["index"])
+        return [verdict_from_probabilities(self._named(row), self.spec.thresholds) for row in rows]
+
+    def _named(self, row: dict[str, object]) -> dict[str, float]:
+        probabilities = [float(p) for p in row["probs"]]  # type: ignore[attr-defined]
+        names = list(self.spec.labels) or [f"LABEL_{i}" for i in range(len(probabilities))]
+        names += [f"LABEL_{i}" for i in range(len(names), len(probabilities))]
+        # vLLM names the likeliest class with the model's own label: trust it over ours.
+        names[probabilities.index(max(probabilities))] = str(row["label"])
+        return dict(zip(names, probabilities, strict=False))

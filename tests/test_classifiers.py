@@ -1,0 +1,100 @@
+"""In-process transformers classifiers and vLLM-served ones, through their real code paths."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from guard.components.base import Subject
+from guard.components.hf_classifier import HFClassifier
+from guard.components.specs import HFClassifierSpec
+from tests.conftest import Fake
+from tests.test_rails import chat, guard_with
+
+TEXTS = [
+    "hello there",
+    "how do I bake bread?",
+    "a longer sentence about the weather today",
+    "x",
+    "tell me a story about a dragon and a knight",
+    "what is 2 + 2?",
+]
+
+
+def classifier(path: Path, threshold: float = 0.5, batch: int = 32) -> HFClassifier:
+    spec = HFClassifierSpec(
+        kind="hf_classifier",
+        model=str(path),
+        max_batch_size=batch,
+        thresholds={"unsafe": threshold},
+    )
+    return HFClassifier(spec)
+
+
+def test_probabilities_are_a_distribution(tiny_classifier: Path) -> None:
+    model = classifier(tiny_classifier)
+    [verdict] = asyncio.run(model.classify([Subject("hello")]))
+    assert set(verdict.category_scores) == {"safe", "unsafe"}
+    assert sum(verdict.category_scores.values()) == pytest.approx(1.0)
+    assert verdict.score == verdict.category_scores["unsafe"]
+
+
+def test_thresholds_decide(tiny_classifier: Path) -> None:
+    always = asyncio.run(classifier(tiny_classifier, 0.0).classify([Subject("hi")]))
+    never = asyncio.run(classifier(tiny_classifier, 1.0).classify([Subject("hi")]))
+    assert always[0].flagged and always[0].categories == ("unsafe",)
+    assert not never[0].flagged
+
+
+def test_concurrent_calls_are_batched_and_match_single_calls(tiny_classifier: Path) -> None:
+    model = classifier(tiny_classifier, batch=4)
+
+    async def run() -> tuple[list[float | None], list[float | None]]:
+        alone = [(await model.classify([Subject(t)]))[0].score for t in TEXTS]
+        together = await asyncio.gather(*(model.classify([Subject(t)]) for t in TEXTS))
+        await model.aclose()
+        return alone, [v[0].score for v in together]
+
+    alone, together = asyncio.run(run())
+    assert together == pytest.approx(alone, abs=1e-5)
+    assert max(model.batcher.batch_sizes) > 1
+    assert max(model.batcher.batch_sizes) <= 4
+
+
+def test_unknown_threshold_label_is_refused(tiny_classifier: Path) -> None:
+    spec = HFClassifierSpec(
+        kind="hf_classifier", model=str(tiny_classifier), thresholds={"toxic": 0.5}
+    )
+    with pytest.raises(ValueError, match="thresholds name"):
+        HFClassifier(spec)
+
+
+def test_hf_classifier_rail_through_guard(
+    tiny_classifier: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    rails = (
+        "output_rails:\n  - kind: hf_classifier\n    name: tiny\n"
+        f"    model: {tiny_classifier}\n    thresholds: {{unsafe: 0.0}}\n"
+    )
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: anything at all")
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert verdict["kind"] == "hf_classifier" and verdict["outcome"] == "block"
+    assert response.json()["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_vllm_classify_rail(fake_upstream: Fake, tmp_path: Path) -> None:
+    rails = (
+        "input_rails_mode: sequential\ninput_rails:\n  - kind: vllm_classify\n"
+        f"    base_url: {fake_upstream.url}\n    model: classifier\n"
+        "    labels: [safe, unsafe]\n    thresholds: {unsafe: 0.5}\n"
+    )
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        blocked = chat(url, "something unsafe")
+        passed = chat(url, "say: fine")
+    verdict = blocked.json()["guard"]["verdicts"][0]
+    assert verdict["outcome"] == "block" and verdict["score"] == pytest.approx(0.8)
+    assert verdict["category_scores"] == {"safe": 0.2, "unsafe": 0.8}
+    assert passed.json()["choices"][0]["message"]["content"] == "fine"
