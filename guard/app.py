@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guard.api.routes import ROUTES, ORJSONResponse
 from guard.components.registry import BuildContext
-from guard.errors import GuardError, MethodNotAllowed, NotFound
+from guard.errors import GuardError, MethodNotAllowed, NotFound, PolicyError
 from guard.pipeline import Pipeline, check_runnable
 from guard.policy import PolicySet
 from guard.settings import Settings
@@ -41,6 +41,14 @@ def create_app(
     """
     policies = policies or PolicySet.from_files(list(settings.policies))
     check_runnable(policies.policies)
+    names = [item.policy.name for item in policies.policies]
+    if settings.moderation_policy is not None and settings.moderation_policy not in names:
+        raise PolicyError(
+            [
+                f"GUARD_MODERATION_POLICY names '{settings.moderation_policy}', "
+                f"which is not a loaded policy ({', '.join(names)})"
+            ]
+        )
     upstream = Upstream.from_settings(settings, upstream_transport)
     components = BuildContext(upstream)
     pipelines = {

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     """Longest wait for the upstream's response or for its next streamed chunk."""
 
     upstream_max_connections: int = Field(default=1024, gt=0)
+    moderation_policy: str | None = None
+    """The policy whose input rails answer /v1/moderations when ``model`` names none."""
     log_level: str = "info"
 
     @field_validator("policies", mode="before")

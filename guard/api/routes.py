@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from guard.api.schema import ChatCompletionRequest, CompletionRequest, GenerationRequest
 from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
+from guard.moderation import choose_pipeline, moderate, moderation_inputs
 from guard.pipeline import Relay, RequestContext
 from guard.responses import CHAT, COMPLETIONS
 from guard.state import GuardState
@@ -75,6 +76,20 @@ async def _generate(request: Request, path: str, schema: type[GenerationRequest]
 
 def _guard_headers(policy: str, ctx: RequestContext) -> dict[str, str]:
     return {"x-guard-policy": policy, "x-guard-verdict": ctx.verdict}
+
+
+async def moderations(request: Request) -> Response:
+    state = guard_state(request)
+    body = await read_json_object(request, state.settings.max_body_bytes)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest("'model' must be a string.", param="model")
+    pipeline = choose_pipeline(
+        model, state.policies, state.pipelines, state.settings.moderation_policy
+    )
+    texts = moderation_inputs(body.get("input"))
+    result = await moderate(pipeline, texts, model or pipeline.name, request.state.request_id)
+    return ORJSONResponse(result, headers={"x-guard-policy": pipeline.name})
 
 
 async def list_models(request: Request) -> Response:
@@ -158,6 +173,7 @@ def _param_path(body: Any, loc: tuple[int | str, ...]) -> str:
 ROUTES = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/moderations", moderations, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
 ]
