@@ -42,6 +42,7 @@ def unsupported(loaded: LoadedPolicy) -> list[str]:
     """What the policy asks for that this version of guard cannot run, in words."""
     policy = loaded.policy
     rails = [*policy.input_rails, *policy.output_rails]
+    rails += [rail.escalate.to for rail in rails if rail.escalate]
     asked = [
         *(f"rail kind '{rail.kind}'" for rail in rails if rail.kind not in CLASSIFIERS),
         *(["best_of_n"] if policy.best_of_n else []),
@@ -100,7 +101,7 @@ class Pipeline:
         rails = []
         for index, spec in enumerate(specs):
             try:
-                rails.append(Rail(spec, build_classifier(spec, components)))
+                rails.append(_build_rail(spec, components))
             except Exception as exc:
                 raise PolicyError(
                     [
@@ -260,6 +261,11 @@ class Pipeline:
 
     def _upstream_body(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         return {**body, "model": ctx.upstream_model}
+
+
+def _build_rail(spec: Any, components: BuildContext) -> Rail:
+    escalation = _build_rail(spec.escalate.to, components) if spec.escalate else None
+    return Rail(spec, build_classifier(spec, components), escalation)
 
 
 def _unstreamed(body: dict[str, Any]) -> dict[str, Any]:

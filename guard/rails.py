@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from guard.components.base import Classifier, Subject, Verdict
@@ -25,6 +25,8 @@ SEVERITY: dict[Outcome, int] = {"pass": 0, "error": 1, "flag": 2, "redact": 3, "
 class Rail:
     spec: ClassifierSpec
     classifier: Classifier
+    escalation: Rail | None = None
+    """The classifier asked when this one's score is in the uncertain band."""
 
     @property
     def name(self) -> str:
@@ -42,8 +44,8 @@ class RailReport:
     verdict: Verdict | None
     latency_ms: float
     error: str | None = None
-    choice: int | None = None
-    """For output rails: the index of the choice judged."""
+    escalated_from: float | None = None
+    """The first classifier's score, when an escalation decided this verdict."""
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict
@@ -61,8 +63,8 @@ class RailReport:
             data["category_scores"] = dict(verdict.category_scores)
         if self.error is not None:
             data["error"] = self.error
-        if self.choice is not None:
-            data["choice"] = self.choice
+        if self.escalated_from is not None:
+            data["escalated_from_score"] = self.escalated_from
         return data
 
 
@@ -121,10 +123,46 @@ async def _run_rail(rail: Rail, subjects: Sequence[Subject], stage: Stage) -> li
             for _ in subjects
         ]
     latency = (time.perf_counter() - started) * 1000
-    return [
+    reports = [
         RailReport(rail.name, rail.spec.kind, stage, _outcome(rail.spec, verdict), verdict, latency)
         for verdict in verdicts
     ]
+    if rail.escalation is not None and rail.spec.escalate is not None:
+        reports = await _escalate(rail, rail.escalation, subjects, reports, stage)
+    return reports
+
+
+async def _escalate(
+    rail: Rail, second: Rail, subjects: Sequence[Subject], reports: list[RailReport], stage: Stage
+) -> list[RailReport]:
+    """Let ``second`` decide where the first score is uncertain; keep the first's action."""
+    assert rail.spec.escalate is not None
+    low, high = rail.spec.escalate.between
+    uncertain = [
+        index
+        for index, report in enumerate(reports)
+        if report.verdict is not None
+        and report.verdict.score is not None
+        and low <= report.verdict.score <= high
+    ]
+    if not uncertain:
+        return reports
+    decided = await _run_rail(second, [subjects[i] for i in uncertain], stage)
+    reports = list(reports)
+    for index, decision in zip(uncertain, decided, strict=True):
+        first = reports[index]
+        outcome = (
+            decision.outcome if decision.verdict is None else _outcome(rail.spec, decision.verdict)
+        )
+        reports[index] = replace(
+            first,
+            outcome=outcome,
+            verdict=decision.verdict,
+            error=decision.error,
+            latency_ms=first.latency_ms + decision.latency_ms,
+            escalated_from=first.verdict.score if first.verdict else None,
+        )
+    return reports
 
 
 def _outcome(spec: ClassifierSpec, verdict: Verdict) -> Outcome:

@@ -98,3 +98,37 @@ def test_vllm_classify_rail(fake_upstream: Fake, tmp_path: Path) -> None:
     assert verdict["outcome"] == "block" and verdict["score"] == pytest.approx(0.8)
     assert verdict["category_scores"] == {"safe": 0.2, "unsafe": 0.8}
     assert passed.json()["choices"][0]["message"]["content"] == "fine"
+
+
+def test_cascade_escalates_only_uncertain_scores(fake_upstream: Fake, tmp_path: Path) -> None:
+    """vllm_classify scores 0.8 for texts with 'unsafe', 0.1 otherwise; 0.8 is uncertain."""
+    rails = f"""
+input_rails_mode: sequential
+input_rails:
+  - kind: vllm_classify
+    name: cheap
+    base_url: {fake_upstream.url}
+    model: classifier
+    labels: [safe, unsafe]
+    thresholds: {{unsafe: 0.5}}
+    escalate:
+      between: [0.5, 0.9]
+      to:
+        kind: llm_judge
+        base_url: {fake_upstream.url}
+        model: judge
+        question: Is this harmful?
+"""
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        before = len(fake_upstream.app.state.received)
+        cleared = chat(url, "unsafe-looking but say: No")
+        escalated_calls = len(fake_upstream.app.state.received) - before
+        confirmed = chat(url, "unsafe for real, say: Yes")
+        certain = chat(url, "say: hello")
+    first = cleared.json()["guard"]["verdicts"][0]
+    assert first["rail"] == "cheap" and first["outcome"] == "pass"
+    assert first["escalated_from_score"] == pytest.approx(0.8)
+    assert first["score"] == pytest.approx(0.0)
+    assert escalated_calls == 3  # classify, judge, generation
+    assert confirmed.json()["guard"]["verdicts"][0]["outcome"] == "block"
+    assert "escalated_from_score" not in certain.json()["guard"]["verdicts"][0]

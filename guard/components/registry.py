@@ -57,7 +57,7 @@ CLASSIFIERS: dict[str, Builder] = {
 
 
 def build_classifier(spec: ClassifierSpec, ctx: BuildContext) -> Classifier:
-    key = spec.model_dump_json(exclude={"name", "action", "timeout_s", "on_error"})
+    key = spec.model_dump_json(exclude={"name", "action", "timeout_s", "on_error", "escalate"})
     if key not in ctx.built:
         ctx.built[key] = CLASSIFIERS[spec.kind](spec, ctx)
     return ctx.built[key]

@@ -29,6 +29,8 @@ class ClassifierSpec(Spec):
     timeout_s: float = Field(default=5.0, gt=0)
     on_error: Literal["allow", "block"] = "block"
     """What happens when the classifier times out or fails: fail open or fail closed."""
+    escalate: Escalation | None = None
+    """Ask a second classifier when this one's score is uncertain (a cascade)."""
 
     can_redact: ClassVar[bool] = False
     """Whether the kind locates what it found, so that ``action: redact`` can work."""
@@ -145,6 +147,33 @@ AnyClassifier = Annotated[
     RegexSpec | LlamaGuardSpec | HFClassifierSpec | VLLMClassifySpec | LLMJudgeSpec | EmbeddingSpec,
     Field(discriminator="kind"),
 ]
+
+
+class Escalation(Spec):
+    """When the score falls within ``between``, the verdict of ``to`` replaces this one's."""
+
+    between: tuple[float, float]
+    to: AnyClassifier
+
+    @field_validator("between")
+    @classmethod
+    def _ordered(cls, band: tuple[float, float]) -> tuple[float, float]:
+        low, high = band
+        if not 0 <= low <= high <= 1:
+            raise ValueError("'between' must be [low, high] with 0 <= low <= high <= 1")
+        return band
+
+
+ClassifierSpec.model_rebuild()
+for _spec in (
+    RegexSpec,
+    LlamaGuardSpec,
+    HFClassifierSpec,
+    VLLMClassifySpec,
+    LLMJudgeSpec,
+    EmbeddingSpec,
+):
+    _spec.model_rebuild()
 
 
 class RewardSpec(Spec):
