@@ -31,6 +31,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate policy files and explain problems")
     check.add_argument("files", nargs="+", type=Path)
 
+    evaluate = commands.add_parser("eval", help="measure a policy's rails on a labelled set")
+    evaluate.add_argument("--policy", type=Path, required=True)
+    evaluate.add_argument("--policy-name", help="which policy, if the file holds several")
+    evaluate.add_argument("--dataset", required=True, help="a data set name or a file path")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval-results"),
+        help="folder for the JSON report and the PNG picture",
+    )
+    evaluate.add_argument("--concurrency", type=int, default=16)
+    evaluate.add_argument("--limit", type=int, help="only the first N rows (a smoke test)")
+    evaluate.add_argument("--upstream", help="where remote components without base_url go")
+
     up = commands.add_parser("up", help="run the demo: vLLM with SmolLM2 and guard in front")
     up.add_argument("--policy", type=Path, default=POLICIES_DIR / "default.yaml")
     up.add_argument("--port", type=int, default=8080)
@@ -39,6 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         return check_files(args.files)
+    if args.command == "eval":
+        from guard.eval_command import run_eval
+
+        return run_eval(
+            args.policy,
+            args.policy_name,
+            args.dataset,
+            args.out,
+            args.concurrency,
+            args.limit,
+            args.upstream,
+        )
     if args.command == "serve":
         overrides = {
             "policies": args.policy,
