@@ -95,7 +95,7 @@ class Pipeline:
         self.input_rails = self._build_rails(policy.input_rails, "input_rails", components)
         self.output_rails = self._build_rails(policy.output_rails, "output_rails", components)
         redacts = any(rail.action == "redact" for rail in policy.input_rails)
-        self.input_in_parallel = policy.input_rails_mode == "parallel" and not redacts
+        self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
 
     def _build_rails(self, specs: list[Any], section: str, components: BuildContext) -> list[Rail]:
         rails = []

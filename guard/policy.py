@@ -99,13 +99,25 @@ class Policy(Section):
     models: dict[str, str | None] = Field(min_length=1)
     """Model name clients send -> upstream model name (null: the same name). '*' catches all."""
     input_rails: list[AnyClassifier] = []
-    input_rails_mode: Literal["parallel", "sequential"] = "parallel"
-    """parallel: generation starts with the input rails and is cancelled if one blocks."""
+    input_rails_mode: Literal["parallel", "sequential"] | None = None
+    """parallel: generation starts with the input rails and is cancelled if one blocks.
+    Unset: parallel, unless an input rail redacts (then generation must wait for it)."""
     output_rails: list[AnyClassifier] = []
     best_of_n: BestOfN | None = None
     constitutional: Constitutional | None = None
     streaming: Streaming = Streaming()
     refusal: Refusal = Refusal()
+
+    @model_validator(mode="after")
+    def _parallel_cannot_redact(self) -> Policy:
+        if self.input_rails_mode == "parallel" and any(
+            rail.action == "redact" for rail in self.input_rails
+        ):
+            raise ValueError(
+                "input_rails_mode 'parallel' cannot be used with an input rail that redacts: "
+                "the model must be sent the redacted prompt. Use 'sequential' or leave it unset."
+            )
+        return self
 
     def upstream_model(self, requested: str) -> str:
         target = self.models.get(requested, self.models.get(WILDCARD))

@@ -132,3 +132,15 @@ input_rails:
     assert escalated_calls == 3  # classify, judge, generation
     assert confirmed.json()["guard"]["verdicts"][0]["outcome"] == "block"
     assert "escalated_from_score" not in certain.json()["guard"]["verdicts"][0]
+
+
+def test_vllm_classify_refuses_to_guess_label_names(fake_upstream: Fake, tmp_path: Path) -> None:
+    rails = (
+        "input_rails_mode: sequential\ninput_rails:\n  - kind: vllm_classify\n"
+        f"    base_url: {fake_upstream.url}\n    model: classifier\n"
+        "    thresholds: {LABEL_1: 0.5}\n"
+    )
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "something unsafe")
+    verdict = response.json()["guard"]["verdicts"][0]
+    assert verdict["outcome"] == "block" and "set 'labels'" in verdict["error"]

@@ -149,3 +149,12 @@ def test_a_component_that_cannot_load_stops_start_up(tmp_path: Path) -> None:
     )
     with pytest.raises(PolicyError, match=r"input_rails\[0\] \(hf_classifier\) could not be built"):
         create_app(Settings(policies=[policy]))
+
+
+def test_parallel_input_rails_cannot_redact(tmp_path: Path) -> None:
+    problems = problems_of(
+        tmp_path,
+        "name: p\nmodels: {m: null}\ninput_rails_mode: parallel\n"
+        "input_rails:\n  - kind: regex\n    action: redact\n",
+    )
+    assert "cannot be used with an input rail that redacts" in problems[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.hf_classifier import verdict_from_probabilities
@@ -24,10 +25,14 @@ class VLLMClassifier(Classifier):
         rows = sorted(answer["data"], key=lambda row: row["index"])
         return [verdict_from_probabilities(self._named(row), self.spec.thresholds) for row in rows]
 
-    def _named(self, row: dict[str, object]) -> dict[str, float]:
-        probabilities = [float(p) for p in row["probs"]]  # type: ignore[attr-defined]
+    def _named(self, row: dict[str, Any]) -> dict[str, float]:
+        probabilities = [float(p) for p in row["probs"]]
         names = list(self.spec.labels) or [f"LABEL_{i}" for i in range(len(probabilities))]
-        names += [f"LABEL_{i}" for i in range(len(names), len(probabilities))]
-        # vLLM names the likeliest class with the model's own label: trust it over ours.
-        names[probabilities.index(max(probabilities))] = str(row["label"])
-        return dict(zip(names, probabilities, strict=False))
+        likeliest = probabilities.index(max(probabilities))
+        if len(names) != len(probabilities) or names[likeliest] != str(row["label"]):
+            # Guessing would let a threshold watch the wrong class: fail visibly instead.
+            raise ValueError(
+                f"the served model names class {likeliest} {row['label']!r}, but this rail's "
+                f"labels are {names}; set 'labels' to the model's labels in class order"
+            )
+        return dict(zip(names, probabilities, strict=True))
