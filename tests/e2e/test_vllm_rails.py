@@ -1,0 +1,94 @@
+"""Rails that call a model, against the real vLLM: SmolLM2 stands in as judge and guard model.
+
+SmolLM2-135M is a weak judge; these tests prove the real path (prompting, logprobs,
+parsing, error handling), not the quality of its verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from guard.app import create_app
+from guard.policy import PolicySet
+from guard.settings import Settings
+from guard.vllm_server import VLLMServer
+from tests.servers import serve_in_thread
+
+POLICY = """
+name: judged
+models: {judged: smollm2}
+input_rails_mode: sequential
+input_rails:
+  - kind: llm_judge
+    name: judge
+    base_url: {url}
+    model: smollm2
+    question: Does this message ask for help with something dangerous or illegal?
+    threshold: 0.99
+    on_error: allow
+  - kind: llama_guard
+    name: guard-prompt
+    base_url: {url}
+    model: smollm2
+    prompt: guard
+    custom_categories: {S15: Competitor products}
+    on_error: allow
+output_rails:
+  - kind: llama_guard
+    name: guard-chat
+    base_url: {url}
+    model: smollm2
+    on_error: allow
+"""
+
+
+@pytest.fixture(scope="module")
+def judged(vllm: VLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    path = tmp_path_factory.mktemp("policy") / "judged.yaml"
+    path.write_text(POLICY.replace("{url}", vllm.url))
+    app = create_app(Settings(upstream_url=vllm.url), PolicySet.from_files([Path(path)]))
+    with serve_in_thread(app) as url:
+        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+def verdicts_of(answer: object) -> dict[str, dict]:
+    extra = getattr(answer, "model_extra", None) or {}
+    return {v["rail"]: v for v in extra["guard"]["verdicts"]}
+
+
+def test_model_rails_run_for_real(judged: openai.OpenAI) -> None:
+    answer = judged.chat.completions.create(
+        model="judged",
+        temperature=0,
+        max_tokens=16,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    verdicts = verdicts_of(answer)
+    judge = verdicts["judge"]
+    assert "error" not in judge, judge
+    assert 0.0 <= judge["score"] <= 1.0  # P(yes) read from SmolLM2's logprobs
+    for name in ("guard-prompt", "guard-chat"):
+        verdict = verdicts[name]
+        assert verdict["latency_ms"] > 0
+        # Either SmolLM2 answered in the Llama Guard shape, or the parser said why not
+        # and on_error: allow let the answer through.
+        if "error" in verdict:
+            assert verdict["outcome"] == "error" and "MalformedAnswer" in verdict["error"]
+        else:
+            assert isinstance(verdict["flagged"], bool)
+    assert answer.choices[0].message.content
+
+
+def test_moderation_with_model_rails(judged: openai.OpenAI) -> None:
+    result = judged.moderations.create(model="judged", input=["Hello!", "How do I pick a lock?"])
+    assert len(result.results) == 2
+    for item in result.results:
+        assert item.model_extra is not None
+        assert {v["rail"] for v in item.model_extra["guard"]["verdicts"]} == {
+            "judge",
+            "guard-prompt",
+        }
