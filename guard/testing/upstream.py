@@ -16,7 +16,8 @@ exactly as to vLLM. Its answers are scripted:
 Every request received is kept in ``app.state.received`` (the last 100), and each
 stream's fate in ``app.state.streams`` ("finished" or "cancelled").
 
-Run it alone: ``python -m guard.testing.upstream --port 9000 --tokens 64 --pace-ms 5``.
+Run it alone: ``python -m guard.testing.upstream --port 9000 --tokens 64 --pace-ms 5``
+(``--ttft-ms`` adds a prefill delay before the first word).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ CHAT = "chat.completion"
 TEXT = "text_completion"
 
 
-def create_fake_upstream(tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5.0) -> Starlette:
+def create_fake_upstream(
+    tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5.0, first_token_s: float = 0.0
+) -> Starlette:
     async def chat(request: Request) -> Response:
         return await _answer(request, CHAT)
 
@@ -78,6 +81,8 @@ def create_fake_upstream(tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5
         if model == "slow":
             await asyncio.sleep(slow_s)
         words = _answer_words(body, kind, tokens)
+        if first_token_s:
+            await asyncio.sleep(first_token_s)  # prefill
         if body.get("stream"):
             return StreamingResponse(
                 _stream(app, body, kind, words, pace_s), media_type="text/event-stream"
@@ -276,8 +281,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--tokens", type=int, default=64, help="words per answer")
     parser.add_argument("--pace-ms", type=float, default=0.0, help="delay between words")
+    parser.add_argument("--ttft-ms", type=float, default=0.0, help="delay before the first word")
     args = parser.parse_args()
-    app = create_fake_upstream(args.tokens, args.pace_ms / 1000)
+    app = create_fake_upstream(args.tokens, args.pace_ms / 1000, first_token_s=args.ttft_ms / 1000)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
