@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -32,7 +31,6 @@ _CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 def create_app(
     settings: Settings,
     policies: PolicySet | None = None,
-    upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
     """Load and check the policies and build their components now, so that an invalid
     policy or a model that cannot load stops start-up here.
@@ -49,7 +47,7 @@ def create_app(
                 f"which is not a loaded policy ({', '.join(names)})"
             ]
         )
-    upstream = Upstream.from_settings(settings, upstream_transport)
+    upstream = Upstream.from_settings(settings)
     components = BuildContext(upstream)
     pipelines = {
         item.policy.name: Pipeline(item, upstream, components) for item in policies.policies

@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
 
 from guard.api.sse import DONE, EVENT_END, error_event, split_events
+from guard.components.base import Subject
 from guard.components.registry import CLASSIFIERS, BuildContext, build_classifier
 from guard.errors import ContentFiltered, GuardError, PolicyError, UpstreamStreamBroken
 from guard.policy import LoadedPolicy
@@ -33,6 +35,7 @@ from guard.responses import (
     set_choice_text,
     with_redacted_input,
 )
+from guard.streaming import StreamGuard
 from guard.upstream import Upstream
 
 T = TypeVar("T")
@@ -75,6 +78,8 @@ class RequestContext:
     upstream_model: str
     requested_model: str = ""
     judgements: list[tuple[Stage, Judgement]] = field(default_factory=list)
+    stream_checks: int = 0
+    """How many times output rails judged a streamed answer (only non-passing ones are kept)."""
 
     @property
     def verdict(self) -> str:
@@ -118,12 +123,15 @@ class Pipeline:
     def guard_info(self, ctx: RequestContext) -> dict[str, Any]:
         """The ``guard`` object added to every response."""
         verdicts = [r.to_dict() for _, j in ctx.judgements for r in j.reports]
-        return {
+        info: dict[str, Any] = {
             "policy": self.name,
             "policy_sha256": self.loaded.digest[:16],
             "verdict": ctx.verdict,
             "verdicts": verdicts,
         }
+        if ctx.stream_checks:
+            info["stream_checks"] = ctx.stream_checks
+        return info
 
     # -- plain JSON ---------------------------------------------------------------
 
@@ -144,25 +152,51 @@ class Pipeline:
 
     async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
         """Start a stream. Errors before the first byte still get a proper status."""
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        upstream_body = body
         if self.output_rails:
-            # Until windowed checking lands, output rails see the whole answer first.
-            result = await self.complete(path, _unstreamed(body), ctx)
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return _replay(as_events(path, result, include_usage))
+            # Usage in every chunk lets a stream cut short still report what was generated.
+            upstream_body = {
+                **body,
+                "stream_options": {
+                    **(body.get("stream_options") or {}),
+                    "include_usage": True,
+                    "continuous_usage_stats": True,
+                },
+            }
         try:
             response = await self._guarded_generation(
                 path,
-                body,
+                upstream_body,
                 ctx,
                 lambda b: self.upstream.open_stream(path, b, ctx.request_id),
-                discard=lambda r: r.aclose(),
+                discard=self.upstream.close,
             )
         except Blocked:
             result = self._refusal(path, body, ctx)
             result["guard"] = self.guard_info(ctx)
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return _replay(as_events(path, result, include_usage))
-        return Relay(self._relay_events(self.upstream.iter_bytes(response), ctx), response.aclose)
+            return _replay(as_events(path, result, wants_usage))
+        chunks = self.upstream.iter_bytes(response)
+        if not self.output_rails:
+            return Relay(self._relay_events(chunks, ctx), partial(self.upstream.close, response))
+        conversation = tuple(body.get("messages") or ())
+
+        async def judge_text(text: str, index: int) -> Judgement:
+            [judgement] = await judge(
+                self.output_rails, [Subject(text, "assistant", conversation)], "output"
+            )
+            ctx.stream_checks += 1
+            if judgement.outcome != "pass":
+                ctx.judgements.append(("output", judgement))
+            return judgement
+
+        guard = StreamGuard(
+            self.loaded.policy.streaming,
+            judge_text,
+            lambda: self.guard_info(ctx),
+            wants_usage=wants_usage,
+        )
+        return Relay(guard.run(chunks), partial(self.upstream.close, response))
 
     async def _relay_events(
         self, chunks: AsyncIterator[bytes], ctx: RequestContext
@@ -266,10 +300,6 @@ class Pipeline:
 def _build_rail(spec: Any, components: BuildContext) -> Rail:
     escalation = _build_rail(spec.escalate.to, components) if spec.escalate else None
     return Rail(spec, build_classifier(spec, components), escalation)
-
-
-def _unstreamed(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
 
 
 def _replay(events: Iterator[bytes]) -> Relay:
