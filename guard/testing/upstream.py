@@ -6,6 +6,7 @@ exactly as to vLLM. Its answers are scripted:
 * the answer is ``tokens`` words (``"tok "`` each) streamed ``pace_s`` apart, or,
   when the last user message (or prompt) contains ``say:``, exactly the text after
   the last ``say:``, one word (with its trailing space) per token;
+* ``stream_options.continuous_usage_stats`` (a vLLM extension) puts usage in every chunk;
 * logprobs give every token -0.1, and ``top_logprobs`` lists it first, then
   ``"Maybe"`` at -4.0;
 * ``max_tokens`` cuts the answer short with ``finish_reason: "length"``;
@@ -153,13 +154,15 @@ def _finish(body: dict[str, Any], words: list[str]) -> str:
     return "length" if limit is not None and len(words) >= limit else "stop"
 
 
-def _usage(body: dict[str, Any], words: list[str]) -> dict[str, int]:
+def _usage(body: dict[str, Any], words: list[str], per_choice: int | None = None) -> dict[str, int]:
+    """Usage after ``words``; ``per_choice``: only that many choices have got the last one."""
     n = body.get("n") or 1
+    completion = n * len(words) if per_choice is None else ((n * (len(words) - 1)) + per_choice)
     prompt = len(orjson.dumps(body.get("messages", body.get("prompt", "")))) // 4
     return {
         "prompt_tokens": prompt,
-        "completion_tokens": n * len(words),
-        "total_tokens": prompt + n * len(words),
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
     }
 
 
@@ -226,6 +229,7 @@ async def _stream(
         "model": body.get("model"),
     }
     include_usage = (body.get("stream_options") or {}).get("include_usage")
+    continuous_usage = include_usage and body["stream_options"].get("continuous_usage_stats")
     outcome = "cancelled"
     try:
         if kind == CHAT:
@@ -251,7 +255,10 @@ async def _stream(
                 part: dict[str, Any] = (
                     {"delta": {"content": word}} if kind == CHAT else {"text": word}
                 )
-                yield _event({**head, "choices": [{"index": index, "finish_reason": None, **part}]})
+                chunk = {**head, "choices": [{"index": index, "finish_reason": None, **part}]}
+                if continuous_usage:
+                    chunk["usage"] = _usage(body, words[: position + 1], per_choice=index + 1)
+                yield _event(chunk)
         for index in range(n):
             part = {"delta": {}} if kind == CHAT else {"text": ""}
             yield _event(

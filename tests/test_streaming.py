@@ -1,0 +1,242 @@
+"""Guarded streaming: no unchecked text is ever released, and a block stops generation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guard.components.base import Verdict
+from guard.policy import Streaming
+from guard.rails import Judgement, RailReport
+from guard.streaming import StreamGuard
+from tests.conftest import Fake, guard_app, write_policy
+from tests.servers import serve_in_thread
+
+CHAT = "/v1/chat/completions"
+PHRASE = "zebra quokka narwhal"  # three words, none of them in the filler
+FILLER = "the cat sat on a mat and then it ran far away from home"
+
+
+def forbidding(phrase_pattern: str, window: int = 4, chunk: int = 2, extra: str = "") -> str:
+    return f"""
+streaming:
+  window_tokens: {window}
+  chunk_tokens: {chunk}
+  context_tokens: 8
+output_rails:
+  - kind: regex
+    name: forbidden
+    patterns: ["{phrase_pattern}"]
+{extra}"""
+
+
+@contextmanager
+def guarded(upstream: Fake, tmp_path: Path, rails: str) -> Iterator[str]:
+    policy = write_policy(tmp_path, f"name: streamed\nmodels: {{'*': null}}\n{rails}")
+    with serve_in_thread(guard_app(upstream.url, [policy])) as url:
+        yield url
+
+
+def stream(url: str, text: str, path: str = CHAT, **extra: object) -> list[dict[str, Any]]:
+    body: dict[str, Any] = {"model": "m", "stream": True, **extra}
+    if path == CHAT:
+        body["messages"] = [{"role": "user", "content": text}]
+    else:
+        body["prompt"] = text
+    with httpx.stream("POST", f"{url}{path}", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    return [orjson.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+
+
+def released_text(chunks: list[dict[str, Any]], index: int = 0) -> str:
+    return "".join(
+        (c.get("delta") or {}).get("content") or c.get("text") or ""
+        for chunk in chunks
+        for c in chunk["choices"]
+        if c["index"] == index
+    )
+
+
+def finish_of(chunks: list[dict[str, Any]], index: int = 0) -> str | None:
+    reasons = [
+        c["finish_reason"]
+        for chunk in chunks
+        for c in chunk["choices"]
+        if c["index"] == index and c.get("finish_reason")
+    ]
+    return reasons[-1] if reasons else None
+
+
+def wait_for_cancel(upstream: Fake, before: int, url: str) -> int:
+    streams = upstream.app.state.streams
+    for _ in range(300):  # bounded wait for the cancellation to reach the upstream
+        if streams.count("cancelled") > before:
+            break
+        httpx.get(f"{url}/health")
+    return streams.count("cancelled")
+
+
+def test_split_phrase_is_never_released_and_generation_stops(
+    paced_upstream: Fake, tmp_path: Path
+) -> None:
+    answer = f"say: {FILLER} {FILLER} {PHRASE} {FILLER} {FILLER}"
+    before = paced_upstream.app.state.streams.count("cancelled")
+    with guarded(paced_upstream, tmp_path, forbidding(PHRASE)) as url:
+        chunks = stream(url, answer)
+        cancelled = wait_for_cancel(paced_upstream, before, url)
+    text = released_text(chunks)
+    for word in PHRASE.split():
+        assert word not in orjson.dumps(chunks).decode()
+    assert text and (FILLER + " " + FILLER).startswith(text.strip())
+    assert finish_of(chunks) == "content_filter"
+    assert chunks[-1]["guard"]["verdicts"][0]["outcome"] == "block"
+    assert cancelled == before + 1
+
+
+def test_clean_answer_streams_whole_with_usage(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guarded(fake_upstream, tmp_path, forbidding(PHRASE)) as url:
+        chunks = stream(url, f"say: {FILLER}", stream_options={"include_usage": True})
+        plain = stream(url, f"say: {FILLER}")
+    assert released_text(chunks) == FILLER
+    assert finish_of(chunks) == "stop"
+    assert chunks[0]["guard"]["stream_checks"] >= 1 or chunks[0]["guard"]["verdict"] == "pass"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 14
+    assert all("usage" not in c for c in plain)  # usage only when the client asked
+
+
+def test_blocked_stream_reports_usage_of_what_was_generated(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    with guarded(fake_upstream, tmp_path, forbidding(PHRASE)) as url:
+        chunks = stream(
+            url, f"say: {FILLER} {PHRASE} {FILLER}", stream_options={"include_usage": True}
+        )
+    usage = chunks[-1]["usage"]
+    assert 14 < usage["completion_tokens"] < 31  # cut short after the phrase, not at the end
+
+
+def test_each_choice_is_guarded_on_its_own(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guarded(fake_upstream, tmp_path, forbidding(PHRASE)) as url:
+        clean = stream(url, f"say: {FILLER}", n=2)
+        dirty = stream(url, f"say: {FILLER} {PHRASE}", n=2)
+    assert released_text(clean, 0) == released_text(clean, 1) == FILLER
+    assert finish_of(dirty, 0) == finish_of(dirty, 1) == "content_filter"
+
+
+def test_text_completions_stream_is_guarded(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guarded(fake_upstream, tmp_path, forbidding(PHRASE)) as url:
+        chunks = stream(url, f"say: {FILLER} {PHRASE}", path="/v1/completions")
+    assert PHRASE.split()[0] not in released_text(chunks)
+    assert finish_of(chunks) == "content_filter"
+
+
+def test_redaction_while_streaming(fake_upstream: Fake, tmp_path: Path) -> None:
+    rails = """
+streaming: {window_tokens: 3, chunk_tokens: 2}
+output_rails:
+  - kind: regex
+    presets: [email]
+    action: redact
+"""
+    with guarded(fake_upstream, tmp_path, rails) as url:
+        chunks = stream(url, f"say: {FILLER} write to bob@example.com soon {FILLER}")
+    assert released_text(chunks) == f"{FILLER} write to [REDACTED] soon {FILLER}"
+    assert "bob@" not in orjson.dumps(chunks).decode()
+
+
+def test_final_check_judges_the_whole_answer(fake_upstream: Fake, tmp_path: Path) -> None:
+    """A phrase longer than the window passes every window check; the final check sees it."""
+    rails = forbidding("cat sat on a mat and then it ran", window=1, chunk=1)
+    with guarded(fake_upstream, tmp_path, rails) as url:
+        chunks = stream(url, f"say: {FILLER}")
+    assert finish_of(chunks) == "content_filter"
+
+
+def test_disconnect_cancels_the_upstream(paced_upstream: Fake, tmp_path: Path) -> None:
+    before = paced_upstream.app.state.streams.count("cancelled")
+    with guarded(paced_upstream, tmp_path, forbidding(PHRASE)) as url:
+        body = {
+            "model": "m",
+            "stream": True,
+            "messages": [{"role": "user", "content": "say: " + "word " * 100}],
+        }
+        with httpx.stream("POST", f"{url}{CHAT}", json=body) as response:
+            next(response.iter_lines())
+        cancelled = wait_for_cancel(paced_upstream, before, url)
+    assert cancelled == before + 1
+
+
+# -- the guarantee, over random chunkings -------------------------------------------
+
+
+def _judgement(blocked: bool) -> Judgement:
+    verdict = Verdict(flagged=blocked)
+    report = RailReport("r", "regex", "output", "block" if blocked else "pass", verdict, 0.1)
+    return Judgement((report,))
+
+
+async def _run(pieces: list[str], window: int, chunk: int, forbidden: str) -> tuple[str, list[str]]:
+    checked: list[str] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        blocked = forbidden in text
+        if not blocked:
+            checked.append(text)
+        return _judgement(blocked)
+
+    async def upstream() -> AsyncIterator[bytes]:
+        head = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        for piece in pieces:
+            choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+            yield b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    settings_ = Streaming(
+        window_tokens=window, chunk_tokens=chunk, context_tokens=0, final_check=False
+    )
+    guard = StreamGuard(settings_, judge, dict)
+    out = [event async for event in guard.run(upstream())]
+    chunks = [orjson.loads(e[6:]) for e in out if e != b"data: [DONE]\n\n"]
+    return released_text(chunks), checked
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(["a", "b", "c", "X", "Y", " ", "."]), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=40),
+    window=st.integers(min_value=2, max_value=6),
+    chunk=st.integers(min_value=1, max_value=6),
+)
+def test_released_text_was_checked_and_never_holds_the_phrase(
+    words: list[str], cuts: list[int], window: int, chunk: int
+) -> None:
+    text = "".join(words)
+    pieces, position = [], 0
+    for cut in cuts * 10:
+        if position >= len(text):
+            break
+        pieces.append(text[position : position + cut])
+        position += cut
+    forbidden = "XY"  # spans at most 2 pieces: always inside a window of 2 or more
+    released, checked = asyncio.run(_run(pieces, window, chunk, forbidden))
+    assert text.startswith(released)
+    if forbidden in text:
+        assert len(released) <= text.find(forbidden)  # no part of the phrase went out
+    else:
+        assert released == text
+    covered, offset = 0, 0
+    for check in checked:  # each passing check starts where the released text ended
+        offset = text.index(check, offset) if check else offset
+        assert offset <= covered
+        covered = max(covered, offset + len(check))
+    assert covered >= len(released)
