@@ -92,7 +92,7 @@ class Dataset:
 def _open_text(path: Path, encoding: str = "utf-8") -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path), encoding=encoding, newline="")
-    return open(path, encoding=encoding, newline="")  # noqa: SIM115 - returned to the caller
+    return open(path, encoding=encoding, newline="")
 
 
 def _csv_rows(path: Path, encoding: str = "utf-8") -> list[dict[str, str]]:
@@ -522,10 +522,13 @@ LICENCES: dict[str, Licence] = {name: d.licence for name, d in DATASETS.items()}
 """Dataset name -> its licence, and whether guard may train on it."""
 
 ALIASES: dict[str, str] = {
-    "jbb_behaviors": "jbb_harmful",
     "harmful_behaviors": "advbench",
     "cyberseceval_mitre_frr": "mitre_frr",
 }
+COMPOSITES: dict[str, tuple[str, ...]] = {
+    "jbb_behaviors": ("jbb_harmful", "jbb_benign"),
+}
+"""Names that stand for several sets read together."""
 
 
 def data_root() -> Path:
@@ -536,17 +539,20 @@ def data_root() -> Path:
 
 
 def names() -> list[str]:
-    return list(DATASETS)
+    return [*DATASETS, *COMPOSITES]
 
 
 def trainable(name: str) -> bool:
-    return DATASETS[ALIASES.get(name, name)].licence.trainable
+    name = ALIASES.get(name, name)
+    return all(DATASETS[part].licence.trainable for part in COMPOSITES.get(name, (name,)))
 
 
 def load(name_or_path: str | Path, root: Path | None = None) -> list[Example]:
     """The rows of a set, by name (under ``root`` or ``data_root()``) or by file path."""
     name = str(name_or_path)
     name = ALIASES.get(name, name)
+    if name in COMPOSITES:
+        return [row for part in COMPOSITES[name] for row in load(part, root)]
     if name in DATASETS:
         dataset = DATASETS[name]
         return dataset.read(_resolve(root or data_root(), dataset.file))
