@@ -7,13 +7,18 @@ reaches a client: it stops the server from starting.
 
     GuardError
     ├── InvalidRequest        400  malformed JSON, missing or invalid field
+    ├── Unauthorized          401  missing or wrong API key
+    ├── Forbidden             403  the key may not use this model or policy
     ├── NotFound              404  unknown model or route
     ├── MethodNotAllowed      405
     ├── PayloadTooLarge       413  body over GUARD_MAX_BODY_BYTES
+    ├── RateLimited           429  a key's rate limit; sends Retry-After
+    │   └── Overloaded        429  over GUARD_MAX_CONCURRENT_REQUESTS
     ├── UpstreamHTTPError     upstream's own 4xx (passed through) or 5xx (as 502)
     ├── UpstreamUnreachable   502  connection refused or reset before a response
     ├── UpstreamTimeout       504
     ├── UpstreamStreamBroken  -    the upstream died after streaming began
+    ├── RewardUnavailable     503  best-of-n's reward failed and the policy says fail
     └── ContentFiltered       400  a rail blocked and the policy wants an HTTP error
 """
 
@@ -34,6 +39,11 @@ class GuardError(Exception):
         if code is not None:
             self.code = code
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers the error response carries."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "error": {
@@ -48,6 +58,24 @@ class GuardError(Exception):
 class InvalidRequest(GuardError):
     status_code = 400
     error_type = "invalid_request_error"
+
+
+class Unauthorized(GuardError):
+    """No API key, or one guard does not know. Shaped like OpenAI's answer to a bad key."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"www-authenticate": "Bearer"}
+
+
+class Forbidden(GuardError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "model_not_allowed"
 
 
 class NotFound(GuardError):
@@ -70,6 +98,31 @@ class PayloadTooLarge(GuardError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class RateLimited(GuardError):
+    """Too many requests or tokens for a key; ``retry_after`` is in whole seconds."""
+
+    status_code = 429
+    error_type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: int, *, error_type: str | None = None):
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+        if error_type is not None:
+            self.error_type = error_type  # OpenAI says "requests" or "tokens"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
+
+
+class Overloaded(RateLimited):
+    """guard is at GUARD_MAX_CONCURRENT_REQUESTS; it refuses rather than queue."""
+
+    error_type = "server_overloaded"
+    code = "server_overloaded"
 
 
 class UpstreamError(GuardError):
@@ -122,6 +175,14 @@ class PolicyError(Exception):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class RewardUnavailable(GuardError):
+    """The reward model failed and the policy says best-of-n must not go on without it."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "reward_unavailable"
 
 
 class ContentFiltered(GuardError):

@@ -22,8 +22,15 @@ from typing import Any, TypeVar
 import orjson
 
 from guard.api.sse import DONE, EVENT_END, error_event, split_events
+from guard.best_of_n import BestOfNStage, upstream_request
 from guard.components.base import Subject
-from guard.components.registry import CLASSIFIERS, BuildContext, build_classifier
+from guard.components.registry import (
+    CLASSIFIERS,
+    REWARDS,
+    BuildContext,
+    build_classifier,
+    build_reward,
+)
 from guard.errors import ContentFiltered, GuardError, PolicyError, UpstreamStreamBroken
 from guard.policy import LoadedPolicy
 from guard.rails import SEVERITY, Judgement, Rail, Stage, judge
@@ -36,6 +43,7 @@ from guard.responses import (
     with_redacted_input,
 )
 from guard.streaming import StreamGuard
+from guard.trace import Trace
 from guard.upstream import Upstream
 
 T = TypeVar("T")
@@ -48,7 +56,12 @@ def unsupported(loaded: LoadedPolicy) -> list[str]:
     rails += [rail.escalate.to for rail in rails if rail.escalate]
     asked = [
         *(f"rail kind '{rail.kind}'" for rail in rails if rail.kind not in CLASSIFIERS),
-        *(["best_of_n"] if policy.best_of_n else []),
+        *(["best_of_n.prune"] if policy.best_of_n and policy.best_of_n.prune else []),
+        *(
+            [f"reward kind '{policy.best_of_n.reward.kind}'"]
+            if policy.best_of_n and policy.best_of_n.reward.kind not in REWARDS
+            else []
+        ),
         *(["constitutional"] if policy.constitutional else []),
     ]
     return [
@@ -78,8 +91,11 @@ class RequestContext:
     upstream_model: str
     requested_model: str = ""
     judgements: list[tuple[Stage, Judgement]] = field(default_factory=list)
+    best_of_n: dict[str, Any] | None = None
     stream_checks: int = 0
     """How many times output rails judged a streamed answer (only non-passing ones are kept)."""
+    trace: Trace = field(default_factory=Trace)
+    """Stage timings (and answers, when asked) for metrics and the audit log."""
 
     @property
     def verdict(self) -> str:
@@ -101,20 +117,32 @@ class Pipeline:
         self.output_rails = self._build_rails(policy.output_rails, "output_rails", components)
         redacts = any(rail.action == "redact" for rail in policy.input_rails)
         self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
+        self.best_of_n = None
+        if policy.best_of_n is not None:
+            reward = self._build(
+                "best_of_n.reward",
+                policy.best_of_n.reward,
+                lambda spec: build_reward(spec, components),
+            )
+            self.best_of_n = BestOfNStage(policy.best_of_n, reward)
 
     def _build_rails(self, specs: list[Any], section: str, components: BuildContext) -> list[Rail]:
-        rails = []
-        for index, spec in enumerate(specs):
-            try:
-                rails.append(_build_rail(spec, components))
-            except Exception as exc:
-                raise PolicyError(
-                    [
-                        f"{self.loaded.source}: policy '{self.name}': {section}[{index}] "
-                        f"({spec.kind}) could not be built: {type(exc).__name__}: {exc}"
-                    ]
-                ) from exc
-        return rails
+        return [
+            self._build(f"{section}[{index}]", spec, lambda s: _build_rail(s, components))
+            for index, spec in enumerate(specs)
+        ]
+
+    def _build(self, where: str, spec: Any, build: Callable[[Any], T]) -> T:
+        """Build a component; a failure names the policy, the place and the kind."""
+        try:
+            return build(spec)
+        except Exception as exc:
+            raise PolicyError(
+                [
+                    f"{self.loaded.source}: policy '{self.name}': {where} ({spec.kind}) "
+                    f"could not be built: {type(exc).__name__}: {exc}"
+                ]
+            ) from exc
 
     @property
     def name(self) -> str:
@@ -131,6 +159,8 @@ class Pipeline:
         }
         if ctx.stream_checks:
             info["stream_checks"] = ctx.stream_checks
+        if ctx.best_of_n is not None:
+            info["best_of_n"] = ctx.best_of_n
         return info
 
     # -- plain JSON ---------------------------------------------------------------
@@ -139,20 +169,52 @@ class Pipeline:
         self, path: str, body: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         try:
-            result = await self._guarded_generation(
-                path, body, ctx, lambda b: self.upstream.post_json(path, b, ctx.request_id)
+            generation_body = (
+                upstream_request(self.best_of_n.spec, body) if self.best_of_n else body
             )
-            await self._judge_output(path, body, result, ctx)
+            result = await self._guarded_generation(
+                path,
+                generation_body,
+                ctx,
+                lambda b: self.upstream.post_json(path, b, ctx.request_id),
+            )
+            judged = False
+            if self.best_of_n is not None:
+                judged = await self._best_of_n(path, body, result, ctx)
+            ctx.trace.keep_result(path, body, result)
+            if not judged:
+                await self._judge_output(path, body, result, ctx)
         except Blocked:
             result = self._refusal(path, body, ctx)
         result["guard"] = self.guard_info(ctx)
         return result
+
+    async def _best_of_n(
+        self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext
+    ) -> bool:
+        """Keep the best candidates; True when the output rails already judged them."""
+        assert self.best_of_n is not None
+        filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
+
+        async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
+            return await self._judge_choices(path, body, choices, ctx)
+
+        _, ctx.best_of_n, all_unsafe = await self.best_of_n.select(
+            path, body, result, judge_all if filtering else None
+        )
+        if all_unsafe:
+            raise Blocked
+        return filtering
 
     # -- streaming ----------------------------------------------------------------
 
     async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
         """Start a stream. Errors before the first byte still get a proper status."""
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if self.best_of_n is not None:
+            # The answer is chosen among finished candidates, then streamed.
+            unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+            return _replay(as_events(path, await self.complete(path, unstreamed, ctx), wants_usage))
         upstream_body = body
         if self.output_rails:
             # Usage in every chunk lets a stream cut short still report what was generated.
@@ -176,15 +238,16 @@ class Pipeline:
             result = self._refusal(path, body, ctx)
             result["guard"] = self.guard_info(ctx)
             return _replay(as_events(path, result, wants_usage))
-        chunks = self.upstream.iter_bytes(response)
+        chunks = ctx.trace.upstream_chunks(self.upstream.iter_bytes(response))
         if not self.output_rails:
             return Relay(self._relay_events(chunks, ctx), partial(self.upstream.close, response))
         conversation = tuple(body.get("messages") or ())
 
         async def judge_text(text: str, index: int) -> Judgement:
-            [judgement] = await judge(
-                self.output_rails, [Subject(text, "assistant", conversation)], "output"
-            )
+            with ctx.trace.timed("output_rails"):
+                [judgement] = await judge(
+                    self.output_rails, [Subject(text, "assistant", conversation)], "output"
+                )
             ctx.stream_checks += 1
             if judgement.outcome != "pass":
                 ctx.judgements.append(("output", judgement))
@@ -242,6 +305,7 @@ class Pipeline:
     ) -> T:
         """Generate behind the input rails. Raises ``Blocked`` if a rail blocks."""
         body = self._upstream_body(body, ctx)
+        generate = ctx.trace.timed_call("generation", generate)
         if not self.input_rails:
             return await generate(body)
         subjects = input_subjects(path, body)
@@ -269,21 +333,34 @@ class Pipeline:
     ) -> None:
         if not self.output_rails:
             return
-        subjects = output_subjects(path, body, result)
-        judgements = await self._judge(self.output_rails, subjects, "output", ctx)
+        judgements = await self._judge_choices(path, body, result["choices"], ctx)
         refusal_message = self.loaded.policy.refusal.message
-        for choice, subject, judgement in zip(result["choices"], subjects, judgements, strict=True):
+        for choice, judgement in zip(result["choices"], judgements, strict=True):
             if judgement.blocked:
                 set_choice_text(path, choice, refusal_message, filtered=True)
-            elif judgement.redactions:
-                set_choice_text(path, choice, judgement.redacted(subject.text), filtered=False)
         if self.loaded.policy.refusal.http_error and any(j.blocked for j in judgements):
             raise ContentFiltered(refusal_message, self.guard_info(ctx))
+
+    async def _judge_choices(
+        self,
+        path: str,
+        body: dict[str, Any],
+        choices: list[dict[str, Any]],
+        ctx: RequestContext,
+    ) -> list[Judgement]:
+        """Judge finished choices with the output rails; apply redactions in place."""
+        subjects = output_subjects(path, body, {"choices": choices})
+        judgements = await self._judge(self.output_rails, subjects, "output", ctx)
+        for choice, subject, judgement in zip(choices, subjects, judgements, strict=True):
+            if judgement.redactions and not judgement.blocked:
+                set_choice_text(path, choice, judgement.redacted(subject.text), filtered=False)
+        return judgements
 
     async def _judge(
         self, rails: list[Rail], subjects: list[Any], stage: Stage, ctx: RequestContext
     ) -> list[Judgement]:
-        judgements = await judge(rails, subjects, stage)
+        with ctx.trace.timed(f"{stage}_rails"):
+            judgements = await judge(rails, subjects, stage)
         ctx.judgements += [(stage, j) for j in judgements]
         return judgements
 

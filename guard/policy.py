@@ -40,6 +40,9 @@ class BestOfN(Section):
     filter_unsafe: bool = False
     """Judge every candidate with the output rails first; only safe ones compete."""
     on_reward_error: Literal["first_safe", "fail"] = "first_safe"
+    """When the reward fails or times out: return the first safe candidate, or 503."""
+    min_temperature: float = Field(default=0.7, gt=0, le=2)
+    """Candidates must differ: a request asking for less (e.g. greedy) is sampled at this."""
     prune: Prune | None = None
 
 
@@ -93,6 +96,11 @@ class Refusal(Section):
     """Answer a block with HTTP 400, code content_filter, instead of a normal completion."""
 
 
+class Audit(Section):
+    include_text: bool = False
+    """Put the prompt and the answers in this policy's audit lines (left out by default)."""
+
+
 class Policy(Section):
     name: str = Field(min_length=1)
     description: str = ""
@@ -107,6 +115,13 @@ class Policy(Section):
     constitutional: Constitutional | None = None
     streaming: Streaming = Streaming()
     refusal: Refusal = Refusal()
+    audit: Audit = Audit()
+    shadow: str | None = None
+    """Another policy whose rails also judge this policy's traffic, in flag mode, off the
+    response path: what it would have done goes to the metrics and the audit log."""
+    keys_only: bool = False
+    """Served only to API keys whose ``policy`` names it, so its model names may also
+    belong to another policy (routing by key). Also fits a policy used only as a shadow."""
 
     @model_validator(mode="after")
     def _parallel_cannot_redact(self) -> Policy:
@@ -188,6 +203,8 @@ class PolicySet:
                     f"and {item.source}; policy names must be unique"
                 )
             policy_names[item.policy.name] = item
+            if item.policy.keys_only:
+                continue
             for model in item.policy.models:
                 if other := by_name.get(model):
                     problems.append(
@@ -196,11 +213,19 @@ class PolicySet:
                         "each model name must belong to one policy"
                     )
                 by_name[model] = item
+        for item in loaded:
+            shadow = item.policy.shadow
+            if shadow is not None and (shadow == item.policy.name or shadow not in policy_names):
+                problems.append(
+                    f"{item.source}: policy '{item.policy.name}': shadow '{shadow}' must name "
+                    f"another loaded policy ({', '.join(sorted(policy_names))})"
+                )
         if not loaded:
             problems.append("no policy given: pass at least one policy file")
         if problems:
             raise PolicyError(problems)
         self.policies = loaded
+        self.by_name = policy_names
         self._by_model = by_name
 
     @classmethod
@@ -224,12 +249,22 @@ class PolicySet:
     def has_wildcard(self) -> bool:
         return WILDCARD in self._by_model
 
-    def route(self, requested: str) -> Route:
-        item = self._by_model.get(requested) or self._by_model.get(WILDCARD)
+    def route(self, requested: str, policy: str | None = None) -> Route:
+        """The policy serving ``requested``; ``policy`` (an API key's own) overrides
+        routing by model name, and must itself serve the name."""
+        item: LoadedPolicy | None
+        names = self.model_names
+        if policy is not None:
+            item = self.by_name[policy]
+            names = [name for name in item.policy.models if name != WILDCARD]
+            if requested not in item.policy.models and WILDCARD not in item.policy.models:
+                item = None
+        else:
+            item = self._by_model.get(requested) or self._by_model.get(WILDCARD)
         if item is None:
             raise ModelNotFound(
                 f"The model '{requested}' does not exist. Models served here: "
-                f"{', '.join(sorted(self.model_names)) or 'none'}.",
+                f"{', '.join(sorted(names)) or 'none'}.",
                 param="model",
             )
         return Route(item, item.policy.upstream_model(requested))

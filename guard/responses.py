@@ -76,14 +76,15 @@ def with_redacted_input(path: str, body: dict[str, Any], texts: list[str]) -> di
 
 def output_subjects(path: str, body: dict[str, Any], result: dict[str, Any]) -> list[Subject]:
     """What output rails judge: each choice's text, with the conversation as context."""
+    context = tuple(body.get("messages") or ()) if path != COMPLETIONS else ()
+    return [Subject(choice_text(path, c), "assistant", context) for c in result["choices"]]
+
+
+def choice_text(path: str, choice: dict[str, Any]) -> str:
+    """A finished choice's text (for chat: the content plus any tool call arguments)."""
     if path == COMPLETIONS:
-        context: tuple[dict[str, Any], ...] = ()
-        return [Subject(str(c.get("text") or ""), "assistant") for c in result["choices"]]
-    context = tuple(body["messages"])
-    return [
-        Subject(_answer_text(c.get("message") or {}), "assistant", context)
-        for c in result["choices"]
-    ]
+        return str(choice.get("text") or "")
+    return _answer_text(choice.get("message") or {})
 
 
 def _answer_text(message: dict[str, Any]) -> str:

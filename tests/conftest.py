@@ -102,3 +102,31 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reward(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised one-output Llama reward model with the SmolLM2 tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from guard.demo_model import ensure_demo_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.eos_token_id,
+        max_position_embeddings=2048,
+    )
+    torch.manual_seed(1)
+    model = LlamaForSequenceClassification(config)
+    path = tmp_path_factory.mktemp("tiny-reward")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -117,7 +117,8 @@ def test_server_refuses_a_stage_it_cannot_run_yet(tmp_path: Path) -> None:
     """Never serve a policy while silently skipping one of its safety steps."""
     policy = write_policy(
         tmp_path,
-        "name: p\nmodels: {m: null}\nbest_of_n: {n: 4, reward: {kind: hf_reward, model: r}}\n",
+        "name: p\nmodels: {m: null}\n"
+        "constitutional: {principles: [{name: a, critique: c, revision: r}]}\n",
     )
     with pytest.raises(PolicyError, match="cannot run yet"):
         create_app(Settings(policies=[policy]))

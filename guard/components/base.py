@@ -42,3 +42,23 @@ class Classifier(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - most classifiers hold nothing
         """Release what the classifier holds (clients, threads)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One answer to score, with the conversation it answers."""
+
+    text: str
+    conversation: tuple[Mapping[str, Any], ...] = ()
+    prompt: str | None = None
+    """For text completions: the prompt the text continues."""
+
+
+class Reward(ABC):
+    """A built reward component: higher scores are better answers. Batched like classifiers."""
+
+    @abstractmethod
+    async def score(self, candidates: Sequence[Candidate]) -> list[float]: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - most rewards hold nothing
+        """Release what the reward holds."""

@@ -1,8 +1,10 @@
-"""``llm_judge``: ask a chat model a yes/no question about a text.
+"""``llm_judge``: ask a chat model about a text.
 
-The score is P(yes) read from the logprobs of the first answer token, normalised
-over the yes and no tokens the model considered, not a parsed word: so it is a
-probability a threshold can be set on.
+As a classifier it asks a yes/no question; the score is P(yes) read from the
+logprobs of the first answer token, normalised over the yes and no tokens the model
+considered, not a parsed word, so it is a probability a threshold can be set on.
+As a reward it asks for a rating from 1 to 9; the score is the expected rating under
+the digits' probabilities.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from guard.components.base import Classifier, Subject, Verdict
-from guard.components.specs import LLMJudgeSpec
+from guard.components.base import Candidate, Classifier, Reward, Subject, Verdict
+from guard.components.hf_reward import reward_conversation
+from guard.components.specs import LLMJudgeRewardSpec, LLMJudgeSpec
+from guard.responses import message_text
 from guard.upstream import Upstream
 
 SYSTEM = (
@@ -70,3 +74,56 @@ class LLMJudgeClassifier(Classifier):
             raise ValueError("the judge returned no logprobs")
         score = yes_probability(content[0]["top_logprobs"])
         return Verdict(flagged=score >= self.spec.threshold, score=score)
+
+
+RATING_TEMPLATE = (
+    "{question}\n\n<conversation>\n{conversation}\n</conversation>\n\n<answer>\n{answer}\n"
+    "</answer>\n\nReply with a single digit from 1 to 9."
+)
+
+
+def expected_rating(top_logprobs: Sequence[dict[str, Any]]) -> float:
+    """The mean rating 1..9 weighted by the probabilities of the digit tokens."""
+    weights: dict[int, float] = {}
+    for candidate in top_logprobs:
+        token = str(candidate.get("token", "")).strip()
+        if len(token) == 1 and token in "123456789":
+            weights[int(token)] = weights.get(int(token), 0.0) + math.exp(
+                float(candidate["logprob"])
+            )
+    if not weights:
+        raise ValueError("the judge gave no rating from 1 to 9")
+    return sum(r * p for r, p in weights.items()) / sum(weights.values())
+
+
+class LLMJudgeReward(Reward):
+    """``llm_judge`` as a reward: a chat model rates each answer 1 to 9."""
+
+    def __init__(self, spec: LLMJudgeRewardSpec, endpoint: Upstream):
+        self.spec = spec
+        self.endpoint = endpoint
+
+    async def score(self, candidates: Sequence[Candidate]) -> list[float]:
+        return list(await asyncio.gather(*(self._rate(c) for c in candidates)))
+
+    async def _rate(self, candidate: Candidate) -> float:
+        conversation = "\n".join(
+            f"{m['role']}: {message_text(m.get('content'))}"
+            for m in reward_conversation(candidate)[:-1]
+        )
+        prompt = RATING_TEMPLATE.format(
+            question=self.spec.question, conversation=conversation, answer=candidate.text
+        )
+        body = {
+            "model": self.spec.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 20,
+        }
+        answer = await self.endpoint.post_json("/v1/chat/completions", body, "guard-llm-judge")
+        content = answer["choices"][0]["logprobs"]["content"]
+        if not content:
+            raise ValueError("the judge returned no logprobs")
+        return expected_rating(content[0]["top_logprobs"])

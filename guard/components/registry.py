@@ -11,13 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.components.base import Classifier
+from guard.components.base import Classifier, Reward
+from guard.components.embedding import EmbeddingClassifier
 from guard.components.hf_classifier import HFClassifier
+from guard.components.hf_reward import HFReward
 from guard.components.llama_guard import LlamaGuardClassifier
-from guard.components.llm_judge import LLMJudgeClassifier
+from guard.components.llm_judge import LLMJudgeClassifier, LLMJudgeReward
 from guard.components.regex import RegexClassifier
-from guard.components.specs import ClassifierSpec, RemoteModel
+from guard.components.specs import ClassifierSpec, RemoteModel, RewardSpec
 from guard.components.vllm_classify import VLLMClassifier
+from guard.components.vllm_reward import VLLMReward
 from guard.upstream import Upstream
 
 
@@ -27,6 +30,7 @@ class BuildContext:
 
     upstream: Upstream
     built: dict[str, Classifier] = field(default_factory=dict)
+    built_rewards: dict[str, Reward] = field(default_factory=dict)
     endpoints: dict[str, Upstream] = field(default_factory=dict)
 
     def endpoint(self, spec: RemoteModel) -> Upstream:
@@ -41,6 +45,8 @@ class BuildContext:
     async def aclose(self) -> None:
         for classifier in self.built.values():
             await classifier.aclose()
+        for reward in self.built_rewards.values():
+            await reward.aclose()
         for endpoint in self.endpoints.values():
             await endpoint.aclose()
 
@@ -53,7 +59,22 @@ CLASSIFIERS: dict[str, Builder] = {
     "llama_guard": lambda spec, ctx: LlamaGuardClassifier(spec, ctx.endpoint(spec)),
     "vllm_classify": lambda spec, ctx: VLLMClassifier(spec, ctx.endpoint(spec)),
     "hf_classifier": lambda spec, ctx: HFClassifier(spec),
+    "embedding": lambda spec, ctx: EmbeddingClassifier(spec),
 }
+
+
+REWARDS: dict[str, Callable[[Any, BuildContext], Reward]] = {
+    "hf_reward": lambda spec, ctx: HFReward(spec),
+    "vllm_reward": lambda spec, ctx: VLLMReward(spec, ctx.endpoint(spec)),
+    "llm_judge": lambda spec, ctx: LLMJudgeReward(spec, ctx.endpoint(spec)),
+}
+
+
+def build_reward(spec: RewardSpec, ctx: BuildContext) -> Reward:
+    key = "reward:" + spec.model_dump_json(exclude={"name", "timeout_s"})
+    if key not in ctx.built_rewards:
+        ctx.built_rewards[key] = REWARDS[spec.kind](spec, ctx)
+    return ctx.built_rewards[key]
 
 
 def build_classifier(spec: ClassifierSpec, ctx: BuildContext) -> Classifier:

@@ -6,6 +6,8 @@ exactly as to vLLM. Its answers are scripted:
 * the answer is ``tokens`` words (``"tok "`` each) streamed ``pace_s`` apart, or,
   when the last user message (or prompt) contains ``say:``, exactly the text after
   the last ``say:``, one word (with its trailing space) per token;
+* in a plain (non-streamed) answer, ``a | b | c`` gives choice i the i-th option
+  (cycling), so that ``n`` samples can differ;
 * ``stream_options.continuous_usage_stats`` (a vLLM extension) puts usage in every chunk;
 * logprobs give every token -0.1, and ``top_logprobs`` lists it first, then
   ``"Maybe"`` at -4.0;
@@ -192,11 +194,12 @@ def _logprobs(kind: str, words: list[str], top: int) -> dict[str, Any]:
 
 
 def _completion(body: dict[str, Any], kind: str, words: list[str]) -> dict[str, Any]:
-    text = "".join(words)
+    options = "".join(words).split(" | ")
     wants_logprobs = bool(body.get("logprobs"))
     top = int(body.get("top_logprobs") or 0) if kind == CHAT else int(body.get("logprobs") or 0)
     choices = []
     for index in range(body.get("n") or 1):
+        text = options[index % len(options)]
         choice: dict[str, Any] = {
             "index": index,
             "finish_reason": _finish(body, words),

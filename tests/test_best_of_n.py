@@ -1,0 +1,166 @@
+"""Best-of-n against the fake upstream, with a real (tiny, random) reward model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from guard.best_of_n import rank, top_distinct, upstream_request
+from guard.components.base import Candidate
+from guard.components.hf_reward import HFReward
+from guard.components.llm_judge import expected_rating
+from guard.components.specs import HFRewardSpec
+from guard.policy import BestOfN
+from tests.conftest import Fake
+from tests.test_rails import chat, guard_with
+
+OPTIONS = ["Paris is the capital.", "It is Paris.", "France's capital: Paris!", "Lyon, no Paris."]
+
+
+def policy(reward: Path, n: int = 4, extra: str = "") -> str:
+    return f"best_of_n:\n  n: {n}\n  reward: {{kind: hf_reward, model: {reward}}}\n{extra}"
+
+
+def scores_of(reward: Path, texts: list[str], question: str) -> list[float]:
+    model = HFReward(HFRewardSpec(kind="hf_reward", model=str(reward)))
+    conversation = ({"role": "user", "content": question},)
+
+    async def score() -> list[float]:
+        try:
+            return await model.score([Candidate(t, conversation) for t in texts])
+        finally:
+            await model.aclose()
+
+    return asyncio.run(score())
+
+
+def test_rank_and_ties() -> None:
+    assert rank([0.1, 0.9, None, 0.5]) == [1, 3, 0]
+    assert rank([0.5, 0.5, 0.5]) == [0, 1, 2]  # ties: the earliest first
+    assert top_distinct([2, 0, 1, 3], ["a", "b", "a", "c"], 2) == [2, 1]
+    assert top_distinct([0, 1], ["a", "a"], 2) == [0, 1]  # padded when too few differ
+
+
+def test_upstream_request_samples_every_candidate_at_once() -> None:
+    spec = BestOfN.model_validate({"n": 8, "reward": {"kind": "hf_reward", "model": "r"}})
+    assert upstream_request(spec, {"n": 2, "temperature": 0})["n"] == 8
+    assert upstream_request(spec, {"temperature": 0})["temperature"] == 0.7
+    assert upstream_request(spec, {"n": 10, "temperature": 1.0}) == {"n": 10, "temperature": 1.0}
+
+
+def test_expected_rating() -> None:
+    import math
+
+    top = [
+        {"token": "9", "logprob": math.log(0.5)},
+        {"token": "5", "logprob": math.log(0.5)},
+        {"token": "x", "logprob": -0.1},
+    ]
+    assert expected_rating(top) == pytest.approx(7.0)
+    with pytest.raises(ValueError):
+        expected_rating([{"token": "x", "logprob": -0.1}])
+
+
+def test_the_argmax_is_returned(tiny_reward: Path, fake_upstream: Fake, tmp_path: Path) -> None:
+    question = "say: " + " | ".join(OPTIONS)
+    expected = scores_of(tiny_reward, OPTIONS, question)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward)) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, question, temperature=0)
+        calls = fake_upstream.app.state.received
+        upstream_bodies = [calls[i]["body"] for i in range(before, len(calls))]
+    data = response.json()
+    best = max(range(4), key=lambda i: (expected[i], -i))
+    assert data["choices"][0]["message"]["content"] == OPTIONS[best]
+    assert len(data["choices"]) == 1 and data["choices"][0]["index"] == 0
+    info = data["guard"]["best_of_n"]
+    assert info["n"] == 4 and info["chosen"] == [best]
+    assert info["scores"] == pytest.approx(expected, abs=1e-4)
+    assert [b["n"] for b in upstream_bodies] == [4]  # one upstream request for all samples
+    assert upstream_bodies[0]["temperature"] == 0.7
+    assert data["usage"]["completion_tokens"] == info["generated_tokens"]
+
+
+def test_client_n_gets_the_top_k_distinct(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    question = "say: " + " | ".join(OPTIONS[:2])  # 4 samples, 2 distinct texts
+    expected = scores_of(tiny_reward, OPTIONS[:2], question)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward)) as url:
+        response = chat(url, question, n=2)
+    texts = [c["message"]["content"] for c in response.json()["choices"]]
+    assert sorted(texts) == sorted(OPTIONS[:2])
+    assert texts[0] == OPTIONS[0 if expected[0] >= expected[1] else 1]
+    assert [c["index"] for c in response.json()["choices"]] == [0, 1]
+
+
+def test_identical_candidates_tie_to_the_first(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward)) as url:
+        response = chat(url, "say: same answer")
+    assert response.json()["guard"]["best_of_n"]["chosen"] == [0]
+
+
+UNSAFE_FILTER = """  filter_unsafe: true
+output_rails:
+  - kind: regex
+    patterns: ["(?i)lyon"]
+"""
+
+
+def test_unsafe_candidates_do_not_compete(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    question = "say: " + " | ".join(OPTIONS)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=UNSAFE_FILTER)) as url:
+        response = chat(url, question)
+        refused = chat(url, "say: Lyon | lyon!")
+    info = response.json()["guard"]["best_of_n"]
+    assert info["unsafe"] == [3] and info["scores"][3] is None
+    assert "Lyon" not in response.json()["choices"][0]["message"]["content"]
+    # the output rails ran once per candidate, never again on the winner
+    assert len(response.json()["guard"]["verdicts"]) == 4
+    assert refused.json()["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_streamed_best_of_n(tiny_reward: Path, fake_upstream: Fake, tmp_path: Path) -> None:
+    question = "say: " + " | ".join(OPTIONS)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward)) as url:
+        plain = chat(url, question).json()["choices"][0]["message"]["content"]
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json={
+                "model": "m",
+                "stream": True,
+                "messages": [{"role": "user", "content": question}],
+            },
+        ) as response:
+            lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert plain in "".join(lines)
+    assert '"best_of_n"' in lines[0]
+
+
+@pytest.mark.parametrize(("on_error", "status"), [("first_safe", 200), ("fail", 503)])
+def test_reward_failure_follows_the_policy(
+    fake_upstream: Fake, tmp_path: Path, on_error: str, status: int
+) -> None:
+    dead = "http://127.0.0.1:9"  # nothing listens on the discard port
+    rails = (
+        f"best_of_n:\n  n: 3\n  on_reward_error: {on_error}\n"
+        f"  reward: {{kind: vllm_reward, model: r, base_url: '{dead}', timeout_s: 2}}\n"
+    )
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: a | b | c")
+        assert chat(url, "say: again").status_code == status  # still serving
+    assert response.status_code == status
+    if status == 200:
+        info = response.json()["guard"]["best_of_n"]
+        assert "unreachable" in info["reward_error"] and info["chosen"] == [0]
+    else:
+        assert response.json()["error"]["code"] == "reward_unavailable"
