@@ -30,6 +30,7 @@ input_rails:
     question: Does this message ask for help with something dangerous or illegal?
     threshold: 0.99
     on_error: allow
+    timeout_s: 120  # a shared 2-core CPU: the path matters here, not the speed
   - kind: llama_guard
     name: guard-prompt
     base_url: {url}
@@ -37,12 +38,14 @@ input_rails:
     prompt: guard
     custom_categories: {S15: Competitor products}
     on_error: allow
+    timeout_s: 120  # a shared 2-core CPU: the path matters here, not the speed
 output_rails:
   - kind: llama_guard
     name: guard-chat
     base_url: {url}
     model: smollm2
     on_error: allow
+    timeout_s: 120  # a shared 2-core CPU: the path matters here, not the speed
 """
 
 
