@@ -12,13 +12,19 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guard.api.routes import ROUTES, ORJSONResponse
 from guard.components.registry import BuildContext
-from guard.errors import GuardError, MethodNotAllowed, NotFound, PolicyError
-from guard.pipeline import Pipeline, check_runnable
+from guard.errors import GuardError, MethodNotAllowed, NotFound
+from guard.gate import Gate, metrics_endpoint, note_error
+from guard.logs import REQUEST_ID
+from guard.metrics import Metrics
+from guard.ops import Operations
 from guard.policy import PolicySet
+from guard.reload import Reloader
+from guard.runtime import Runtimes, build_runtime
 from guard.settings import Settings
 from guard.state import GuardState
 from guard.upstream import Upstream
@@ -38,32 +44,35 @@ def create_app(
     Raises ``PolicyError`` listing the problems found.
     """
     policies = policies or PolicySet.from_files(list(settings.policies))
-    check_runnable(policies.policies)
-    names = [item.policy.name for item in policies.policies]
-    if settings.moderation_policy is not None and settings.moderation_policy not in names:
-        raise PolicyError(
-            [
-                f"GUARD_MODERATION_POLICY names '{settings.moderation_policy}', "
-                f"which is not a loaded policy ({', '.join(names)})"
-            ]
-        )
     upstream = Upstream.from_settings(settings)
-    components = BuildContext(upstream)
-    pipelines = {
-        item.policy.name: Pipeline(item, upstream, components) for item in policies.policies
-    }
+    runtime = build_runtime(settings, policies, upstream, BuildContext(upstream))
+    metrics = Metrics()
+    metrics.policies_loaded(policies.policies)
+    metrics.last_reload.set_to_current_time()
+    runtimes = Runtimes(runtime)
+    ops = Operations(settings, runtimes, metrics)
+    files = list(dict.fromkeys(item.source for item in policies.policies))
+    reloader = Reloader(settings, files, upstream, runtimes, metrics)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.guard = GuardState(settings, policies, upstream, pipelines)
+        app.state.guard = GuardState(settings, upstream, ops)
+        if not runtime.keys.enabled:
+            log.warning(
+                "no API keys configured: guard serves every caller "
+                "(set GUARD_KEYS_FILE or GUARD_API_KEYS; docs/operations.md)"
+            )
+        reloader.start()
         try:
             yield
         finally:
-            await components.aclose()
+            await reloader.stop()
+            await ops.aclose()
+            await runtimes.aclose()
             await upstream.aclose()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, Route("/metrics", metrics_endpoint, methods=["GET"])],
         lifespan=lifespan,
         exception_handlers={
             GuardError: _guard_error,
@@ -71,6 +80,7 @@ def create_app(
             Exception: _unexpected_error,
         },
     )
+    app.add_middleware(Gate, ops=ops)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -88,6 +98,7 @@ class RequestIdMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        REQUEST_ID.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -102,7 +113,8 @@ async def _guard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GuardError)
     if exc.status_code >= 500:
         log.warning("request %s failed: %s", request.state.request_id, exc.message)
-    return ORJSONResponse(exc.to_dict(), status_code=exc.status_code)
+    note_error(request, exc)
+    return ORJSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from guard import ops_cli
 from guard.errors import PolicyError
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
@@ -27,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--upstream", help="upstream base URL; env GUARD_UPSTREAM_URL")
     serve.add_argument("--host", help="address to listen on; env GUARD_HOST (127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on; env GUARD_PORT (8080)")
+    ops_cli.add_serve_options(serve)
 
     check = commands.add_parser("check", help="validate policy files and explain problems")
     check.add_argument("files", nargs="+", type=Path)
@@ -50,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--vllm-port", type=int, default=8000)
 
+    ops_cli.add_commands(commands)
+
     args = parser.parse_args(argv)
+    if (done := ops_cli.run(args)) is not None:
+        return done
     if args.command == "check":
         return check_files(args.files)
     if args.command == "eval":
@@ -71,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "upstream_url": args.upstream,
             "host": args.host,
             "port": args.port,
+            **ops_cli.serve_overrides(args),
         }
         return serve_with({k: v for k, v in overrides.items() if v is not None})
     return run_demo(args.policy, args.port, args.vllm_port)
@@ -112,6 +120,7 @@ def serve_with(overrides: dict[str, object]) -> int:
     import uvicorn
 
     from guard.app import create_app
+    from guard.logs import log_config
     from guard.settings import Settings
 
     settings = Settings(**overrides)  # type: ignore[arg-type]
@@ -119,7 +128,7 @@ def serve_with(overrides: dict[str, object]) -> int:
         app = create_app(settings)
     except PolicyError as exc:
         print(
-            "guard cannot start; fix these policy problems:\n" + "\n".join(exc.problems),
+            "guard cannot start; fix these problems:\n" + "\n".join(exc.problems),
             file=sys.stderr,
         )
         return 2
@@ -128,7 +137,8 @@ def serve_with(overrides: dict[str, object]) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        log_config=log_config(settings.log_format, settings.log_level),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
     return 0
 

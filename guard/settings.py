@@ -8,7 +8,7 @@ files. Every field can be set from the environment as ``GUARD_<FIELD>``, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -38,6 +38,28 @@ class Settings(BaseSettings):
     moderation_policy: str | None = None
     """The policy whose input rails answer /v1/moderations when ``model`` names none."""
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """json: one JSON object per log line, with the request id where there is one."""
+
+    # -- operations (docs/operations.md) -------------------------------------------
+    keys_file: Path | None = None
+    """YAML file of API keys (sha256 hashes). With no keys at all, guard is open."""
+    api_keys: str | None = None
+    """More keys, comma-separated ``name:sha256hex`` pairs, each allowed everything."""
+    metrics_auth: bool = False
+    """Require, for /metrics, an API key whose entry says ``metrics: true``."""
+    audit_log: Path | None = None
+    """Where audit lines go (one JSON object per request); none: no audit log."""
+    audit_max_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
+    """Rotate the audit log past this size; 0 never rotates."""
+    audit_backup_count: int = Field(default=10, ge=0)
+    max_concurrent_requests: int = Field(default=1024, ge=1)
+    """Requests beyond this many in flight get 429 with Retry-After at once."""
+    shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM: how long requests and streams in flight may take to finish."""
+    watch: bool = False
+    """Reload policies and keys when their files change (polled)."""
+    watch_interval_s: float = Field(default=1.0, gt=0)
 
     @field_validator("policies", mode="before")
     @classmethod

@@ -1,11 +1,14 @@
-"""What the running app holds: settings, policies, their pipelines and the upstream client."""
+"""What the running app holds: settings, the upstream client, and operations.
+
+Policies, keys and pipelines are in ``ops.runtimes``: a reload swaps them, and each
+request uses the runtime it leased when it started (``guard.gate``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from guard.pipeline import Pipeline
-from guard.policy import PolicySet
+from guard.ops import Operations
 from guard.settings import Settings
 from guard.upstream import Upstream
 
@@ -13,7 +16,5 @@ from guard.upstream import Upstream
 @dataclass(frozen=True)
 class GuardState:
     settings: Settings
-    policies: PolicySet
     upstream: Upstream
-    pipelines: dict[str, Pipeline]
-    """Policy name -> its pipeline."""
+    ops: Operations

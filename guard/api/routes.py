@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from guard.api.schema import ChatCompletionRequest, CompletionRequest, GenerationRequest
 from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
+from guard.gate import admit, admit_moderation, note_result, observe, observed_relay, record_of
 from guard.moderation import choose_pipeline, moderate, moderation_inputs
 from guard.pipeline import Relay, RequestContext
 from guard.responses import CHAT, COMPLETIONS
@@ -61,16 +62,17 @@ async def _generate(request: Request, path: str, schema: type[GenerationRequest]
     state = guard_state(request)
     body = await read_json_object(request, state.settings.max_body_bytes)
     parsed = validated(schema, body)
-    route = state.policies.route(parsed.model)
-    pipeline = state.pipelines[route.policy.policy.name]
+    pipeline, route = admit(request, parsed.model)
     ctx = RequestContext(request.state.request_id, route.upstream_model, parsed.model)
+    sent = observe(request, ctx, body, bool(parsed.stream))
     if parsed.stream:
-        relay = await pipeline.stream(path, body, ctx)
+        relay = observed_relay(request, await pipeline.stream(path, sent, ctx), body)
         headers = _guard_headers(pipeline.name, ctx)
         return RelayResponse(
             relay, {**headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
         )
     result = await pipeline.complete(path, body, ctx)
+    note_result(request, result)
     return ORJSONResponse(result, headers=_guard_headers(pipeline.name, ctx))
 
 
@@ -84,9 +86,11 @@ async def moderations(request: Request) -> Response:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("'model' must be a string.", param="model")
+    runtime = record_of(request).runtime
     pipeline = choose_pipeline(
-        model, state.policies, state.pipelines, state.settings.moderation_policy
+        model, runtime.policies, runtime.pipelines, state.settings.moderation_policy
     )
+    admit_moderation(request, pipeline, model)
     texts = moderation_inputs(body.get("input"))
     result = await moderate(pipeline, texts, model or pipeline.name, request.state.request_id)
     return ORJSONResponse(result, headers={"x-guard-policy": pipeline.name})
@@ -94,8 +98,9 @@ async def moderations(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     state = guard_state(request)
-    names = list(state.policies.model_names)
-    if state.policies.has_wildcard:
+    record = record_of(request)
+    names, has_wildcard = record.runtime.model_names(record.key)
+    if has_wildcard:
         try:
             upstream = await state.upstream.get_json("/v1/models", timeout_s=5.0)
             names += [m["id"] for m in upstream.get("data", []) if m.get("id") not in names]
