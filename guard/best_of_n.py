@@ -86,7 +86,7 @@ class BestOfNStage:
         try:
             scored = await asyncio.wait_for(
                 self.reward.score(
-                    [self._candidate(path, body, t) for i, t in enumerate(texts) if safe[i]]
+                    [self.candidate(path, body, t) for i, t in enumerate(texts) if safe[i]]
                 ),
                 self.spec.reward.timeout_s,
             )
@@ -96,22 +96,22 @@ class BestOfNStage:
             order = rank(scores)
         except Exception as exc:
             if self.spec.on_reward_error == "fail":
-                raise RewardUnavailable(f"best-of-n's reward model failed: {_reason(exc)}") from exc
-            info["reward_error"] = _reason(exc)
+                raise RewardUnavailable(f"best-of-n's reward model failed: {reason(exc)}") from exc
+            info["reward_error"] = reason(exc)
             order = [i for i, ok in enumerate(safe) if ok]  # first safe candidates
         chosen = top_distinct(order, texts, body.get("n") or 1)
         result["choices"] = [{**choices[i], "index": position} for position, i in enumerate(chosen)]
         return result, {**info, "scores": scores, "chosen": chosen}, False
 
     @staticmethod
-    def _candidate(path: str, body: dict[str, Any], text: str) -> Candidate:
+    def candidate(path: str, body: dict[str, Any], text: str) -> Candidate:
         if path == COMPLETIONS:
             prompt = body.get("prompt")
             return Candidate(text, prompt=prompt if isinstance(prompt, str) else None)
         return Candidate(text, tuple(body.get("messages") or ()))
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return f"{type(exc).__name__}: {exc}"

@@ -33,6 +33,7 @@ from guard.components.registry import (
 )
 from guard.errors import ContentFiltered, GuardError, PolicyError, UpstreamStreamBroken
 from guard.policy import LoadedPolicy
+from guard.pruning import Pruner
 from guard.rails import SEVERITY, Judgement, Rail, Stage, judge
 from guard.responses import (
     as_events,
@@ -56,7 +57,6 @@ def unsupported(loaded: LoadedPolicy) -> list[str]:
     rails += [rail.escalate.to for rail in rails if rail.escalate]
     asked = [
         *(f"rail kind '{rail.kind}'" for rail in rails if rail.kind not in CLASSIFIERS),
-        *(["best_of_n.prune"] if policy.best_of_n and policy.best_of_n.prune else []),
         *(
             [f"reward kind '{policy.best_of_n.reward.kind}'"]
             if policy.best_of_n and policy.best_of_n.reward.kind not in REWARDS
@@ -169,24 +169,39 @@ class Pipeline:
         self, path: str, body: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         try:
-            generation_body = (
-                upstream_request(self.best_of_n.spec, body) if self.best_of_n else body
-            )
-            result = await self._guarded_generation(
-                path,
-                generation_body,
-                ctx,
-                lambda b: self.upstream.post_json(path, b, ctx.request_id),
-            )
-            judged = False
-            if self.best_of_n is not None:
-                judged = await self._best_of_n(path, body, result, ctx)
-            ctx.trace.keep_result(path, body, result)
+            if self.best_of_n is not None and self.best_of_n.spec.prune is not None:
+                result = await self._pruned_best_of_n(path, body, ctx)
+                judged = False
+            else:
+                generation_body = (
+                    upstream_request(self.best_of_n.spec, body) if self.best_of_n else body
+                )
+                result = await self._guarded_generation(
+                    path,
+                    generation_body,
+                    ctx,
+                    lambda b: self.upstream.post_json(path, b, ctx.request_id),
+                )
+                judged = False
+                if self.best_of_n is not None:
+                    judged = await self._best_of_n(path, body, result, ctx)
+                ctx.trace.keep_result(path, body, result)
             if not judged:
                 await self._judge_output(path, body, result, ctx)
         except Blocked:
             result = self._refusal(path, body, ctx)
         result["guard"] = self.guard_info(ctx)
+        return result
+
+    async def _pruned_best_of_n(
+        self, path: str, body: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        assert self.best_of_n is not None
+        pruner = Pruner(self.best_of_n, self.upstream)
+        result, ctx.best_of_n = await self._guarded_generation(
+            path, body, ctx, lambda b: pruner.generate(path, b, ctx.request_id)
+        )
+        ctx.trace.keep_result(path, body, result)
         return result
 
     async def _best_of_n(

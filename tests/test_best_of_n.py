@@ -164,3 +164,41 @@ def test_reward_failure_follows_the_policy(
         assert "unreachable" in info["reward_error"] and info["chosen"] == [0]
     else:
         assert response.json()["error"]["code"] == "reward_unavailable"
+
+
+LONG = [
+    "one two three four five six seven eight",
+    "alpha beta gamma delta epsilon zeta eta theta",
+    "red green blue cyan magenta yellow black white",
+    "north south east west up down left right",
+]
+
+
+def test_pruning_continues_only_survivors(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
+    question = "say: " + " | ".join(LONG)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=prune)) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, question)
+        calls = list(fake_upstream.app.state.received)[before:]
+    info = response.json()["guard"]["best_of_n"]
+    first, continuations = calls[0]["body"], [c["body"] for c in calls[1:]]
+    assert first["n"] == 4 and first["max_tokens"] == 2
+    rounds = info["pruning"]["rounds"]
+    assert [len(r["kept"]) for r in rounds] == [2, 1]
+    survivors_after = [set(r["kept"]) for r in rounds]
+    # every continuation extends a draft that was kept in the round before it
+    prefixes = [c["messages"][-1]["content"] for c in continuations]
+    assert all(
+        c["continue_final_message"] and not c["add_generation_prompt"] for c in continuations
+    )
+    kept_first = {" ".join(LONG[i].split()[:2]) + " " for i in survivors_after[0]}
+    assert set(prefixes[:2]) == kept_first
+    [winner] = info["chosen"]
+    assert winner in survivors_after[1]
+    assert response.json()["choices"][0]["message"]["content"] == LONG[winner]
+    # 4 drafts x 2 tokens, 2 survivors x 2 more, then 1 finished: 6 more tokens
+    assert info["generated_tokens"] == 8 + 4 + 4
+    assert response.json()["usage"]["completion_tokens"] == 16 < 4 * 8

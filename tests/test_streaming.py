@@ -185,13 +185,20 @@ def _judgement(blocked: bool) -> Judgement:
     return Judgement((report,))
 
 
-async def _run(pieces: list[str], window: int, chunk: int, forbidden: str) -> tuple[str, list[str]]:
-    checked: list[str] = []
+async def _run(
+    pieces: list[str], window: int, chunk: int, forbidden: str
+) -> tuple[str, list[tuple[int, str]]]:
+    """Released text, and each passing check as (released length then, text judged)."""
+    checked: list[tuple[int, str]] = []
+    settings_ = Streaming(
+        window_tokens=window, chunk_tokens=chunk, context_tokens=0, final_check=False
+    )
 
     async def judge(text: str, index: int) -> Judgement:
         blocked = forbidden in text
         if not blocked:
-            checked.append(text)
+            released = "".join(guard.choices[index].released)
+            checked.append((len(released), text))
         return _judgement(blocked)
 
     async def upstream() -> AsyncIterator[bytes]:
@@ -201,9 +208,6 @@ async def _run(pieces: list[str], window: int, chunk: int, forbidden: str) -> tu
             yield b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
-    settings_ = Streaming(
-        window_tokens=window, chunk_tokens=chunk, context_tokens=0, final_check=False
-    )
     guard = StreamGuard(settings_, judge, dict)
     out = [event async for event in guard.run(upstream())]
     chunks = [orjson.loads(e[6:]) for e in out if e != b"data: [DONE]\n\n"]
@@ -221,12 +225,11 @@ def test_released_text_was_checked_and_never_holds_the_phrase(
     words: list[str], cuts: list[int], window: int, chunk: int
 ) -> None:
     text = "".join(words)
-    pieces, position = [], 0
-    for cut in cuts * 10:
-        if position >= len(text):
-            break
+    pieces, position, turn = [], 0, 0
+    while position < len(text):
+        cut = cuts[turn % len(cuts)]
         pieces.append(text[position : position + cut])
-        position += cut
+        position, turn = position + cut, turn + 1
     forbidden = "XY"  # spans at most 2 pieces: always inside a window of 2 or more
     released, checked = asyncio.run(_run(pieces, window, chunk, forbidden))
     assert text.startswith(released)
@@ -234,9 +237,9 @@ def test_released_text_was_checked_and_never_holds_the_phrase(
         assert len(released) <= text.find(forbidden)  # no part of the phrase went out
     else:
         assert released == text
-    covered, offset = 0, 0
-    for check in checked:  # each passing check starts where the released text ended
-        offset = text.index(check, offset) if check else offset
-        assert offset <= covered
-        covered = max(covered, offset + len(check))
+    covered = 0
+    for start, judged in checked:  # each passing check covers text[start:start + len]
+        assert text[start : start + len(judged)] == judged
+        assert start <= covered
+        covered = max(covered, start + len(judged))
     assert covered >= len(released)

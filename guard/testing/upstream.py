@@ -7,7 +7,8 @@ exactly as to vLLM. Its answers are scripted:
   when the last user message (or prompt) contains ``say:``, exactly the text after
   the last ``say:``, one word (with its trailing space) per token;
 * in a plain (non-streamed) answer, ``a | b | c`` gives choice i the i-th option
-  (cycling), so that ``n`` samples can differ;
+  (cycling), so that ``n`` samples can differ; with ``continue_final_message`` the
+  answer continues the option that the final assistant message begins;
 * ``stream_options.continuous_usage_stats`` (a vLLM extension) puts usage in every chunk;
 * logprobs give every token -0.1, and ``top_logprobs`` lists it first, then
   ``"Maybe"`` at -4.0;
@@ -91,7 +92,7 @@ def create_fake_upstream(
                 _stream(app, body, kind, words, pace_s), media_type="text/event-stream"
             )
         await asyncio.sleep(pace_s * len(words))
-        return _json(_completion(body, kind, words))
+        return _json(_completion(body, kind, _answer_text(body, kind, tokens)))
 
     async def classify(request: Request) -> Response:
         """Two classes; texts containing "unsafe" lean to the second."""
@@ -138,17 +139,34 @@ def _json(data: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _answer_words(body: dict[str, Any], kind: str, tokens: int) -> list[str]:
+def _answer_text(body: dict[str, Any], kind: str, tokens: int) -> str:
+    """The whole scripted answer (before ``max_tokens``)."""
     if kind == CHAT:
-        last = body["messages"][-1].get("content") or ""
+        messages = body["messages"]
+        users = [m for m in messages if m.get("role") == "user"] or messages
+        last = users[-1].get("content") or ""
         text = last if isinstance(last, str) else ""
     else:
         prompt = body.get("prompt", "")
         text = prompt if isinstance(prompt, str) else ""
     marker = text.rfind("say:")
-    answer = re.findall(r"\S+\s*", text[marker + 4 :].strip()) if marker >= 0 else ["tok "] * tokens
+    answer = text[marker + 4 :].strip() if marker >= 0 else "tok " * tokens
+    if kind == CHAT and body.get("continue_final_message"):
+        partial = str(messages[-1].get("content") or "")
+        option = next((o for o in answer.split(" | ") if o.startswith(partial)), "")
+        answer = option[len(partial) :]
+    return answer
+
+
+def _words(text: str, body: dict[str, Any]) -> list[str]:
+    """One token per word (with its trailing space), cut at ``max_tokens``."""
+    words = re.findall(r"\s*\S+\s*", text) if text.startswith(" ") else re.findall(r"\S+\s*", text)
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
-    return answer[:limit] if limit is not None else answer
+    return words[:limit] if limit is not None else words
+
+
+def _answer_words(body: dict[str, Any], kind: str, tokens: int) -> list[str]:
+    return _words(_answer_text(body, kind, tokens), body)
 
 
 def _finish(body: dict[str, Any], words: list[str]) -> str:
@@ -193,30 +211,37 @@ def _logprobs(kind: str, words: list[str], top: int) -> dict[str, Any]:
     }
 
 
-def _completion(body: dict[str, Any], kind: str, words: list[str]) -> dict[str, Any]:
-    options = "".join(words).split(" | ")
+def _completion(body: dict[str, Any], kind: str, text: str) -> dict[str, Any]:
+    options = text.split(" | ")
     wants_logprobs = bool(body.get("logprobs"))
     top = int(body.get("top_logprobs") or 0) if kind == CHAT else int(body.get("logprobs") or 0)
     choices = []
+    generated = 0
     for index in range(body.get("n") or 1):
-        text = options[index % len(options)]
+        words = _words(options[index % len(options)], body)
+        generated += len(words)
         choice: dict[str, Any] = {
             "index": index,
             "finish_reason": _finish(body, words),
             "logprobs": _logprobs(kind, words, top) if wants_logprobs else None,
         }
         if kind == CHAT:
-            choice["message"] = {"role": "assistant", "content": text}
+            choice["message"] = {"role": "assistant", "content": "".join(words)}
         else:
-            choice["text"] = text
+            choice["text"] = "".join(words)
         choices.append(choice)
+    prompt = _usage(body, [])["prompt_tokens"]
     return {
         "id": "fake-1",
         "object": kind,
         "created": int(time.time()),
         "model": body.get("model"),
         "choices": choices,
-        "usage": _usage(body, words),
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": generated,
+            "total_tokens": prompt + generated,
+        },
     }
 
 

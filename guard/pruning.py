@@ -1,0 +1,196 @@
+"""Best-of-n with early pruning, after Speculative Rejection (Sun et al., 2024).
+
+Every candidate is generated for ``segment_tokens`` (one upstream request with n
+samples). The reward scores the partial answers and only the best ``keep_fraction``
+go on; each survivor is continued for another segment by asking the upstream to
+continue its own partial answer (chat: ``continue_final_message``; text completions:
+the partial text appended to the prompt), which vLLM's prefix cache makes cheap.
+After ``rounds`` rounds the survivors are finished and the best is returned. A
+pruned candidate is never continued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from guard.best_of_n import BestOfNStage, rank, reason, top_distinct, upstream_request
+from guard.components.base import Candidate
+from guard.errors import RewardUnavailable
+from guard.responses import COMPLETIONS, choice_text
+from guard.upstream import Upstream
+
+_STREAMING = ("stream", "stream_options")
+
+
+@dataclass
+class Draft:
+    text: str
+    finished: bool
+    finish_reason: str | None
+    tokens: int
+    dropped_in_round: int | None = None
+
+
+def _limit(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return int(value) if value is not None else None
+
+
+def continuation(
+    path: str, body: dict[str, Any], draft: Draft, max_tokens: int | None
+) -> dict[str, Any]:
+    """The request that continues ``draft`` where it stopped."""
+    request = {k: v for k, v in body.items() if k not in (*_STREAMING, "n")}
+    request.pop("max_completion_tokens", None)
+    if max_tokens is None:
+        request.pop("max_tokens", None)
+    else:
+        request["max_tokens"] = max_tokens
+    if path == COMPLETIONS:
+        request["prompt"] = str(body.get("prompt") or "") + draft.text
+    else:
+        request["messages"] = [*body["messages"], {"role": "assistant", "content": draft.text}]
+        request["continue_final_message"] = True
+        request["add_generation_prompt"] = False
+    return request
+
+
+class Pruner:
+    def __init__(self, stage: BestOfNStage, upstream: Upstream):
+        assert stage.spec.prune is not None
+        self.stage = stage
+        self.prune = stage.spec.prune
+        self.upstream = upstream
+        self.reward_error: str | None = None
+
+    async def generate(
+        self, path: str, body: dict[str, Any], request_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The finished result with the best candidates, and ``guard.best_of_n``."""
+        wanted = body.get("n") or 1
+        k = min(wanted, self.stage.spec.n)
+        body = upstream_request(
+            self.stage.spec, {key: v for key, v in body.items() if key not in _STREAMING}
+        )
+        limit = _limit(body)
+        segment = min(self.prune.segment_tokens, limit) if limit else self.prune.segment_tokens
+        first = await self.upstream.post_json(path, {**body, "max_tokens": segment}, request_id)
+        usage = dict(first.get("usage") or {})
+        drafts = [
+            Draft(
+                choice_text(path, c),
+                c.get("finish_reason") != "length",
+                c.get("finish_reason"),
+                segment,
+            )
+            for c in first["choices"]
+        ]
+        rounds: list[dict[str, Any]] = []
+        for number in range(self.prune.rounds):
+            alive = [i for i, d in enumerate(drafts) if d.dropped_in_round is None]
+            if len(alive) <= k or all(drafts[i].finished for i in alive):
+                break
+            scores = await self._scores(path, body, drafts, alive)
+            keep = max(k, math.ceil(len(alive) * self.prune.keep_fraction))
+            survivors = rank(scores)[:keep]
+            for i in alive:
+                if i not in survivors:
+                    drafts[i].dropped_in_round = number
+            rounds.append({"scores": scores, "kept": sorted(survivors)})
+            last = number == self.prune.rounds - 1
+            await self._extend(
+                path, body, drafts, survivors, None if last else segment, limit, usage, request_id
+            )
+        alive = [i for i, d in enumerate(drafts) if d.dropped_in_round is None]
+        await self._extend(path, body, drafts, alive, None, limit, usage, request_id)
+        scores = await self._scores(path, body, drafts, alive)
+        chosen = top_distinct(rank(scores), [d.text for d in drafts], wanted)
+        result = {
+            **first,
+            "usage": usage,
+            "choices": [
+                self._choice(path, position, drafts[i]) for position, i in enumerate(chosen)
+            ],
+        }
+        info = {
+            "n": len(drafts),
+            "reward": self.stage.reward_name,
+            "pruning": {"segment_tokens": segment, "rounds": rounds},
+            "scores": scores,
+            "chosen": chosen,
+            "generated_tokens": usage.get("completion_tokens"),
+        }
+        if self.reward_error is not None:
+            info["reward_error"] = self.reward_error
+        return result, info
+
+    async def _scores(
+        self, path: str, body: dict[str, Any], drafts: list[Draft], alive: list[int]
+    ) -> list[float | None]:
+        candidates: list[Candidate] = [
+            BestOfNStage.candidate(path, body, drafts[i].text) for i in alive
+        ]
+        try:
+            values = await asyncio.wait_for(
+                self.stage.reward.score(candidates), self.stage.spec.reward.timeout_s
+            )
+        except Exception as exc:
+            if self.stage.spec.on_reward_error == "fail":
+                raise RewardUnavailable(f"best-of-n's reward model failed: {reason(exc)}") from exc
+            self.reward_error = reason(exc)
+            values = [-float(position) for position in range(len(alive))]  # first ones win
+        scores: list[float | None] = [None] * len(drafts)
+        for i, value in zip(alive, values, strict=True):
+            scores[i] = value
+        return scores
+
+    async def _extend(
+        self,
+        path: str,
+        body: dict[str, Any],
+        drafts: list[Draft],
+        which: list[int],
+        segment: int | None,
+        limit: int | None,
+        usage: dict[str, Any],
+        request_id: str,
+    ) -> None:
+        """Continue the unfinished drafts among ``which`` (to the end when no segment)."""
+        todo = [i for i in which if not drafts[i].finished]
+
+        async def one(i: int) -> None:
+            draft = drafts[i]
+            left = None if limit is None else limit - draft.tokens
+            if left is not None and left <= 0:
+                draft.finished = True
+                return
+            size = segment if left is None else min(segment or left, left)
+            answer = await self.upstream.post_json(
+                path, continuation(path, body, draft, size), request_id
+            )
+            choice = answer["choices"][0]
+            draft.text += choice_text(path, choice)
+            draft.finish_reason = choice.get("finish_reason")
+            draft.finished = segment is None or draft.finish_reason != "length"
+            generated = int((answer.get("usage") or {}).get("completion_tokens") or 0)
+            draft.tokens += generated
+            usage["completion_tokens"] = int(usage.get("completion_tokens") or 0) + generated
+            usage["total_tokens"] = int(usage.get("total_tokens") or 0) + generated
+
+        await asyncio.gather(*(one(i) for i in todo))
+
+    @staticmethod
+    def _choice(path: str, index: int, draft: Draft) -> dict[str, Any]:
+        choice: dict[str, Any] = {
+            "index": index,
+            "finish_reason": draft.finish_reason,
+            "logprobs": None,
+        }
+        if path == COMPLETIONS:
+            choice["text"] = draft.text
+        else:
+            choice["message"] = {"role": "assistant", "content": draft.text}
+        return choice
