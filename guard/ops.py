@@ -157,6 +157,10 @@ class Operations:
             for stage, seconds in ctx.trace.stage_s.items():
                 m.stage_seconds.labels(policy, stage).observe(seconds)
             self._count_verdicts(policy, ctx.judgements, "active")
+            if ctx.best_of_n is not None:
+                scores = ctx.best_of_n.get("scores") or []
+                m.candidates_generated.labels(policy).inc(int(ctx.best_of_n.get("n") or 0))
+                m.candidates_scored.labels(policy).inc(sum(s is not None for s in scores))
         usage = record.usage or {}
         for kind in ("prompt", "completion"):
             if isinstance(tokens := usage.get(f"{kind}_tokens"), int) and tokens > 0:
@@ -212,7 +216,7 @@ def audit_entry(
         "status": record.status,
         "verdict": ctx.verdict if ctx else None,
         "verdicts": [r.to_dict() for _, j in ctx.judgements for r in j.reports] if ctx else [],
-        "best_of_n": None,
+        "best_of_n": ctx.best_of_n if ctx else None,
         "critique_rounds": None,
         "usage": record.usage,
         "latency_ms": latency,

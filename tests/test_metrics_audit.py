@@ -253,3 +253,19 @@ def test_a_shadow_policy_records_what_it_would_do_without_changing_the_answer(
     stages = {(v["stage"], v["outcome"]) for v in streamed_line["shadow"]["verdicts"]}
     assert stages == {("input", "pass"), ("output", "redact")}
     assert orjson.dumps(audit).count(b"bob@example.com") == 0
+
+
+def test_best_of_n_candidates_are_counted_and_audited(
+    fake_upstream: Fake, tmp_path: Path, tiny_reward: Path
+) -> None:
+    reward = f"{{kind: hf_reward, model: {tiny_reward}}}"
+    text = f"name: bon\nmodels: {{'*': null}}\nbest_of_n:\n  n: 4\n  reward: {reward}\n"
+    log = tmp_path / "audit.log"
+    app = guard_app(fake_upstream.url, [write_policy(tmp_path, text)], audit_log=log)
+    with serve_in_thread(app) as url:
+        assert chat(url, "say: one answer").status_code == 200
+        generated = metric(url, "guard_candidates_generated_total", policy="bon")
+        scored = metric(url, "guard_candidates_scored_total", policy="bon")
+    assert generated == 4 and scored == 4
+    [line] = audit_lines(log, 1)
+    assert line["best_of_n"]["n"] == 4 and len(line["best_of_n"]["scores"]) == 4
