@@ -170,8 +170,7 @@ class Pipeline:
     ) -> dict[str, Any]:
         try:
             if self.best_of_n is not None and self.best_of_n.spec.prune is not None:
-                result = await self._pruned_best_of_n(path, body, ctx)
-                judged = False
+                result, judged = await self._pruned_best_of_n(path, body, ctx)
             else:
                 generation_body = (
                     upstream_request(self.best_of_n.spec, body) if self.best_of_n else body
@@ -195,14 +194,25 @@ class Pipeline:
 
     async def _pruned_best_of_n(
         self, path: str, body: dict[str, Any], ctx: RequestContext
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
+        """The pruned best-of-n result; True when the output rails already judged it."""
         assert self.best_of_n is not None
         pruner = Pruner(self.best_of_n, self.upstream)
+        filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
+
+        async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
+            return await self._judge_choices(path, body, choices, ctx)
+
         result, ctx.best_of_n = await self._guarded_generation(
-            path, body, ctx, lambda b: pruner.generate(path, b, ctx.request_id)
+            path,
+            body,
+            ctx,
+            lambda b: pruner.generate(path, b, ctx.request_id, judge_all if filtering else None),
         )
+        if not result["choices"]:
+            raise Blocked
         ctx.trace.keep_result(path, body, result)
-        return result
+        return result, filtering
 
     async def _best_of_n(
         self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext

@@ -16,7 +16,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from guard.best_of_n import BestOfNStage, rank, reason, top_distinct, upstream_request
+from guard.best_of_n import (
+    BestOfNStage,
+    JudgeAll,
+    rank,
+    reason,
+    top_distinct,
+    upstream_request,
+)
 from guard.components.base import Candidate
 from guard.errors import RewardUnavailable
 from guard.responses import COMPLETIONS, choice_text
@@ -67,9 +74,13 @@ class Pruner:
         self.reward_error: str | None = None
 
     async def generate(
-        self, path: str, body: dict[str, Any], request_id: str
+        self, path: str, body: dict[str, Any], request_id: str, judge_all: JudgeAll | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The finished result with the best candidates, and ``guard.best_of_n``."""
+        """The finished result with the best candidates, and ``guard.best_of_n``.
+
+        ``judge_all``: the output rails, to drop unsafe finished drafts before the final
+        ranking (``filter_unsafe``); the result has no choices when none is safe.
+        """
         wanted = body.get("n") or 1
         k = min(wanted, self.stage.spec.n)
         body = upstream_request(
@@ -106,7 +117,17 @@ class Pruner:
             )
         alive = [i for i, d in enumerate(drafts) if d.dropped_in_round is None]
         await self._extend(path, body, drafts, alive, None, limit, usage, request_id)
-        scores = await self._scores(path, body, drafts, alive)
+        unsafe: list[int] = []
+        if judge_all is not None:
+            finals = [self._choice(path, i, drafts[i]) for i in alive]
+            judgements = await judge_all(finals)
+            for i, choice, judgement in zip(alive, finals, judgements, strict=True):
+                if judgement.blocked:
+                    unsafe.append(i)
+                else:
+                    drafts[i].text = choice_text(path, choice)  # redactions applied
+            alive = [i for i in alive if i not in unsafe]
+        scores = await self._scores(path, body, drafts, alive) if alive else [None] * len(drafts)
         chosen = top_distinct(rank(scores), [d.text for d in drafts], wanted)
         result = {
             **first,
@@ -116,6 +137,7 @@ class Pruner:
             ],
         }
         info = {
+            "unsafe": unsafe,
             "n": len(drafts),
             "reward": self.stage.reward_name,
             "pruning": {"segment_tokens": segment, "rounds": rounds},

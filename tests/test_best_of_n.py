@@ -202,3 +202,17 @@ def test_pruning_continues_only_survivors(
     # 4 drafts x 2 tokens, 2 survivors x 2 more, then 1 finished: 6 more tokens
     assert info["generated_tokens"] == 8 + 4 + 4
     assert response.json()["usage"]["completion_tokens"] == 16 < 4 * 8
+
+
+def test_pruning_drops_unsafe_finished_drafts(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    extra = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 1}\n" + UNSAFE_FILTER.replace(
+        "(?i)lyon", "(?i)gamma"
+    )
+    question = "say: " + " | ".join(LONG)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=extra)) as url:
+        response = chat(url, question)
+        refused = chat(url, "say: gamma one | gamma two")
+    assert "gamma" not in response.json()["choices"][0]["message"]["content"]
+    assert refused.json()["choices"][0]["finish_reason"] == "content_filter"
