@@ -121,7 +121,7 @@ def admit(request: Request, model: str) -> tuple[Pipeline, Route]:
 def admit_moderation(request: Request, pipeline: Pipeline, model: str | None) -> None:
     record = record_of(request)
     if record.key is not None:
-        record.key.check_allowed(model or WILDCARD, pipeline.name)
+        record.key.check_allowed(model, pipeline.name)
     record.pipeline, record.model = pipeline, model or ""
     record.model_entry = model if model in pipeline.loaded.policy.models else WILDCARD
 

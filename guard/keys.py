@@ -61,9 +61,10 @@ class ApiKey(_Section):
     metrics: bool = False
     """May read /metrics when GUARD_METRICS_AUTH is on."""
 
-    def check_allowed(self, model: str, policy: str) -> None:
-        """Raise ``Forbidden`` unless this key may use ``model`` through ``policy``."""
-        if self.models is not None and model not in self.models and WILDCARD not in self.models:
+    def check_allowed(self, model: str | None, policy: str) -> None:
+        """Raise ``Forbidden`` unless this key may use ``model`` (if any) through ``policy``."""
+        allowed = self.models
+        if model is not None and allowed is not None and not {model, WILDCARD} & set(allowed):
             raise Forbidden(
                 f"The API key '{self.name}' may not use the model '{model}'.", param="model"
             )

@@ -204,3 +204,12 @@ def test_hash_key_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hash-key", "--new"]) == 0
     key_line, hash_line = capsys.readouterr().out.splitlines()
     assert hash_line.split()[-1] == hash_key(key_line.split()[-1])
+
+
+def test_the_example_keys_file_loads_with_the_shipped_policies() -> None:
+    root = Path(__file__).resolve().parent.parent
+    policies = PolicySet.from_files(sorted((root / "policies").glob("*.yaml")))
+    ring = load_keys(root / "docker" / "keys.example.yaml", None, policies)
+    assert set(ring.names) == {"tenant-a", "tenant-b", "ci", "prometheus"}
+    for name in ring.names:  # the comments tell the truth about the example keys
+        assert ring.find(f"sk-example-{name}") is not None
