@@ -48,3 +48,43 @@ def guarded(guard_url: str) -> openai.OpenAI:
 @pytest.fixture(scope="session")
 def direct(vllm: VLLMServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{vllm.url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random one-output Llama reward model (head size 32, which vLLM's CPU kernels take)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.eos_token_id,
+        max_position_embeddings=2048,
+    )
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("tiny-reward")
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reward_vllm(
+    tiny_reward_dir: Path, vllm: VLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VLLMServer]:
+    """A second vLLM, serving the tiny reward model for /pooling (after the first is up)."""
+    log_path = tmp_path_factory.mktemp("reward-vllm") / "vllm.log"
+    with VLLMServer(
+        tiny_reward_dir,
+        served_name="tiny-reward",
+        log_path=log_path,
+        extra_args=("--max-model-len", "1024"),
+    ) as server:
+        yield server
