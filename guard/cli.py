@@ -138,6 +138,7 @@ def serve_with(overrides: dict[str, object]) -> int:
         port=settings.port,
         log_level=settings.log_level,
         log_config=log_config(settings.log_format, settings.log_level),
+        access_log=False,  # guard logs each request itself, with key, policy and request id
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
     return 0

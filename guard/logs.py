@@ -16,7 +16,11 @@ import orjson
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("guard_request_id", default=None)
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 class RequestIdFilter(logging.Filter):
