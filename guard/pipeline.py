@@ -31,12 +31,15 @@ from guard.components.registry import (
     build_classifier,
     build_reward,
 )
+from guard.constitutional import ConstitutionalStage, trigger_reason
 from guard.errors import ContentFiltered, GuardError, PolicyError, UpstreamStreamBroken
 from guard.policy import LoadedPolicy
 from guard.pruning import Pruner
 from guard.rails import SEVERITY, Judgement, Rail, Stage, judge
 from guard.responses import (
+    COMPLETIONS,
     as_events,
+    choice_text,
     input_subjects,
     output_subjects,
     refusal,
@@ -62,7 +65,13 @@ def unsupported(loaded: LoadedPolicy) -> list[str]:
             if policy.best_of_n and policy.best_of_n.reward.kind not in REWARDS
             else []
         ),
-        *(["constitutional"] if policy.constitutional else []),
+        *(
+            [f"reward kind '{policy.constitutional.reward.kind}'"]
+            if policy.constitutional
+            and policy.constitutional.reward
+            and policy.constitutional.reward.kind not in REWARDS
+            else []
+        ),
     ]
     return [
         f"{loaded.source}: policy '{policy.name}' uses {what}, which this version of guard "
@@ -92,6 +101,9 @@ class RequestContext:
     requested_model: str = ""
     judgements: list[tuple[Stage, Judgement]] = field(default_factory=list)
     best_of_n: dict[str, Any] | None = None
+    winner_judgements: list[Judgement] | None = None
+    """Output-rail judgements of the chosen candidates, when best-of-n already made them."""
+    constitutional: dict[str, Any] | None = None
     stream_checks: int = 0
     """How many times output rails judged a streamed answer (only non-passing ones are kept)."""
     trace: Trace = field(default_factory=Trace)
@@ -125,6 +137,18 @@ class Pipeline:
                 lambda spec: build_reward(spec, components),
             )
             self.best_of_n = BestOfNStage(policy.best_of_n, reward)
+        self.constitutional = None
+        if policy.constitutional is not None:
+            spec = policy.constitutional
+            critic = components.endpoint(spec.critic) if spec.critic else upstream
+            judge_reward = (
+                self._build(
+                    "constitutional.reward", spec.reward, lambda r: build_reward(r, components)
+                )
+                if spec.reward is not None
+                else None
+            )
+            self.constitutional = ConstitutionalStage(spec, critic, judge_reward)
 
     def _build_rails(self, specs: list[Any], section: str, components: BuildContext) -> list[Rail]:
         return [
@@ -161,6 +185,8 @@ class Pipeline:
             info["stream_checks"] = ctx.stream_checks
         if ctx.best_of_n is not None:
             info["best_of_n"] = ctx.best_of_n
+        if ctx.constitutional is not None:
+            info["constitutional"] = ctx.constitutional
         return info
 
     # -- plain JSON ---------------------------------------------------------------
@@ -185,7 +211,9 @@ class Pipeline:
                 if self.best_of_n is not None:
                     judged = await self._best_of_n(path, body, result, ctx)
                 ctx.trace.keep_result(path, body, result)
-            if not judged:
+            if self.constitutional is not None:
+                await self._constitutional(path, body, result, ctx, judged)
+            elif not judged:
                 await self._judge_output(path, body, result, ctx)
         except Blocked:
             result = self._refusal(path, body, ctx)
@@ -220,24 +248,75 @@ class Pipeline:
         """Keep the best candidates; True when the output rails already judged them."""
         assert self.best_of_n is not None
         filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
+        judged: list[Judgement] = []
 
         async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
-            return await self._judge_choices(path, body, choices, ctx)
+            judged.extend(await self._judge_choices(path, body, choices, ctx))
+            return judged
 
         _, ctx.best_of_n, all_unsafe = await self.best_of_n.select(
             path, body, result, judge_all if filtering else None
         )
         if all_unsafe:
             raise Blocked
+        if judged:
+            ctx.winner_judgements = [judged[i] for i in ctx.best_of_n["chosen"]]
         return filtering
+
+    async def _constitutional(
+        self,
+        path: str,
+        body: dict[str, Any],
+        result: dict[str, Any],
+        ctx: RequestContext,
+        judged: bool,
+    ) -> None:
+        """Critique and revise the choices that trigger; judge every final text."""
+        assert self.constitutional is not None
+        stage = self.constitutional
+        conversation = list(body.get("messages") or [])
+        if path == COMPLETIONS:
+            conversation = [{"role": "user", "content": str(body.get("prompt") or "")}]
+        choices = result["choices"]
+        judgements = ctx.winner_judgements
+        if judgements is None and self.output_rails:
+            judgements = await self._judge_choices(path, body, choices, ctx)
+        refusal_message = self.loaded.policy.refusal.message
+        infos = []
+        for index, choice in enumerate(choices):
+            draft = choice_text(path, choice)
+            judgement = judgements[index] if judgements else None
+            score = await stage.reward_score(conversation, draft)
+            reason = trigger_reason(stage.spec, judgement, score)
+            if reason is None:
+                infos.append({"triggered": False, "reward": score})
+                if judgement is not None and judgement.blocked:
+                    set_choice_text(path, choice, refusal_message, filtered=True)
+                continue
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            outcome = await stage.revise(
+                conversation, draft, ctx.upstream_model, reason, ctx.request_id, limit
+            )
+            set_choice_text(path, choice, outcome.text, filtered=False)
+            outcome.info["final"] = "passed"
+            if self.output_rails:
+                [final] = await self._judge_choices(path, body, [choice], ctx)
+                if final.blocked:
+                    set_choice_text(path, choice, refusal_message, filtered=True)
+                    outcome.info["final"] = "blocked"
+            infos.append(outcome.info)
+        ctx.constitutional = infos[0] if len(infos) == 1 else {"choices": infos}
+        blocked = any(c.get("finish_reason") == "content_filter" for c in choices)
+        if self.loaded.policy.refusal.http_error and blocked:
+            raise ContentFiltered(refusal_message, self.guard_info(ctx))
 
     # -- streaming ----------------------------------------------------------------
 
     async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
         """Start a stream. Errors before the first byte still get a proper status."""
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        if self.best_of_n is not None:
-            # The answer is chosen among finished candidates, then streamed.
+        if self.best_of_n is not None or self.constitutional is not None:
+            # The answer is chosen (or revised) when finished, then streamed.
             unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
             return _replay(as_events(path, await self.complete(path, unstreamed, ctx), wants_usage))
         upstream_body = body

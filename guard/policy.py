@@ -124,6 +124,17 @@ class Policy(Section):
     belong to another policy (routing by key). Also fits a policy used only as a shadow."""
 
     @model_validator(mode="after")
+    def _flagged_needs_output_rails(self) -> Policy:
+        if self.constitutional and self.constitutional.trigger == "flagged" and not (
+            self.output_rails
+        ):
+            raise ValueError(
+                "constitutional trigger 'flagged' needs output_rails to flag the draft; "
+                "add one, or use trigger 'always' or 'low_reward'"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _parallel_cannot_redact(self) -> Policy:
         if self.input_rails_mode == "parallel" and any(
             rail.action == "redact" for rail in self.input_rails
@@ -171,16 +182,44 @@ def load_policy_file(path: Path) -> list[LoadedPolicy]:
         wrapped = not isinstance(data, list)
         raise PolicyError(explain_validation_error(path, node, exc, wrapped)) from exc
     digest = hashlib.sha256(raw).hexdigest()
-    problems = [
-        f"{path}: policy '{policy.name}': principles_file '{c.principles_file}' does not exist"
-        for policy in policies
-        if (c := policy.constitutional)
-        and c.principles_file
-        and not (path.parent / c.principles_file).is_file()
-    ]
+    problems: list[str] = []
+    for index, policy in enumerate(policies):
+        constitution = policy.constitutional
+        if constitution is None or constitution.principles_file is None:
+            continue
+        try:
+            principles = load_principles(path.parent / constitution.principles_file)
+        except PolicyError as exc:
+            problems += [f"{path}: policy '{policy.name}': {p}" for p in exc.problems]
+            continue
+        merged = constitution.model_copy(
+            update={"principles": [*constitution.principles, *principles]}
+        )
+        policies[index] = policy.model_copy(update={"constitutional": merged})
     if problems:
         raise PolicyError(problems)
     return [LoadedPolicy(policy, path, digest) for policy in policies]
+
+
+_PRINCIPLES = TypeAdapter(list[Principle])
+
+
+def load_principles(path: Path) -> list[Principle]:
+    """A constitution file: a YAML list of principles (name, critique, revision)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyError([f"principles_file {path} cannot be read: {exc.strerror}"]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+        return _PRINCIPLES.validate_python(data)
+    except yaml.YAMLError as exc:
+        raise PolicyError([explain_yaml_error(path, exc)]) from exc
+    except ValidationError as exc:
+        raise PolicyError(
+            explain_validation_error(path, node, exc, False, list[Principle])
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,21 @@ def explain_yaml_error(path: Path, exc: yaml.YAMLError) -> str:
 
 
 def explain_validation_error(
-    path: Path, root: yaml.Node | None, exc: ValidationError, wrapped_in_list: bool
+    path: Path,
+    root: yaml.Node | None,
+    exc: ValidationError,
+    wrapped_in_list: bool,
+    schema: Any = None,
 ) -> list[str]:
-    """One sentence per error. ``wrapped_in_list``: the file held one policy, not a list."""
+    """One sentence per error. ``wrapped_in_list``: the file held one policy, not a list.
+    ``schema``: the type the file was validated as (default: a list of policies)."""
     problems = []
     for error in exc.errors():
         loc: Loc = tuple(error["loc"])
         file_loc = loc[1:] if wrapped_in_list else loc
         line, yaml_path = _locate(root, file_loc)
         where = f"{path}:{line}" if line else str(path)
-        problems.append(f"{where}: {yaml_path or 'top level'}: {_describe(error, loc)}")
+        problems.append(f"{where}: {yaml_path or 'top level'}: {_describe(error, loc, schema)}")
     return problems
 
 
@@ -60,7 +65,7 @@ def _locate(node: yaml.Node | None, loc: Loc) -> tuple[int | None, str]:
     return line, path
 
 
-def _describe(error: ErrorDetails, loc: Loc) -> str:
+def _describe(error: ErrorDetails, loc: Loc, schema: Any) -> str:
     kind = error["type"]
     ctx = error.get("ctx", {})
     given = error.get("input")
@@ -68,7 +73,7 @@ def _describe(error: ErrorDetails, loc: Loc) -> str:
     if kind == "missing":
         return f"the required key '{last}' is missing"
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], schema)
         hint = ""
         if close := _closest(str(last), allowed):
             hint = f" Did you mean '{close}'?"
@@ -104,10 +109,10 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _allowed_keys(loc: Loc) -> list[str]:
+def _allowed_keys(loc: Loc, schema: Any) -> list[str]:
     from guard.policy import Policy
 
-    target: Any = list[Policy]
+    target: Any = schema if schema is not None else list[Policy]
     for part in loc:
         target = _step(target, part)
         if target is None:

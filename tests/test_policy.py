@@ -114,11 +114,10 @@ def test_server_refuses_an_invalid_policy(tmp_path: Path) -> None:
 
 
 def test_server_refuses_a_stage_it_cannot_run_yet(tmp_path: Path) -> None:
-    """Never serve a policy while silently skipping one of its safety steps."""
+    """Never serve a policy while silently skipping one of its steps."""
     policy = write_policy(
         tmp_path,
-        "name: p\nmodels: {m: null}\n"
-        "constitutional: {principles: [{name: a, critique: c, revision: r}]}\n",
+        "name: p\nmodels: {m: null}\nbest_of_n: {n: 2, reward: {kind: embedding_reward}}\n",
     )
     with pytest.raises(PolicyError, match="cannot run yet"):
         create_app(Settings(policies=[policy]))

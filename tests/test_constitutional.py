@@ -1,0 +1,151 @@
+"""Constitutional self-critique against the fake upstream: prompts, triggers, re-check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard.constitutional import (
+    critique_messages,
+    principles_for_round,
+    revision_messages,
+    trigger_reason,
+)
+from guard.policy import Constitutional, load_principles
+from guard.rails import Judgement, RailReport
+from tests.conftest import Fake
+from tests.test_rails import chat, guard_with
+
+ROOT = Path(__file__).resolve().parent.parent
+P = [{"name": f"p{i}", "critique": f"critique {i}.", "revision": f"revise {i}."} for i in range(4)]
+
+
+def spec(**fields: object) -> Constitutional:
+    return Constitutional.model_validate({"principles": P, **fields})
+
+
+def test_default_constitution_ships_and_loads() -> None:
+    principles = load_principles(ROOT / "policies" / "constitutions" / "default.yaml")
+    names = [p.name for p in principles]
+    assert "harm" in names and "helpfulness" in names
+
+
+def test_principle_selection() -> None:
+    assert [p.name for p in principles_for_round(spec(), 0, "r")] == ["p0", "p1", "p2", "p3"]
+    rotating = spec(select="rotate", per_round=3)
+    assert [p.name for p in principles_for_round(rotating, 1, "r")] == ["p3", "p0", "p1"]
+    drawn = spec(select="random", per_round=2)
+    first = principles_for_round(drawn, 0, "request-1")
+    assert len(first) == 2 and first == principles_for_round(drawn, 0, "request-1")
+
+
+def test_prompt_construction_for_every_template() -> None:
+    conversation = [{"role": "user", "content": "How do I X?"}]
+    principles = principles_for_round(spec(), 0, "r")[:2]
+    critique = critique_messages(spec(), conversation, "Draft.", principles)
+    assert critique[:2] == [conversation[0], {"role": "assistant", "content": "Draft."}]
+    assert "Draft." in critique[2]["content"]
+    assert "critique 0. critique 1." in critique[2]["content"]
+    revision = revision_messages(spec(), conversation, "Draft.", principles, "Too vague.")
+    assert revision[3] == {"role": "assistant", "content": "Too vague."}
+    assert revision[4]["content"].startswith("revise 0. revise 1.")
+    custom = spec(
+        templates={
+            "critique": "C[{critique_request}|{response}]",
+            "revision": "R[{revision_request}|{critique}|{response}]",
+        }
+    )
+    assert critique_messages(custom, [], "D", principles)[-1]["content"] == (
+        "C[critique 0. critique 1.|D]"
+    )
+    assert revision_messages(custom, [], "D", principles, "K")[-1]["content"] == (
+        "R[revise 0. revise 1.|K|D]"
+    )
+
+
+def _judgement(outcome: str) -> Judgement:
+    return Judgement((RailReport("pii", "regex", "output", outcome, None, 0.1),))  # type: ignore[arg-type]
+
+
+def test_trigger_logic() -> None:
+    assert trigger_reason(spec(trigger="always"), None, None) == "always"
+    flagged = spec(trigger="flagged")
+    assert trigger_reason(flagged, _judgement("pass"), None) is None
+    assert trigger_reason(flagged, _judgement("flag"), None) == "flagged by pii"
+    assert trigger_reason(flagged, _judgement("block"), None) == "flagged by pii"
+    low = spec(
+        trigger="low_reward", reward={"kind": "hf_reward", "model": "r"}, reward_threshold=0.5
+    )
+    assert trigger_reason(low, None, 0.7) is None
+    assert "below 0.5" in str(trigger_reason(low, None, 0.2))
+
+
+RAILS = """
+output_rails:
+  - kind: regex
+    name: pii
+    presets: [email]
+    action: block
+constitutional:
+  principles_file: {constitution}
+  trigger: flagged
+  max_rounds: {rounds}
+"""
+
+
+def rails(rounds: int = 1) -> str:
+    constitution = ROOT / "policies" / "constitutions" / "default.yaml"
+    return RAILS.format(constitution=constitution, rounds=rounds)
+
+
+def test_nothing_flagged_costs_nothing(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guard_with(fake_upstream, tmp_path, rails()) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, "say: a safe answer")
+        calls = len(fake_upstream.app.state.received) - before
+    assert calls == 1
+    assert response.json()["guard"]["constitutional"] == {"triggered": False, "reward": None}
+    assert response.json()["choices"][0]["message"]["content"] == "a safe answer"
+
+
+def test_a_flagged_draft_is_revised_and_rechecked(fake_upstream: Fake, tmp_path: Path) -> None:
+    # The fake model answers the last user turn's "say:" text: the draft leaks an email;
+    # the critique and the revision turns carry no "say:", so they answer "tok tok ...".
+    with guard_with(fake_upstream, tmp_path, rails()) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, "say: write to bob@example.com")
+        calls = list(fake_upstream.app.state.received)[before:]
+    info = response.json()["guard"]["constitutional"]
+    assert info["triggered"] and info["reason"] == "flagged by pii"
+    assert info["extra_calls"] == 2 and len(calls) == 3
+    assert info["final"] == "passed" and "critique" in info["rounds"][0]
+    critique_request = calls[1]["body"]["messages"]
+    assert critique_request[-2] == {"role": "assistant", "content": "write to bob@example.com"}
+    content = response.json()["choices"][0]["message"]["content"]
+    assert "bob@example.com" not in content and content.startswith("tok")
+
+
+def test_still_unsafe_after_revision_gets_the_refusal(fake_upstream: Fake, tmp_path: Path) -> None:
+    # A critic that always answers with the leaked address: "say:" in its custom template.
+    template = "  templates: {revision: 'say: mail bob@example.com'}\n"
+    with guard_with(fake_upstream, tmp_path, rails() + template) as url:
+        response = chat(url, "say: write to bob@example.com")
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert response.json()["guard"]["constitutional"]["final"] == "blocked"
+    assert "bob@" not in response.text.split('"guard"')[0]
+
+
+def test_flagged_trigger_needs_output_rails(tmp_path: Path) -> None:
+    from guard.errors import PolicyError
+    from guard.policy import load_policy_file
+    from tests.conftest import write_policy
+
+    policy = write_policy(
+        tmp_path,
+        "name: p\nmodels: {m: null}\nconstitutional:\n"
+        "  principles: [{name: a, critique: b, revision: c}]\n",
+    )
+    with pytest.raises(PolicyError, match="needs output_rails"):
+        load_policy_file(policy)
