@@ -144,7 +144,7 @@ class VLLMServer:
             )
 
     def wait_ready(
-        self, timeout_s: float = 300, progress: Callable[[str], None] | None = None
+        self, timeout_s: float = 600, progress: Callable[[str], None] | None = None
     ) -> float:
         """Poll ``/health`` until it answers 200; return the seconds it took."""
         if self.process is None:
