@@ -75,9 +75,12 @@ def guard_url(fake_upstream: Fake, aliases_policy: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-label Llama classifier with the SmolLM2 tokenizer (a few MB)."""
+def make_tiny_llama_classifier(
+    path: Path, labels: list[str], hidden_size: int = 32, seed: int = 0
+) -> Path:
+    """A randomly initialised Llama ``*ForSequenceClassification`` with the SmolLM2
+    tokenizer, saved to ``path`` (a few MB): one label makes a reward model. It exercises
+    the real loading and batching code; its verdicts mean nothing."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
@@ -86,47 +89,30 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
-        num_labels=2,
-        id2label={0: "safe", 1: "unsafe"},
-        label2id={"safe": 0, "unsafe": 1},
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
         pad_token_id=tokenizer.eos_token_id,
+        max_position_embeddings=2048,
     )
-    torch.manual_seed(0)
-    model = LlamaForSequenceClassification(config)
-    path = tmp_path_factory.mktemp("tiny-classifier")
-    model.save_pretrained(path)
+    torch.manual_seed(seed)
+    LlamaForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llama_classifier(
+        tmp_path_factory.mktemp("tiny-classifier"), ["safe", "unsafe"]
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_reward(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised one-output Llama reward model with the SmolLM2 tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    from guard.demo_model import ensure_demo_model
-
-    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tokenizer.eos_token_id,
-        max_position_embeddings=2048,
-    )
-    torch.manual_seed(1)
-    model = LlamaForSequenceClassification(config)
-    path = tmp_path_factory.mktemp("tiny-reward")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return make_tiny_llama_classifier(tmp_path_factory.mktemp("tiny-reward"), ["reward"], seed=1)

@@ -28,19 +28,26 @@ def verdict_from_probabilities(
     )
 
 
+def load_sequence_classifier(model: str) -> tuple[Any, Any]:
+    """Tokenizer and ``AutoModelForSequenceClassification`` (hub id or path), ready to batch."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    loaded = AutoModelForSequenceClassification.from_pretrained(model)
+    loaded.config.pad_token_id = tokenizer.pad_token_id
+    loaded.eval()
+    return tokenizer, loaded
+
+
 class HFClassifier(Classifier):
     def __init__(self, spec: HFClassifierSpec):
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.spec = spec
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(spec.model)
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.eval()
+        self.tokenizer, self.model = load_sequence_classifier(spec.model)
         config = self.model.config
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
         self.multi_label = (

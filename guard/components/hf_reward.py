@@ -12,6 +12,7 @@ from typing import Any
 
 from guard.components.base import Candidate, Reward
 from guard.components.batching import MicroBatcher
+from guard.components.hf_classifier import load_sequence_classifier
 from guard.components.specs import HFRewardSpec
 
 
@@ -32,20 +33,14 @@ def reward_conversation(candidate: Candidate) -> list[dict[str, Any]]:
 class HFReward(Reward):
     def __init__(self, spec: HFRewardSpec):
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.spec = spec
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(spec.model)
+        self.tokenizer, self.model = load_sequence_classifier(spec.model)
         if self.model.config.num_labels != 1:
             raise ValueError(
                 f"{spec.model} has {self.model.config.num_labels} outputs; a reward model has one"
             )
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.eval()
         self.batcher: MicroBatcher[str, float] = MicroBatcher(
             self._scores, spec.max_batch_size, name="hf-reward"
         )

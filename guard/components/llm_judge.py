@@ -44,6 +44,25 @@ def yes_probability(top_logprobs: Sequence[dict[str, Any]]) -> float:
     return yes / (yes + no)
 
 
+async def first_token_candidates(
+    endpoint: Upstream, model: str, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The top 20 candidates for the first token of a greedy one-token answer."""
+    body = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 20,
+    }
+    answer = await endpoint.post_json("/v1/chat/completions", body, "guard-llm-judge")
+    content = answer["choices"][0]["logprobs"]["content"]
+    if not content:
+        raise ValueError("the judge returned no logprobs")
+    return list(content[0]["top_logprobs"])
+
+
 class LLMJudgeClassifier(Classifier):
     def __init__(self, spec: LLMJudgeSpec, endpoint: Upstream):
         self.spec = spec
@@ -54,25 +73,11 @@ class LLMJudgeClassifier(Classifier):
         return list(await asyncio.gather(*(self._judge(s) for s in subjects)))
 
     async def _judge(self, subject: Subject) -> Verdict:
-        body = {
-            "model": self.spec.model,
-            "messages": [
-                {"role": "system", "content": SYSTEM},
-                {
-                    "role": "user",
-                    "content": TEMPLATE.format(question=self.spec.question, text=subject.text),
-                },
-            ],
-            "max_tokens": 1,
-            "temperature": 0,
-            "logprobs": True,
-            "top_logprobs": 20,
-        }
-        answer = await self.endpoint.post_json("/v1/chat/completions", body, "guard-llm-judge")
-        content = answer["choices"][0]["logprobs"]["content"]
-        if not content:
-            raise ValueError("the judge returned no logprobs")
-        score = yes_probability(content[0]["top_logprobs"])
+        prompt = TEMPLATE.format(question=self.spec.question, text=subject.text)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+        score = yes_probability(
+            await first_token_candidates(self.endpoint, self.spec.model, messages)
+        )
         return Verdict(flagged=score >= self.spec.threshold, score=score)
 
 
@@ -114,16 +119,7 @@ class LLMJudgeReward(Reward):
         prompt = RATING_TEMPLATE.format(
             question=self.spec.question, conversation=conversation, answer=candidate.text
         )
-        body = {
-            "model": self.spec.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": 1,
-            "temperature": 0,
-            "logprobs": True,
-            "top_logprobs": 20,
-        }
-        answer = await self.endpoint.post_json("/v1/chat/completions", body, "guard-llm-judge")
-        content = answer["choices"][0]["logprobs"]["content"]
-        if not content:
-            raise ValueError("the judge returned no logprobs")
-        return expected_rating(content[0]["top_logprobs"])
+        messages = [{"role": "user", "content": prompt}]
+        return expected_rating(
+            await first_token_candidates(self.endpoint, self.spec.model, messages)
+        )

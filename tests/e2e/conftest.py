@@ -12,6 +12,7 @@ from guard.app import create_app
 from guard.demo_model import ensure_demo_model
 from guard.settings import Settings
 from guard.vllm_server import DEMO_ARGS, VLLMServer
+from tests.conftest import make_tiny_llama_classifier
 from tests.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,27 +53,9 @@ def direct(vllm: VLLMServer) -> openai.OpenAI:
 
 @pytest.fixture(scope="session")
 def tiny_reward_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random one-output Llama reward model (head size 32, which vLLM's CPU kernels take)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tokenizer.eos_token_id,
-        max_position_embeddings=2048,
-    )
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("tiny-reward")
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    """Head size 32 (hidden 64, 2 heads): the smallest vLLM's CPU attention kernels take."""
+    path = tmp_path_factory.mktemp("tiny-reward-vllm")
+    return make_tiny_llama_classifier(path, ["reward"], hidden_size=64, seed=1)
 
 
 @pytest.fixture(scope="session")
