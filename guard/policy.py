@@ -125,9 +125,8 @@ class Policy(Section):
 
     @model_validator(mode="after")
     def _flagged_needs_output_rails(self) -> Policy:
-        if self.constitutional and self.constitutional.trigger == "flagged" and not (
-            self.output_rails
-        ):
+        constitution = self.constitutional
+        if constitution and constitution.trigger == "flagged" and not self.output_rails:
             raise ValueError(
                 "constitutional trigger 'flagged' needs output_rails to flag the draft; "
                 "add one, or use trigger 'always' or 'low_reward'"
