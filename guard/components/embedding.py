@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,8 +34,10 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 HEAD = DATA_DIR / "embedding_head.safetensors"
 """The shipped head; its settings and metrics are in the ``.json`` file beside it."""
 
-_HIDDEN = 384
 _HEADS = 12
+
+Encode = Callable[[list[str]], list[list[int]]]
+"""Texts to token ids, with the special tokens and without truncation."""
 
 
 def head_meta_path(head: Path) -> Path:
@@ -181,12 +183,12 @@ class EmbeddingModel:
     def __init__(
         self,
         encoder: Encoder,
-        tokenizer: Any,
+        encode: Encode,
         meta: dict[str, Any],
         head: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         self.encoder = encoder
-        self.tokenizer = tokenizer
+        self.encode = encode
         self.meta = meta
         self.max_length = int(meta["max_length"])
         self.labels: list[str] = list(meta.get("labels", []))
@@ -209,21 +211,20 @@ class EmbeddingModel:
         meta: dict[str, Any] = json.loads(head_meta_path(head).read_text())
         backbone = backbone or str(meta.get("backbone", PACKAGED_BACKBONE))
         tensors = load_file(str(head))
-        encoder, tokenizer = _load_backbone(backbone, tensors)
+        encoder, encode = _load_backbone(backbone, tensors)
         head_w, head_b = tensors["head.weight"].float(), tensors["head.bias"].float()
         if head_w.shape != (len(meta["labels"]), encoder.word.shape[1]):
             raise ValueError(f"{head}: head shape {tuple(head_w.shape)} does not fit its labels")
-        return EmbeddingModel(encoder, tokenizer, meta, (head_w, head_b))
+        return EmbeddingModel(encoder, encode, meta, (head_w, head_b))
 
     @staticmethod
     def bare(backbone: str = PACKAGED_BACKBONE, max_length: int = 128) -> EmbeddingModel:
         """The backbone alone, for training a head."""
-        encoder, tokenizer = _load_backbone(backbone, {})
-        return EmbeddingModel(encoder, tokenizer, {"max_length": max_length, "backbone": backbone})
+        encoder, encode = _load_backbone(backbone, {})
+        return EmbeddingModel(encoder, encode, {"max_length": max_length, "backbone": backbone})
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        ids: list[list[int]] = self.tokenizer(list(texts), verbose=False)["input_ids"]
-        return [fit_length(row, self.max_length) for row in ids]
+        return [fit_length(row, self.max_length) for row in self.encode(list(texts))]
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         """One row of head logits per text, in order; texts run in batches of similar length."""
@@ -259,16 +260,36 @@ class EmbeddingModel:
         ]
 
 
-def _load_backbone(backbone: str, replaced: dict[str, torch.Tensor]) -> tuple[Encoder, Any]:
+def _load_backbone(backbone: str, replaced: dict[str, torch.Tensor]) -> tuple[Encoder, Encode]:
     """Encoder and tokenizer from a hub id or folder, with ``replaced``'s ``encoder.*``
     tensors (fine-tuned layers) put in place of the backbone's own."""
-    from transformers import AutoModel, AutoTokenizer
-
     source = backbone_path(backbone)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    state = dict(AutoModel.from_pretrained(source).state_dict())
+    folder = Path(source)
+    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+        # A local folder (the packaged MiniLM): no need to import transformers.
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        state = load_file(str(folder / "model.safetensors"))
+
+        def encode(texts: list[str]) -> list[list[int]]:
+            return [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+
+    else:
+        from transformers import AutoModel, AutoTokenizer
+
+        hub_tokenizer = AutoTokenizer.from_pretrained(source)
+        state = dict(AutoModel.from_pretrained(source).state_dict())
+
+        def encode(texts: list[str]) -> list[list[int]]:
+            ids: list[list[int]] = hub_tokenizer(texts, verbose=False)["input_ids"]
+            return ids
+
     state.update({k: v.float() for k, v in replaced.items() if k.startswith("encoder.")})
-    return Encoder.from_state(state), tokenizer
+    return Encoder.from_state(state), encode
 
 
 @lru_cache(maxsize=4)
