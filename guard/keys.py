@@ -14,12 +14,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from guard.errors import Forbidden, PolicyError
 from guard.policy import WILDCARD, PolicySet
-from guard.policy_explain import explain_validation_error, explain_yaml_error
+from guard.policy_explain import explain_validation_error, read_yaml
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
@@ -135,21 +134,11 @@ def load_keys(path: Path | None, env: str | None, policies: PolicySet) -> KeyRin
 
 
 def _read_file(path: Path) -> list[ApiKey]:
+    parsed = read_yaml(path, "the keys file", "'keys: [...]'")
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PolicyError([f"{path}: cannot read the keys file: {exc.strerror or exc}"]) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError([explain_yaml_error(path, exc)]) from exc
-    if data is None:
-        raise PolicyError([f"{path}: the keys file is empty; it should hold 'keys: [...]'"])
-    try:
-        return list(_KEYS_FILE.validate_python(data).keys)
+        return list(_KEYS_FILE.validate_python(parsed.data).keys)
     except ValidationError as exc:
-        raise PolicyError(explain_validation_error(path, node, exc, False)) from exc
+        raise PolicyError(explain_validation_error(path, parsed.node, exc, False)) from exc
 
 
 def _parse_env(env: str | None) -> list[ApiKey]:

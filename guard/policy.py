@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from guard.components.specs import AnyClassifier, AnyReward, RemoteModel
 from guard.errors import ModelNotFound, PolicyError
-from guard.policy_explain import explain_validation_error, explain_yaml_error
+from guard.policy_explain import explain_validation_error, read_yaml
 
 WILDCARD = "*"
 
@@ -162,18 +161,8 @@ class LoadedPolicy:
 
 def load_policy_file(path: Path) -> list[LoadedPolicy]:
     """Read and validate one file; raise PolicyError with every problem found in it."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PolicyError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from exc
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError([explain_yaml_error(path, exc)]) from exc
-    if data is None:
-        raise PolicyError([f"{path}: the file is empty; it should hold a policy"])
+    parsed = read_yaml(path, "the file", "a policy")
+    raw, node, data = parsed.raw, parsed.node, parsed.data
     as_list = data if isinstance(data, list) else [data]
     try:
         policies = _POLICY_LIST.validate_python(as_list)
@@ -205,19 +194,12 @@ _PRINCIPLES = TypeAdapter(list[Principle])
 
 def load_principles(path: Path) -> list[Principle]:
     """A constitution file: a YAML list of principles (name, critique, revision)."""
+    parsed = read_yaml(path, "the principles file", "a list of principles")
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PolicyError([f"principles_file {path} cannot be read: {exc.strerror}"]) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-        return _PRINCIPLES.validate_python(data)
-    except yaml.YAMLError as exc:
-        raise PolicyError([explain_yaml_error(path, exc)]) from exc
+        return _PRINCIPLES.validate_python(parsed.data)
     except ValidationError as exc:
         raise PolicyError(
-            explain_validation_error(path, node, exc, False, list[Principle])
+            explain_validation_error(path, parsed.node, exc, False, list[Principle])
         ) from exc
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -15,7 +16,35 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from guard.errors import PolicyError
+
 Loc = tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class YamlFile:
+    raw: bytes
+    node: yaml.Node | None
+    """The node tree, to find the line of a validation error."""
+    data: Any
+
+
+def read_yaml(path: Path, what: str, expected: str) -> YamlFile:
+    """Read and parse a YAML file; ``PolicyError`` in words if it cannot be read or parsed,
+    or is empty (``what``: "the file", "the keys file"...; ``expected``: what it should hold)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError([f"{path}: cannot read {what}: {exc.strerror or exc}"]) from exc
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError([explain_yaml_error(path, exc)]) from exc
+    if data is None:
+        raise PolicyError([f"{path}: {what} is empty; it should hold {expected}"])
+    return YamlFile(raw, node, data)
 
 
 def explain_yaml_error(path: Path, exc: yaml.YAMLError) -> str:
