@@ -19,12 +19,15 @@ auto``), else an ``hf_classifier`` on all-MiniLM-L6-v2 with a fresh head fixed t
 the full forward pass and no answer is blocked. Every answer is checked: HTTP 200, all
 the words, ``data: [DONE]``, no ``content_filter``.
 
-At concurrency 1 it measures TTFT (to the first chunk with content text) and total time;
-at ``--high-concurrency`` (64) throughput, relative to unguarded. Configurations are
-interleaved in ``--rounds`` rounds (the order reversed every other round), so drift of
-the machine hits them alike.
+At concurrency 1 it measures TTFT (to the first chunk with content text) and total time
+(``--requests`` per configuration in ``--rounds`` rounds; 0 skips this part); at
+``--high-concurrency`` (64; 0 skips it) throughput relative to unguarded, with
+``--high-requests`` per configuration in ``--high-rounds`` rounds. Configurations are
+interleaved, the order reversed every other round, so drift of the machine hits them
+alike. ``--torch-threads N`` sets ``OMP_NUM_THREADS`` for guard.
 
-    .venv/bin/python -m bench.guarded_streaming [--json bench/results/guarded-streaming.json]
+    .venv/bin/python -m bench.guarded_streaming --high-concurrency 0   # c=1, ~5 min
+    .venv/bin/python -m bench.guarded_streaming --requests 0           # c=64
 """
 
 from __future__ import annotations

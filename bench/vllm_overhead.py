@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     from guard.vllm_server import DEMO_ARGS, VLLMServer
 
     rest = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in rest or "--help" in rest:
+        print((__doc__ or "").strip() + "\n\nproxy_overhead arguments:\n")
+        return proxy_overhead.main(["--help"])
     if running := other_vllm():
         print(f"another vLLM server is running; not starting one:\n{running}", file=sys.stderr)
         return 2
