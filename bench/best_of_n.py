@@ -202,6 +202,8 @@ class Outcome:
     reward: float | None = None
     """The reward of the returned answer."""
     flagged: bool | None = None
+    unsafe: float | None = None
+    """P(unsafe) of the returned answer, by the independent classifier."""
     error: str | None = None
     load: float = math.nan
     """The 1-minute load average when the request ended."""
@@ -351,6 +353,7 @@ async def classify(outcomes: list[Outcome], prompts: list[str]) -> str:
         ]
         for outcome, verdict in zip(todo, await classifier.classify(subjects), strict=True):
             outcome.flagged = verdict.flagged
+            outcome.unsafe = verdict.score
     finally:
         await classifier.aclose()
     return "the built-in embedding classifier (MiniLM-L6 + guard's shipped head, its threshold)"
@@ -407,6 +410,8 @@ class Row:
     reward_sem: float
     theory: float | None
     flagged: float | None
+    unsafe: float | None
+    """Mean P(unsafe) of the returned answers, by the independent classifier."""
     wall_s: float
     p50_s: float
     tokens: int
@@ -418,6 +423,7 @@ def rows(cfgs: list[Config], by: dict[str, list[Outcome]], theory: dict[int, flo
         done = by[cfg.name]
         rewards = [o.reward for o in done if o.reward is not None]
         flags = [o.flagged for o in done if o.flagged is not None]
+        unsafe = [o.unsafe for o in done if o.unsafe is not None]
         out.append(
             Row(
                 cfg.name,
@@ -425,12 +431,21 @@ def rows(cfgs: list[Config], by: dict[str, list[Outcome]], theory: dict[int, flo
                 sem(rewards),
                 None if cfg.pruned or cfg.direct else theory.get(cfg.n),
                 statistics.fmean(flags) if flags else None,
+                statistics.fmean(unsafe) if unsafe else None,
                 sum(o.seconds for o in done),
                 statistics.median(o.seconds for o in done),
                 sum(o.completion_tokens for o in done),
             )
         )
     return out
+
+
+def paired_ratio(by: dict[str, list[Outcome]], top: str, bottom: str) -> float:
+    """The median over prompts of one configuration's latency over another's on the same
+    prompt: robust to a burst of load on the shared machine, which hits a few requests."""
+    below = {o.prompt: o.seconds for o in by[bottom]}
+    ratios = [o.seconds / below[o.prompt] for o in by[top] if below.get(o.prompt)]
+    return statistics.median(ratios) if ratios else math.nan
 
 
 # ---------------------------------------------------------------- report
@@ -442,6 +457,10 @@ def f(value: float | None, digits: int = 2) -> str:
 
 def times(value: float, base: float) -> str:
     return "n/a" if not base or math.isnan(value) else f"{value / base:.2f}x"
+
+
+def x(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}x"
 
 
 def report(
@@ -475,25 +494,31 @@ def report(
         "returned answer's reward (± standard error). Theory: best-of-n's expected reward "
         "from each prompt's 8 best-of-8 candidate scores (unbiased order-statistics "
         "estimate), averaged. Flagged: share of returned answers the independent "
-        "classifier flags. Wall: the sum of the requests' latencies.",
+        "classifier flags; P(unsafe): its mean unsafe probability; in brackets the change "
+        "from n=1. Wall vs n=1: the median over prompts of the latency ratio on the same "
+        "prompt (sum ratio: total over total). Tokens: `usage.completion_tokens`, summed.",
         "",
-        "| configuration | reward | theory | flagged | flagged vs n=1 | wall s | wall vs n=1 "
-        "| p50 s/request | generated tokens | tokens vs n=1 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| configuration | reward | theory | flagged | P(unsafe) | wall s (sum) "
+        "| p50 s/request | wall vs n=1 | sum ratio | generated tokens | tokens vs n=1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cfg in cfgs:
         r = table[cfg.name]
-        flagged = "n/a" if r.flagged is None else f"{100 * r.flagged:.0f}%"
-        delta = (
+        flagged = (
             "n/a"
             if r.flagged is None or base.flagged is None
-            else f"{100 * (r.flagged - base.flagged):+.0f} pts"
+            else f"{100 * r.flagged:.0f}% ({100 * (r.flagged - base.flagged):+.0f} pts)"
+        )
+        unsafe = (
+            "n/a"
+            if r.unsafe is None or base.unsafe is None
+            else f"{r.unsafe:.3f} ({r.unsafe - base.unsafe:+.3f})"
         )
         reward = "n/a" if math.isnan(r.reward) else f"{r.reward:.3f} ± {f(r.reward_sem, 3)}"
         lines.append(
-            f"| {r.name} | {reward} | {f(r.theory, 3)} | {flagged} | {delta} | {r.wall_s:.1f} "
-            f"| {times(r.wall_s, base.wall_s)} | {r.p50_s:.2f} | {r.tokens} "
-            f"| {times(r.tokens, base.tokens)} |"
+            f"| {r.name} | {reward} | {f(r.theory, 3)} | {flagged} | {unsafe} | {r.wall_s:.1f} "
+            f"| {r.p50_s:.2f} | {x(paired_ratio(by, cfg.name, 'n=1'))} "
+            f"| {times(r.wall_s, base.wall_s)} | {r.tokens} | {times(r.tokens, base.tokens)} |"
         )
     full, pruned = table["best-of-8"], table["best-of-8 pruned"]
     base_r = [o.reward for o in by["n=1"] if o.reward is not None]
@@ -508,6 +533,7 @@ def report(
         else math.nan
     )
     token_share = pruned.tokens / full.tokens if full.tokens else math.nan
+    pruned_wall = paired_ratio(by, "best-of-8 pruned", "best-of-8")
     lines += [
         "",
         f"Pruning: best-of-8, `segment_tokens` {args.segment_tokens}, `keep_fraction` "
@@ -515,25 +541,26 @@ def report(
         "(best-of-8 - n=1), with a 90% bootstrap interval over prompts.",
         "",
         "| configuration | reward | gain over n=1 | gain kept | tokens | tokens vs best-of-8 "
-        "| wall s | wall vs best-of-8 |",
+        "| wall s (sum) | wall vs best-of-8 (median per prompt) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         f"| best-of-8 | {f(full.reward, 3)} | {full.reward - base.reward:+.3f} | 100% "
         f"| {full.tokens} | 100% | {full.wall_s:.1f} | 1.00x |",
         f"| best-of-8 pruned | {f(pruned.reward, 3)} | {pruned.reward - base.reward:+.3f} "
         f"| {f(100 * kept_share, 1)}% [{f(100 * low, 0)}%, {f(100 * high, 0)}%] "
         f"| {pruned.tokens} | {f(100 * token_share, 1)}% | {pruned.wall_s:.1f} "
-        f"| {times(pruned.wall_s, full.wall_s)} |",
+        f"| {x(pruned_wall)} |",
         "",
         f"Gain kept against the theory's n=1 (the mean of all 8 candidates' scores, "
         f"{f(theory[1], 3)}, a steadier baseline than the {len(kept)} n=1 answers): "
         f"{f(100 * theory_kept, 0)}%.",
     ]
-    wall_ratio = full.wall_s / base.wall_s if base.wall_s else math.nan
+    wall_ratio = paired_ratio(by, "best-of-8", "n=1")
     goals = [
         "",
         "| goal | target | reached | met |",
         "|---|---|---|---|",
-        f"| best-of-8 wall time vs n=1, concurrency 1 | ≤ 2x | {f(wall_ratio)}x "
+        f"| best-of-8 wall time vs n=1, concurrency 1 (median per prompt; sum ratio) | ≤ 2x "
+        f"| {x(wall_ratio)}; {times(full.wall_s, base.wall_s)} "
         f"| {'yes' if wall_ratio <= 2 else 'no'} |",
         f"| pruning: share of best-of-8's reward gain kept | ≥ 90% | {f(100 * kept_share, 1)}% "
         f"| {'yes' if kept_share >= 0.9 else 'no'} |",
@@ -543,30 +570,53 @@ def report(
     lines += goals
     if "vLLM n=8" in table and "vLLM n=1" in table:
         d1, d8 = table["vLLM n=1"], table["vLLM n=8"]
+        reward_s = [
+            o.seconds - d8_by[o.prompt]
+            for d8_by in [{d.prompt: d.seconds for d in by["vLLM n=8"]}]
+            for o in by["best-of-8"]
+        ]
+        proxy_s = [
+            o.seconds - d1_by[o.prompt]
+            for d1_by in [{d.prompt: d.seconds for d in by["vLLM n=1"]}]
+            for o in by["n=1"]
+        ]
         lines += [
             "",
-            "Where best-of-8's time goes (sums over the prompts, seconds): the same "
-            "sampling straight to vLLM, without guard or reward.",
+            "Where best-of-8's time goes: the same sampling straight to vLLM, without guard or "
+            "reward. Seconds per request, median over prompts (differences: per prompt, then "
+            "the median).",
             "",
-            "| part | seconds | vs n=1 through guard | vs vLLM n=1 |",
-            "|---|---:|---:|---:|",
-            f"| vLLM, n=1 | {d1.wall_s:.1f} | {times(d1.wall_s, base.wall_s)} | 1.00x |",
-            f"| vLLM, n=8 (best-of-8's generation) | {d8.wall_s:.1f} "
-            f"| {times(d8.wall_s, base.wall_s)} | {times(d8.wall_s, d1.wall_s)} |",
-            f"| best-of-8 through guard minus vLLM n=8 (reward calls and guard) "
-            f"| {full.wall_s - d8.wall_s:.1f} | {times(full.wall_s - d8.wall_s, base.wall_s)} "
-            f"| {times(full.wall_s - d8.wall_s, d1.wall_s)} |",
-            f"| guard's n=1 minus vLLM n=1 (the proxy) | {base.wall_s - d1.wall_s:.1f} | | |",
+            "| part | s/request | vs vLLM n=1 (median per prompt) |",
+            "|---|---:|---:|",
+            f"| vLLM, n=1 | {d1.p50_s:.2f} | 1.00x |",
+            f"| vLLM, n=8 (best-of-8's generation) | {d8.p50_s:.2f} "
+            f"| {x(paired_ratio(by, 'vLLM n=8', 'vLLM n=1'))} |",
+            f"| guard n=1 | {base.p50_s:.2f} | {x(paired_ratio(by, 'n=1', 'vLLM n=1'))} |",
+            f"| guard best-of-8 | {full.p50_s:.2f} "
+            f"| {x(paired_ratio(by, 'best-of-8', 'vLLM n=1'))} |",
+            f"| best-of-8 minus vLLM n=8 (8 judge calls + guard) "
+            f"| {statistics.median(reward_s):.2f} | |",
+            f"| guard n=1 minus vLLM n=1 (the proxy) | {statistics.median(proxy_s):.2f} | |",
         ]
     lines += seed_check(by, kept)
     lines += pruning_check(by, kept, args.segment_tokens)
     spreads = [statistics.pstdev(s) for s in candidate_scores if len(s) > 1]
     ranges = [max(s) - min(s) for s in candidate_scores if s]
+    all_tied = sum(1 for s in candidate_scores if s and max(s) == min(s))
     lines += [
         "",
         f"Spread of the reward among a prompt's 8 candidates: mean standard deviation "
-        f"{f(mean(spreads), 3)}, mean range {f(mean(ranges), 3)}.",
+        f"{f(mean(spreads), 3)}, mean range {f(mean(ranges), 3)}; all 8 tied on "
+        f"{all_tied}/{len(candidate_scores)} prompts (best-of-n then returns candidate 0, "
+        "the n=1 answer).",
     ]
+    if args.reward == "llm_judge":
+        flat = [v for s in candidate_scores for v in s]
+        floor = sum(1 for v in flat if v == 1.0)
+        lines.append(
+            f"Judge floor: {floor}/{len(flat)} candidate scores are exactly 1.000, i.e. no "
+            "digit but '1' among the judge's 20 most likely first tokens."
+        )
     numbers = {
         "theory": theory,
         "rows": {k: asdict(v) for k, v in table.items()},
@@ -575,6 +625,7 @@ def report(
         "gain_kept_vs_theory_n1": theory_kept,
         "token_share": token_share,
         "wall_ratio_bo8": wall_ratio,
+        "wall_ratio_pruned_vs_bo8": pruned_wall,
         "left_out": failed,
     }
     return "\n".join(lines), numbers
