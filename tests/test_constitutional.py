@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from guard.constitutional import (
+    critique_budget,
     critique_messages,
     principles_for_round,
     revision_messages,
@@ -64,6 +65,10 @@ def test_prompt_construction_for_every_template() -> None:
     )
 
 
+def test_critique_budget_is_half_the_answer() -> None:
+    assert [critique_budget(m) for m in (None, 1000, 48, 10)] == [128, 128, 24, 16]
+
+
 def _judgement(outcome: str) -> Judgement:
     return Judgement((RailReport("pii", "regex", "output", outcome, None, 0.1),))  # type: ignore[arg-type]
 
@@ -119,6 +124,7 @@ def test_a_flagged_draft_is_revised_and_rechecked(fake_upstream: Fake, tmp_path:
     info = response.json()["guard"]["constitutional"]
     assert info["triggered"] and info["reason"] == "flagged by pii"
     assert info["extra_calls"] == 2 and len(calls) == 3
+    assert [c["body"].get("max_tokens") for c in calls] == [None, 128, 512]
     assert info["final"] == "passed" and "critique" in info["rounds"][0]
     critique_request = calls[1]["body"]["messages"]
     assert critique_request[-2] == {"role": "assistant", "content": "write to bob@example.com"}
@@ -149,3 +155,54 @@ def test_flagged_trigger_needs_output_rails(tmp_path: Path) -> None:
     )
     with pytest.raises(PolicyError, match="needs output_rails"):
         load_policy_file(policy)
+
+
+COMBINED = """
+best_of_n:
+  n: 4
+  reward: {{kind: hf_reward, model: {reward}}}
+  filter_unsafe: true
+output_rails:
+  - kind: regex
+    name: lyon
+    patterns: ["(?i)lyon"]
+    action: block
+  - kind: regex
+    name: pii
+    presets: [email]
+    action: flag
+constitutional:
+  principles_file: {constitution}
+  trigger: flagged
+"""
+
+
+def test_best_of_n_then_critique_of_the_chosen_candidate(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    from tests.test_best_of_n import scores_of
+
+    # Four candidates, all leaking an address (flagged), one also blocked (never competes).
+    options = ["Paris, a@x.org", "Lyon, b@x.org", "It is Paris, c@x.org", "Paris! d@x.org"]
+    question = "say: " + " | ".join(options)
+    expected = scores_of(tiny_reward, options, question)
+    best = max((0, 2, 3), key=lambda i: (expected[i], -i))
+    yaml = COMBINED.format(
+        reward=tiny_reward, constitution=ROOT / "policies" / "constitutions" / "default.yaml"
+    )
+    with guard_with(fake_upstream, tmp_path, yaml) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, question, max_tokens=24)
+        calls = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
+    info = response.json()["guard"]
+    assert [c.get("n") for c in calls] == [4, None, None]  # sample once, critique, revise
+    assert info["best_of_n"]["chosen"] == [best] and info["best_of_n"]["unsafe"] == [1]
+    assert calls[1]["messages"][-2] == {"role": "assistant", "content": options[best]}
+    assert [c["max_tokens"] for c in calls] == [24, 16, 24]  # critique: half, at least 16
+    assert info["constitutional"]["reason"] == "flagged by pii"
+    assert info["constitutional"]["final"] == "passed"
+    assert info["constitutional"]["extra_usage"]["completion_tokens"] > 0
+    # The rails judged each candidate once, then only the revision: never the winner again.
+    assert len(info["verdicts"]) == 4 * 2 + 2
+    content = response.json()["choices"][0]["message"]["content"]
+    assert "@" not in content and content.startswith("tok")
