@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 import orjson
+import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,9 +117,10 @@ def test_clean_answer_streams_whole_with_usage(fake_upstream: Fake, tmp_path: Pa
 
 
 def test_blocked_stream_reports_usage_of_what_was_generated(
-    fake_upstream: Fake, tmp_path: Path
+    paced_upstream: Fake, tmp_path: Path
 ) -> None:
-    with guarded(fake_upstream, tmp_path, forbidding(PHRASE)) as url:
+    # Paced: an instant upstream has generated all of it before the first check ends.
+    with guarded(paced_upstream, tmp_path, forbidding(PHRASE)) as url:
         chunks = stream(
             url, f"say: {FILLER} {PHRASE} {FILLER}", stream_options={"include_usage": True}
         )
@@ -176,6 +179,59 @@ def test_disconnect_cancels_the_upstream(paced_upstream: Fake, tmp_path: Path) -
     assert cancelled == before + 1
 
 
+def test_disconnect_leaves_no_task_running_in_the_server(
+    paced_upstream: Fake, tmp_path: Path
+) -> None:
+    """guard served in this test's own event loop, on a real socket, so that its tasks
+    can be counted: after a client hangs up mid-stream, none of the stream's is left."""
+    policy = write_policy(tmp_path, f"name: streamed\nmodels: {{'*': null}}\n{forbidding(PHRASE)}")
+    app = guard_app(paced_upstream.url, [policy])
+    streams = paced_upstream.app.state.streams
+
+    def body(words: int) -> dict[str, Any]:
+        content = "say: " + "word " * words
+        return {"model": "m", "stream": True, "messages": [{"role": "user", "content": content}]}
+
+    async def scenario() -> tuple[set[asyncio.Task[Any]], int]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        for _ in range(3000):  # bounded wait for start-up
+            if server.started or serving.done():
+                break
+            await asyncio.sleep(0.01)
+        assert server.started
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:  # a whole stream first
+                assert (await client.post(f"{url}{CHAT}", json=body(6))).status_code == 200
+            baseline = asyncio.all_tasks()
+            before = streams.count("cancelled")
+            async with (
+                httpx.AsyncClient(timeout=30) as client,
+                client.stream("POST", f"{url}{CHAT}", json=body(100)) as response,
+            ):
+                async for line in response.aiter_lines():
+                    if '"content":"word' in line:
+                        break  # text is flowing, checks are running: hang up
+            for _ in range(1000):  # bounded wait for the server to wind the stream down
+                left = asyncio.all_tasks() - baseline
+                if not left and streams.count("cancelled") > before:
+                    break
+                await asyncio.sleep(0.01)
+            return left, streams.count("cancelled") - before
+        finally:
+            server.should_exit = True
+            await serving
+            sock.close()
+
+    left, cancelled = asyncio.run(scenario())
+    assert not left, left
+    assert cancelled == 1
+
+
 # -- the guarantee, over random chunkings -------------------------------------------
 
 
@@ -186,18 +242,29 @@ def _judgement(blocked: bool) -> Judgement:
 
 
 async def _run(
-    pieces: list[str], window: int, chunk: int, forbidden: str
+    pieces: list[str], window: int, chunk: int, forbidden: str, delay: int = 0
 ) -> tuple[str, list[tuple[int, str]]]:
-    """Released text, and each passing check as (released length then, text judged)."""
+    """Released text, and each passing check as (released length then, text judged).
+
+    ``delay``: the judge lets the loop run that many times before it answers, while the
+    upstream yields to the loop after every piece, so chunks arrive during checks.
+    """
     checked: list[tuple[int, str]] = []
     settings_ = Streaming(
         window_tokens=window, chunk_tokens=chunk, context_tokens=0, final_check=False
     )
+    running = 0
 
     async def judge(text: str, index: int) -> Judgement:
+        nonlocal running
+        running += 1
+        assert running == 1  # never two checks of one choice at once
+        released = "".join(guard.choices[index].released)
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        running -= 1
         blocked = forbidden in text
         if not blocked:
-            released = "".join(guard.choices[index].released)
             checked.append((len(released), text))
         return _judgement(blocked)
 
@@ -206,12 +273,39 @@ async def _run(
         for piece in pieces:
             choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
             yield b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+            if delay:
+                await asyncio.sleep(0)
         yield b"data: [DONE]\n\n"
 
     guard = StreamGuard(settings_, judge, dict)
     out = [event async for event in guard.run(upstream())]
     chunks = [orjson.loads(e[6:]) for e in out if e != b"data: [DONE]\n\n"]
     return released_text(chunks), checked
+
+
+def _pieces(text: str, cuts: list[int]) -> list[str]:
+    pieces, position, turn = [], 0, 0
+    while position < len(text):
+        cut = cuts[turn % len(cuts)]
+        pieces.append(text[position : position + cut])
+        position, turn = position + cut, turn + 1
+    return pieces
+
+
+def _assert_guarantee(
+    text: str, forbidden: str, released: str, checked: list[tuple[int, str]]
+) -> None:
+    assert text.startswith(released)
+    if forbidden in text:
+        assert len(released) <= text.find(forbidden)  # no part of the phrase went out
+    else:
+        assert released == text
+    covered = 0
+    for start, judged in checked:  # each passing check covers text[start:start + len]
+        assert text[start : start + len(judged)] == judged
+        assert start <= covered
+        covered = max(covered, start + len(judged))
+    assert covered >= len(released)
 
 
 @settings(max_examples=150, deadline=None)
@@ -225,21 +319,145 @@ def test_released_text_was_checked_and_never_holds_the_phrase(
     words: list[str], cuts: list[int], window: int, chunk: int
 ) -> None:
     text = "".join(words)
-    pieces, position, turn = [], 0, 0
-    while position < len(text):
-        cut = cuts[turn % len(cuts)]
-        pieces.append(text[position : position + cut])
-        position, turn = position + cut, turn + 1
+    pieces = _pieces(text, cuts)
     forbidden = "XY"  # spans at most 2 pieces: always inside a window of 2 or more
     released, checked = asyncio.run(_run(pieces, window, chunk, forbidden))
-    assert text.startswith(released)
-    if forbidden in text:
-        assert len(released) <= text.find(forbidden)  # no part of the phrase went out
-    else:
-        assert released == text
-    covered = 0
-    for start, judged in checked:  # each passing check covers text[start:start + len]
-        assert text[start : start + len(judged)] == judged
-        assert start <= covered
-        covered = max(covered, start + len(judged))
-    assert covered >= len(released)
+    _assert_guarantee(text, forbidden, released, checked)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(["a", "X", "X", " "]), min_size=1, max_size=60),
+    cuts=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=40),
+    window=st.integers(min_value=1, max_value=6),
+    chunk=st.integers(min_value=1, max_value=6),
+    delay=st.integers(min_value=0, max_value=12),
+)
+def test_a_phrase_as_long_as_the_window_never_goes_out_in_part_with_slow_rails(
+    words: list[str], cuts: list[int], window: int, chunk: int, delay: int
+) -> None:
+    """The tight case: a phrase of exactly ``window_tokens`` one-character chunks, and
+    rails slow enough that checks coalesce whatever arrived while they ran."""
+    text = "".join(words)
+    forbidden = "X" * window
+    released, checked = asyncio.run(_run(list(text), window, chunk, forbidden, delay))
+    _assert_guarantee(text, forbidden, released, checked)
+    released, checked = asyncio.run(_run(_pieces(text, cuts), window, chunk, forbidden, delay))
+    _assert_guarantee(text, forbidden, released, checked)
+
+
+# -- when checks run ------------------------------------------------------------------
+
+
+def _events(pieces: list[str]) -> list[bytes]:
+    head = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+    role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+    out = [b"data: " + orjson.dumps({**head, "choices": [role]}) + b"\n\n"]
+    for piece in pieces:
+        choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+        out.append(b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n")
+    return out
+
+
+def test_first_release_comes_as_soon_as_a_window_is_held() -> None:
+    pieces = [f"w{i} " for i in range(40)]
+    judged: list[str] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        judged.append(text)
+        return _judgement(False)
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for event in _events(pieces):
+            yield event
+        yield b"data: [DONE]\n\n"
+
+    async def first_release() -> str:
+        settings_ = Streaming(window_tokens=8, chunk_tokens=4, context_tokens=0)
+        async for event in StreamGuard(settings_, judge, dict).run(upstream()):
+            text = released_text([orjson.loads(event[6:])])
+            if text:
+                return text
+        raise AssertionError("nothing released")
+
+    assert asyncio.run(first_release()) == pieces[0]
+    assert judged[0] == "".join(pieces[:8])  # the first check: exactly one window
+
+
+async def _count_checks(pieces: list[str], lag: int) -> tuple[str, list[str]]:
+    """Released text and the texts judged, when each check takes as long as the
+    upstream needs for ``lag`` more pieces."""
+    produced = 0
+    progress = asyncio.Condition()
+    judged: list[str] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        judged.append(text)
+        target = min(produced + lag, len(pieces))
+        async with progress:
+            await progress.wait_for(lambda: produced >= target)
+        return _judgement(False)
+
+    async def upstream() -> AsyncIterator[bytes]:
+        nonlocal produced
+        for event in _events(pieces):
+            yield event
+            async with progress:
+                produced += 1
+                progress.notify_all()
+            await asyncio.sleep(0)
+        yield b"data: [DONE]\n\n"
+
+    settings_ = Streaming(window_tokens=4, chunk_tokens=2, context_tokens=0, final_check=False)
+    out = [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
+    return released_text([orjson.loads(e[6:]) for e in out[:-1]]), judged
+
+
+def test_slow_rails_check_less_often_and_cover_what_arrived_meanwhile() -> None:
+    pieces = [f"w{i} " for i in range(200)]
+    fast_text, fast = asyncio.run(_count_checks(pieces, lag=0))
+    slow_text, slow = asyncio.run(_count_checks(pieces, lag=8))
+    assert fast_text == slow_text == "".join(pieces)
+    assert len(fast) >= (200 - 4) // 2  # one check per chunk_tokens when rails keep up
+    assert len(slow) * 3 <= len(fast)  # slow rails: fewer, longer checks
+    # A check judges at most the kept-back window and 4 x chunk_tokens new pieces.
+    assert max(len(t.split()) for t in slow) <= 3 + 4 * 2
+    assert any(len(t.split()) > 3 + 2 for t in slow)
+
+
+def test_closing_the_stream_cancels_a_pending_check() -> None:
+    async def scenario() -> tuple[bool, set[asyncio.Task[Any]]]:
+        before = asyncio.all_tasks()
+        started, cancelled = asyncio.Event(), False
+
+        async def judge(text: str, index: int) -> Judgement:
+            nonlocal cancelled
+            started.set()
+            try:
+                await asyncio.Event().wait()  # a classifier that never answers
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+            return _judgement(False)
+
+        async def upstream() -> AsyncIterator[bytes]:
+            for event in _events(["a ", "b ", "c "]):
+                yield event
+            await asyncio.Event().wait()  # the upstream keeps the stream open
+
+        settings_ = Streaming(window_tokens=2, chunk_tokens=1, context_tokens=0)
+        events = StreamGuard(settings_, judge, dict).run(upstream())
+        consumer = asyncio.create_task(anext(events))
+        await started.wait()
+        consumer.cancel()  # the client went away while a check was pending
+        await asyncio.gather(consumer, return_exceptions=True)
+        await events.aclose()
+        for _ in range(100):  # bounded: let the cancelled tasks finish
+            if asyncio.all_tasks() <= before:
+                break
+            await asyncio.sleep(0)
+        return cancelled, asyncio.all_tasks() - before
+
+    cancelled, left = asyncio.run(scenario())
+    assert cancelled
+    assert not left
