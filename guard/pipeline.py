@@ -34,7 +34,7 @@ from guard.components.registry import (
 from guard.constitutional import ConstitutionalStage, trigger_reason
 from guard.errors import ContentFiltered, GuardError, PolicyError, UpstreamStreamBroken
 from guard.policy import LoadedPolicy
-from guard.pruning import Pruner
+from guard.pruning import Pruner, survivor_events
 from guard.rails import SEVERITY, Judgement, Rail, Stage, judge
 from guard.responses import (
     COMPLETIONS,
@@ -221,11 +221,15 @@ class Pipeline:
         return result
 
     async def _pruned_best_of_n(
-        self, path: str, body: dict[str, Any], ctx: RequestContext
+        self, path: str, body: dict[str, Any], ctx: RequestContext, pruner: Pruner | None = None
     ) -> tuple[dict[str, Any], bool]:
-        """The pruned best-of-n result; True when the output rails already judged it."""
+        """The pruned best-of-n result; True when the output rails already judged it.
+
+        With a ``pruner`` made to stop at a streamable survivor, the result may be that
+        survivor's partial answer (``pruner.survivor``), judged by nobody yet."""
         assert self.best_of_n is not None
-        pruner = Pruner(self.best_of_n, self.upstream)
+        stream_last = pruner is not None
+        pruner = pruner or Pruner(self.best_of_n, self.upstream)
         filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
 
         async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
@@ -235,7 +239,9 @@ class Pipeline:
             path,
             body,
             ctx,
-            lambda b: pruner.generate(path, b, ctx.request_id, judge_all if filtering else None),
+            lambda b: pruner.generate(
+                path, b, ctx.request_id, judge_all if filtering else None, stream_last
+            ),
         )
         if not result["choices"]:
             raise Blocked
@@ -315,25 +321,68 @@ class Pipeline:
     async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
         """Start a stream. Errors before the first byte still get a proper status."""
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        if self.best_of_n is not None or self.constitutional is not None:
+        unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        if self._streams_survivor(body):
+            relay = await self._stream_pruned(path, body, unstreamed, ctx, wants_usage)
+            if relay is not None:
+                return relay
+        elif self.best_of_n is not None or self.constitutional is not None:
             # The answer is chosen (or revised) when finished, then streamed.
-            unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
             return _replay(as_events(path, await self.complete(path, unstreamed, ctx), wants_usage))
-        upstream_body = body
+        return await self._stream_generation(path, body, ctx, wants_usage)
+
+    def _streams_survivor(self, body: dict[str, Any]) -> bool:
+        """Pruned best-of-n for one answer streams its last survivor's continuation."""
+        return (
+            self.best_of_n is not None
+            and self.best_of_n.spec.prune is not None
+            and self.constitutional is None
+            and (body.get("n") or 1) == 1
+        )
+
+    async def _stream_pruned(
+        self,
+        path: str,
+        body: dict[str, Any],
+        unstreamed: dict[str, Any],
+        ctx: RequestContext,
+        wants_usage: bool,
+    ) -> Relay:
+        """Prune; stream the last survivor's continuation, or replay a finished answer."""
+        assert self.best_of_n is not None
+        pruner = Pruner(self.best_of_n, self.upstream)
+        try:
+            result, judged = await self._pruned_best_of_n(path, unstreamed, ctx, pruner)
+            survivor = pruner.survivor
+            if survivor is None and not judged:
+                await self._judge_output(path, unstreamed, result, ctx)
+        except Blocked:
+            result, survivor = self._refusal(path, body, ctx), None
+        if survivor is None:
+            result["guard"] = self.guard_info(ctx)
+            return _replay(as_events(path, result, wants_usage))
+        request = self._stream_body(survivor.request, wants_usage)
+        response = await self.upstream.open_stream(path, request, ctx.request_id)
+        chunks = survivor_events(path, result, survivor, self.upstream.iter_bytes(response))
+        return self._guarded_relay(path, body, chunks, response, ctx, wants_usage)
+
+    def _stream_body(self, body: dict[str, Any], wants_usage: bool) -> dict[str, Any]:
+        """The upstream's streaming request. With output rails, usage in every chunk lets
+        a stream cut short still report what was generated."""
+        options = dict(body.get("stream_options") or {})
         if self.output_rails:
-            # Usage in every chunk lets a stream cut short still report what was generated.
-            upstream_body = {
-                **body,
-                "stream_options": {
-                    **(body.get("stream_options") or {}),
-                    "include_usage": True,
-                    "continuous_usage_stats": True,
-                },
-            }
+            options |= {"include_usage": True, "continuous_usage_stats": True}
+        elif wants_usage:
+            options["include_usage"] = True
+        return {**body, "stream_options": options} if options else body
+
+    async def _stream_generation(
+        self, path: str, body: dict[str, Any], ctx: RequestContext, wants_usage: bool
+    ) -> Relay:
         try:
             response = await self._guarded_generation(
                 path,
-                upstream_body,
+                self._stream_body(body, wants_usage),
                 ctx,
                 lambda b: self.upstream.open_stream(path, b, ctx.request_id),
                 discard=self.upstream.close,
@@ -343,6 +392,18 @@ class Pipeline:
             result["guard"] = self.guard_info(ctx)
             return _replay(as_events(path, result, wants_usage))
         chunks = ctx.trace.upstream_chunks(self.upstream.iter_bytes(response))
+        return self._guarded_relay(path, body, chunks, response, ctx, wants_usage)
+
+    def _guarded_relay(
+        self,
+        path: str,
+        body: dict[str, Any],
+        chunks: AsyncIterator[bytes],
+        response: Any,
+        ctx: RequestContext,
+        wants_usage: bool,
+    ) -> Relay:
+        """Relay an upstream stream, through the output rails' window when there are any."""
         if not self.output_rails:
             return Relay(self._relay_events(chunks, ctx), partial(self.upstream.close, response))
         conversation = tuple(body.get("messages") or ())

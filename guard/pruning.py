@@ -7,15 +7,23 @@ continue its own partial answer (chat: ``continue_final_message``; text completi
 the partial text appended to the prompt), which vLLM's prefix cache makes cheap.
 After ``rounds`` rounds the survivors are finished and the best is returned. A
 pruned candidate is never continued.
+
+For a stream (``stream_last``) asking for one answer, as soon as a single unfinished
+candidate is left it is not finished here: ``Pruner.survivor`` holds the request that
+continues it, and the caller streams that continuation straight to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from guard.api.sse import EVENT_END, data_event, split_events
 from guard.best_of_n import (
     BestOfNStage,
     JudgeAll,
@@ -30,6 +38,19 @@ from guard.responses import COMPLETIONS, choice_text
 from guard.upstream import Upstream
 
 _STREAMING = ("stream", "stream_options")
+
+
+@dataclass(frozen=True)
+class Survivor:
+    """The last candidate left, to be continued as a stream."""
+
+    index: int
+    text: str
+    """Its partial answer so far: the client gets it first."""
+    request: dict[str, Any]
+    """The streaming request that continues it."""
+    usage: dict[str, Any]
+    """What every candidate has used so far."""
 
 
 @dataclass
@@ -72,14 +93,22 @@ class Pruner:
         self.prune = stage.spec.prune
         self.upstream = upstream
         self.reward_error: str | None = None
+        self.survivor: Survivor | None = None
 
     async def generate(
-        self, path: str, body: dict[str, Any], request_id: str, judge_all: JudgeAll | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        request_id: str,
+        judge_all: JudgeAll | None = None,
+        stream_last: bool = False,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The finished result with the best candidates, and ``guard.best_of_n``.
 
         ``judge_all``: the output rails, to drop unsafe finished drafts before the final
         ranking (``filter_unsafe``); the result has no choices when none is safe.
+        ``stream_last``: stop at a single unfinished survivor, which is then
+        ``self.survivor``, and the result holds its partial answer.
         """
         wanted = body.get("n") or 1
         k = min(wanted, self.stage.spec.n)
@@ -111,6 +140,16 @@ class Pruner:
                 if i not in survivors:
                     drafts[i].dropped_in_round = number
             rounds.append({"scores": scores, "kept": sorted(survivors)})
+            if stream_last and k == 1 and len(survivors) == 1:
+                [index] = survivors
+                if not drafts[index].finished:
+                    left = None if limit is None else limit - drafts[index].tokens
+                    request = continuation(path, body, drafts[index], left)
+                    request["stream"] = True
+                    self.survivor = Survivor(index, drafts[index].text, request, usage)
+                    return self._result(path, first, usage, drafts, [index]), self._info(
+                        usage, drafts, segment, rounds, scores, [index], []
+                    )
             last = number == self.prune.rounds - 1
             await self._extend(
                 path, body, drafts, survivors, None if last else segment, limit, usage, request_id
@@ -129,25 +168,46 @@ class Pruner:
             alive = [i for i in alive if i not in unsafe]
         scores = await self._scores(path, body, drafts, alive) if alive else [None] * len(drafts)
         chosen = top_distinct(rank(scores), [d.text for d in drafts], wanted)
-        result = {
-            **first,
-            "usage": usage,
-            "choices": [
-                self._choice(path, position, drafts[i]) for position, i in enumerate(chosen)
-            ],
-        }
-        info = {
+        return self._result(path, first, usage, drafts, chosen), self._info(
+            usage, drafts, segment, rounds, scores, chosen, unsafe
+        )
+
+    def _result(
+        self,
+        path: str,
+        first: dict[str, Any],
+        usage: dict[str, Any],
+        drafts: list[Draft],
+        chosen: list[int],
+    ) -> dict[str, Any]:
+        choices = [self._choice(path, position, drafts[i]) for position, i in enumerate(chosen)]
+        return {**first, "usage": usage, "choices": choices}
+
+    def _info(
+        self,
+        usage: dict[str, Any],
+        drafts: list[Draft],
+        segment: int,
+        rounds: list[dict[str, Any]],
+        scores: list[float | None],
+        chosen: list[int],
+        unsafe: list[int],
+    ) -> dict[str, Any]:
+        pruning: dict[str, Any] = {"segment_tokens": segment, "rounds": rounds}
+        if self.survivor is not None:
+            pruning["streamed"] = self.survivor.index
+        info: dict[str, Any] = {
             "unsafe": unsafe,
             "n": len(drafts),
             "reward": self.stage.reward_name,
-            "pruning": {"segment_tokens": segment, "rounds": rounds},
+            "pruning": pruning,
             "scores": scores,
             "chosen": chosen,
             "generated_tokens": usage.get("completion_tokens"),
         }
         if self.reward_error is not None:
             info["reward_error"] = self.reward_error
-        return result, info
+        return info
 
     async def _scores(
         self, path: str, body: dict[str, Any], drafts: list[Draft], alive: list[int]
@@ -216,3 +276,41 @@ class Pruner:
         else:
             choice["message"] = {"role": "assistant", "content": draft.text}
         return choice
+
+
+async def survivor_events(
+    path: str, result: dict[str, Any], survivor: Survivor, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """The survivor's partial answer as one chunk, then the upstream's stream of its
+    continuation, with usage counting every candidate generated."""
+    head = {
+        "id": result.get("id"),
+        "object": "text_completion" if path == COMPLETIONS else "chat.completion.chunk",
+        "created": result.get("created"),
+        "model": result.get("model"),
+    }
+    part: dict[str, Any] = (
+        {"text": survivor.text}
+        if path == COMPLETIONS
+        else {"delta": {"role": "assistant", "content": survivor.text}}
+    )
+    yield data_event({**head, "choices": [{"index": 0, "finish_reason": None, **part}]})
+    async for event in split_events(chunks):
+        if event.startswith(b"data: {") and b'"usage"' in event:
+            chunk = orjson.loads(event[6:])
+            if isinstance(chunk, dict) and chunk.get("usage"):
+                chunk["usage"] = _added(survivor.usage, chunk["usage"])
+                event = b"data: " + orjson.dumps(chunk)
+        yield event + EVENT_END
+
+
+def _added(before: dict[str, Any], continuation: dict[str, Any]) -> dict[str, Any]:
+    completion = int(before.get("completion_tokens") or 0) + int(
+        continuation.get("completion_tokens") or 0
+    )
+    prompt = int(before.get("prompt_tokens") or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }

@@ -216,3 +216,48 @@ def test_pruning_drops_unsafe_finished_drafts(
         refused = chat(url, "say: gamma one | gamma two")
     assert "gamma" not in response.json()["choices"][0]["message"]["content"]
     assert refused.json()["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_the_last_survivor_streams_straight_through(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    from tests.test_rails import stream_events
+
+    prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
+    rail = "output_rails:\n  - {kind: regex, patterns: ['(?i)purple']}\n"
+    question = "say: " + " | ".join(LONG)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=prune + rail)) as url:
+        before = len(fake_upstream.app.state.received)
+        events = stream_events(url, question, stream_options={"include_usage": True})
+        calls = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
+    info = next(e["guard"] for e in events if "guard" in e)["best_of_n"]
+    winner = info["pruning"]["streamed"]
+    assert info["chosen"] == [winner] and [len(r["kept"]) for r in info["pruning"]["rounds"]] == [
+        2,
+        1,
+    ]
+    # 4 drafts of 2 tokens, 2 survivors continued by 2, then the winner streamed from the upstream
+    assert [c.get("stream", False) for c in calls] == [False, False, False, True]
+    assert calls[-1]["messages"][-1]["content"] == " ".join(LONG[winner].split()[:4]) + " "
+    texts = [c["delta"].get("content") or "" for e in events for c in e["choices"]]
+    assert "".join(texts) == LONG[winner]
+    assert len([t for t in texts if t]) > 2  # the continuation came as the upstream's chunks
+    assert events[-1]["usage"]["completion_tokens"] == 8 + 4 + 4
+    assert [c["finish_reason"] for e in events for c in e["choices"] if c["finish_reason"]] == [
+        "stop"
+    ]
+
+
+def test_the_streamed_survivor_passes_the_output_rails(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    from tests.test_rails import stream_events
+
+    prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
+    last_words = "|".join(option.split()[-1] for option in LONG)
+    rail = f"output_rails:\n  - {{kind: regex, patterns: ['(?i)({last_words})']}}\n"
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=prune + rail)) as url:
+        events = stream_events(url, "say: " + " | ".join(LONG))
+    texts = "".join(c["delta"].get("content") or "" for e in events for c in e["choices"])
+    assert not any(word in texts for word in last_words.split("|"))
+    assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
