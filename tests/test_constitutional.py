@@ -206,3 +206,17 @@ def test_best_of_n_then_critique_of_the_chosen_candidate(
     assert len(info["verdicts"]) == 4 * 2 + 2
     content = response.json()["choices"][0]["message"]["content"]
     assert "@" not in content and content.startswith("tok")
+
+
+def test_another_critic_endpoint_and_model(
+    fake_upstream: Fake, paced_upstream: Fake, tmp_path: Path
+) -> None:
+    critic = f"  critic: {{base_url: '{paced_upstream.url}', model: critic-model}}\n"
+    with guard_with(fake_upstream, tmp_path, rails() + critic) as url:
+        drafts, critiques = (len(f.app.state.received) for f in (fake_upstream, paced_upstream))
+        response = chat(url, "say: write to bob@example.com")
+        draft_calls = list(fake_upstream.app.state.received)[drafts:]
+        critic_calls = list(paced_upstream.app.state.received)[critiques:]
+    assert [c["body"]["model"] for c in draft_calls] == ["fake-model"]
+    assert [c["body"]["model"] for c in critic_calls] == ["critic-model", "critic-model"]
+    assert response.json()["guard"]["constitutional"]["final"] == "passed"

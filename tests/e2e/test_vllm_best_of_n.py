@@ -86,12 +86,18 @@ def test_best_of_8_returns_the_highest_reward(bon_client: openai.OpenAI) -> None
 
 
 PRUNED = """
-name: pruned
-models: {pruned: smollm2}
-best_of_n:
-  n: 4
-  reward: {kind: hf_reward, model: "REWARD_DIR"}
-  prune: {segment_tokens: 6, keep_fraction: 0.5, rounds: 1}
+- name: pruned
+  models: {pruned: smollm2}
+  best_of_n:
+    n: 4
+    reward: {kind: hf_reward, model: "REWARD_DIR"}
+    prune: {segment_tokens: 6, keep_fraction: 0.5, rounds: 1}
+- name: streamed
+  models: {streamed: smollm2}
+  best_of_n:
+    n: 4
+    reward: {kind: hf_reward, model: "REWARD_DIR"}
+    prune: {segment_tokens: 4, keep_fraction: 0.5, rounds: 2}
 """
 
 
@@ -106,9 +112,26 @@ def test_pruning_continues_drafts_in_real_vllm(
         answer = client.chat.completions.create(
             model="pruned", messages=QUESTION, max_tokens=20, seed=5
         )
+        stream = client.chat.completions.create(
+            model="streamed",
+            messages=QUESTION,
+            max_tokens=40,
+            seed=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
     assert answer.model_extra is not None
     info = answer.model_extra["guard"]["best_of_n"]
     [round_one] = info["pruning"]["rounds"]
     assert len(round_one["kept"]) == 2
     assert info["chosen"][0] in round_one["kept"]
     assert answer.choices[0].message.content
+    # 4 -> 2 -> 1: the last survivor's continuation streams from vLLM
+    streamed = next(c.model_extra["guard"] for c in chunks if c.model_extra.get("guard"))
+    survivor = streamed["best_of_n"]["pruning"]["streamed"]
+    assert streamed["best_of_n"]["chosen"] == [survivor]
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(texts) > 1 and "".join(texts).strip()
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > streamed["best_of_n"]["generated_tokens"]
