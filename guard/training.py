@@ -193,14 +193,34 @@ def asdict_tensors(layer: EncoderLayer) -> list[torch.Tensor]:
     return [getattr(layer, name) for name in EncoderLayer.__dataclass_fields__]
 
 
-def new_top(encoder: Encoder, config: Config) -> Top:
-    generator = torch.Generator().manual_seed(config.seed)
+def new_top(encoder: Encoder, trained_layers: int, seed: int, outputs: int = len(LABELS)) -> Top:
+    """Trainable copies of the encoder's top ``trained_layers`` and a fresh linear head."""
+    generator = torch.Generator().manual_seed(seed)
+    first = len(encoder.layers) - trained_layers
     layers = [
         EncoderLayer(*(t.detach().clone().requires_grad_() for t in asdict_tensors(layer)))
-        for layer in encoder.layers[-config.trained_layers :]
+        for layer in encoder.layers[first:]
     ]
-    head_w = (torch.randn(len(LABELS), 384, generator=generator) * 0.02).requires_grad_()
-    return Top(layers, head_w, torch.zeros(len(LABELS), requires_grad=True))
+    hidden = encoder.word.shape[1]
+    head_w = (torch.randn(outputs, hidden, generator=generator) * 0.02).requires_grad_()
+    return Top(layers, head_w, torch.zeros(outputs, requires_grad=True))
+
+
+def optimiser_for(
+    top: Top, lr: float, head_lr: float, weight_decay: float, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW (layers at ``lr``, head at ``head_lr``), linear warm-up over the first tenth
+    of ``steps``, then linear decay to zero."""
+    head = [top.head_w, top.head_b]
+    groups = [{"params": head, "lr": head_lr}]
+    if top.layers:
+        groups.insert(0, {"params": top.parameters()[: -len(head)], "lr": lr})
+    optimiser = torch.optim.AdamW(groups, weight_decay=weight_decay)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps)
+    )
+    return optimiser, schedule
 
 
 def frozen_states(
@@ -209,6 +229,13 @@ def frozen_states(
     """Token states after the frozen bottom layers, one (length, hidden) tensor per text."""
     stop = len(model.encoder.layers) - config.trained_layers
     ids = [fit_length(row, config.max_length) for row in model.tokenize(texts)]
+    return frozen_states_of_ids(model, ids, stop)
+
+
+def frozen_states_of_ids(
+    model: EmbeddingModel, ids: Sequence[list[int]], stop: int
+) -> list[torch.Tensor]:
+    """Token states after layers ``[0, stop)``, one (length, hidden) tensor per id list."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
     with torch.inference_mode():
         for chunk in _length_batches(list(range(len(ids))), [len(i) for i in ids], 64):
@@ -276,20 +303,9 @@ def train_top(
 ) -> Top:
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    top = new_top(encoder, config)
-    head = [top.head_w, top.head_b]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": top.parameters()[: -len(head)], "lr": config.lr},
-            {"params": head, "lr": config.head_lr},
-        ],
-        weight_decay=config.weight_decay,
-    )
+    top = new_top(encoder, config.trained_layers, config.seed)
     steps = math.ceil(len(index) / config.batch_size) * config.epochs
-    warmup = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps)
-    )
+    optimiser, schedule = optimiser_for(top, config.lr, config.head_lr, config.weight_decay, steps)
     weights = torch.from_numpy(loss_weights(rows, target, index, config))
     y = torch.from_numpy(target.y)
     lengths = [s.shape[0] for s in states]
@@ -461,12 +477,12 @@ def dataset_hashes(root: Path | None = None) -> dict[str, str]:
     return hashes
 
 
-def write_head(
-    top: Top, path: Path, meta: dict[str, Any], config: Config, layer_count: int
-) -> None:
+def write_head(top: Top, path: Path, meta: dict[str, Any], layer_count: int) -> None:
+    """The trained layers (half precision, under their place in a ``layer_count``-layer
+    encoder) and the head in ``path``; ``meta`` in the ``.json`` beside it."""
     from safetensors.torch import save_file
 
-    first = layer_count - config.trained_layers
+    first = layer_count - len(top.layers)
     tensors: dict[str, torch.Tensor] = {}
     for offset, layer in enumerate(top.layers):
         prefix = f"encoder.layer.{first + offset}."
@@ -572,31 +588,38 @@ def run(
     seconds["final_training"] = time.perf_counter() - final_started
     seconds["total"] = time.perf_counter() - started
     meta["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
-    write_head(top, out, meta, config, len(model.encoder.layers))
+    write_head(top, out, meta, len(model.encoder.layers))
     log(f"wrote {out} and {head_meta_path(out).name} in {seconds['total']:.0f} s")
     return meta
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="guard train-embedding-head",
-        description="Train the embedding classifier's head on licence-compatible dev data.",
-    )
-    parser.add_argument("--out", type=Path, default=HEAD, help="head file to write (.safetensors)")
+def head_parser(prog: str, description: str, head: Path, epochs: int) -> argparse.ArgumentParser:
+    """The options every head-training script has: --out, --data, --no-cv, --epochs, --threads."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", type=Path, default=head, help="head file to write (.safetensors)")
     parser.add_argument(
         "--data",
         type=Path,
         default=None,
         help="data folder (default: $GUARD_DATA_DIR or ../shared/data)",
     )
-    parser.add_argument(
-        "--no-cv", action="store_true", help="skip cross-validation (keeps threshold 0.5)"
-    )
-    parser.add_argument("--epochs", type=int, default=Config.epochs)
-    parser.add_argument("--scores", type=Path, help="write out-of-fold scores here (JSON lines)")
+    parser.add_argument("--no-cv", action="store_true", help="skip cross-validation")
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)"
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = head_parser(
+        "guard train-embedding-head",
+        "Train the embedding classifier's head on licence-compatible dev data "
+        "(without cross-validation, the threshold stays 0.5).",
+        HEAD,
+        Config.epochs,
+    )
+    parser.add_argument("--scores", type=Path, help="write out-of-fold scores here (JSON lines)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = replace(Config(), epochs=args.epochs)

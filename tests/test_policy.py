@@ -8,6 +8,7 @@ import pytest
 
 from guard.app import create_app
 from guard.cli import main
+from guard.components.registry import REWARDS
 from guard.errors import ModelNotFound, PolicyError
 from guard.pipeline import check_runnable
 from guard.policy import PolicySet, load_policy_file
@@ -113,8 +114,12 @@ def test_server_refuses_an_invalid_policy(tmp_path: Path) -> None:
     assert main(["serve", "--policy", str(bad), "--port", "0"]) == 2
 
 
-def test_server_refuses_a_stage_it_cannot_run_yet(tmp_path: Path) -> None:
-    """Never serve a policy while silently skipping one of its steps."""
+def test_server_refuses_a_stage_it_cannot_run_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never serve a policy while silently skipping one of its steps (here: a build
+    whose reward registry lacks a kind that the policy file format knows)."""
+    monkeypatch.delitem(REWARDS, "embedding_reward")
     policy = write_policy(
         tmp_path,
         "name: p\nmodels: {m: null}\nbest_of_n: {n: 2, reward: {kind: embedding_reward}}\n",

@@ -228,12 +228,15 @@ class EmbeddingModel:
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         """One row of head logits per text, in order; texts run in batches of similar length."""
+        return self.logits_of_ids(self.tokenize(texts))
+
+    def logits_of_ids(self, ids: Sequence[list[int]]) -> torch.Tensor:
+        """One row of head logits per token id list (already cut to length), in order."""
         import torch
         import torch.nn.functional as F
 
         if self.head_w is None:
             raise RuntimeError("this model has no head")
-        ids = self.tokenize(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = torch.empty(len(ids), len(self.labels))
         with torch.inference_mode():

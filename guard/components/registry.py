@@ -13,6 +13,7 @@ from typing import Any
 
 from guard.components.base import Classifier, Reward
 from guard.components.embedding import EmbeddingClassifier
+from guard.components.embedding_reward import EmbeddingReward
 from guard.components.hf_classifier import HFClassifier
 from guard.components.hf_reward import HFReward
 from guard.components.llama_guard import LlamaGuardClassifier
@@ -67,6 +68,7 @@ REWARDS: dict[str, Callable[[Any, BuildContext], Reward]] = {
     "hf_reward": lambda spec, ctx: HFReward(spec),
     "vllm_reward": lambda spec, ctx: VLLMReward(spec, ctx.endpoint(spec)),
     "llm_judge": lambda spec, ctx: LLMJudgeReward(spec, ctx.endpoint(spec)),
+    "embedding_reward": lambda spec, ctx: EmbeddingReward(spec),
 }
 
 
