@@ -45,6 +45,15 @@ def test_flagged_draft_is_critiqued_revised_rechecked_and_refused(
             max_tokens=20,
             messages=[{"role": "user", "content": "What is the capital of France?"}],
         )
+        streamed = list(
+            client.chat.completions.create(
+                model="revised",
+                temperature=0,
+                max_tokens=20,
+                messages=[{"role": "user", "content": "What is the capital of France?"}],
+                stream=True,
+            )
+        )
     assert answer.model_extra is not None
     guard = answer.model_extra["guard"]
     info = guard["constitutional"]
@@ -57,3 +66,10 @@ def test_flagged_draft_is_critiqued_revised_rechecked_and_refused(
     assert info["final"] == "blocked"
     assert answer.choices[0].finish_reason == "content_filter"
     assert "paris" not in (answer.choices[0].message.content or "").lower()
+    # streamed: only the final text goes out, never the draft that named Paris
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert "paris" not in text.lower()
+    finishes = [c.choices[0].finish_reason for c in streamed if c.choices]
+    assert [f for f in finishes if f] == ["content_filter"]
+    stream_info = next(c.model_extra["guard"] for c in streamed if c.model_extra.get("guard"))
+    assert stream_info["constitutional"]["extra_calls"] == 2

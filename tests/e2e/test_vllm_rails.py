@@ -115,12 +115,12 @@ def test_vllm_classify_agrees_with_hf_classifier(
     async def both() -> tuple[list[float], list[float], list[bool], list[bool]]:
         local = HFClassifier(
             HFClassifierSpec(
-                kind="hf_classifier", model=str(tiny_reward_dir), thresholds={"LABEL_0": 0.5}
+                kind="hf_classifier", model=str(tiny_reward_dir), thresholds={"reward": 0.5}
             )
         )
         endpoint = Upstream(reward_vllm.url)
         spec = VLLMClassifySpec(
-            kind="vllm_classify", model="tiny-reward", thresholds={"LABEL_0": 0.5}
+            kind="vllm_classify", model="tiny-reward", labels=["reward"], thresholds={"reward": 0.5}
         )
         served = VLLMClassifier(spec, endpoint)
         try:
