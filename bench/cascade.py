@@ -49,6 +49,8 @@ def policies(args: argparse.Namespace) -> list[dict[str, Any]]:
     second = json.loads(args.to) if args.to else None
     if second is None:
         second = {"kind": "llm_judge", "model": args.served_model, "question": QUESTION}
+    # a busy CPU vLLM can take seconds per judgement; a time-out would count as a block
+    second.setdefault("timeout_s", 120)
     cascade = {**first, "escalate": {"between": list(args.band), "to": second}}
     return [
         {"name": "embedding-alone", "models": {"embedding-alone": None}, "input_rails": [first]},
