@@ -220,3 +220,34 @@ def test_another_critic_endpoint_and_model(
     assert [c["body"]["model"] for c in draft_calls] == ["fake-model"]
     assert [c["body"]["model"] for c in critic_calls] == ["critic-model", "critic-model"]
     assert response.json()["guard"]["constitutional"]["final"] == "passed"
+
+
+LOW_REWARD = """
+constitutional:
+  principles_file: {constitution}
+  trigger: low_reward
+  reward: {{kind: hf_reward, model: {reward}}}
+  reward_threshold: {threshold}
+  show_critiques: false
+"""
+
+
+@pytest.mark.parametrize("threshold", [1e6, -1e6])
+def test_low_reward_trigger_and_hidden_critiques(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path, threshold: float
+) -> None:
+    from tests.test_best_of_n import scores_of
+
+    constitution = ROOT / "policies" / "constitutions" / "default.yaml"
+    yaml = LOW_REWARD.format(constitution=constitution, reward=tiny_reward, threshold=threshold)
+    with guard_with(fake_upstream, tmp_path, yaml) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, "say: a draft")
+        calls = len(fake_upstream.app.state.received) - before
+    info = response.json()["guard"]["constitutional"]
+    [expected] = scores_of(tiny_reward, ["a draft"], "say: a draft")
+    if threshold > 0:  # every score is below: revised, critiques hidden
+        assert calls == 3 and info["reason"].startswith(f"reward {expected:.3f} is below")
+        assert "critique" not in info["rounds"][0]
+    else:  # no score is below: nothing more is asked
+        assert calls == 1 and info == {"triggered": False, "reward": pytest.approx(expected)}
