@@ -77,6 +77,7 @@ from bench.harness import (
     machine_info,
     machine_line,
     others_running,
+    reset_prefix_cache,
     run_async,
     stop_on_sigterm,
     vllm_server,
@@ -220,11 +221,6 @@ def request_body(args: argparse.Namespace, cfg: Config, prompt: str, seed: int) 
     if cfg.direct and cfg.n > 1:
         body["n"] = cfg.n
     return orjson.dumps(body)
-
-
-async def reset_prefix_cache(vllm: Connection) -> bool:
-    reply = await vllm.post("/reset_prefix_cache", b"", watch_content=False)
-    return reply.status == 200 and b"true" in reply.body
 
 
 async def ask(

@@ -73,6 +73,7 @@ from bench.harness import (
     machine_info,
     machine_line,
     others_running,
+    reset_prefix_cache,
     run_async,
     stop_on_sigterm,
     vllm_server,
@@ -175,11 +176,6 @@ async def finished_requests(vllm: Connection) -> int | None:
             total += float(line.rsplit(" ", 1)[1])
             found = True
     return int(total) if found else None
-
-
-async def reset_prefix_cache(vllm: Connection) -> bool:
-    reply = await vllm.post("/reset_prefix_cache", b"", watch_content=False)
-    return reply.status == 200 and b"true" in reply.body
 
 
 async def ask(

@@ -721,6 +721,14 @@ def stop_on_sigterm() -> None:
 
 # ---------------------------------------------------------------- real vLLM
 
+
+async def reset_prefix_cache(vllm: Connection) -> bool:
+    """Empty vLLM's prefix cache (a dev endpoint: ``VLLM_SERVER_DEV_MODE=1``); False when
+    the server does not allow it."""
+    reply = await vllm.post("/reset_prefix_cache", b"", watch_content=False)
+    return reply.status == 200 and b"true" in reply.body
+
+
 BENCHMARKS = ("bench\\.", "proxy_overhead", "guarded_streaming", "input_rails")
 
 
