@@ -590,7 +590,7 @@ def report(
             f"| guard n=1 | {base.p50_s:.2f} | {x(paired_ratio(by, 'n=1', 'vLLM n=1'))} |",
             f"| guard best-of-8 | {full.p50_s:.2f} "
             f"| {x(paired_ratio(by, 'best-of-8', 'vLLM n=1'))} |",
-            f"| best-of-8 minus vLLM n=8 (8 judge calls + guard) "
+            f"| best-of-8 minus vLLM n=8 (the reward + guard) "
             f"| {statistics.median(reward_s):.2f} | |",
             f"| guard n=1 minus vLLM n=1 (the proxy) | {statistics.median(proxy_s):.2f} | |",
         ]
