@@ -436,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--context", choices=["answer", "last_turn", "conversation"], default=Config.context
     )
     parser.add_argument("--trained-layers", type=int, default=Config.trained_layers)
+    parser.add_argument(
+        "--lr", type=float, default=Config.lr, help="learning rate of the fine-tuned layers"
+    )
     parser.add_argument("--folds", type=int, default=Config.folds)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
     args = parser.parse_args(argv)
@@ -444,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         context=args.context,
         trained_layers=args.trained_layers,
         epochs=args.epochs,
+        lr=args.lr,
         folds=args.folds,
     )
     command = "scripts/train_embedding_reward.py " + shlex.join(
