@@ -19,6 +19,7 @@ from guard.errors import RewardUnavailable
 from guard.policy import BestOfN
 from guard.rails import Judgement
 from guard.responses import COMPLETIONS, choice_text
+from guard.trace import Trace
 
 JudgeAll = Callable[[list[dict[str, Any]]], Awaitable[list[Judgement]]]
 
@@ -65,9 +66,11 @@ class BestOfNStage:
         body: dict[str, Any],
         result: dict[str, Any],
         judge_all: JudgeAll | None,
+        trace: Trace,
     ) -> tuple[dict[str, Any], dict[str, Any], bool]:
         """Keep the best choices. Returns the result, ``guard.best_of_n``, and whether
-        every candidate was unsafe (then the caller refuses)."""
+        every candidate was unsafe (then the caller refuses). The reward call is timed
+        in ``trace`` as the ``reward`` stage."""
         choices = result["choices"]
         texts = [choice_text(path, c) for c in choices]
         safe = [True] * len(choices)
@@ -84,12 +87,13 @@ class BestOfNStage:
             return result, {**info, "scores": [None] * len(choices), "chosen": []}, True
         scores: list[float | None] = [None] * len(choices)
         try:
-            scored = await asyncio.wait_for(
-                self.reward.score(
-                    [self.candidate(path, body, t) for i, t in enumerate(texts) if safe[i]]
-                ),
-                self.spec.reward.timeout_s,
-            )
+            with trace.timed("reward"):
+                scored = await asyncio.wait_for(
+                    self.reward.score(
+                        [self.candidate(path, body, t) for i, t in enumerate(texts) if safe[i]]
+                    ),
+                    self.spec.reward.timeout_s,
+                )
             safe_indices = [i for i, ok in enumerate(safe) if ok]
             for index, score in zip(safe_indices, scored, strict=True):
                 scores[index] = score

@@ -229,7 +229,7 @@ class Pipeline:
         survivor's partial answer (``pruner.survivor``), judged by nobody yet."""
         assert self.best_of_n is not None
         stream_last = pruner is not None
-        pruner = pruner or Pruner(self.best_of_n, self.upstream)
+        pruner = pruner or Pruner(self.best_of_n, self.upstream, ctx.trace)
         filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
 
         async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
@@ -261,7 +261,7 @@ class Pipeline:
             return judged
 
         _, ctx.best_of_n, all_unsafe = await self.best_of_n.select(
-            path, body, result, judge_all if filtering else None
+            path, body, result, judge_all if filtering else None, ctx.trace
         )
         if all_unsafe:
             raise Blocked
@@ -292,7 +292,8 @@ class Pipeline:
         for index, choice in enumerate(choices):
             draft = choice_text(path, choice)
             judgement = judgements[index] if judgements else None
-            score = await stage.reward_score(conversation, draft)
+            with ctx.trace.timed("reward"):
+                score = await stage.reward_score(conversation, draft)
             reason = trigger_reason(stage.spec, judgement, score)
             if reason is None:
                 infos.append({"triggered": False, "reward": score})
@@ -300,9 +301,10 @@ class Pipeline:
                     set_choice_text(path, choice, refusal_message, filtered=True)
                 continue
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
-            outcome = await stage.revise(
-                conversation, draft, ctx.upstream_model, reason, ctx.request_id, limit
-            )
+            with ctx.trace.timed("critique"):
+                outcome = await stage.revise(
+                    conversation, draft, ctx.upstream_model, reason, ctx.request_id, limit
+                )
             set_choice_text(path, choice, outcome.text, filtered=False)
             outcome.info["final"] = "passed"
             if self.output_rails:
@@ -350,7 +352,7 @@ class Pipeline:
     ) -> Relay:
         """Prune; stream the last survivor's continuation, or replay a finished answer."""
         assert self.best_of_n is not None
-        pruner = Pruner(self.best_of_n, self.upstream)
+        pruner = Pruner(self.best_of_n, self.upstream, ctx.trace)
         try:
             result, judged = await self._pruned_best_of_n(path, unstreamed, ctx, pruner)
             survivor = pruner.survivor

@@ -35,6 +35,7 @@ from guard.best_of_n import (
 from guard.components.base import Candidate
 from guard.errors import RewardUnavailable
 from guard.responses import COMPLETIONS, choice_text
+from guard.trace import Trace
 from guard.upstream import Upstream
 
 _STREAMING = ("stream", "stream_options")
@@ -87,11 +88,13 @@ def continuation(
 
 
 class Pruner:
-    def __init__(self, stage: BestOfNStage, upstream: Upstream):
+    def __init__(self, stage: BestOfNStage, upstream: Upstream, trace: Trace):
         assert stage.spec.prune is not None
         self.stage = stage
         self.prune = stage.spec.prune
         self.upstream = upstream
+        self.trace = trace
+        """Times each reward call as the ``reward`` stage."""
         self.reward_error: str | None = None
         self.survivor: Survivor | None = None
 
@@ -216,9 +219,10 @@ class Pruner:
             BestOfNStage.candidate(path, body, drafts[i].text) for i in alive
         ]
         try:
-            values = await asyncio.wait_for(
-                self.stage.reward.score(candidates), self.stage.spec.reward.timeout_s
-            )
+            with self.trace.timed("reward"):
+                values = await asyncio.wait_for(
+                    self.stage.reward.score(candidates), self.stage.spec.reward.timeout_s
+                )
         except Exception as exc:
             if self.stage.spec.on_reward_error == "fail":
                 raise RewardUnavailable(f"best-of-n's reward model failed: {reason(exc)}") from exc
