@@ -325,10 +325,8 @@ class Pipeline:
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         if self._streams_survivor(body):
-            relay = await self._stream_pruned(path, body, unstreamed, ctx, wants_usage)
-            if relay is not None:
-                return relay
-        elif self.best_of_n is not None or self.constitutional is not None:
+            return await self._stream_pruned(path, body, unstreamed, ctx, wants_usage)
+        if self.best_of_n is not None or self.constitutional is not None:
             # The answer is chosen (or revised) when finished, then streamed.
             return _replay(as_events(path, await self.complete(path, unstreamed, ctx), wants_usage))
         return await self._stream_generation(path, body, ctx, wants_usage)
