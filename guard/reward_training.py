@@ -73,7 +73,7 @@ Array = NDArray[np.float64]
 @dataclass(frozen=True)
 class Config:
     context: Context = "last_turn"
-    trained_layers: int = 2
+    trained_layers: int = 3
     """Top encoder layers fine-tuned; 0 trains the linear head alone on frozen states."""
     max_length: int = 256
     epochs: int = 3

@@ -71,7 +71,7 @@ def score(reward: EmbeddingReward, candidates: list[Candidate]) -> list[float]:
 
 def test_shipped_head_is_small_and_documented() -> None:
     meta = json.loads(head_meta_path(HEAD).read_text())
-    assert HEAD.stat().st_size < 8_000_000
+    assert HEAD.stat().st_size < 12_000_000  # three fp16 layers, like the classifier head
     assert meta["labels"] == ["reward"] and meta["training_data"]["licence"] == "MIT"
     assert len(meta["training_data"]["sha256"]) == 64
     assert meta["cv"]["accuracy"] > meta["cv"]["floor_logistic_frozen"]["accuracy"]
