@@ -34,7 +34,7 @@ from guard.best_of_n import (
 )
 from guard.components.base import Candidate
 from guard.errors import RewardUnavailable
-from guard.responses import COMPLETIONS, choice_text
+from guard.responses import COMPLETIONS, choice_text, chunk_head
 from guard.trace import Trace
 from guard.upstream import Upstream
 
@@ -287,12 +287,7 @@ async def survivor_events(
 ) -> AsyncIterator[bytes]:
     """The survivor's partial answer as one chunk, then the upstream's stream of its
     continuation, with usage counting every candidate generated."""
-    head = {
-        "id": result.get("id"),
-        "object": "text_completion" if path == COMPLETIONS else "chat.completion.chunk",
-        "created": result.get("created"),
-        "model": result.get("model"),
-    }
+    head = chunk_head(path, result)
     part: dict[str, Any] = (
         {"text": survivor.text}
         if path == COMPLETIONS

@@ -126,14 +126,19 @@ def refusal(path: str, model: str, message: str, n: int, request_id: str) -> dic
     }
 
 
-def as_events(path: str, result: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
-    """Replay a finished completion as the SSE chunks a streaming client expects."""
-    head = {
+def chunk_head(path: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The fields every streamed chunk of ``result`` repeats."""
+    return {
         "id": result.get("id"),
         "object": "text_completion" if path == COMPLETIONS else "chat.completion.chunk",
         "created": result.get("created"),
         "model": result.get("model"),
     }
+
+
+def as_events(path: str, result: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
+    """Replay a finished completion as the SSE chunks a streaming client expects."""
+    head = chunk_head(path, result)
     extra = {"guard": result["guard"]} if "guard" in result else {}
     for choice in result["choices"]:
         index = choice.get("index", 0)
