@@ -6,7 +6,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -62,14 +62,15 @@ def create_app(
                 "no API keys configured: guard serves every caller "
                 "(set GUARD_KEYS_FILE or GUARD_API_KEYS; docs/operations.md)"
             )
-        reloader.start()
-        try:
+        async with AsyncExitStack() as shutdown:
+            # Run last to first, each one even if one before it raised: a failing step
+            # (say, an audit log on a full disk) must not leave the upstream client open.
+            shutdown.push_async_callback(upstream.aclose)
+            shutdown.push_async_callback(runtimes.aclose)
+            shutdown.push_async_callback(ops.aclose)
+            shutdown.push_async_callback(reloader.stop)
+            reloader.start()
             yield
-        finally:
-            await reloader.stop()
-            await ops.aclose()
-            await runtimes.aclose()
-            await upstream.aclose()
 
     app = Starlette(
         routes=[*ROUTES, Route("/metrics", metrics_endpoint, methods=["GET"])],

@@ -48,4 +48,8 @@ class AuditLog:
         self._handler.handle(record)
 
     def close(self) -> None:
-        self._handler.close()
+        """Close the file. Lines it could not take were counted when they failed."""
+        try:
+            self._handler.close()
+        except OSError as exc:
+            log.warning("cannot flush the audit log %s on close: %s", self.path, exc)

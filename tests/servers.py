@@ -34,6 +34,7 @@ def serve_in_thread(app: ASGIApp) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+    assert not server.lifespan.shutdown_failed, "the app's shutdown raised (see the log)"
 
 
 def free_port() -> int:

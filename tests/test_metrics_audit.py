@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -187,6 +189,19 @@ def test_an_audit_write_failure_is_counted_and_never_fails_the_request(
         responses = [chat(url, "say: hello") for _ in range(3)]
         assert all(r.status_code == 200 for r in responses)
         assert metric(url, "guard_audit_write_failures_total") == 3
+    # The lines still buffered for /dev/full fail again on close. Shutdown must neither
+    # fail (serve_in_thread checks) nor stop before closing the upstream client: it once
+    # did, and the aiohttp session leaked. Once the app is garbage, none may be unclosed.
+    del app
+    assert unclosed_clients() == []
+
+
+def unclosed_clients() -> list[str]:
+    """aiohttp's warnings for the sessions and connectors garbage-collected unclosed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    return [str(w.message) for w in caught if str(w.message).startswith("Unclosed")]
 
 
 def test_guard_audit_summarises_a_log(
