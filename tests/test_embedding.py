@@ -12,6 +12,7 @@ from guard.components.base import Subject
 from guard.components.embedding import (
     HEAD,
     EmbeddingClassifier,
+    Int8Layer,
     fit_length,
     head_meta_path,
 )
@@ -101,6 +102,20 @@ def test_concurrent_calls_are_batched_and_match_single_calls() -> None:
     alone, together = asyncio.run(run())
     assert together == pytest.approx(alone, abs=1e-5)
     assert max(classifier.batcher.batch_sizes) > 1
+
+
+def test_int8_scores_close_to_float32_and_never_depend_on_batch_mates(
+    shipped: EmbeddingClassifier,
+) -> None:
+    int8 = EmbeddingClassifier(spec(precision="int8"))
+    assert int8.model is not shipped.model
+    assert all(isinstance(layer, Int8Layer) for layer in int8.model.encoder.layers)
+    texts = HARMFUL + BENIGN
+    exact = classify(shipped, texts)
+    alone = [classify(int8, [text])[0] for text in texts]
+    assert classify(int8, texts) == alone
+    assert alone == pytest.approx(exact, abs=0.1)
+    assert alone != pytest.approx(exact, abs=1e-6)
 
 
 def test_long_texts_keep_their_start_and_end() -> None:

@@ -14,16 +14,18 @@ a classifier of this kind is built.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import MicroBatcher
-from guard.components.specs import EmbeddingSpec
+from guard.components.specs import EmbeddingSpec, Precision
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +37,7 @@ HEAD = DATA_DIR / "embedding_head.safetensors"
 """The shipped head; its settings and metrics are in the ``.json`` file beside it."""
 
 _HEADS = 12
+log = logging.getLogger(__name__)
 
 Encode = Callable[[list[str]], list[list[int]]]
 """Texts to token ids, with the special tokens and without truncation."""
@@ -74,17 +77,21 @@ class EncoderLayer:
         import torch.nn.functional as F
 
         batch, length, hidden = x.shape
-        qkv = F.linear(x, self.qkv_w, self.qkv_b).view(batch, length, 3, _HEADS, -1)
+        qkv = self.linear(x, "qkv").view(batch, length, 3, _HEADS, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         attended = attended.transpose(1, 2).reshape(batch, length, hidden)
-        x = F.layer_norm(
-            x + F.linear(attended, self.out_w, self.out_b), (hidden,), self.ln1_w, self.ln1_b, 1e-12
-        )
-        inner = F.gelu(F.linear(x, self.up_w, self.up_b))
+        x = F.layer_norm(x + self.linear(attended, "out"), (hidden,), self.ln1_w, self.ln1_b, 1e-12)
+        inner = F.gelu(self.linear(x, "up"))
         return F.layer_norm(
-            x + F.linear(inner, self.down_w, self.down_b), (hidden,), self.ln2_w, self.ln2_b, 1e-12
+            x + self.linear(inner, "down"), (hidden,), self.ln2_w, self.ln2_b, 1e-12
         )
+
+    def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """One of the layer's four matrix products: ``qkv``, ``out``, ``up`` or ``down``."""
+        import torch.nn.functional as F
+
+        return F.linear(x, getattr(self, f"{name}_w"), getattr(self, f"{name}_b"))
 
     @staticmethod
     def from_state(state: dict[str, torch.Tensor], prefix: str) -> EncoderLayer:
@@ -109,6 +116,42 @@ class EncoderLayer:
             ln2_w=get("output.LayerNorm.weight"),
             ln2_b=get("output.LayerNorm.bias"),
         )
+
+
+LINEARS = ("qkv", "out", "up", "down")
+
+
+@dataclass(frozen=True)
+class Int8Layer(EncoderLayer):
+    """An encoder layer whose matrix products use int8 weights, one scale per output row,
+    with activations quantized on the fly (torch's dynamic quantization, fbgemm on x86)."""
+
+    packed: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def of(layer: EncoderLayer) -> Int8Layer:
+        import torch
+
+        packed = {}
+        with warnings.catch_warnings():
+            # torch marks its quantized tensor types deprecated; they are all it has here.
+            warnings.simplefilter("ignore", UserWarning)
+            for name in LINEARS:
+                weight = getattr(layer, f"{name}_w")
+                scales = (weight.abs().amax(1) / 127).clamp(min=1e-8).double()
+                zeros = torch.zeros(weight.shape[0], dtype=torch.long)
+                quantized = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+                packed[name] = torch.ops.quantized.linear_prepack(
+                    quantized, getattr(layer, f"{name}_b")
+                )
+        tensors = {name: getattr(layer, name) for name in EncoderLayer.__dataclass_fields__}
+        return Int8Layer(**tensors, packed=packed)
+
+    def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        import torch
+
+        result: torch.Tensor = torch.ops.quantized.linear_dynamic(x, self.packed[name])
+        return result
 
 
 @dataclass(frozen=True)
@@ -139,6 +182,10 @@ class Encoder:
                 EncoderLayer.from_state(state, f"encoder.layer.{i}.") for i in range(count)
             ),
         )
+
+    def int8(self) -> Encoder:
+        """This encoder with int8 matrix products in every layer."""
+        return replace(self, layers=tuple(Int8Layer.of(layer) for layer in self.layers))
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
@@ -204,8 +251,12 @@ class EmbeddingModel:
         self.batch_size = 32
 
     @staticmethod
-    def load(head: Path = HEAD, backbone: str | None = None) -> EmbeddingModel:
-        """The backbone (a hub id, a folder, or the packaged MiniLM) with a trained head."""
+    def load(
+        head: Path = HEAD, backbone: str | None = None, precision: Precision = "float32"
+    ) -> EmbeddingModel:
+        """The backbone (a hub id, a folder, or the packaged MiniLM) with a trained head.
+        With ``int8`` where this torch build cannot quantize, it stays float32 and says so
+        in the log: the scores are the same up to rounding, only slower."""
         from safetensors.torch import load_file
 
         meta: dict[str, Any] = json.loads(head_meta_path(head).read_text())
@@ -215,7 +266,17 @@ class EmbeddingModel:
         head_w, head_b = tensors["head.weight"].float(), tensors["head.bias"].float()
         if head_w.shape != (len(meta["labels"]), encoder.word.shape[1]):
             raise ValueError(f"{head}: head shape {tuple(head_w.shape)} does not fit its labels")
-        return EmbeddingModel(encoder, encode, meta, (head_w, head_b))
+        model = EmbeddingModel(encoder, encode, meta, (head_w, head_b))
+        if precision == "int8":
+            try:
+                model.encoder = encoder.int8()
+            except (RuntimeError, AttributeError, NotImplementedError) as exc:
+                log.warning("int8 is not available in this torch build (%s); using float32", exc)
+            else:
+                # int8 scales each product's input by its own range: a text run alone
+                # gets the same scores whatever else is waiting, and no padding.
+                model.batch_size = 1
+        return model
 
     @staticmethod
     def bare(backbone: str = PACKAGED_BACKBONE, max_length: int = 128) -> EmbeddingModel:
@@ -296,16 +357,18 @@ def _load_backbone(backbone: str, replaced: dict[str, torch.Tensor]) -> tuple[En
 
 
 @lru_cache(maxsize=4)
-def load_model(head: Path = HEAD, backbone: str | None = None) -> EmbeddingModel:
-    """One loaded model per head and backbone, shared by every classifier using them."""
-    return EmbeddingModel.load(head, backbone)
+def load_model(
+    head: Path = HEAD, backbone: str | None = None, precision: Precision = "float32"
+) -> EmbeddingModel:
+    """One loaded model per head, backbone and precision, shared by the classifiers using it."""
+    return EmbeddingModel.load(head, backbone, precision)
 
 
 class EmbeddingClassifier(Classifier):
     def __init__(self, spec: EmbeddingSpec, backbone: str | None = None):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else HEAD
-        self.model = load_model(head.resolve(), backbone)
+        self.model = load_model(head.resolve(), backbone, spec.precision)
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
         self.batcher: MicroBatcher[str, Scores] = MicroBatcher(
             self.model.predict, max_batch_size=64, name="embedding"

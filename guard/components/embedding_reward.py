@@ -25,7 +25,7 @@ from typing import Any, Literal
 from guard.components.base import Candidate, Reward
 from guard.components.batching import MicroBatcher
 from guard.components.embedding import DATA_DIR, EmbeddingModel, Encode
-from guard.components.specs import EmbeddingRewardSpec
+from guard.components.specs import EmbeddingRewardSpec, Precision
 from guard.responses import message_text
 
 HEAD = DATA_DIR / "embedding_reward.safetensors"
@@ -85,8 +85,10 @@ class EmbeddingRewardModel:
         self.context: Context = model.meta.get("context", "last_turn")
 
     @staticmethod
-    def load(head: Path = HEAD, backbone: str | None = None) -> EmbeddingRewardModel:
-        return EmbeddingRewardModel(EmbeddingModel.load(head, backbone))
+    def load(
+        head: Path = HEAD, backbone: str | None = None, precision: Precision = "float32"
+    ) -> EmbeddingRewardModel:
+        return EmbeddingRewardModel(EmbeddingModel.load(head, backbone, precision))
 
     def text(self, candidate: Candidate) -> str:
         return reward_text(candidate_turns(candidate), candidate.text, self.context)
@@ -98,16 +100,18 @@ class EmbeddingRewardModel:
 
 
 @lru_cache(maxsize=4)
-def load_reward_model(head: Path = HEAD, backbone: str | None = None) -> EmbeddingRewardModel:
-    """One loaded model per head and backbone, shared by every reward using them."""
-    return EmbeddingRewardModel.load(head, backbone)
+def load_reward_model(
+    head: Path = HEAD, backbone: str | None = None, precision: Precision = "float32"
+) -> EmbeddingRewardModel:
+    """One loaded model per head, backbone and precision, shared by the rewards using it."""
+    return EmbeddingRewardModel.load(head, backbone, precision)
 
 
 class EmbeddingReward(Reward):
     def __init__(self, spec: EmbeddingRewardSpec):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else HEAD
-        self.model = load_reward_model(head.resolve())
+        self.model = load_reward_model(head.resolve(), precision=spec.precision)
         self.batcher: MicroBatcher[str, float] = MicroBatcher(
             self.model.scores, max_batch_size=64, name="embedding-reward"
         )
