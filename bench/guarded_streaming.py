@@ -24,7 +24,8 @@ At concurrency 1 it measures TTFT (to the first chunk with content text) and tot
 ``--high-concurrency`` (64; 0 skips it) throughput relative to unguarded, with
 ``--high-requests`` per configuration in ``--high-rounds`` rounds. Configurations are
 interleaved, the order reversed every other round, so drift of the machine hits them
-alike. ``--torch-threads N`` sets ``OMP_NUM_THREADS`` for guard.
+alike. ``--torch-threads N`` sets ``OMP_NUM_THREADS`` for guard; ``--precision int8``
+runs the embedding kind with int8 weights.
 
     .venv/bin/python -m bench.guarded_streaming --high-concurrency 0   # c=1, ~5 min
     .venv/bin/python -m bench.guarded_streaming --requests 0           # c=64
@@ -252,6 +253,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--windows", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--chunk-tokens", type=int, default=16)
     parser.add_argument("--classifier", choices=["auto", "embedding", "hf"], default="auto")
+    parser.add_argument(
+        "--precision", choices=["float32", "int8"], default="float32", help="embedding kind's"
+    )
     parser.add_argument("--rail-timeout-s", type=float, default=30.0)
     parser.add_argument(
         "--torch-threads", type=int, default=0, help="OMP_NUM_THREADS for guard (0: default)"
@@ -297,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 lambda rail: policies(cfgs, rail),
                 args.rail_timeout_s,
                 env=torch_threads_env(args.torch_threads),
+                precision=args.precision,
             ) as (guard, classifier),
         ):
             print(f"upstream {upstream.url}, guard {guard.url}; {classifier}", file=sys.stderr)

@@ -199,9 +199,15 @@ def servers(
 RAIL_NAME = "bench-classifier"
 
 
-def embedding_rail(timeout_s: float) -> dict[str, Any]:
+def embedding_rail(timeout_s: float, precision: str = "float32") -> dict[str, Any]:
     """The built-in ``embedding`` kind (MiniLM-L6 + guard's shipped head)."""
-    return {"kind": "embedding", "name": RAIL_NAME, "action": "block", "timeout_s": timeout_s}
+    return {
+        "kind": "embedding",
+        "name": RAIL_NAME,
+        "action": "block",
+        "timeout_s": timeout_s,
+        "precision": precision,
+    }
 
 
 def hf_rail(model_dir: Path, timeout_s: float) -> dict[str, Any]:
@@ -260,6 +266,7 @@ def guard_with_classifier(
     rail_timeout_s: float,
     health_timeout_s: float = 300.0,
     env: dict[str, str] | None = None,
+    precision: str = "float32",
 ) -> Iterator[tuple[Server, str]]:
     """guard serving ``make_policies(rail)``, where the rail is the ``embedding`` kind when
     ``choice`` is ``embedding`` or ``auto`` and guard starts with it; else (``hf``, or
@@ -269,13 +276,13 @@ def guard_with_classifier(
     with contextlib.ExitStack() as stack:
         guard: Server | None = None
         if choice in ("auto", "embedding"):
-            rail = embedding_rail(rail_timeout_s)
+            rail = embedding_rail(rail_timeout_s, precision)
             policy = write_policies(workdir / "policies-embedding.yaml", make_policies(rail))
             try:
                 guard = stack.enter_context(
                     guard_server(policy, upstream_url, health_timeout_s, env=env)
                 )
-                used = "embedding (built-in kind: MiniLM-L6 + guard's shipped head)"
+                used = f"embedding (built-in kind: MiniLM-L6 + guard's shipped head, {precision})"
             except RuntimeError as exc:
                 if choice == "embedding":
                     raise

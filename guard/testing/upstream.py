@@ -3,7 +3,8 @@
 It is a real HTTP app (serve it with uvicorn), not a mock: guard talks to it
 exactly as to vLLM. Its answers are scripted:
 
-* the answer is ``tokens`` words (``"tok "`` each) streamed ``pace_s`` apart, or,
+* the answer is ``tokens`` words (``"tok "`` each) streamed ``pace_s`` apart (on a fixed
+  schedule, so the pace holds over a long answer), or,
   when the last user message (or prompt) contains ``say:``, exactly the text after
   the last ``say:``, one word (with its trailing space) per token;
 * in a plain (non-streamed) answer, ``a | b | c`` gives choice i the i-th option
@@ -274,9 +275,12 @@ async def _stream(
                         ],
                     }
                 )
+        clock = asyncio.get_running_loop()
+        start = clock.time()
         for position, word in enumerate(words):
             if pace_s:
-                await asyncio.sleep(pace_s)
+                # Word i is due at start + (i + 1) x pace: sleep's overshoot does not add up.
+                await asyncio.sleep(max(0.0, start + (position + 1) * pace_s - clock.time()))
             if body.get("model") == "die-mid-stream" and position == 2:
                 raise ConnectionAbortedError("the fake upstream drops this stream on purpose")
             for index in range(n):
