@@ -67,7 +67,7 @@ def create_app(
             # (say, an audit log on a full disk) must not leave the upstream client open.
             shutdown.push_async_callback(upstream.aclose)
             shutdown.push_async_callback(runtimes.aclose)
-            shutdown.push_async_callback(ops.aclose)
+            shutdown.push_async_callback(ops.aclose, settings.shutdown_timeout_s)
             shutdown.push_async_callback(reloader.stop)
             reloader.start()
             yield

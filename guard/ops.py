@@ -134,6 +134,9 @@ class Operations:
         except Exception as exc:
             log.exception("request %s: shadow policy failed", record.request_id)
             summary = {"policy": record.shadow.name, "error": f"{type(exc).__name__}: {exc}"}
+        except asyncio.CancelledError:
+            summary = {"policy": record.shadow.name, "error": "cancelled: guard shut down"}
+            raise
         finally:
             self._write_audit(record, duration, summary)
             self.runtimes.release(record.runtime)
@@ -187,10 +190,15 @@ class Operations:
             self.metrics.audit_failures.inc()
             log.exception("request %s: the audit line could not be made", record.request_id)
 
-    async def aclose(self, timeout_s: float = 10.0) -> None:
-        """Let shadow work finish (up to ``timeout_s``), then close the audit log."""
+    async def aclose(self, timeout_s: float) -> None:
+        """Let shadow work finish (up to ``timeout_s``), cancel what is left, then close
+        the audit log. Nothing may outlive this: the upstream client closes next."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        late = set(self._tasks)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
         if self.audit is not None:
             self.audit.close()
 

@@ -270,6 +270,37 @@ def test_a_shadow_policy_records_what_it_would_do_without_changing_the_answer(
     assert orjson.dumps(audit).count(b"bob@example.com") == 0
 
 
+def test_shutdown_cancels_shadow_work_still_running_and_leaks_nothing(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    slow_judge = """
+name: candidate
+keys_only: true
+models: {'*': null}
+output_rails:
+  - kind: llm_judge
+    model: slow
+    question: Is this unsafe?
+    timeout_s: 60
+"""
+    lenient = write_policy(tmp_path, SHADOWED, "lenient.yaml")
+    candidate = write_policy(tmp_path, slow_judge, "candidate.yaml")
+    log = tmp_path / "audit.log"
+    app = guard_app(fake_upstream.url, [lenient, candidate], audit_log=log, shutdown_timeout_s=0.2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with serve_in_thread(app) as url:
+            assert chat(url, "hello", seed=1).status_code == 200
+        del app
+        gc.collect()
+    leaks = [str(w.message) for w in caught if "Unclosed" in str(w.message)]
+    assert leaks == []
+    # The judge waits 5 s upstream; shutdown gave it 0.2 s, then cancelled it.
+    [line] = [json.loads(text) for text in log.read_text().splitlines()]
+    assert line["verdict"] == "pass"
+    assert line["shadow"] == {"policy": "candidate", "error": "cancelled: guard shut down"}
+
+
 def test_best_of_n_candidates_are_counted_and_audited(
     fake_upstream: Fake, tmp_path: Path, tiny_reward: Path
 ) -> None:
