@@ -1,7 +1,8 @@
 """``POST /v1/moderations``: OpenAI's moderation API, backed by a policy's input rails.
 
-Which policy: the one serving the requested ``model`` by exact name; otherwise the
-one named by ``GUARD_MODERATION_POLICY``; otherwise the only policy with input
+Which policy: the API key's own ``policy`` when it has one (as for its chat
+requests); otherwise the one serving the requested ``model`` by exact name; otherwise
+the one named by ``GUARD_MODERATION_POLICY``; otherwise the only policy with input
 rails. Each input is judged by every input rail of that policy.
 
 Verdicts become OpenAI's categories through a fixed mapping: Llama Guard codes by
@@ -65,9 +66,15 @@ def openai_categories(category: str) -> tuple[str, ...]:
 
 
 def choose_pipeline(
-    model: str | None, policies: PolicySet, pipelines: dict[str, Pipeline], configured: str | None
+    model: str | None,
+    policies: PolicySet,
+    pipelines: dict[str, Pipeline],
+    configured: str | None,
+    key_policy: str | None = None,
 ) -> Pipeline:
-    if model and model in policies.model_names:
+    if key_policy is not None:
+        chosen = pipelines[key_policy]
+    elif model and model in policies.model_names:
         chosen = pipelines[policies.route(model).policy.policy.name]
     elif configured:
         chosen = pipelines[configured]

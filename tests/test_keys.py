@@ -70,6 +70,19 @@ def chat(
     return httpx.post(f"{url}{CHAT}", json=body, headers=headers, timeout=30)
 
 
+def test_moderation_uses_the_keys_own_policy(keyed: str) -> None:
+    def moderate(key: str) -> httpx.Response:
+        body = {"input": f"my key is {SECRET}", "model": "fake-model"}
+        headers = {"authorization": f"Bearer {key}"}
+        return httpx.post(f"{keyed}/v1/moderations", json=body, headers=headers, timeout=30)
+
+    pinned, routed = moderate(KEYS["tenant-a"]), moderate(KEYS["tenant-b"])
+    assert pinned.status_code == 200 and pinned.headers["x-guard-policy"] == "strict"
+    assert pinned.json()["results"][0]["flagged"] is True
+    # tenant-b's model routes to the policy 'open', which has no input rails to moderate with.
+    assert routed.status_code == 400 and "no input rails" in routed.json()["error"]["message"]
+
+
 def test_missing_or_wrong_key_gets_401_shaped_like_openai(keyed: str) -> None:
     for response in (chat(keyed, None), chat(keyed, "sk-wrong"), chat(keyed, "Basic")):
         assert response.status_code == 401

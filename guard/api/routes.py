@@ -86,9 +86,14 @@ async def moderations(request: Request) -> Response:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("'model' must be a string.", param="model")
-    runtime = record_of(request).runtime
+    record = record_of(request)
+    runtime = record.runtime
     pipeline = choose_pipeline(
-        model, runtime.policies, runtime.pipelines, state.settings.moderation_policy
+        model,
+        runtime.policies,
+        runtime.pipelines,
+        state.settings.moderation_policy,
+        record.key.policy if record.key else None,
     )
     admit_moderation(request, pipeline, model)
     texts = moderation_inputs(body.get("input"))
