@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     check = commands.add_parser("check", help="validate policy files and explain problems")
     check.add_argument("files", nargs="+", type=Path)
+    check.add_argument("--keys", type=Path, help="also check this keys file against the policies")
 
     evaluate = commands.add_parser("eval", help="measure a policy's rails on a labelled set")
     evaluate.add_argument("--policy", type=Path, required=True)
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (done := ops_cli.run(args)) is not None:
         return done
     if args.command == "check":
-        return check_files(args.files)
+        return check_files(args.files, args.keys)
     if args.command == "eval":
         from guard.eval_command import run_eval
 
@@ -84,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_demo(args.policy, args.port, args.vllm_port)
 
 
-def check_files(files: list[Path]) -> int:
+def check_files(files: list[Path], keys: Path | None = None) -> int:
+    from guard.keys import load_keys
     from guard.pipeline import unsupported
     from guard.policy import PolicySet, load_policy_file
 
@@ -104,16 +106,21 @@ def check_files(files: list[Path]) -> int:
             continue
         loaded.extend(policies)
         print(f"ok: {path} ({', '.join(item.policy.name for item in policies)})")
-    if not failed and len(files) > 1:
+    if failed:
+        return 1
+    try:
+        served = PolicySet(loaded)
+    except PolicyError as exc:
+        print("these files cannot be served together:\n" + "\n".join(exc.problems), file=sys.stderr)
+        return 1
+    if keys is not None:
         try:
-            PolicySet(loaded)
+            ring = load_keys(keys, None, served)
         except PolicyError as exc:
-            print(
-                "these files cannot be served together:\n" + "\n".join(exc.problems),
-                file=sys.stderr,
-            )
-            failed = True
-    return 1 if failed else 0
+            print("\n".join(exc.problems), file=sys.stderr)
+            return 1
+        print(f"ok: {keys} ({len(ring.names)} keys)")
+    return 0
 
 
 def serve_with(overrides: dict[str, object]) -> int:

@@ -211,6 +211,18 @@ def test_keys_file_mistakes_are_explained(tmp_path: Path) -> None:
     assert not KeyRing({}).enabled
 
 
+def test_check_command_checks_a_keys_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies = [write_policy(tmp_path, OPEN, "open.yaml"), write_policy(tmp_path, STRICT, "s.yaml")]
+    keys = write_policy(tmp_path, keys_yaml(), "keys.yaml")
+    assert main(["check", *map(str, policies), "--keys", str(keys)]) == 0
+    assert f"ok: {keys} (4 keys)" in capsys.readouterr().out
+    # Without the policy 'strict', tenant-a's pinned policy is unknown.
+    assert main(["check", str(policies[0]), "--keys", str(keys)]) == 1
+    assert "key 'tenant-a' names policy 'strict', which is not loaded" in capsys.readouterr().err
+
+
 def test_hash_key_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hash-key", "sk-123"]) == 0
     assert capsys.readouterr().out.strip() == hash_key("sk-123")
