@@ -61,6 +61,8 @@ class Draft:
     finish_reason: str | None
     tokens: int
     dropped_in_round: int | None = None
+    requests: int = 1
+    """Upstream requests that generated it so far (the first one included)."""
 
 
 def _limit(body: dict[str, Any]) -> int | None:
@@ -69,10 +71,21 @@ def _limit(body: dict[str, Any]) -> int | None:
 
 
 def continuation(
-    path: str, body: dict[str, Any], draft: Draft, max_tokens: int | None
+    path: str, body: dict[str, Any], index: int, draft: Draft, max_tokens: int | None
 ) -> dict[str, Any]:
-    """The request that continues ``draft`` where it stopped."""
+    """The request that continues ``draft``, candidate ``index``, where it stopped.
+
+    With a client ``seed``, each continuation gets a seed of its own, ``seed + n x
+    requests + index`` (vLLM gives the first request's i-th sample ``seed + i``), so no
+    two requests of one answer share one. Sent with the client's seed as it is, every
+    survivor's continuation would draw the same random numbers, and vLLM's sampler (an
+    exponential race over the vocabulary) would then pick the same token wherever their
+    next-token distributions are alike: coupled continuations, less varied than the
+    independent samples best-of-n counts on. Runs stay reproducible."""
     request = {k: v for k, v in body.items() if k not in (*_STREAMING, "n")}
+    seed = body.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        request["seed"] = seed + int(body.get("n") or 1) * draft.requests + index
     request.pop("max_completion_tokens", None)
     if max_tokens is None:
         request.pop("max_tokens", None)
@@ -147,7 +160,7 @@ class Pruner:
                 [index] = survivors
                 if not drafts[index].finished:
                     left = None if limit is None else limit - drafts[index].tokens
-                    request = continuation(path, body, drafts[index], left)
+                    request = continuation(path, body, index, drafts[index], left)
                     request["stream"] = True
                     self.survivor = Survivor(index, drafts[index].text, request, usage)
                     return self._result(path, first, usage, drafts, [index]), self._info(
@@ -255,8 +268,9 @@ class Pruner:
                 return
             size = segment if left is None else min(segment or left, left)
             answer = await self.upstream.post_json(
-                path, continuation(path, body, draft, size), request_id
+                path, continuation(path, body, i, draft, size), request_id
             )
+            draft.requests += 1
             choice = answer["choices"][0]
             draft.text += choice_text(path, choice)
             draft.finish_reason = choice.get("finish_reason")

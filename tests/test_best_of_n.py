@@ -204,6 +204,27 @@ def test_pruning_continues_only_survivors(
     assert response.json()["usage"]["completion_tokens"] == 16 < 4 * 8
 
 
+def test_pruning_gives_each_continuation_its_own_seed(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
+) -> None:
+    prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
+    question = "say: " + " | ".join(LONG)
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=prune)) as url:
+        before = len(fake_upstream.app.state.received)
+        response = chat(url, question, seed=7)
+        seeded = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
+        before = len(fake_upstream.app.state.received)
+        chat(url, question)
+        unseeded = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
+    rounds = response.json()["guard"]["best_of_n"]["pruning"]["rounds"]
+    [winner] = rounds[1]["kept"]
+    # the 4 samples get 7..10 from vLLM; then seed + n x (requests so far) + candidate
+    assert seeded[0]["seed"] == 7 and seeded[0]["n"] == 4
+    assert sorted(c["seed"] for c in seeded[1:3]) == [7 + 4 + i for i in rounds[0]["kept"]]
+    assert seeded[3]["seed"] == 7 + 8 + winner
+    assert all("seed" not in c for c in unseeded)
+
+
 def test_pruning_drops_unsafe_finished_drafts(
     tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
 ) -> None:
