@@ -88,10 +88,11 @@ async def single(classifier: EmbeddingClassifier, texts: list[str]) -> dict[str,
 
 
 def batched(classifier: EmbeddingClassifier, texts: list[str], size: int) -> dict[str, float]:
-    classifier.model.predict(texts[:size])
+    long_texts = classifier.spec.long_texts
+    classifier.model.predict(texts[:size], long_texts)
     started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(texts), size):
-        classifier.model.predict(texts[start : start + size])
+        classifier.model.predict(texts[start : start + size], long_texts)
     return {
         "prompts_per_s": len(texts) / (time.perf_counter() - started),
         "prompts_per_cpu_s": len(texts) / (time.process_time() - cpu_started),
@@ -121,7 +122,9 @@ def quality(classifier: EmbeddingClassifier) -> dict[str, Any]:
     results = {}
     for source in QUALITY:
         rows = datasets.load(source)
-        scores = [score.unsafe for score in classifier.model.predict([r.text for r in rows])]
+        texts = [r.text for r in rows]
+        predicted = classifier.model.predict(texts, long_texts=classifier.spec.long_texts)
+        scores = [score.unsafe for score in predicted]
         flagged = [score >= classifier.threshold for score in scores]
         results[source] = {
             "scores": scores,
@@ -132,7 +135,8 @@ def quality(classifier: EmbeddingClassifier) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     started = time.perf_counter()
-    classifier = EmbeddingClassifier(EmbeddingSpec(kind="embedding", precision=precision))
+    spec = EmbeddingSpec(kind="embedding", precision=precision, long_texts=args.long_texts)
+    classifier = EmbeddingClassifier(spec)
     load_s = time.perf_counter() - started
     results: dict[str, Any] = {
         "load_s": load_s,
@@ -184,6 +188,9 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=200, help="prompts timed one at a time")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--long-texts", choices=["windows", "head_and_tail"], default="windows", help="see guard"
+    )
     parser.add_argument(
         "--precisions", nargs="+", default=["int8", "float32"], choices=["int8", "float32"]
     )

@@ -15,6 +15,7 @@ from guard.components.embedding import (
     Int8Layer,
     fit_length,
     head_meta_path,
+    windows,
 )
 from guard.components.specs import EmbeddingSpec
 from guard.datasets import OPENAI_CATEGORIES
@@ -116,6 +117,30 @@ def test_int8_scores_close_to_float32_and_never_depend_on_batch_mates(
     assert classify(int8, texts) == alone
     assert alone == pytest.approx(exact, abs=0.1)
     assert alone != pytest.approx(exact, abs=1e-6)
+
+
+def test_the_middle_of_a_long_text_is_read_in_windows(shipped: EmbeddingClassifier) -> None:
+    filler = "The museum opens at nine and the cafe upstairs serves soup and bread. " * 10
+    text = filler + " ".join(HARMFUL) + " " + filler
+    ids = shipped.model.encode([text])[0]
+    parts = windows(ids, 128)
+    assert len(ids) > 300 and len(parts) > 2 and all(len(p) <= 128 for p in parts)
+    assert {i for p in parts for i in p} == set(ids)
+    [whole] = asyncio.run(shipped.classify([Subject(text)]))
+    cut = EmbeddingClassifier(spec(long_texts="head_and_tail"))
+    [start_and_end] = asyncio.run(cut.classify([Subject(text)]))
+    assert whole.flagged and not start_and_end.flagged
+    short = asyncio.run(shipped.classify([Subject(HARMFUL[0])]))
+    assert short == asyncio.run(cut.classify([Subject(HARMFUL[0])]))
+
+
+def test_windows_cover_every_token_once_cut() -> None:
+    for length in (10, 128, 129, 200, 221, 222, 1000):
+        ids = [101, *range(1000, 1000 + length - 2), 102]
+        parts = windows(ids, 128)
+        assert all(p[0] == 101 and p[-1] == 102 and len(p) <= 128 for p in parts)
+        assert sorted({i for p in parts for i in p}) == sorted(ids)
+        assert len(parts) == 1 if length <= 128 else len(parts) > 1
 
 
 def test_long_texts_keep_their_start_and_end() -> None:

@@ -13,6 +13,7 @@ a classifier of this kind is built.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import MicroBatcher
-from guard.components.specs import EmbeddingSpec, Precision
+from guard.components.specs import EmbeddingSpec, LongTexts, Precision
 
 if TYPE_CHECKING:
     import torch
@@ -218,6 +219,19 @@ def fit_length(ids: list[int], max_length: int) -> list[int]:
     return ids[:head] + ids[len(ids) - (max_length - head) :]
 
 
+def windows(ids: list[int], max_length: int) -> list[list[int]]:
+    """Token ids in windows of ``max_length`` that together cover every token, each
+    wrapped in the text's own first and last ids ([CLS], [SEP]). Windows overlap by at
+    least a quarter, and the last one ends with the text, as a request often does. A
+    text that fits is its own one window."""
+    if len(ids) <= max_length:
+        return [ids]
+    first, body, last = ids[:1], ids[1:-1], ids[-1:]
+    size = max_length - 2
+    starts = [*range(0, len(body) - size, size - size // 4), len(body) - size]
+    return [first + body[start : start + size] + last for start in starts]
+
+
 @dataclass(frozen=True)
 class Scores:
     unsafe: float
@@ -313,8 +327,20 @@ class EmbeddingModel:
                 out[chunk] = F.linear(pooled, self.head_w, self.head_b)
         return out
 
-    def predict(self, texts: list[str]) -> list[Scores]:
-        probabilities: list[list[float]] = self.logits(texts).sigmoid().tolist()
+    def predict(self, texts: list[str], long_texts: LongTexts = "head_and_tail") -> list[Scores]:
+        """Scores per text. A text longer than the model's window is cut to its start and
+        end (``head_and_tail``, how the head was trained), or read whole in overlapping
+        windows (``windows``), each score then the highest of any window's."""
+        if long_texts == "head_and_tail":
+            logits = self.logits(texts)
+        else:
+            import torch
+
+            ids = [windows(row, self.max_length) for row in self.encode(list(texts))]
+            every = self.logits_of_ids([window for row in ids for window in row])
+            parts = torch.split(every, [len(row) for row in ids])
+            logits = torch.stack([part.amax(0) for part in parts])
+        probabilities: list[list[float]] = logits.sigmoid().tolist()
         return [
             Scores(
                 max(row[i] for i in self.unsafe_columns),
@@ -371,7 +397,9 @@ class EmbeddingClassifier(Classifier):
         self.model = load_model(head.resolve(), backbone, spec.precision)
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
         self.batcher: MicroBatcher[str, Scores] = MicroBatcher(
-            self.model.predict, max_batch_size=64, name="embedding"
+            functools.partial(self.model.predict, long_texts=spec.long_texts),
+            max_batch_size=64,
+            name="embedding",
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:

@@ -19,6 +19,11 @@ Precision = Literal["int8", "float32"]
 within a few hundredths) or float32 (the precision they were trained and calibrated in)."""
 
 
+LongTexts = Literal["windows", "head_and_tail"]
+"""How the built-in classifier reads a text longer than its 128-token window: all of it,
+in overlapping windows (the highest score wins), or only its start and end."""
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -146,6 +151,7 @@ class EmbeddingSpec(ClassifierSpec):
     head: str | None = None
     """Path of a trained head; None uses the one shipped with guard."""
     precision: Precision = "float32"
+    long_texts: LongTexts = "windows"
 
 
 AnyClassifier = Annotated[
