@@ -603,10 +603,74 @@ def report(outcomes: list[Outcome], prompts: list[Prompt], header: list[str]) ->
     return "\n".join(lines)
 
 
-def compare(data: dict[str, Any], prompts: list[Prompt], run: dict[str, Any], limit: int) -> str:
+async def live(
+    data: dict[str, Any], url: str, setting: tuple[int, float, int], limit: int, temperature: float
+) -> list[dict[str, Any]]:
+    """This build's ``Pruner`` against vLLM itself (no proxy in between) on these prompts,
+    with the benchmark's requests (its seeds included) and the reward built here: per
+    prompt, the returned answer, its reward and the completion tokens."""
+    from guard.best_of_n import BestOfNStage
+    from guard.components.registry import BuildContext, build_reward
+    from guard.policy import BestOfN
+    from guard.pruning import Pruner
+    from guard.trace import Trace
+    from guard.upstream import Upstream
+
+    segment, keep, rounds = setting
+    spec = BestOfN.model_validate(
+        {
+            "n": N,
+            "reward": {"kind": "embedding_reward", "timeout_s": 600},
+            "on_reward_error": "fail",
+            "prune": {"segment_tokens": segment, "keep_fraction": keep, "rounds": rounds},
+        }
+    )
+    upstream = Upstream(url)
+    context = BuildContext(upstream)
+    out: list[dict[str, Any]] = []
+    try:
+        stage = BestOfNStage(spec, build_reward(spec.reward, context))
+        for i, (prompt, seed) in enumerate(zip(data["prompts"], data["seeds"], strict=True)):
+            body = {
+                "model": SERVED,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": limit,
+                "temperature": temperature,
+                "seed": seed,
+            }
+            result, info = await Pruner(stage, upstream, Trace()).generate(CHAT_PATH, body, "live")
+            chosen = info["chosen"][0]
+            out.append(
+                {
+                    "prompt": i,
+                    "text": result["choices"][0]["message"]["content"],
+                    "reward": info["scores"][chosen],
+                    "tokens": result["usage"]["completion_tokens"],
+                }
+            )
+            print(
+                f"  live {i + 1}/{len(data['prompts'])}: reward {out[-1]['reward']:.3f}, "
+                f"{out[-1]['tokens']} tokens, load {load_average()}",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        await context.aclose()
+        await upstream.aclose()
+    return out
+
+
+def compare(
+    data: dict[str, Any],
+    prompts: list[Prompt],
+    run: dict[str, Any],
+    limit: int,
+    lived: list[dict[str, Any]] | None = None,
+) -> str:
     """The simulation next to a real bench/best_of_n.py run (``--json``) on the same prompts:
     the same seeds give the same 8 candidates, so the two differ only in the survivors'
-    continuations (the real ones are sampled afresh from the partial answer)."""
+    continuations (the real ones are sampled afresh from the partial answer). ``lived``:
+    ``live``'s answers on these prompts, shown as a third row."""
     from guard.best_of_n import rank
 
     args = run["args"]
@@ -618,6 +682,7 @@ def compare(data: dict[str, Any], prompts: list[Prompt], run: dict[str, Any], li
     by = {(o["config"], o["prompt"]): o for o in run["outcomes"]}
     rows: list[tuple[float, float, float, float]] = []
     same_candidates = same_cut = same_answer = 0
+    used: list[int] = []
     for i in range(len(run["prompts"])):
         one, full, cut = (by.get((c, i)) for c in ("n=1", "best-of-8", "best-of-8 pruned"))
         if not (one and full and cut) or None in (one["reward"], full["reward"], cut["reward"]):
@@ -633,6 +698,7 @@ def compare(data: dict[str, Any], prompts: list[Prompt], run: dict[str, Any], li
         same_cut += first is not None and sorted(rank(partial)[:keep]) == first
         same_answer += cut["text"] == data["candidates"][i][chosen]["text"]
         rows.append((one["reward"], full["reward"], cut["reward"], p.full[chosen]))
+        used.append(i)
     base, best, real, model = (list(column) for column in zip(*rows, strict=True))
     rng = random.Random(0)
 
@@ -642,6 +708,7 @@ def compare(data: dict[str, Any], prompts: list[Prompt], run: dict[str, Any], li
         low, high = ratio_interval(gain, whole, 2000, rng)
         return f"{100 * sum(gain) / sum(whole):.1f}% [{100 * low:.0f}, {100 * high:.0f}]"
 
+    by_live = {o["prompt"]: o["reward"] for o in lived or []}
     diffs = [a - b for a, b in zip(real, model, strict=True)]
     draws = sorted(statistics.fmean(rng.choice(diffs) for _ in diffs) for _ in range(2000))
     return "\n".join(
@@ -657,6 +724,11 @@ def compare(data: dict[str, Any], prompts: list[Prompt], run: dict[str, Any], li
             "|---|---:|",
             f"| real (fresh continuations) | {kept(real)} |",
             f"| simulated (original continuations) | {kept(model)} |",
+            *(
+                [f"| this build's Pruner on vLLM, no proxy | {kept(now)} |"]
+                if (now := [by_live[i] for i in used if i in by_live]) and len(now) == len(used)
+                else []
+            ),
             "",
             "Real minus simulated reward of the pruned answer: mean "
             f"{statistics.fmean(diffs):+.3f} [{draws[100]:+.3f}, {draws[1899]:+.3f}] per prompt "
@@ -687,6 +759,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     parser.add_argument(
         "--compare", type=Path, help="a bench/best_of_n.py --json run on these prompts (rows 0:K)"
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="run this build's Pruner against vLLM on these prompts with the first setting "
+        "(saved beside the cache; --compare shows it)",
     )
     args = parser.parse_args(argv)
     start, stop = (int(part) for part in args.rows.split(":"))
@@ -739,10 +817,19 @@ def main(argv: list[str] | None = None) -> int:
         agreement,
     ]
     text = report(outcomes, prompts_, header)
+    saved = args.cache.with_suffix(".live.json")
+    if args.live:
+        setting = (args.segments[0], args.keeps[0], args.rounds[0])
+        with vllm_server(args.upstream_url, SERVED) as url:
+            lived = run_async(live(data, url, setting, args.max_tokens, args.temperature))
+        saved.write_text(json.dumps({"setting": setting, "outcomes": lived}))
     if args.compare:
-        text += "\n" + compare(
-            data, prompts_, json.loads(args.compare.read_text()), args.max_tokens
-        )
+        run = json.loads(args.compare.read_text())
+        a = run["args"]
+        setting = (int(a["segment_tokens"]), float(a["keep_fraction"]), int(a["rounds"]))
+        stored = json.loads(saved.read_text()) if saved.exists() else {"setting": None}
+        found = stored["outcomes"] if tuple(stored["setting"] or ()) == setting else None
+        text += "\n" + compare(data, prompts_, run, args.max_tokens, found)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
