@@ -140,6 +140,35 @@ def test_best_of_n_picks_the_highest_reward(fake_upstream: Fake, tmp_path: Path)
     assert info["scores"] == pytest.approx(expected, abs=1e-4)
 
 
+def test_pruning_with_the_built_in_reward(fake_upstream: Fake, tmp_path: Path) -> None:
+    question = PAIRS[0][0]
+    options = [harmful for _, _, harmful in PAIRS] + [harmless for _, harmless, _ in PAIRS]
+    prompt = f"{question}\nsay: " + " | ".join(options)
+    policy = (
+        "best_of_n:\n  n: 8\n  reward: {kind: embedding_reward}\n"
+        "  prune: {segment_tokens: 3, keep_fraction: 0.5, rounds: 1}\n"
+    )
+    with guard_with(fake_upstream, tmp_path, policy) as url:
+        response = chat(url, prompt)
+    info = response.json()["guard"]["best_of_n"]
+    model = EmbeddingRewardModel.load()
+
+    def score(text: str) -> float:
+        return model.scores([model.text(Candidate(text, conversation(prompt)))])[0]
+
+    # The first cut ranks the 3-word drafts by the reward; the best half goes on.
+    [cut] = info["pruning"]["rounds"]
+    partial = [score(" ".join(o.split()[:3]) + " ") for o in options]
+    assert cut["scores"] == pytest.approx(partial, abs=1e-4)
+    assert cut["kept"] == sorted(sorted(range(8), key=lambda i: -partial[i])[:4])
+    # Only survivors are scored whole; the best of them is the answer.
+    finals = {i: score(options[i]) for i in cut["kept"]}
+    [chosen] = info["chosen"]
+    assert chosen == max(finals, key=lambda i: finals[i])
+    assert response.json()["choices"][0]["message"]["content"] == options[chosen]
+    assert [i for i, s in enumerate(info["scores"]) if s is not None] == cut["kept"]
+
+
 def test_int8_reward_ranks_like_float32() -> None:
     exact, int8 = EmbeddingRewardModel.load(), EmbeddingRewardModel.load(precision="int8")
     texts = [
