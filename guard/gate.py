@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guard.errors import Forbidden, GuardError, Unauthorized
 from guard.keys import ApiKey, KeyRing
 from guard.ops import Operations, RequestRecord
-from guard.pipeline import Pipeline, Relay, RequestContext
+from guard.pipeline import Pipeline, RequestContext
 from guard.policy import WILDCARD, Route
+from guard.relay import Relay
 
 _RECORD = "guard_record"
 

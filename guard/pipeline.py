@@ -14,14 +14,11 @@ since the redacted prompt is what must be generated from.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-import orjson
-
-from guard.api.sse import DONE, EVENT_END, error_event, split_events
 from guard.best_of_n import BestOfNStage, upstream_request
 from guard.components.base import Subject
 from guard.components.registry import (
@@ -32,10 +29,11 @@ from guard.components.registry import (
     build_reward,
 )
 from guard.constitutional import ConstitutionalStage, trigger_reason
-from guard.errors import ContentFiltered, GuardError, PolicyError, UpstreamStreamBroken
+from guard.errors import ContentFiltered, PolicyError
 from guard.policy import LoadedPolicy
 from guard.pruning import Pruner, survivor_events
 from guard.rails import SEVERITY, Judgement, Rail, Stage, judge
+from guard.relay import Relay, passed_through, replay
 from guard.responses import (
     COMPLETIONS,
     as_events,
@@ -84,14 +82,6 @@ def check_runnable(policies: list[LoadedPolicy]) -> None:
     problems = [problem for loaded in policies for problem in unsupported(loaded)]
     if problems:
         raise PolicyError(problems)
-
-
-@dataclass(frozen=True)
-class Relay:
-    """Events to send; ``aclose`` must be awaited however the response ends."""
-
-    events: AsyncIterator[bytes]
-    aclose: Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -328,7 +318,7 @@ class Pipeline:
             return await self._stream_pruned(path, body, unstreamed, ctx, wants_usage)
         if self.best_of_n is not None or self.constitutional is not None:
             # The answer is chosen (or revised) when finished, then streamed.
-            return _replay(as_events(path, await self.complete(path, unstreamed, ctx), wants_usage))
+            return replay(as_events(path, await self.complete(path, unstreamed, ctx), wants_usage))
         return await self._stream_generation(path, body, ctx, wants_usage)
 
     def _streams_survivor(self, body: dict[str, Any]) -> bool:
@@ -360,7 +350,7 @@ class Pipeline:
             result, survivor = self._refusal(path, body, ctx), None
         if survivor is None:
             result["guard"] = self.guard_info(ctx)
-            return _replay(as_events(path, result, wants_usage))
+            return replay(as_events(path, result, wants_usage))
         request = self._stream_body(survivor.request, wants_usage)
         response = await self.upstream.open_stream(path, request, ctx.request_id)
         chunks = survivor_events(path, result, survivor, self.upstream.iter_bytes(response))
@@ -390,7 +380,7 @@ class Pipeline:
         except Blocked:
             result = self._refusal(path, body, ctx)
             result["guard"] = self.guard_info(ctx)
-            return _replay(as_events(path, result, wants_usage))
+            return replay(as_events(path, result, wants_usage))
         chunks = ctx.trace.upstream_chunks(self.upstream.iter_bytes(response))
         return self._guarded_relay(path, body, chunks, response, ctx, wants_usage)
 
@@ -405,7 +395,10 @@ class Pipeline:
     ) -> Relay:
         """Relay an upstream stream, through the output rails' window when there are any."""
         if not self.output_rails:
-            return Relay(self._relay_events(chunks, ctx), partial(self.upstream.close, response))
+            return Relay(
+                passed_through(chunks, partial(self.guard_info, ctx)),
+                partial(self.upstream.close, response),
+            )
         conversation = tuple(body.get("messages") or ())
 
         async def judge_text(text: str, index: int) -> Judgement:
@@ -425,38 +418,6 @@ class Pipeline:
             wants_usage=wants_usage,
         )
         return Relay(guard.run(chunks), partial(self.upstream.close, response))
-
-    async def _relay_events(
-        self, chunks: AsyncIterator[bytes], ctx: RequestContext
-    ) -> AsyncIterator[bytes]:
-        """Pass events through as they arrive; always end with ``[DONE]``.
-
-        The first JSON chunk carries the ``guard`` object. A broken upstream becomes an
-        error event, so the client is told instead of seeing a silently short answer.
-        """
-        tagged = False
-        try:
-            async for event in split_events(chunks):
-                if event == DONE:
-                    break
-                if not tagged and event.startswith(b"data: {"):
-                    event, tagged = self._with_guard_info(event, ctx)
-                yield event + EVENT_END
-            else:
-                raise UpstreamStreamBroken("the upstream ended the stream without [DONE]")
-        except GuardError as exc:
-            yield error_event(exc)
-        yield DONE + EVENT_END
-
-    def _with_guard_info(self, event: bytes, ctx: RequestContext) -> tuple[bytes, bool]:
-        try:
-            chunk = orjson.loads(event[6:])
-        except orjson.JSONDecodeError:
-            return event, False
-        if not isinstance(chunk, dict) or "error" in chunk:
-            return event, False
-        chunk["guard"] = self.guard_info(ctx)
-        return b"data: " + orjson.dumps(chunk), True
 
     # -- stages -------------------------------------------------------------------
 
@@ -542,17 +503,6 @@ class Pipeline:
 def _build_rail(spec: Any, components: BuildContext) -> Rail:
     escalation = _build_rail(spec.escalate.to, components) if spec.escalate else None
     return Rail(spec, build_classifier(spec, components), escalation)
-
-
-def _replay(events: Iterator[bytes]) -> Relay:
-    async def replay() -> AsyncIterator[bytes]:
-        for event in events:
-            yield event
-
-    async def nothing_to_close() -> None:
-        return None
-
-    return Relay(replay(), nothing_to_close)
 
 
 async def _cancel(task: asyncio.Future[T], discard: Callable[[T], Awaitable[None]] | None) -> None:

@@ -16,7 +16,8 @@ from guard.api.schema import ChatCompletionRequest, CompletionRequest, Generatio
 from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
 from guard.gate import admit, admit_moderation, note_result, observe, observed_relay, record_of
 from guard.moderation import choose_pipeline, moderate, moderation_inputs
-from guard.pipeline import Relay, RequestContext
+from guard.pipeline import RequestContext
+from guard.relay import Relay
 from guard.responses import CHAT, COMPLETIONS
 from guard.state import GuardState
 
