@@ -13,14 +13,13 @@ a classifier of this kind is built.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -397,7 +396,7 @@ class EmbeddingClassifier(Classifier):
         self.model = load_model(head.resolve(), backbone, spec.precision)
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
         self.batcher: MicroBatcher[str, Scores] = MicroBatcher(
-            functools.partial(self.model.predict, long_texts=spec.long_texts),
+            partial(self.model.predict, long_texts=spec.long_texts),
             max_batch_size=64,
             name="embedding",
         )
