@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import itertools
 import json
 import math
 import os
@@ -77,6 +78,7 @@ from bench.harness import (
     machine_info,
     machine_line,
     others_running,
+    ratio_interval,
     reset_prefix_cache,
     run_async,
     stop_on_sigterm,
@@ -100,15 +102,15 @@ def first_human_turn(transcript: str) -> str:
     return transcript[start : end if end >= 0 else None].strip()
 
 
-def load_prompts(path: Path, count: int) -> list[str]:
-    prompts: list[str] = []
+def load_prompts(path: Path, count: int, start: int = 0) -> list[str]:
+    """The first human turn of ``count`` rows from row ``start`` on."""
     with gzip.open(path, "rt", encoding="utf-8") as rows:
-        for line in rows:
-            if len(prompts) == count:
-                break
-            prompts.append(first_human_turn(json.loads(line)["chosen"]))
+        prompts = [
+            first_human_turn(json.loads(line)["chosen"])
+            for line in itertools.islice(rows, start, start + count)
+        ]
     if len(prompts) < count:
-        raise SystemExit(f"{path} has only {len(prompts)} rows, {count} asked for")
+        raise SystemExit(f"{path} has only {start + len(prompts)} rows, {start + count} asked for")
     return prompts
 
 
@@ -383,20 +385,9 @@ def bootstrap(
     pruned: Sequence[float], full: Sequence[float], base: Sequence[float], draws: int = 4000
 ) -> tuple[float, float]:
     """90% percentile interval of the gain kept, resampling prompts (paired)."""
-    rng = random.Random(0)
-    size = len(base)
-    values: list[float] = []
-    for _ in range(draws):
-        pick = [rng.randrange(size) for _ in range(size)]
-        value = gain_kept(
-            [pruned[i] for i in pick], [full[i] for i in pick], [base[i] for i in pick]
-        )
-        if not math.isnan(value):
-            values.append(value)
-    values.sort()
-    if not values:
-        return math.nan, math.nan
-    return values[int(0.05 * len(values))], values[int(0.95 * len(values)) - 1]
+    kept = [p - b for p, b in zip(pruned, base, strict=True)]
+    whole = [f - b for f, b in zip(full, base, strict=True)]
+    return ratio_interval(kept, whole, draws, random.Random(0))
 
 
 @dataclass

