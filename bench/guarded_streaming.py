@@ -2,8 +2,12 @@
 
 The synthetic upstream answers every request with ``--tokens`` words (256), the first
 after ``--ttft-ms`` (50 ms, the prefill) and then one every ``--pace-ms`` (20 ms: 50
-tokens/s, like a GPU stream). One guard process serves, under different model names,
-policies written to a temporary directory at run time:
+tokens/s, like a GPU stream), one word per token. The words are English prose
+(``--answer prose``, bench/data/lighthouse.txt, repeated as needed), about 1.1 MiniLM
+wordpieces per word, so a bit more text per token than a real LLM token; or the upstream's
+own ``"tok"`` (``--answer tok``), 2 wordpieces per word, the earlier tables' answer.
+One guard process serves, under different model names, policies written to a temporary
+directory at run time:
 
 * ``unguarded``: no rails (what policies/passthrough.yaml does);
 * ``window-W``: one output rail with a real in-process classifier, ``streaming``
@@ -70,7 +74,17 @@ from bench.harness import (
 )
 
 PROMPT = "Tell me a long story about a lighthouse."
+PROSE = Path(__file__).resolve().parent / "data" / "lighthouse.txt"
 BUFFERED = 100_000
+
+
+def prompt(answer: str, tokens: int) -> str:
+    """The prompt that makes the synthetic upstream answer ``tokens`` words of ``answer``."""
+    if answer == "tok":
+        return PROMPT
+    words = PROSE.read_text().split()
+    words = (words * (tokens // len(words) + 1))[:tokens]
+    return f"{PROMPT}\nsay: {' '.join(words)}"
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ async def benchmark(
     args: argparse.Namespace, cfgs: list[Config], upstream: Server, guard: Server
 ) -> dict[tuple[str, int], Summary]:
     pids = {"upstream": upstream.pid, "guard": guard.pid, "client": os.getpid()}
+    text = prompt(args.answer, args.tokens)
     runs: dict[tuple[str, int], list[RunResult]] = {}
     plan = [(1, args.requests, args.rounds)] if args.requests else []
     if args.high_concurrency:
@@ -127,8 +142,8 @@ async def benchmark(
                     "stream",
                     concurrency,
                     per_run,
-                    chat_body(cfg.model, PROMPT, True),
-                    chat_body(cfg.model, PROMPT, True, max_tokens=1),
+                    chat_body(cfg.model, text, True),
+                    chat_body(cfg.model, text, True, max_tokens=1),
                     pids=pids,
                     expected_words=args.tokens,
                     max_seconds=args.max_seconds,
@@ -165,8 +180,9 @@ def report(
         "",
         f"guard: {machine['guard']}",
         "",
-        f"Upstream: {args.tokens} tokens, prefill {args.ttft_ms:g} ms, then one token every "
-        f"{pace:g} ms. Output rail: {classifier}. `context_tokens` 64, `final_check` on. "
+        f"Upstream: {args.tokens} tokens ({answer_line(args.answer)}), prefill "
+        f"{args.ttft_ms:g} ms, then one token every {pace:g} ms. Output rail: {classifier}. "
+        "`context_tokens` 64, `final_check` on. "
         f"Rail timeout {args.rail_timeout_s:g} s. Torch threads in guard: {threads}.",
     ]
     if args.requests:
@@ -177,6 +193,12 @@ def report(
         for example in s.error_examples:
             lines.append(f"\nerror ({s.target}, c={s.concurrency}): {example}")
     return "\n".join(lines)
+
+
+def answer_line(answer: str) -> str:
+    if answer == "tok":
+        return '"tok" words, 2 MiniLM wordpieces each'
+    return "English prose, one word per token, about 1.1 MiniLM wordpieces each"
 
 
 def c1_table(
@@ -248,6 +270,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--tokens", type=int, default=256, help="words per answer")
+    parser.add_argument(
+        "--answer", choices=["prose", "tok"], default="prose", help="what the upstream says"
+    )
     parser.add_argument("--pace-ms", type=float, default=20.0, help="delay between words")
     parser.add_argument("--ttft-ms", type=float, default=50.0, help="prefill delay")
     parser.add_argument("--windows", type=int, nargs="+", default=[16, 32, 64])
