@@ -42,6 +42,7 @@ from guard.components.embedding import (
     EmbeddingModel,
     Encoder,
     EncoderLayer,
+    Layout,
     fit_length,
     head_meta_path,
     mean_pool,
@@ -183,9 +184,9 @@ class Top:
         ]
 
     def logits(self, states: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        mask = attention[:, None, None, :].bool()
+        layout = Layout.of(attention)
         for layer in self.layers:
-            states = layer(states, mask)
+            states = layer(states, layout)
         return F.linear(mean_pool(states, attention), self.head_w, self.head_b)
 
 

@@ -105,6 +105,26 @@ def test_concurrent_calls_are_batched_and_match_single_calls() -> None:
     assert max(classifier.batcher.batch_sizes) > 1
 
 
+def test_packed_layers_skip_the_padding_and_give_the_padded_states(
+    shipped: EmbeddingClassifier,
+) -> None:
+    import torch
+
+    model = shipped.model
+    ids = model.tokenize(["Hi.", BENIGN[0], HARMFUL[2]])
+    lengths = [len(row) for row in ids]
+    batch = torch.zeros(len(ids), max(lengths), dtype=torch.long)
+    attention = torch.zeros_like(batch)
+    for row, (tokens, length) in enumerate(zip(ids, lengths, strict=True)):
+        batch[row, :length], attention[row, :length] = torch.tensor(tokens), 1
+    with torch.inference_mode():
+        padded = model.encoder.hidden(batch, attention)
+        packed = model.encoder.hidden(batch, attention, packed=True)
+    real = attention.bool()
+    assert torch.allclose(packed[real], padded[real], atol=1e-5)
+    assert not packed[~real].any()
+
+
 def test_int8_scores_close_to_float32_and_never_depend_on_batch_mates(
     shipped: EmbeddingClassifier,
 ) -> None:

@@ -57,6 +57,44 @@ def backbone_path(backbone: str) -> str:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where a batch's tokens sit, for attention.
+
+    Padded (``index`` None): token states are (batch, length, hidden) and ``mask`` hides
+    the padding. Packed: token states are (tokens, hidden), the real tokens only, so the
+    matrix products, most of the work, skip the padding; attention alone scatters them
+    into the padded shape and gathers them back.
+    """
+
+    mask: torch.Tensor | None
+    index: torch.Tensor | None = None
+    """Packed: each real token's position in the flattened (batch x length) grid."""
+    shape: tuple[int, int] = (0, 0)
+
+    @staticmethod
+    def of(attention: torch.Tensor, packed: bool = False) -> Layout:
+        # Without padding no mask is needed, and attention runs a little faster without one.
+        mask = None if bool(attention.all()) else attention[:, None, None, :].bool()
+        if not packed or mask is None:
+            return Layout(mask)
+        index = attention.flatten().nonzero().squeeze(1)
+        return Layout(mask, index, (attention.shape[0], attention.shape[1]))
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed (tokens, width) states as (batch, length, width), zeros in the padding."""
+        if self.index is None:
+            return x
+        grid = x.new_zeros(self.shape[0] * self.shape[1], x.shape[-1])
+        return grid.index_copy(0, self.index, x).view(*self.shape, -1)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, length, width) states as packed (tokens, width)."""
+        if self.index is None:
+            return x
+        return x.reshape(-1, x.shape[-1]).index_select(0, self.index)
+
+
+@dataclass(frozen=True)
 class EncoderLayer:
     """One transformer layer's weights, query/key/value fused into one matrix."""
 
@@ -73,14 +111,15 @@ class EncoderLayer:
     ln2_w: torch.Tensor
     ln2_b: torch.Tensor
 
-    def __call__(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
         import torch.nn.functional as F
 
-        batch, length, hidden = x.shape
-        qkv = self.linear(x, "qkv").view(batch, length, 3, _HEADS, -1)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        attended = attended.transpose(1, 2).reshape(batch, length, hidden)
+        hidden = x.shape[-1]
+        qkv = layout.pad(self.linear(x, "qkv"))
+        batch, length = qkv.shape[:2]
+        q, k, v = qkv.view(batch, length, 3, _HEADS, -1).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.mask)
+        attended = layout.unpad(attended.transpose(1, 2).reshape(batch, length, hidden))
         x = F.layer_norm(x + self.linear(attended, "out"), (hidden,), self.ln1_w, self.ln1_b, 1e-12)
         inner = F.gelu(self.linear(x, "up"))
         return F.layer_norm(
@@ -194,15 +233,20 @@ class Encoder:
         return F.layer_norm(x, (x.shape[-1],), self.ln_w, self.ln_b, 1e-12)
 
     def hidden(
-        self, ids: torch.Tensor, attention: torch.Tensor, start: int = 0, stop: int | None = None
+        self,
+        ids: torch.Tensor,
+        attention: torch.Tensor,
+        start: int = 0,
+        stop: int | None = None,
+        packed: bool = False,
     ) -> torch.Tensor:
-        """Token states after layers ``[start, stop)``; ``ids`` are token states when start > 0."""
-        x = self.embed(ids) if start == 0 else ids
-        # Without padding no mask is needed, and attention runs a little faster without one.
-        mask = None if bool(attention.all()) else attention[:, None, None, :].bool()
+        """Token states after layers ``[start, stop)``; ``ids`` are token states when start > 0.
+        In and out the batch is padded; ``packed`` runs the layers on the real tokens only."""
+        layout = Layout.of(attention, packed)
+        x = layout.unpad(self.embed(ids) if start == 0 else ids)
         for layer in self.layers[start:stop]:
-            x = layer(x, mask)
-        return x
+            x = layer(x, layout)
+        return layout.pad(x)
 
 
 def mean_pool(states: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
@@ -323,7 +367,7 @@ class EmbeddingModel:
                 for row, i in enumerate(chunk):
                     batch[row, : len(ids[i])] = torch.tensor(ids[i])
                     attention[row, : len(ids[i])] = 1
-                pooled = mean_pool(self.encoder.hidden(batch, attention), attention)
+                pooled = mean_pool(self.encoder.hidden(batch, attention, packed=True), attention)
                 out[chunk] = F.linear(pooled, self.head_w, self.head_b)
         return out
 
