@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from guard.components.embedding import (
     Layout,
     fit_length,
     head_meta_path,
+    label_shifts,
     mean_pool,
 )
 from guard.datasets import OPENAI_CATEGORIES, Example, text_group
@@ -337,8 +339,13 @@ def predict(top: Top, states: Sequence[torch.Tensor], index: Sequence[int]) -> A
     return out
 
 
-def unsafe_score(probabilities: Array) -> Array:
-    return np.asarray(probabilities[:, : len(UNSAFE_LABELS)].max(axis=1), dtype=np.float64)
+def unsafe_score(probabilities: Array, shifts: Sequence[float] | None = None) -> Array:
+    """The highest unsafe-label probability, each first shifted in logit space by
+    ``shifts`` (see ``label_shifts``), as the classifier does at run time."""
+    unsafe = np.clip(probabilities[:, : len(UNSAFE_LABELS)], 1e-12, 1 - 1e-12)
+    if shifts is not None:
+        unsafe = 1 / (1 + np.exp(-(np.log(unsafe / (1 - unsafe)) + np.asarray(shifts))))
+    return np.asarray(unsafe.max(axis=1), dtype=np.float64)
 
 
 # --- measuring --------------------------------------------------------------------
@@ -398,18 +405,39 @@ def per_dataset(
     }
 
 
+def _rank(rows: Sequence[Example], scores: Array, threshold: float) -> tuple[float, float]:
+    """Higher is better: the smaller total shortfall from the goals, then the better
+    openai_moderation F1."""
+    table = per_dataset(rows, scores, threshold)
+    shortfall = sum(g.shortfall(table[g.dataset][g.metric]) for g in GOALS)
+    return -shortfall, table["openai_moderation"]["f1"]
+
+
+THRESHOLD_GRID = [float(t) for t in np.round(np.arange(0.05, 0.96, 0.01), 2)]
+
+
 def choose_threshold(rows: Sequence[Example], scores: Array) -> float:
     """The threshold with the smallest total shortfall from the goals; ties go to the
     best openai_moderation F1."""
-    best: tuple[float, float, float] | None = None
-    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
-        table = per_dataset(rows, scores, float(threshold))
-        shortfall = sum(g.shortfall(table[g.dataset][g.metric]) for g in GOALS)
-        key = (-shortfall, table["openai_moderation"]["f1"], float(threshold))
-        if best is None or key[:2] > best[:2]:
-            best = key
-    assert best is not None
-    return best[2]
+    return max(THRESHOLD_GRID, key=lambda t: (*_rank(rows, scores, t), -t))
+
+
+def choose_label_thresholds(
+    rows: Sequence[Example], probabilities: Array
+) -> tuple[float, dict[str, float]]:
+    """One threshold for every unsafe label (``choose_threshold``), then each label's own,
+    in turn, by the same rule with the others held: a toxic comment and a harmful request
+    need not be equally sure. Returns the first threshold and the labels' own."""
+    threshold = choose_threshold(rows, unsafe_score(probabilities))
+    chosen = dict.fromkeys(UNSAFE_LABELS, threshold)
+
+    def rank(label: str, value: float) -> tuple[float, float, float]:
+        shifts = label_shifts(UNSAFE_LABELS, {**chosen, label: value}, threshold)
+        return *_rank(rows, unsafe_score(probabilities, shifts), threshold), -abs(value - threshold)
+
+    for label in UNSAFE_LABELS:
+        chosen[label] = max(THRESHOLD_GRID, key=partial(rank, label))
+    return threshold, chosen
 
 
 def category_thresholds(rows: Sequence[Example], probabilities: Array) -> dict[str, float]:
@@ -516,19 +544,52 @@ def write_head(top: Top, path: Path, meta: dict[str, Any], layer_count: int) -> 
     head_meta_path(path).write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def write_scores(path: Path, rows: Sequence[Example], probabilities: Array) -> None:
+def write_scores(path: Path, rows: Sequence[Example], probabilities: Array, scores: Array) -> None:
     with path.open("w") as out:
-        for row, p in zip(rows, probabilities, strict=True):
+        for row, p, score in zip(rows, probabilities, scores, strict=True):
             record = {
                 "source": row.source,
                 "group": row.group,
                 "subset": row.subset,
                 "unsafe": row.unsafe,
                 "categories": list(row.categories),
-                "score": float(p[: len(UNSAFE_LABELS)].max()),
+                "score": float(score),
                 **{label: round(float(v), 5) for label, v in zip(LABELS, p, strict=True)},
             }
             out.write(json.dumps(record) + "\n")
+
+
+def calibration(
+    rows: Sequence[Example],
+    oof: Array,
+    eval_rows: Sequence[Example],
+    held: Array,
+    folds: int,
+    scores_out: Path | None = None,
+) -> dict[str, Any]:
+    """The head's thresholds, chosen on the out-of-fold probabilities ``oof``, and the
+    cross-validation table they give (``held``: the never-trained sets' probabilities)."""
+    threshold, label_thresholds = choose_label_thresholds(rows, oof)
+    all_rows = [*rows, *eval_rows]
+    probabilities = np.concatenate([oof, held])
+    scores = unsafe_score(probabilities, label_shifts(UNSAFE_LABELS, label_thresholds, threshold))
+    table = per_dataset(all_rows, scores, threshold)
+    if scores_out is not None:
+        write_scores(scores_out, all_rows, probabilities, scores)
+    return {
+        "cv": {"folds": folds, "per_dataset": table},
+        "goals": [
+            {
+                **asdict(g),
+                "value": table[g.dataset][g.metric],
+                "met": g.met(table[g.dataset][g.metric]),
+            }
+            for g in GOALS
+        ],
+        "threshold": threshold,
+        "label_thresholds": label_thresholds,
+        "category_thresholds": category_thresholds(rows, oof),
+    }
 
 
 def run(
@@ -561,28 +622,13 @@ def run(
         "training_data_sha256": dataset_hashes(root),
         "training_rows": len(rows),
     }
-    threshold, thresholds = 0.5, dict.fromkeys(CATEGORIES, 0.5)
+    meta["threshold"] = 0.5
+    meta["label_thresholds"] = dict.fromkeys(UNSAFE_LABELS, 0.5)
+    meta["category_thresholds"] = dict.fromkeys(CATEGORIES, 0.5)
     if cv:
         oof, held = cross_validate(model, states, rows, eval_states, eval_rows, config, log)
-        scores = unsafe_score(oof)
-        threshold = choose_threshold(rows, scores)
-        thresholds = category_thresholds(rows, oof)
-        all_rows = [*rows, *eval_rows]
-        table = per_dataset(all_rows, np.concatenate([scores, unsafe_score(held)]), threshold)
-        meta["cv"] = {"folds": config.folds, "per_dataset": table}
-        meta["goals"] = [
-            {
-                **asdict(g),
-                "value": table[g.dataset][g.metric],
-                "met": g.met(table[g.dataset][g.metric]),
-            }
-            for g in GOALS
-        ]
-        if scores_out is not None:
-            write_scores(scores_out, all_rows, np.concatenate([oof, held]))
+        meta.update(calibration(rows, oof, eval_rows, held, config.folds, scores_out))
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
-    meta["threshold"] = threshold
-    meta["category_thresholds"] = thresholds
     log("training the final head on every row")
     final_started = time.perf_counter()
     top = train_top(model.encoder, states, rows, targets(rows), list(range(len(rows))), config)
@@ -637,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sign = ">=" if goal["at_least"] else "<="
         bound = f"goal {sign} {goal['bound']}"
         print(f"{goal['dataset']:18s} {goal['metric']:7s} {goal['value']:.3f} ({bound}) {mark}")
-    print(f"threshold {meta['threshold']}")
+    print(f"threshold {meta['threshold']}, per label {meta['label_thresholds']}")
     return 0
 
 

@@ -12,9 +12,11 @@ from guard.components.base import Subject
 from guard.components.embedding import (
     HEAD,
     EmbeddingClassifier,
+    EmbeddingModel,
     Int8Layer,
     fit_length,
     head_meta_path,
+    label_shifts,
     windows,
 )
 from guard.components.specs import EmbeddingSpec
@@ -103,6 +105,37 @@ def test_concurrent_calls_are_batched_and_match_single_calls() -> None:
     alone, together = asyncio.run(run())
     assert together == pytest.approx(alone, abs=1e-5)
     assert max(classifier.batcher.batch_sizes) > 1
+
+
+def test_each_unsafe_label_is_flagged_at_its_own_threshold(
+    shipped: EmbeddingClassifier,
+) -> None:
+    base = shipped.model
+    own = {"toxic": 0.003, "harmful": 0.95}
+    meta = {**base.meta, "threshold": 0.5, "label_thresholds": own}
+    assert base.head_w is not None and base.head_b is not None
+    model = EmbeddingModel(base.encoder, base.encode, meta, (base.head_w, base.head_b))
+    texts = HARMFUL + BENIGN
+    raw = base.logits(texts).sigmoid()
+    scores = [s.unsafe for s in model.predict(texts)]
+    expected = [bool(row[0] >= own["toxic"] or row[1] >= own["harmful"]) for row in raw]
+    assert [score >= 0.5 for score in scores] == expected
+    plain = [s.unsafe >= 0.5 for s in base.predict(texts)]
+    assert plain != expected  # the labels' own thresholds decided differently
+
+
+def test_training_scores_shift_labels_as_the_classifier_does() -> None:
+    import numpy as np
+
+    from guard.training import UNSAFE_LABELS, unsafe_score
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.uniform(0.001, 0.999, size=(2000, 10))
+    own = {"toxic": 0.3, "harmful": 0.85}
+    scores = unsafe_score(probabilities, label_shifts(UNSAFE_LABELS, own, 0.6))
+    expected = (probabilities[:, 0] >= 0.3) | (probabilities[:, 1] >= 0.85)
+    assert ((scores >= 0.6) == expected).mean() > 0.999  # rounding at the very edge only
+    assert unsafe_score(probabilities) == pytest.approx(probabilities[:, :2].max(1))
 
 
 def test_packed_layers_skip_the_padding_and_give_the_padded_states(

@@ -56,6 +56,22 @@ def backbone_path(backbone: str) -> str:
     return backbone
 
 
+def label_shifts(
+    unsafe_labels: Sequence[str], label_thresholds: dict[str, float], threshold: float
+) -> list[float]:
+    """Per unsafe label, what to add to its logit so that its own threshold lands on
+    ``threshold``: the unsafe score (the highest shifted probability) then reaches
+    ``threshold`` exactly when some label reaches its own threshold."""
+
+    def logit(p: float) -> float:
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
+    return [
+        logit(threshold) - logit(label_thresholds.get(label, threshold)) for label in unsafe_labels
+    ]
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a batch's tokens sit, for attention.
@@ -303,6 +319,9 @@ class EmbeddingModel:
             name: i for i, name in enumerate(self.labels) if name not in unsafe_labels
         }
         self.threshold = float(meta.get("threshold", 0.5))
+        self.unsafe_shifts = label_shifts(
+            unsafe_labels, dict(meta.get("label_thresholds", {})), self.threshold
+        )
         self.category_thresholds: dict[str, float] = dict(meta.get("category_thresholds", {}))
         self.head_w: torch.Tensor | None = head[0] if head is not None else None
         self.head_b: torch.Tensor | None = head[1] if head is not None else None
@@ -375,22 +394,20 @@ class EmbeddingModel:
         """Scores per text. A text longer than the model's window is cut to its start and
         end (``head_and_tail``, how the head was trained), or read whole in overlapping
         windows (``windows``), each score then the highest of any window's."""
+        import torch
+
         if long_texts == "head_and_tail":
             logits = self.logits(texts)
         else:
-            import torch
-
             ids = [windows(row, self.max_length) for row in self.encode(list(texts))]
             every = self.logits_of_ids([window for row in ids for window in row])
             parts = torch.split(every, [len(row) for row in ids])
             logits = torch.stack([part.amax(0) for part in parts])
+        unsafe = logits[:, self.unsafe_columns] + torch.tensor(self.unsafe_shifts)
         probabilities: list[list[float]] = logits.sigmoid().tolist()
         return [
-            Scores(
-                max(row[i] for i in self.unsafe_columns),
-                {name: row[i] for name, i in self.category_columns.items()},
-            )
-            for row in probabilities
+            Scores(score, {name: row[i] for name, i in self.category_columns.items()})
+            for score, row in zip(unsafe.sigmoid().amax(1).tolist(), probabilities, strict=True)
         ]
 
 
