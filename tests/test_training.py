@@ -1,0 +1,46 @@
+"""Choosing the embedding head's thresholds from out-of-fold scores."""
+
+from __future__ import annotations
+
+import pytest
+
+from guard.datasets import Example
+
+pytest.importorskip("torch")
+
+
+def test_each_label_gets_the_threshold_its_own_rows_need() -> None:
+    import numpy as np
+
+    from guard.components.embedding import label_shifts
+    from guard.training import LABELS, UNSAFE_LABELS, choose_label_thresholds, unsafe_score
+
+    # (set, unsafe, P(toxic), P(harmful), rows): toxic comments are less sure (0.55) than
+    # harmful requests (0.9), and benign look-alike requests sit between them (0.7).
+    plan = [
+        ("openai_moderation", True, 0.55, 0.1, 10),
+        ("openai_moderation", False, 0.1, 0.1, 10),
+        ("xstest", True, 0.1, 0.9, 10),
+        ("xstest", False, 0.1, 0.7, 10),
+        ("harmbench", True, 0.1, 0.9, 5),
+        ("advbench", True, 0.1, 0.9, 5),
+        ("simplesafetytests", True, 0.1, 0.9, 5),
+        ("jbb_benign", False, 0.1, 0.7, 5),
+    ]
+    rows, probabilities = [], []
+    for source, unsafe, toxic, harmful, count in plan:
+        for i in range(count):
+            rows.append(Example(f"{source} {i}", unsafe, source=source, group=f"{source}{i}"))
+            probabilities.append([toxic, harmful] + [0.1] * (len(LABELS) - 2))
+    p = np.array(probabilities)
+
+    threshold, own = choose_label_thresholds(rows, p)
+
+    # One threshold must sit above the look-alikes (0.7), which loses every toxic comment;
+    # toxic's own threshold comes down to catch them, harmful's stays put.
+    assert 0.7 < threshold <= 0.9
+    assert own["toxic"] <= 0.55
+    assert 0.7 < own["harmful"] <= 0.9
+    flagged = unsafe_score(p, label_shifts(UNSAFE_LABELS, own, threshold)) >= threshold
+    assert list(flagged) == [row.unsafe for row in rows]
+    assert (unsafe_score(p) >= threshold).tolist() != flagged.tolist()
