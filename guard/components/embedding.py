@@ -308,6 +308,8 @@ class EmbeddingModel:
         meta: dict[str, Any],
         head: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
+        import torch
+
         self.encoder = encoder
         self.encode = encode
         self.meta = meta
@@ -319,9 +321,8 @@ class EmbeddingModel:
             name: i for i, name in enumerate(self.labels) if name not in unsafe_labels
         }
         self.threshold = float(meta.get("threshold", 0.5))
-        self.unsafe_shifts = label_shifts(
-            unsafe_labels, dict(meta.get("label_thresholds", {})), self.threshold
-        )
+        shifts = label_shifts(unsafe_labels, dict(meta.get("label_thresholds", {})), self.threshold)
+        self.unsafe_shifts = torch.tensor(shifts)
         self.category_thresholds: dict[str, float] = dict(meta.get("category_thresholds", {}))
         self.head_w: torch.Tensor | None = head[0] if head is not None else None
         self.head_b: torch.Tensor | None = head[1] if head is not None else None
@@ -403,7 +404,7 @@ class EmbeddingModel:
             every = self.logits_of_ids([window for row in ids for window in row])
             parts = torch.split(every, [len(row) for row in ids])
             logits = torch.stack([part.amax(0) for part in parts])
-        unsafe = logits[:, self.unsafe_columns] + torch.tensor(self.unsafe_shifts)
+        unsafe = logits[:, self.unsafe_columns] + self.unsafe_shifts
         probabilities: list[list[float]] = logits.sigmoid().tolist()
         return [
             Scores(score, {name: row[i] for name, i in self.category_columns.items()})
