@@ -2,9 +2,10 @@
 
 ``guard train-embedding-head`` (or ``scripts/train_embedding_head.py``) reads only
 sets whose licence allows training (``guard.datasets.LICENCES``) plus the benign
-prompts written for guard (``guard/data/authored_benign_prompts.json``). The bottom
-layers of the backbone stay frozen and run once; the top ``trained_layers`` and a
-linear head are fine-tuned. The head has two "unsafe" outputs, ``toxic`` (text that
+prompts written for guard (``guard/data/authored_benign_prompts.json``, and with
+``lookalikes`` ``authored_lookalikes.json``). The embeddings and any layers below the
+top ``trained_layers`` stay frozen and run once; those layers and a linear head are
+fine-tuned. The head has two "unsafe" outputs, ``toxic`` (text that
 is itself sexual, hateful, violent... as in openai_moderation and HateCheck) and
 ``harmful`` (requests for harmful help), and one output per OpenAI category. The
 unsafe score is the larger of the two.
@@ -69,6 +70,7 @@ TOXIC_SETS = frozenset({"openai_moderation", "hatecheck"})
 EVAL_ONLY_SETS = ("toxicchat_human", "do_not_answer")
 """Measured with the fold models; never trained on (non-commercial licences)."""
 AUTHORED = DATA_DIR / "authored_benign_prompts.json"
+LOOKALIKES = DATA_DIR / "authored_lookalikes.json"
 UNSAFE_LABELS = ("toxic", "harmful")
 CATEGORIES = tuple(OPENAI_CATEGORIES.values())
 LABELS = (*UNSAFE_LABELS, *CATEGORIES)
@@ -90,6 +92,9 @@ class Config:
     """Extra weight of openai_moderation rows, the hardest set to fit."""
     generated_benign: int = 400
     """How many frame x topic prompts to draw from the authored file."""
+    lookalikes: bool = False
+    """Train on the authored look-alikes too: benign prompts with alarming words, and
+    harmful requests worded like them."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -111,13 +116,22 @@ def authored_benign(config: Config) -> list[Example]:
     return [Example(t, False, (), "authored_benign", f"authored:{i}") for i, t in enumerate(texts)]
 
 
+def authored_lookalikes() -> list[Example]:
+    data = json.loads(LOOKALIKES.read_text())
+    return [
+        Example(text, unsafe, (), "authored_lookalikes", f"lookalike:{kind}:{i}")
+        for kind, unsafe in (("benign", False), ("harmful", True))
+        for i, text in enumerate(data[kind])
+    ]
+
+
 def training_rows(config: Config, root: Path | None = None) -> list[Example]:
     rows: list[Example] = []
     for name in TRAIN_SETS:
         if not datasets.trainable(name):
             raise ValueError(f"{name} may not be trained on ({datasets.LICENCES[name].name})")
         rows += datasets.load(name, root)
-    return rows + authored_benign(config)
+    return rows + authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
 
 
 def targets(rows: Sequence[Example]) -> Targets:
@@ -492,7 +506,7 @@ def cross_validate(
     return oof, held
 
 
-def dataset_hashes(root: Path | None = None) -> dict[str, str]:
+def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
     base = root or datasets.data_root()
     hashes = {}
     for name in TRAIN_SETS:
@@ -503,6 +517,8 @@ def dataset_hashes(root: Path | None = None) -> dict[str, str]:
             digest.update(file.read_bytes())
         hashes[name] = digest.hexdigest()
     hashes["authored_benign"] = hashlib.sha256(AUTHORED.read_bytes()).hexdigest()
+    if config.lookalikes:
+        hashes["authored_lookalikes"] = hashlib.sha256(LOOKALIKES.read_bytes()).hexdigest()
     return hashes
 
 
@@ -619,7 +635,7 @@ def run(
         "unsafe_labels": list(UNSAFE_LABELS),
         "config": asdict(config),
         "training_sets": {name: datasets.LICENCES[name].name for name in TRAIN_SETS},
-        "training_data_sha256": dataset_hashes(root),
+        "training_data_sha256": dataset_hashes(config, root),
         "training_rows": len(rows),
     }
     meta["threshold"] = 0.5

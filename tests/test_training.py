@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from guard.datasets import Example
@@ -44,3 +46,25 @@ def test_each_label_gets_the_threshold_its_own_rows_need() -> None:
     flagged = unsafe_score(p, label_shifts(UNSAFE_LABELS, own, threshold)) >= threshold
     assert list(flagged) == [row.unsafe for row in rows]
     assert (unsafe_score(p) >= threshold).tolist() != flagged.tolist()
+
+
+def words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_the_authored_lookalikes_are_original_and_cover_both_sides() -> None:
+    from guard import datasets
+    from guard.training import authored_lookalikes
+    from tests.test_embedding import BENIGN, HARMFUL
+
+    rows = authored_lookalikes()
+    texts = [words(r.text) for r in rows]
+    assert len(set(texts)) == len(texts)
+    assert sum(r.unsafe for r in rows) >= 100 and sum(not r.unsafe for r in rows) >= 200
+    # Neither a copy of a public set's row (CV would score a twin of its training data)
+    # nor of the prompts the tests check the shipped head with.
+    elsewhere = {words(t) for t in [*HARMFUL, *BENIGN]}
+    if (datasets.data_root() / "README.md").exists():
+        for name in datasets.DATASETS:
+            elsewhere |= {words(r.text) for r in datasets.load(name)}
+    assert not elsewhere & set(texts)
