@@ -81,7 +81,7 @@ Array = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Config:
-    trained_layers: int = 3
+    trained_layers: int = 6
     max_length: int = 128
     epochs: int = 4
     lr: float = 1e-4
