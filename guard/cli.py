@@ -1,4 +1,4 @@
-"""The ``guard`` command: serve, check, up."""
+"""The ``guard`` command: serve, check, eval, up, and the training commands."""
 
 from __future__ import annotations
 
@@ -14,9 +14,24 @@ from guard.errors import PolicyError
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 
 
+TRAINERS = {
+    "train-embedding-head": ("guard.training", "train the embedding classifier's head"),
+    "train-embedding-reward": ("guard.reward_training", "train the embedding reward head"),
+}
+"""Commands that hand all their arguments to a training module's own ``main``."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in TRAINERS:
+        import importlib
+
+        trainer = importlib.import_module(TRAINERS[given[0]][0])
+        return int(trainer.main(given[1:]))
     parser = argparse.ArgumentParser(prog="guard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, summary) in TRAINERS.items():
+        commands.add_parser(name, help=f"{summary} (--help for its options)")
 
     serve = commands.add_parser("serve", help="serve policies in front of an upstream")
     serve.add_argument(
@@ -56,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ops_cli.add_commands(commands)
 
-    args = parser.parse_args(argv)
+    args = parser.parse_args(given)
     if (done := ops_cli.run(args)) is not None:
         return done
     if args.command == "check":

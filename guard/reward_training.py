@@ -419,7 +419,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = head_parser(
-        "scripts/train_embedding_reward.py",
+        "guard train-embedding-reward",
         "Train the embedding_reward head on the HH-RLHF harmless dev pairs.",
         HEAD,
         Config.epochs,

@@ -68,3 +68,19 @@ def test_the_authored_lookalikes_are_original_and_cover_both_sides() -> None:
         for name in datasets.DATASETS:
             elsewhere |= {words(r.text) for r in datasets.load(name)}
     assert not elsewhere & set(texts)
+
+
+@pytest.mark.parametrize("command", ["train-embedding-head", "train-embedding-reward"])
+def test_the_guard_command_runs_each_trainer(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from guard.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"])
+    assert stopped.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith(f"usage: guard {command}") and "--threads" in usage
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--no-such-option"])
+    assert stopped.value.code == 2
