@@ -2,7 +2,7 @@
 
 Prompts: the first human turn of each of the first ``--prompts`` (16) rows of
 ``../shared/data/hh_rlhf_harmless`` (the ``chosen`` transcript, up to the first
-assistant turn). vLLM is started on the demo model (``guard.demo_model``, served as
+assistant turn). vLLM is started on the demo model (``guard.demo.model``, served as
 ``smollm2``) unless ``--upstream-url`` names one; guard (``guard serve``, a subprocess)
 serves, under different model names, one policy per configuration:
 
@@ -314,7 +314,7 @@ async def score_plain(
     from guard.components.base import Candidate
     from guard.components.registry import BuildContext, build_reward
     from guard.components.specs import AnyReward
-    from guard.upstream import Upstream
+    from guard.protocol.upstream import Upstream
 
     spec = TypeAdapter(AnyReward).validate_python(reward_spec(args))
     upstream = Upstream(vllm_url)

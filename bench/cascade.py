@@ -59,7 +59,7 @@ def policies(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from guard.eval_command import run_eval
+    from guard.eval.command import run_eval
 
     results = []
     with (

@@ -25,8 +25,8 @@ from guard import datasets
 from guard.components.base import Subject
 from guard.components.hf_classifier import HFClassifier
 from guard.components.specs import HFClassifierSpec
-from guard.demo_model import ensure_demo_model
-from guard.evaluation import percentile
+from guard.demo.model import ensure_demo_model
+from guard.eval.metrics import percentile
 
 
 def make_classifier(folder: Path) -> Path:

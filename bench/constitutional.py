@@ -280,7 +280,7 @@ async def judge(
     without its own ``base_url`` asks the benchmark's vLLM)."""
     from guard.components.base import Subject
     from guard.components.registry import BuildContext, build_classifier
-    from guard.upstream import Upstream
+    from guard.protocol.upstream import Upstream
 
     upstream = Upstream(vllm_url)
     context = BuildContext(upstream)

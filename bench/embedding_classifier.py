@@ -48,7 +48,7 @@ from guard import datasets  # noqa: E402
 from guard.components.base import Subject  # noqa: E402
 from guard.components.embedding import EmbeddingClassifier  # noqa: E402
 from guard.components.specs import EmbeddingSpec  # noqa: E402
-from guard.evaluation import binary_metrics  # noqa: E402
+from guard.eval.metrics import binary_metrics  # noqa: E402
 
 QUALITY = (
     "openai_moderation",

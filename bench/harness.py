@@ -1,6 +1,6 @@
 """What the benchmarks share: server processes, a lean HTTP client, closed loops, summaries.
 
-* processes: ``upstream_server`` (the synthetic upstream ``guard.testing.upstream``, or an
+* processes: ``upstream_server`` (the synthetic upstream ``guard.testing.fake_upstream``, or an
   existing server by URL), ``guard_server`` (``guard.cli serve --policy ...``) and
   ``servers`` (both), each started on 127.0.0.1 with a free port, waited for on
   ``/health`` and stopped (its whole process group) however the block ends;
@@ -143,7 +143,7 @@ def upstream_server(url: str | None = None, upstream_args: Sequence[str] = ()) -
         return
     with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp:
         port = free_port()
-        argv = [sys.executable, "-m", "guard.testing.upstream", "--port", str(port)]
+        argv = [sys.executable, "-m", "guard.testing.fake_upstream", "--port", str(port)]
         upstream = start(
             "upstream", [*argv, *upstream_args], server_env(), Path(tmp), f"http://127.0.0.1:{port}"
         )
@@ -788,8 +788,8 @@ def vllm_server(url: str | None, served: str) -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
-    from guard.demo_model import ensure_demo_model
-    from guard.vllm_server import DEMO_ARGS, VLLMServer
+    from guard.demo.model import ensure_demo_model
+    from guard.demo.vllm_server import DEMO_ARGS, VLLMServer
 
     model = ensure_demo_model(progress=lambda m: print(m, file=sys.stderr))
     os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # vllm_env() copies os.environ

@@ -1,6 +1,6 @@
 """Proxy overhead: what guard (passthrough policy) adds over calling the upstream directly.
 
-Three processes on 127.0.0.1: the synthetic upstream (``guard.testing.upstream``, which
+Three processes on 127.0.0.1: the synthetic upstream (``guard.testing.fake_upstream``, which
 streams ``--tokens`` words ``--pace-ms`` apart), guard in front of it
 (``guard.cli serve --policy policies/passthrough.yaml``), and this script, the load
 generator. For every concurrency level and mode (stream / non-stream) it runs a closed

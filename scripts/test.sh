@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
 echo "[test] demo model (converted once, about 35 s, then cached)"
-.venv/bin/python -m guard.demo_model >/dev/null
+.venv/bin/python -m guard.demo.model >/dev/null
 echo "[test] ruff"
 .venv/bin/ruff check guard tests bench
 .venv/bin/ruff format --check guard tests bench

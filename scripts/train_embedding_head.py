@@ -6,7 +6,7 @@ Usage: HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python scripts/train_embedding_head
 
 import sys
 
-from guard.training import main
+from guard.train.embedding_head import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,7 @@ Usage: nice -n 10 .venv/bin/python scripts/train_embedding_reward.py [--compare]
 
 import sys
 
-from guard.reward_training import main
+from guard.train.reward_head import main
 
 if __name__ == "__main__":
     sys.exit(main())

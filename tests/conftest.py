@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from guard.app import create_app
-from guard.policy import PolicySet
+from guard.policy.routing import PolicySet
+from guard.server.app import create_app
 from guard.settings import Settings
-from guard.testing.upstream import create_fake_upstream
+from guard.testing.fake_upstream import create_fake_upstream
 from tests.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def make_tiny_llama_classifier(
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from guard.demo_model import ensure_demo_model
+    from guard.demo.model import ensure_demo_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     config = LlamaConfig(

@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from guard.best_of_n import rank, top_distinct, upstream_request
 from guard.components.base import Candidate
 from guard.components.hf_reward import HFReward
 from guard.components.llm_judge import expected_rating
 from guard.components.specs import HFRewardSpec
-from guard.policy import BestOfN
+from guard.pipeline.best_of_n import rank, top_distinct, upstream_request
+from guard.policy.models import BestOfN
 from tests.conftest import Fake
 from tests.test_rails import chat, guard_with
 

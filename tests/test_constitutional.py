@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from guard.constitutional import (
+from guard.pipeline.constitutional import (
     critique_budget,
     critique_messages,
     principles_for_round,
     revision_messages,
     trigger_reason,
 )
-from guard.policy import Constitutional, load_principles
-from guard.rails import Judgement, RailReport
+from guard.pipeline.rails import Judgement, RailReport
+from guard.policy.load import load_principles
+from guard.policy.models import Constitutional
 from tests.conftest import Fake
 from tests.test_rails import chat, guard_with
 
@@ -145,7 +146,7 @@ def test_still_unsafe_after_revision_gets_the_refusal(fake_upstream: Fake, tmp_p
 
 def test_flagged_trigger_needs_output_rails(tmp_path: Path) -> None:
     from guard.errors import PolicyError
-    from guard.policy import load_policy_file
+    from guard.policy.load import load_policy_file
     from tests.conftest import write_policy
 
     policy = write_policy(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from guard import datasets
-from guard.datasets import Example
+from guard.datasets.readers import Example
 
 pytestmark = pytest.mark.skipif(
     not (datasets.data_root() / "README.md").exists(), reason="no shared data folder"

@@ -13,14 +13,12 @@ from guard.components.embedding import (
     HEAD,
     EmbeddingClassifier,
     EmbeddingModel,
-    Int8Layer,
-    fit_length,
     head_meta_path,
     label_shifts,
-    windows,
 )
+from guard.components.minilm import Int8Layer, fit_length, windows
 from guard.components.specs import EmbeddingSpec
-from guard.datasets import OPENAI_CATEGORIES
+from guard.datasets.readers import OPENAI_CATEGORIES
 from tests.conftest import Fake
 from tests.test_rails import chat, guard_with
 
@@ -132,7 +130,7 @@ def test_each_unsafe_label_is_flagged_at_its_own_threshold(
 def test_training_scores_shift_labels_as_the_classifier_does() -> None:
     import numpy as np
 
-    from guard.training import UNSAFE_LABELS, unsafe_score
+    from guard.train.calibration import UNSAFE_LABELS, unsafe_score
 
     rng = np.random.default_rng(0)
     probabilities = rng.uniform(0.001, 0.999, size=(2000, 10))

@@ -192,7 +192,7 @@ TINY_PAIRS = [
 
 
 def test_training_runs_on_a_tiny_subset(tmp_path: Path) -> None:
-    from guard.reward_training import Config, run
+    from guard.train.reward_head import Config, run
 
     folder = tmp_path / "hh_rlhf_harmless" / "harmless-base"
     folder.mkdir(parents=True)

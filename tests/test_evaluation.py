@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from guard.cli import main
-from guard.evaluation import average_precision, binary_metrics, percentile, pr_curve
+from guard.cli.main import main
+from guard.eval.metrics import average_precision, binary_metrics, percentile, pr_curve
 from tests.conftest import write_policy
 
 

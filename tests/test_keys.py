@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from guard.cli import main
+from guard.cli.main import main
 from guard.errors import PolicyError, RateLimited
-from guard.keys import ApiKey, KeyRing, RateLimit, hash_key, load_keys
-from guard.limits import RateLimiter
-from guard.policy import PolicySet
+from guard.ops.keys import ApiKey, KeyRing, RateLimit, hash_key, load_keys
+from guard.ops.limits import RateLimiter
+from guard.policy.routing import PolicySet
 from tests.conftest import Fake, guard_app, write_policy
 from tests.scrape import metric
 from tests.servers import serve_in_thread

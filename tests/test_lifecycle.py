@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from guard.app import create_app
-from guard.policy import PolicySet
+from guard.policy.routing import PolicySet
+from guard.server.app import create_app
 from guard.settings import Settings
 from tests.conftest import ROOT, Fake, write_policy
 from tests.scrape import metric

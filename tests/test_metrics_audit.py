@@ -13,8 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from guard.cli import main
-from guard.policy import load_policy_file
+from guard.cli.main import main
+from guard.policy.load import load_policy_file
 from tests.conftest import Fake, guard_app, write_policy
 from tests.scrape import metric
 from tests.servers import serve_in_thread

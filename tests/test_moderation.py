@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from guard.moderation import LLAMA_GUARD_TO_OPENAI, OPENAI_CATEGORIES, openai_categories
+from guard.server.moderation import LLAMA_GUARD_TO_OPENAI, OPENAI_CATEGORIES, openai_categories
 from tests.conftest import Fake, guard_app, write_policy
 from tests.servers import serve_in_thread
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from guard.app import create_app
-from guard.cli import main
+from guard.cli.main import main
 from guard.components.registry import REWARDS
 from guard.errors import ModelNotFound, PolicyError
-from guard.pipeline import check_runnable
-from guard.policy import PolicySet, load_policy_file
+from guard.pipeline.runner import check_runnable
+from guard.policy.load import load_policy_file
+from guard.policy.routing import PolicySet
+from guard.server.app import create_app
 from guard.settings import Settings
 from tests.conftest import write_policy
 

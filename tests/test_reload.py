@@ -10,9 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from guard.app import create_app
-from guard.keys import hash_key
-from guard.policy import PolicySet, load_policy_file
+from guard.ops.keys import hash_key
+from guard.policy.load import load_policy_file
+from guard.policy.routing import PolicySet
+from guard.server.app import create_app
 from guard.settings import Settings
 from tests.conftest import Fake, guard_app, write_policy
 from tests.scrape import metric

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.components.base import Verdict
-from guard.policy import Streaming
-from guard.rails import Judgement, RailReport
-from guard.streaming import StreamGuard
+from guard.pipeline.rails import Judgement, RailReport
+from guard.pipeline.streaming import StreamGuard
+from guard.policy.models import Streaming
 from tests.conftest import Fake, guard_app, write_policy
 from tests.servers import serve_in_thread
 

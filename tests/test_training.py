@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from guard.datasets import Example
+from guard.datasets.readers import Example
 
 pytest.importorskip("torch")
 
@@ -15,7 +15,7 @@ def test_each_label_gets_the_threshold_its_own_rows_need() -> None:
     import numpy as np
 
     from guard.components.embedding import label_shifts
-    from guard.training import LABELS, UNSAFE_LABELS, choose_label_thresholds, unsafe_score
+    from guard.train.calibration import LABELS, UNSAFE_LABELS, choose_label_thresholds, unsafe_score
 
     # (set, unsafe, P(toxic), P(harmful), rows): toxic comments are less sure (0.55) than
     # harmful requests (0.9), and benign look-alike requests sit between them (0.7).
@@ -54,7 +54,7 @@ def words(text: str) -> str:
 
 def test_the_authored_lookalikes_are_original_and_cover_both_sides() -> None:
     from guard import datasets
-    from guard.training import authored_lookalikes
+    from guard.train.embedding_head import authored_lookalikes
     from tests.test_embedding import BENIGN, HARMFUL
 
     rows = authored_lookalikes()
@@ -74,7 +74,7 @@ def test_the_authored_lookalikes_are_original_and_cover_both_sides() -> None:
 def test_the_guard_command_runs_each_trainer(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from guard.cli import main
+    from guard.cli.main import main
 
     with pytest.raises(SystemExit) as stopped:
         main([command, "--help"])

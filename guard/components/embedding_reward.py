@@ -11,7 +11,7 @@ A candidate is read as a short transcript, ``Human: ...`` and ``Assistant: ...``
 of which the head's ``context`` setting keeps the answer alone, the last user turn and
 the answer, or the whole conversation. Texts longer than the backbone's window keep
 their end, so the answer is always read. Partial answers (pruning) score like any text.
-``guard.reward_training`` makes the head; docs/best-of-n.md says how well it does.
+``guard.train.reward_head`` makes the head; docs/best-of-n.md says how well it does.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 from guard.components.base import Candidate, Reward
 from guard.components.batching import MicroBatcher
-from guard.components.embedding import DATA_DIR, EmbeddingModel, Encode
+from guard.components.embedding import DATA_DIR, EmbeddingModel
+from guard.components.minilm import Encode
 from guard.components.specs import EmbeddingRewardSpec, Precision
-from guard.responses import message_text
+from guard.protocol.messages import message_text
 
 HEAD = DATA_DIR / "embedding_reward.safetensors"
 """The shipped head; its settings and cross-validated accuracy are in the ``.json`` beside it."""

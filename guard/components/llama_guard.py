@@ -23,8 +23,8 @@ from typing import Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.specs import LlamaGuardSpec
-from guard.responses import message_text
-from guard.upstream import Upstream
+from guard.protocol.messages import message_text
+from guard.protocol.upstream import Upstream
 
 STANDARD_CATEGORIES: dict[str, str] = {
     "S1": "Violent Crimes",

@@ -17,8 +17,8 @@ from typing import Any
 from guard.components.base import Candidate, Classifier, Reward, Subject, Verdict
 from guard.components.hf_reward import reward_conversation
 from guard.components.specs import LLMJudgeRewardSpec, LLMJudgeSpec
-from guard.responses import message_text
-from guard.upstream import Upstream
+from guard.protocol.messages import message_text
+from guard.protocol.upstream import Upstream
 
 SYSTEM = (
     "You are a careful content reviewer. You read a text and answer a question about it "

@@ -22,7 +22,7 @@ from guard.components.regex import RegexClassifier
 from guard.components.specs import ClassifierSpec, RemoteModel, RewardSpec
 from guard.components.vllm_classify import VLLMClassifier
 from guard.components.vllm_reward import VLLMReward
-from guard.upstream import Upstream
+from guard.protocol.upstream import Upstream
 
 
 @dataclass

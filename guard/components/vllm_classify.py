@@ -8,7 +8,7 @@ from typing import Any
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.hf_classifier import verdict_from_probabilities
 from guard.components.specs import VLLMClassifySpec
-from guard.upstream import Upstream
+from guard.protocol.upstream import Upstream
 
 
 class VLLMClassifier(Classifier):

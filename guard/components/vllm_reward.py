@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from guard.components.base import Candidate, Reward
 from guard.components.hf_reward import reward_conversation
 from guard.components.specs import VLLMRewardSpec
-from guard.upstream import Upstream
+from guard.protocol.upstream import Upstream
 
 
 class VLLMReward(Reward):

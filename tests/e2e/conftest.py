@@ -8,10 +8,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from guard.app import create_app
-from guard.demo_model import ensure_demo_model
+from guard.demo.model import ensure_demo_model
+from guard.demo.vllm_server import DEMO_ARGS, VLLMServer
+from guard.server.app import create_app
 from guard.settings import Settings
-from guard.vllm_server import DEMO_ARGS, VLLMServer
 from tests.conftest import make_tiny_llama_classifier
 from tests.servers import serve_in_thread
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import openai
 import pytest
 
-from guard.app import create_app
 from guard.components.base import Candidate
 from guard.components.hf_reward import HFReward
 from guard.components.specs import HFRewardSpec, VLLMRewardSpec
 from guard.components.vllm_reward import VLLMReward
-from guard.policy import PolicySet
+from guard.demo.vllm_server import VLLMServer
+from guard.policy.routing import PolicySet
+from guard.protocol.upstream import Upstream
+from guard.server.app import create_app
 from guard.settings import Settings
-from guard.upstream import Upstream
-from guard.vllm_server import VLLMServer
 from tests.servers import serve_in_thread
 
 QUESTION = [{"role": "user", "content": "Name a fruit and say why you like it."}]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import openai
 
-from guard.app import create_app
-from guard.policy import PolicySet
+from guard.demo.vllm_server import VLLMServer
+from guard.policy.routing import PolicySet
+from guard.server.app import create_app
 from guard.settings import Settings
-from guard.vllm_server import VLLMServer
 from tests.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]

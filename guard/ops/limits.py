@@ -1,0 +1,129 @@
+"""Per-key rate limits (in-memory token buckets) and the concurrent-request limit.
+
+A requests bucket holds up to a minute's worth of requests and refills evenly; a
+request takes one. A tokens bucket is checked before a request (it must not be in
+debt) and charged after it, with the usage the upstream reported, since nobody
+knows beforehand how many tokens an answer will take. A long answer can leave the
+bucket in debt; the key then waits until the refill pays it back.
+
+Buckets live in memory, per process: limits hold per guard replica.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from guard.errors import Overloaded, RateLimited
+from guard.ops.keys import ApiKey, RateLimit
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class TokenBucket:
+    per_minute: int
+    level: float
+    updated: float
+
+    @classmethod
+    def full(cls, per_minute: int, now: float) -> TokenBucket:
+        return cls(per_minute, float(per_minute), now)
+
+    def refill(self, now: float) -> None:
+        rate = self.per_minute / 60.0
+        self.level = min(float(self.per_minute), self.level + (now - self.updated) * rate)
+        self.updated = now
+
+    def seconds_until(self, level: float) -> float:
+        """How long until the bucket holds ``level``."""
+        missing = level - self.level
+        return max(0.0, missing * 60.0 / self.per_minute)
+
+
+@dataclass
+class _KeyBuckets:
+    limit: RateLimit
+    requests: TokenBucket | None
+    tokens: TokenBucket | None
+
+
+class RateLimiter:
+    def __init__(self, clock: Clock = time.monotonic):
+        self._clock = clock
+        self._buckets: dict[str, _KeyBuckets] = {}
+
+    def admit(self, key: ApiKey) -> None:
+        """Take one request from the key's buckets, or raise ``RateLimited``."""
+        buckets = self._for(key)
+        if buckets is None:
+            return
+        now = self._clock()
+        if buckets.tokens is not None:
+            buckets.tokens.refill(now)
+            if buckets.tokens.level <= 0:
+                wait = buckets.tokens.seconds_until(1.0)
+                raise RateLimited(
+                    f"Rate limit reached for API key '{key.name}' on tokens per minute: "
+                    f"limit {buckets.tokens.per_minute}. Retry in {wait:.1f} s.",
+                    math.ceil(wait),
+                    error_type="tokens",
+                )
+        if buckets.requests is not None:
+            buckets.requests.refill(now)
+            if buckets.requests.level < 1:
+                wait = buckets.requests.seconds_until(1.0)
+                raise RateLimited(
+                    f"Rate limit reached for API key '{key.name}' on requests per minute: "
+                    f"limit {buckets.requests.per_minute}. Retry in {wait:.1f} s.",
+                    math.ceil(wait),
+                    error_type="requests",
+                )
+            buckets.requests.level -= 1
+
+    def charge_tokens(self, key: ApiKey, tokens: int) -> None:
+        buckets = self._for(key)
+        if buckets is None or buckets.tokens is None or tokens <= 0:
+            return
+        buckets.tokens.refill(self._clock())
+        buckets.tokens.level -= tokens
+
+    def _for(self, key: ApiKey) -> _KeyBuckets | None:
+        """The key's buckets; made anew (full) when its limits changed in a reload."""
+        limit = key.rate_limit
+        if limit is None:
+            self._buckets.pop(key.name, None)
+            return None
+        found = self._buckets.get(key.name)
+        if found is None or found.limit != limit:
+            now = self._clock()
+            found = _KeyBuckets(
+                limit,
+                TokenBucket.full(limit.requests_per_minute, now)
+                if limit.requests_per_minute
+                else None,
+                TokenBucket.full(limit.tokens_per_minute, now) if limit.tokens_per_minute else None,
+            )
+            self._buckets[key.name] = found
+        return found
+
+
+class ConcurrencyLimit:
+    """Counts requests in flight; refuses one over the limit instead of queueing it."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_flight = 0
+
+    def enter(self) -> None:
+        if self.in_flight >= self.limit:
+            raise Overloaded(
+                f"guard is serving its limit of {self.limit} concurrent requests; retry shortly.",
+                1,
+            )
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1

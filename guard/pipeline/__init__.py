@@ -1,0 +1,24 @@
+"""One policy's stages for one request: input rails, generation, best-of-n, critique and
+revision, output rails, guarded streaming.
+"""
+
+from guard.pipeline.rails import SEVERITY, Judgement, Rail, RailReport, Stage, judge
+from guard.pipeline.runner import Pipeline, RequestContext, check_runnable, unsupported
+from guard.pipeline.subjects import input_subjects, output_subjects
+from guard.pipeline.trace import Trace
+
+__all__ = [
+    "SEVERITY",
+    "Judgement",
+    "Pipeline",
+    "Rail",
+    "RailReport",
+    "RequestContext",
+    "Stage",
+    "Trace",
+    "check_runnable",
+    "input_subjects",
+    "judge",
+    "output_subjects",
+    "unsupported",
+]

@@ -1,0 +1,508 @@
+"""Runs one policy's stages for one request.
+
+The stages, in order: input rails -> generation -> best-of-n -> constitutional
+revision -> output rails. ``unsupported`` names every stage a policy asks for that
+this version cannot run yet; the server refuses to start on such a policy rather
+than silently skip a safety step.
+
+Input rails run ``sequential`` (before generation) or ``parallel`` (generation
+starts at once and is cancelled if a rail blocks; nothing is released before the
+verdict). A policy with an input rail that redacts always runs them sequentially,
+since the redacted prompt is what must be generated from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from guard.components.base import Subject
+from guard.components.registry import (
+    CLASSIFIERS,
+    REWARDS,
+    BuildContext,
+    build_classifier,
+    build_reward,
+)
+from guard.errors import ContentFiltered, PolicyError
+from guard.pipeline.best_of_n import BestOfNStage, upstream_request
+from guard.pipeline.constitutional import ConstitutionalStage, trigger_reason
+from guard.pipeline.pruning import Pruner, survivor_events
+from guard.pipeline.rails import SEVERITY, Judgement, Rail, Stage, judge
+from guard.pipeline.refusal import refusal
+from guard.pipeline.streaming import StreamGuard
+from guard.pipeline.subjects import input_subjects, output_subjects, with_redacted_input
+from guard.pipeline.trace import Trace
+from guard.policy.load import LoadedPolicy
+from guard.protocol.messages import COMPLETIONS, as_events, choice_text, set_choice_text
+from guard.protocol.relay import Relay, passed_through, replay
+from guard.protocol.upstream import Upstream
+
+T = TypeVar("T")
+
+
+def unsupported(loaded: LoadedPolicy) -> list[str]:
+    """What the policy asks for that this version of guard cannot run, in words."""
+    policy = loaded.policy
+    rails = [*policy.input_rails, *policy.output_rails]
+    rails += [rail.escalate.to for rail in rails if rail.escalate]
+    asked = [
+        *(f"rail kind '{rail.kind}'" for rail in rails if rail.kind not in CLASSIFIERS),
+        *(
+            [f"reward kind '{policy.best_of_n.reward.kind}'"]
+            if policy.best_of_n and policy.best_of_n.reward.kind not in REWARDS
+            else []
+        ),
+        *(
+            [f"reward kind '{policy.constitutional.reward.kind}'"]
+            if policy.constitutional
+            and policy.constitutional.reward
+            and policy.constitutional.reward.kind not in REWARDS
+            else []
+        ),
+    ]
+    return [
+        f"{loaded.source}: policy '{policy.name}' uses {what}, which this version of guard "
+        "cannot run yet; remove it or upgrade guard"
+        for what in asked
+    ]
+
+
+def check_runnable(policies: list[LoadedPolicy]) -> None:
+    problems = [problem for loaded in policies for problem in unsupported(loaded)]
+    if problems:
+        raise PolicyError(problems)
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    upstream_model: str
+    requested_model: str = ""
+    judgements: list[tuple[Stage, Judgement]] = field(default_factory=list)
+    best_of_n: dict[str, Any] | None = None
+    winner_judgements: list[Judgement] | None = None
+    """Output-rail judgements of the chosen candidates, when best-of-n already made them."""
+    constitutional: dict[str, Any] | None = None
+    stream_checks: int = 0
+    """How many times output rails judged a streamed answer (only non-passing ones are kept)."""
+    trace: Trace = field(default_factory=Trace)
+    """Stage timings (and answers, when asked) for metrics and the audit log."""
+
+    @property
+    def verdict(self) -> str:
+        """The most severe outcome of every rail that ran: the ``x-guard-verdict`` header."""
+        outcomes = [j.outcome for _, j in self.judgements]
+        return max(outcomes, key=SEVERITY.__getitem__, default="pass")
+
+
+class Blocked(Exception):
+    """Internal signal: a rail blocked; the caller answers with the refusal."""
+
+
+class Pipeline:
+    def __init__(self, loaded: LoadedPolicy, upstream: Upstream, components: BuildContext):
+        self.loaded = loaded
+        self.upstream = upstream
+        policy = loaded.policy
+        self.input_rails = self._build_rails(policy.input_rails, "input_rails", components)
+        self.output_rails = self._build_rails(policy.output_rails, "output_rails", components)
+        redacts = any(rail.action == "redact" for rail in policy.input_rails)
+        self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
+        self.best_of_n = None
+        if policy.best_of_n is not None:
+            reward = self._build(
+                "best_of_n.reward",
+                policy.best_of_n.reward,
+                lambda spec: build_reward(spec, components),
+            )
+            self.best_of_n = BestOfNStage(policy.best_of_n, reward)
+        self.constitutional = None
+        if policy.constitutional is not None:
+            spec = policy.constitutional
+            critic = components.endpoint(spec.critic) if spec.critic else upstream
+            judge_reward = (
+                self._build(
+                    "constitutional.reward", spec.reward, lambda r: build_reward(r, components)
+                )
+                if spec.reward is not None
+                else None
+            )
+            self.constitutional = ConstitutionalStage(spec, critic, judge_reward)
+
+    def _build_rails(self, specs: list[Any], section: str, components: BuildContext) -> list[Rail]:
+        return [
+            self._build(f"{section}[{index}]", spec, lambda s: _build_rail(s, components))
+            for index, spec in enumerate(specs)
+        ]
+
+    def _build(self, where: str, spec: Any, build: Callable[[Any], T]) -> T:
+        """Build a component; a failure names the policy, the place and the kind."""
+        try:
+            return build(spec)
+        except Exception as exc:
+            raise PolicyError(
+                [
+                    f"{self.loaded.source}: policy '{self.name}': {where} ({spec.kind}) "
+                    f"could not be built: {type(exc).__name__}: {exc}"
+                ]
+            ) from exc
+
+    @property
+    def name(self) -> str:
+        return self.loaded.policy.name
+
+    def guard_info(self, ctx: RequestContext) -> dict[str, Any]:
+        """The ``guard`` object added to every response."""
+        verdicts = [r.to_dict() for _, j in ctx.judgements for r in j.reports]
+        info: dict[str, Any] = {
+            "policy": self.name,
+            "policy_sha256": self.loaded.digest[:16],
+            "verdict": ctx.verdict,
+            "verdicts": verdicts,
+        }
+        if ctx.stream_checks:
+            info["stream_checks"] = ctx.stream_checks
+        if ctx.best_of_n is not None:
+            info["best_of_n"] = ctx.best_of_n
+        if ctx.constitutional is not None:
+            info["constitutional"] = ctx.constitutional
+        return info
+
+    # -- plain JSON ---------------------------------------------------------------
+
+    async def complete(
+        self, path: str, body: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        try:
+            if self.best_of_n is not None and self.best_of_n.spec.prune is not None:
+                result, judged = await self._pruned_best_of_n(path, body, ctx)
+            else:
+                generation_body = (
+                    upstream_request(self.best_of_n.spec, body) if self.best_of_n else body
+                )
+                result = await self._guarded_generation(
+                    path,
+                    generation_body,
+                    ctx,
+                    lambda b: self.upstream.post_json(path, b, ctx.request_id),
+                )
+                judged = False
+                if self.best_of_n is not None:
+                    judged = await self._best_of_n(path, body, result, ctx)
+                ctx.trace.keep_result(path, body, result)
+            if self.constitutional is not None:
+                await self._constitutional(path, body, result, ctx, judged)
+            elif not judged:
+                await self._judge_output(path, body, result, ctx)
+        except Blocked:
+            result = self._refusal(path, body, ctx)
+        result["guard"] = self.guard_info(ctx)
+        return result
+
+    async def _pruned_best_of_n(
+        self, path: str, body: dict[str, Any], ctx: RequestContext, pruner: Pruner | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """The pruned best-of-n result; True when the output rails already judged it.
+
+        With a ``pruner`` made to stop at a streamable survivor, the result may be that
+        survivor's partial answer (``pruner.survivor``), judged by nobody yet."""
+        assert self.best_of_n is not None
+        stream_last = pruner is not None
+        pruner = pruner or Pruner(self.best_of_n, self.upstream, ctx.trace)
+        filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
+
+        async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
+            return await self._judge_choices(path, body, choices, ctx)
+
+        result, ctx.best_of_n = await self._guarded_generation(
+            path,
+            body,
+            ctx,
+            lambda b: pruner.generate(
+                path, b, ctx.request_id, judge_all if filtering else None, stream_last
+            ),
+        )
+        if not result["choices"]:
+            raise Blocked
+        ctx.trace.keep_result(path, body, result)
+        return result, filtering
+
+    async def _best_of_n(
+        self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext
+    ) -> bool:
+        """Keep the best candidates; True when the output rails already judged them."""
+        assert self.best_of_n is not None
+        filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
+        judged: list[Judgement] = []
+
+        async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
+            judged.extend(await self._judge_choices(path, body, choices, ctx))
+            return judged
+
+        _, ctx.best_of_n, all_unsafe = await self.best_of_n.select(
+            path, body, result, judge_all if filtering else None, ctx.trace
+        )
+        if all_unsafe:
+            raise Blocked
+        if judged:
+            ctx.winner_judgements = [judged[i] for i in ctx.best_of_n["chosen"]]
+        return filtering
+
+    async def _constitutional(
+        self,
+        path: str,
+        body: dict[str, Any],
+        result: dict[str, Any],
+        ctx: RequestContext,
+        judged: bool,
+    ) -> None:
+        """Critique and revise the choices that trigger; judge every final text."""
+        assert self.constitutional is not None
+        stage = self.constitutional
+        conversation = list(body.get("messages") or [])
+        if path == COMPLETIONS:
+            conversation = [{"role": "user", "content": str(body.get("prompt") or "")}]
+        choices = result["choices"]
+        judgements = ctx.winner_judgements
+        if judgements is None and self.output_rails:
+            judgements = await self._judge_choices(path, body, choices, ctx)
+        refusal_message = self.loaded.policy.refusal.message
+        infos = []
+        for index, choice in enumerate(choices):
+            draft = choice_text(path, choice)
+            judgement = judgements[index] if judgements else None
+            with ctx.trace.timed("reward"):
+                score = await stage.reward_score(conversation, draft)
+            reason = trigger_reason(stage.spec, judgement, score)
+            if reason is None:
+                infos.append({"triggered": False, "reward": score})
+                if judgement is not None and judgement.blocked:
+                    set_choice_text(path, choice, refusal_message, filtered=True)
+                continue
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            with ctx.trace.timed("critique"):
+                outcome = await stage.revise(
+                    conversation, draft, ctx.upstream_model, reason, ctx.request_id, limit
+                )
+            set_choice_text(path, choice, outcome.text, filtered=False)
+            outcome.info["final"] = "passed"
+            if self.output_rails:
+                [final] = await self._judge_choices(path, body, [choice], ctx)
+                if final.blocked:
+                    set_choice_text(path, choice, refusal_message, filtered=True)
+                    outcome.info["final"] = "blocked"
+            infos.append(outcome.info)
+        ctx.constitutional = infos[0] if len(infos) == 1 else {"choices": infos}
+        blocked = any(c.get("finish_reason") == "content_filter" for c in choices)
+        if self.loaded.policy.refusal.http_error and blocked:
+            raise ContentFiltered(refusal_message, self.guard_info(ctx))
+
+    # -- streaming ----------------------------------------------------------------
+
+    async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
+        """Start a stream. Errors before the first byte still get a proper status."""
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        if self._streams_survivor(body):
+            return await self._stream_pruned(path, body, unstreamed, ctx, wants_usage)
+        if self.best_of_n is not None or self.constitutional is not None:
+            # The answer is chosen (or revised) when finished, then streamed.
+            return replay(as_events(path, await self.complete(path, unstreamed, ctx), wants_usage))
+        return await self._stream_generation(path, body, ctx, wants_usage)
+
+    def _streams_survivor(self, body: dict[str, Any]) -> bool:
+        """Pruned best-of-n for one answer streams its last survivor's continuation."""
+        return (
+            self.best_of_n is not None
+            and self.best_of_n.spec.prune is not None
+            and self.constitutional is None
+            and (body.get("n") or 1) == 1
+        )
+
+    async def _stream_pruned(
+        self,
+        path: str,
+        body: dict[str, Any],
+        unstreamed: dict[str, Any],
+        ctx: RequestContext,
+        wants_usage: bool,
+    ) -> Relay:
+        """Prune; stream the last survivor's continuation, or replay a finished answer."""
+        assert self.best_of_n is not None
+        pruner = Pruner(self.best_of_n, self.upstream, ctx.trace)
+        try:
+            result, judged = await self._pruned_best_of_n(path, unstreamed, ctx, pruner)
+            survivor = pruner.survivor
+            if survivor is None and not judged:
+                await self._judge_output(path, unstreamed, result, ctx)
+        except Blocked:
+            result, survivor = self._refusal(path, body, ctx), None
+        if survivor is None:
+            result["guard"] = self.guard_info(ctx)
+            return replay(as_events(path, result, wants_usage))
+        request = self._stream_body(survivor.request, wants_usage)
+        response = await self.upstream.open_stream(path, request, ctx.request_id)
+        chunks = survivor_events(path, result, survivor, self.upstream.iter_bytes(response))
+        return self._guarded_relay(path, body, chunks, response, ctx, wants_usage)
+
+    def _stream_body(self, body: dict[str, Any], wants_usage: bool) -> dict[str, Any]:
+        """The upstream's streaming request. With output rails, usage in every chunk lets
+        a stream cut short still report what was generated."""
+        options = dict(body.get("stream_options") or {})
+        if self.output_rails:
+            options |= {"include_usage": True, "continuous_usage_stats": True}
+        elif wants_usage:
+            options["include_usage"] = True
+        return {**body, "stream_options": options} if options else body
+
+    async def _stream_generation(
+        self, path: str, body: dict[str, Any], ctx: RequestContext, wants_usage: bool
+    ) -> Relay:
+        try:
+            response = await self._guarded_generation(
+                path,
+                self._stream_body(body, wants_usage),
+                ctx,
+                lambda b: self.upstream.open_stream(path, b, ctx.request_id),
+                discard=self.upstream.close,
+            )
+        except Blocked:
+            result = self._refusal(path, body, ctx)
+            result["guard"] = self.guard_info(ctx)
+            return replay(as_events(path, result, wants_usage))
+        chunks = ctx.trace.upstream_chunks(self.upstream.iter_bytes(response))
+        return self._guarded_relay(path, body, chunks, response, ctx, wants_usage)
+
+    def _guarded_relay(
+        self,
+        path: str,
+        body: dict[str, Any],
+        chunks: AsyncIterator[bytes],
+        response: Any,
+        ctx: RequestContext,
+        wants_usage: bool,
+    ) -> Relay:
+        """Relay an upstream stream, through the output rails' window when there are any."""
+        if not self.output_rails:
+            return Relay(
+                passed_through(chunks, partial(self.guard_info, ctx)),
+                partial(self.upstream.close, response),
+            )
+        conversation = tuple(body.get("messages") or ())
+
+        async def judge_text(text: str, index: int) -> Judgement:
+            with ctx.trace.timed("output_rails"):
+                [judgement] = await judge(
+                    self.output_rails, [Subject(text, "assistant", conversation)], "output"
+                )
+            ctx.stream_checks += 1
+            if judgement.outcome != "pass":
+                ctx.judgements.append(("output", judgement))
+            return judgement
+
+        guard = StreamGuard(
+            self.loaded.policy.streaming,
+            judge_text,
+            lambda: self.guard_info(ctx),
+            wants_usage=wants_usage,
+        )
+        return Relay(guard.run(chunks), partial(self.upstream.close, response))
+
+    # -- stages -------------------------------------------------------------------
+
+    async def _guarded_generation(
+        self,
+        path: str,
+        body: dict[str, Any],
+        ctx: RequestContext,
+        generate: Callable[[dict[str, Any]], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """Generate behind the input rails. Raises ``Blocked`` if a rail blocks."""
+        body = self._upstream_body(body, ctx)
+        generate = ctx.trace.timed_call("generation", generate)
+        if not self.input_rails:
+            return await generate(body)
+        subjects = input_subjects(path, body)
+        if not self.input_in_parallel:
+            judgements = await self._judge(self.input_rails, subjects, "input", ctx)
+            if any(j.blocked for j in judgements):
+                raise Blocked
+            texts = [j.redacted(s.text) for j, s in zip(judgements, subjects, strict=True)]
+            if texts != [s.text for s in subjects]:
+                body = with_redacted_input(path, body, texts)
+            return await generate(body)
+        generation = asyncio.ensure_future(generate(body))
+        try:
+            judgements = await self._judge(self.input_rails, subjects, "input", ctx)
+        except BaseException:
+            await _cancel(generation, discard)
+            raise
+        if any(j.blocked for j in judgements):
+            await _cancel(generation, discard)
+            raise Blocked
+        return await generation
+
+    async def _judge_output(
+        self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext
+    ) -> None:
+        if not self.output_rails:
+            return
+        judgements = await self._judge_choices(path, body, result["choices"], ctx)
+        refusal_message = self.loaded.policy.refusal.message
+        for choice, judgement in zip(result["choices"], judgements, strict=True):
+            if judgement.blocked:
+                set_choice_text(path, choice, refusal_message, filtered=True)
+        if self.loaded.policy.refusal.http_error and any(j.blocked for j in judgements):
+            raise ContentFiltered(refusal_message, self.guard_info(ctx))
+
+    async def _judge_choices(
+        self,
+        path: str,
+        body: dict[str, Any],
+        choices: list[dict[str, Any]],
+        ctx: RequestContext,
+    ) -> list[Judgement]:
+        """Judge finished choices with the output rails; apply redactions in place."""
+        subjects = output_subjects(path, body, {"choices": choices})
+        judgements = await self._judge(self.output_rails, subjects, "output", ctx)
+        for choice, subject, judgement in zip(choices, subjects, judgements, strict=True):
+            if judgement.redactions and not judgement.blocked:
+                set_choice_text(path, choice, judgement.redacted(subject.text), filtered=False)
+        return judgements
+
+    async def _judge(
+        self, rails: list[Rail], subjects: list[Any], stage: Stage, ctx: RequestContext
+    ) -> list[Judgement]:
+        with ctx.trace.timed(f"{stage}_rails"):
+            judgements = await judge(rails, subjects, stage)
+        ctx.judgements += [(stage, j) for j in judgements]
+        return judgements
+
+    def _refusal(self, path: str, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        message = self.loaded.policy.refusal.message
+        if self.loaded.policy.refusal.http_error:
+            raise ContentFiltered(message, self.guard_info(ctx))
+        return refusal(path, str(body.get("model")), message, body.get("n") or 1, ctx.request_id)
+
+    def _upstream_body(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        return {**body, "model": ctx.upstream_model}
+
+
+def _build_rail(spec: Any, components: BuildContext) -> Rail:
+    escalation = _build_rail(spec.escalate.to, components) if spec.escalate else None
+    return Rail(spec, build_classifier(spec, components), escalation)
+
+
+async def _cancel(task: asyncio.Future[T], discard: Callable[[T], Awaitable[None]] | None) -> None:
+    """Cancel a generation; if it already finished, release what it produced."""
+    task.cancel()
+    await asyncio.wait([task])
+    if task.cancelled() or task.exception() is not None:
+        return
+    if discard is not None:
+        await discard(task.result())

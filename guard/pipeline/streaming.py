@@ -1,0 +1,360 @@
+"""Guarded streaming: output rails on a stream, with no unchecked text ever released.
+
+Each choice of the stream holds the chunks it has not released yet. A check judges the
+recent released text (``context_tokens`` chunks) plus the held chunks. When it passes,
+the held chunks it judged go out, except the last ``window_tokens - 1`` text chunks:
+those stay back, so a phrase of up to ``window_tokens`` chunks that straddles the cut
+was judged whole, and is judged whole again, before any part of it goes out. A phrase
+of up to ``window_tokens`` chunks is therefore never released in part.
+
+When checks run, per choice:
+
+* the first as soon as ``window_tokens`` text chunks are held: it releases the first one;
+* then whenever ``chunk_tokens`` new text chunks arrived since the last check began
+  (with ``check_at: sentence``, at a sentence end, or after 4 x ``chunk_tokens``);
+* never two at once. Chunks that arrive while a check runs wait for the next one, which
+  covers all of them (up to 4 x ``chunk_tokens``). When the rails are slow, as a busy
+  CPU classifier is, the checks grow longer and fewer by themselves, and concurrent
+  streams' checks meet in the classifier's batches;
+* at the end of the choice the rest is judged (with ``final_check``, the whole answer)
+  before the last chunks go out. Without ``final_check``, held chunks that a passing
+  check already covered go out without being judged again.
+
+A chunk with no text (the role, a bare finish) counts for nothing; a chunk with text
+counts as one token, which is how vLLM streams. Upstream events are read by a task of
+their own while checks run, so a check never holds up reading; closing the stream
+cancels that task and every check in flight.
+
+A block stops that choice: a last chunk with ``finish_reason: "content_filter"`` and
+the verdict under ``guard``; when every choice has stopped, the upstream request is
+closed, so vLLM stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from guard.errors import GuardError, UpstreamStreamBroken
+from guard.pipeline.rails import Judgement
+from guard.policy.models import Streaming
+from guard.protocol.sse import DONE, data_event, error_event, split_events
+
+SENTENCE_END = re.compile(r"[.!?;:]\s*$|\n\s*$")
+COALESCE = 4
+"""A check covers at most this many times ``chunk_tokens`` new text chunks."""
+
+Judge = Callable[[str, int], Awaitable[Judgement]]
+"""Judges ``(text, choice index)``; the pipeline binds it to the output rails."""
+
+
+def chunk_text(choice: dict[str, Any]) -> str:
+    """The text a streamed choice adds: content, text-completion text, tool-call arguments."""
+    if "text" in choice:
+        return str(choice.get("text") or "")
+    delta = choice.get("delta") or {}
+    parts = [str(delta.get("content") or "")]
+    for call in delta.get("tool_calls") or []:
+        parts.append(str((call.get("function") or {}).get("arguments") or ""))
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of a choice: what it judges, and how far it may release if it passes."""
+
+    text: str
+    start: int
+    """Where the held text starts in ``text`` (before it: context)."""
+    end: int
+    """The held chunks ``held[:end]`` are judged."""
+    cut: int
+    """On a pass, ``held[:cut]`` go out."""
+    final: bool
+    judged: bool = True
+    """False: a passing check already covered every held character; nothing to ask."""
+
+
+@dataclass
+class ChoiceGuard:
+    """The held and released chunks of one choice, and when to judge them."""
+
+    settings: Streaming
+    held: list[dict[str, Any]] = field(default_factory=list)
+    """Upstream chunks (each carrying only this choice) not released yet."""
+    texts: list[str] = field(default_factory=list)
+    """The text of each held chunk."""
+    checked: int = 0
+    """``held[:checked]`` were judged, in full, by the last passing check."""
+    held_count: int = 0
+    new_count: int = 0
+    """Text chunks held, and held since ``checked``."""
+    clean: bool = False
+    """The last passing check redacted nothing (so ``held[:checked]`` may go out as is)."""
+    began: bool = False
+    """A check has run (the first one waits for a full window)."""
+    released: list[str] = field(default_factory=list)
+    """Texts of released chunks, for the context of later checks."""
+    in_flight: asyncio.Task[None] | None = None
+    stopped: bool = False
+    finished: bool = False
+    """The upstream sent this choice's finish chunk."""
+    done: bool = False
+    """Everything this choice will ever send is sent."""
+
+    def hold(self, chunk: dict[str, Any]) -> None:
+        choice = chunk["choices"][0]
+        self.held.append(chunk)
+        text = chunk_text(choice)
+        self.texts.append(text)
+        if text:
+            self.held_count += 1
+            self.new_count += 1
+        if choice.get("finish_reason") is not None:
+            self.finished = True
+
+    def _text_chunks(self, start: int, end: int) -> int:
+        return sum(1 for text in self.texts[start:end] if text)
+
+    def next_check(self) -> Check | None:
+        """The check to run now, if one is due."""
+        if self.stopped or self.done or self.in_flight is not None:
+            return None
+        w, c = self.settings.window_tokens, self.settings.chunk_tokens
+        most = max(COALESCE * c, w)
+        if self.finished:
+            if self.settings.final_check or self.new_count <= most:
+                return self._final()
+        elif not self._due(w, c):
+            return None
+        end = self._limit(most)
+        return self._check(end, self._cut(end, w - 1), final=False)
+
+    def _due(self, w: int, c: int) -> bool:
+        if self.held_count < w or (self.began and self.new_count < c):
+            return False
+        if self.settings.check_at == "sentence" and self.new_count < COALESCE * c:
+            return bool(SENTENCE_END.search("".join(self.texts[-8:])))
+        return True
+
+    def _limit(self, most_new: int) -> int:
+        """The end of a check that judges at most ``most_new`` new text chunks."""
+        count = 0
+        for position in range(self.checked, len(self.held)):
+            if self.texts[position]:
+                count += 1
+                if count > most_new:
+                    return position
+        return len(self.held)
+
+    def _cut(self, end: int, keep: int) -> int:
+        """Release up to here: ``held[:end]`` less its last ``keep`` text chunks."""
+        if keep == 0:
+            return end
+        kept = 0
+        for position in range(end - 1, -1, -1):
+            if self.texts[position]:
+                kept += 1
+                if kept == keep:
+                    return position
+        return 0
+
+    def _final(self) -> Check | None:
+        whole = self.settings.final_check
+        if not whole and self.clean and not self.new_count:
+            return self._check(len(self.held), len(self.held), final=True, judged=False)
+        if not self.held and not whole:
+            self.done = True
+            return None
+        return self._check(len(self.held), len(self.held), final=True, whole=whole)
+
+    def _check(
+        self, end: int, cut: int, final: bool, whole: bool = False, judged: bool = True
+    ) -> Check:
+        keep = len(self.released) if whole else self.settings.context_tokens
+        context = "".join(self.released[-keep:]) if keep else ""
+        return Check(context + "".join(self.texts[:end]), len(context), end, cut, final, judged)
+
+    def release(self, cut: int, end: int, clean: bool) -> list[dict[str, Any]]:
+        """Hand out ``held[:cut]``; ``held[:end]`` passed a check."""
+        out, self.held = self.held[:cut], self.held[cut:]
+        self.released += self.texts[:cut]
+        self.texts = self.texts[cut:]
+        self.checked, self.clean, self.began = end - cut, clean, True
+        self.held_count = self._text_chunks(0, len(self.held))
+        self.new_count = self._text_chunks(self.checked, len(self.held))
+        return out
+
+
+@dataclass
+class StreamGuard:
+    """Runs the chunks of one upstream stream through the output rails, per choice."""
+
+    settings: Streaming
+    judge: Judge
+    guard_info: Callable[[], dict[str, Any]]
+    choices: dict[int, ChoiceGuard] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    wants_usage: bool = False
+    tagged: bool = False
+    _head: dict[str, Any] = field(default_factory=dict)
+    """id, object, created, model of the upstream's chunks."""
+    _inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
+    """Upstream events, check results and the end of the upstream, in arrival order."""
+
+    def _choice(self, index: int) -> ChoiceGuard:
+        if index not in self.choices:
+            self.choices[index] = ChoiceGuard(self.settings)
+        return self.choices[index]
+
+    async def run(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        reader = asyncio.create_task(self._read(chunks))
+        try:
+            try:
+                async for out in self._serve():
+                    yield out
+                if self.wants_usage and self.usage is not None:
+                    yield self._event({"choices": [], "usage": self.usage})
+            except GuardError as exc:
+                yield error_event(exc)
+            yield DONE + b"\n\n"
+        finally:
+            # A closed or cancelled stream must leave nothing running: the reader (so
+            # the upstream can be closed) and every pending check.
+            reader.cancel()
+            for choice in self.choices.values():
+                if choice.in_flight is not None:
+                    choice.in_flight.cancel()
+
+    async def _serve(self) -> AsyncIterator[bytes]:
+        upstream_done = False
+        while not upstream_done or not all(c.done or c.stopped for c in self.choices.values()):
+            kind, item = await self._inbox.get()
+            if kind == "event":
+                outs = self._on_event(item)
+            elif kind == "checked":
+                outs = self._on_checked(*item)
+            elif kind == "done":
+                upstream_done, outs = True, []
+                for choice in self.choices.values():
+                    choice.finished = True
+            else:
+                raise item
+            for index, choice in self.choices.items():
+                outs += self._start_due(index, choice)
+            for out in outs:
+                yield out
+            if self.choices and all(c.stopped for c in self.choices.values()):
+                return  # every choice blocked: stop reading, so the upstream is closed
+
+    async def _read(self, chunks: AsyncIterator[bytes]) -> None:
+        try:
+            async for event in split_events(chunks):
+                if event == DONE:
+                    self._inbox.put_nowait(("done", None))
+                    return
+                self._inbox.put_nowait(("event", event))
+            raise UpstreamStreamBroken("the upstream ended the stream without [DONE]")
+        except Exception as exc:  # handed to the stream, which reports it
+            self._inbox.put_nowait(("error", exc))
+
+    def _on_event(self, event: bytes) -> list[bytes]:
+        try:
+            chunk = orjson.loads(event.removeprefix(b"data:").strip())
+        except orjson.JSONDecodeError:
+            return []
+        if not isinstance(chunk, dict) or "error" in chunk:
+            return [event + b"\n\n"]
+        self._head = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            state = self._choice(int(choice.get("index", 0)))
+            if not state.stopped:
+                state.hold({**self._head, "choices": [choice]})
+        return []
+
+    def _start_due(self, index: int, state: ChoiceGuard) -> list[bytes]:
+        check = state.next_check()
+        if check is None:
+            return []
+        if not check.judged:
+            state.done = True
+            return [self._event(chunk) for chunk in state.release(check.cut, check.end, True)]
+        state.in_flight = asyncio.create_task(self._judge(index, check))
+        return []
+
+    async def _judge(self, index: int, check: Check) -> None:
+        try:
+            judgement = await self.judge(check.text, index)
+        except Exception as exc:
+            self._inbox.put_nowait(("error", exc))
+        else:
+            self._inbox.put_nowait(("checked", (index, check, judgement)))
+
+    def _on_checked(self, index: int, check: Check, judgement: Judgement) -> list[bytes]:
+        """Release what a check passed, or stop the choice on a block."""
+        state = self.choices[index]
+        state.in_flight = None
+        state.done = check.final
+        if judgement.blocked:
+            state.stopped = True
+            state.held, state.texts = [], []
+            return [self._event({"choices": [self._stop(index)]})]
+        if not judgement.redactions:
+            return [self._event(c) for c in state.release(check.cut, check.end, clean=True)]
+        return self._release_redacted(index, state, judgement, check)
+
+    def _release_redacted(
+        self, index: int, state: ChoiceGuard, judgement: Judgement, check: Check
+    ) -> list[bytes]:
+        """Release the passed text with its spans replaced, as one chunk.
+
+        The cut moves back before any span that would straddle it, so a redacted span
+        is never released in part.
+        """
+        lengths = [len(text) for text in state.texts[: check.end]]
+        cut = check.cut
+        while cut > 0:
+            end = check.start + sum(lengths[:cut])
+            if not any(s < end < e for s, e, _ in judgement.redactions):
+                break
+            cut -= 1
+        end = check.start + sum(lengths[:cut])
+        piece = check.text[check.start : end]
+        for s, e, replacement in sorted(judgement.redactions, reverse=True):
+            if check.start <= s and e <= end:
+                piece = piece[: s - check.start] + replacement + piece[e - check.start :]
+        released = state.release(cut, check.end, clean=False)
+        if not released:
+            return []
+        state.released[-len(released) :] = [piece] + [""] * (len(released) - 1)
+        finish = released[-1]["choices"][0].get("finish_reason")
+        return [self._event({"choices": [self._text_choice(index, piece, finish)]})]
+
+    def _is_chat(self) -> bool:
+        return "chat" in str(self._head.get("object"))
+
+    def _text_choice(self, index: int, text: str, finish: str | None) -> dict[str, Any]:
+        part: dict[str, Any] = {"delta": {"content": text}} if self._is_chat() else {"text": text}
+        return {"index": index, **part, "finish_reason": finish, "logprobs": None}
+
+    def _stop(self, index: int) -> dict[str, Any]:
+        part: dict[str, Any] = {"delta": {}} if self._is_chat() else {"text": ""}
+        return {"index": index, **part, "finish_reason": "content_filter", "logprobs": None}
+
+    def _event(self, chunk: dict[str, Any]) -> bytes:
+        """Our chunk: the upstream's head, ``guard`` on the first and on every block."""
+        chunk = {**self._head, **chunk}
+        if chunk.get("choices"):
+            chunk.pop("usage", None)  # per-chunk usage stats stay internal
+        stopped = any(c.get("finish_reason") == "content_filter" for c in chunk.get("choices", []))
+        if not self.tagged or stopped:
+            chunk["guard"] = self.guard_info()
+            self.tagged = True
+        return data_event(chunk)

@@ -1,0 +1,142 @@
+"""What a policy file may say: frozen models that forbid unknown keys.
+
+A typo stops the server at start with file and line (``guard.yaml_errors``); it never
+fails a request later.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from guard.components.specs import AnyClassifier, AnyReward, RemoteModel
+
+WILDCARD = "*"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Prune(Section):
+    """Speculative-rejection style pruning of best-of-n candidates."""
+
+    segment_tokens: int = Field(default=32, ge=1)
+    keep_fraction: float = Field(default=0.5, gt=0, lt=1)
+    rounds: int = Field(default=2, ge=1)
+
+
+class BestOfN(Section):
+    n: int = Field(ge=2, le=64)
+    reward: AnyReward
+    filter_unsafe: bool = False
+    """Judge every candidate with the output rails first; only safe ones compete."""
+    on_reward_error: Literal["first_safe", "fail"] = "first_safe"
+    """When the reward fails or times out: return the first safe candidate, or 503."""
+    min_temperature: float = Field(default=0.7, gt=0, le=2)
+    """Candidates must differ: a request asking for less (e.g. greedy) is sampled at this."""
+    prune: Prune | None = None
+
+
+class Principle(Section):
+    name: str
+    critique: str
+    revision: str
+
+
+class Templates(Section):
+    critique: str | None = None
+    revision: str | None = None
+
+
+class Constitutional(Section):
+    principles: list[Principle] = []
+    principles_file: str | None = None
+    """A YAML list of principles, relative to the policy file."""
+    trigger: Literal["always", "flagged", "low_reward"] = "flagged"
+    reward: AnyReward | None = None
+    reward_threshold: float | None = None
+    select: Literal["all", "random", "rotate"] = "all"
+    per_round: int | None = Field(default=None, ge=1)
+    max_rounds: int = Field(default=1, ge=1, le=8)
+    critic: RemoteModel | None = None
+    """Another endpoint and model to critique with; None uses the request's upstream."""
+    show_critiques: bool = True
+    templates: Templates = Templates()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Constitutional:
+        if not self.principles and self.principles_file is None:
+            raise ValueError("give 'principles' or a 'principles_file'")
+        if self.trigger == "low_reward" and (self.reward is None or self.reward_threshold is None):
+            raise ValueError("trigger 'low_reward' needs both 'reward' and 'reward_threshold'")
+        return self
+
+
+class Streaming(Section):
+    window_tokens: int = Field(default=32, ge=1)
+    """Text is released only after the output rails passed a window containing it."""
+    chunk_tokens: int = Field(default=16, ge=1)
+    context_tokens: int = Field(default=64, ge=0)
+    check_at: Literal["every_chunk", "sentence"] = "every_chunk"
+    final_check: bool = True
+
+
+class Refusal(Section):
+    message: str = "I'm sorry, but I can't help with that."
+    http_error: bool = False
+    """Answer a block with HTTP 400, code content_filter, instead of a normal completion."""
+
+
+class Audit(Section):
+    include_text: bool = False
+    """Put the prompt and the answers in this policy's audit lines (left out by default)."""
+
+
+class Policy(Section):
+    name: str = Field(min_length=1)
+    description: str = ""
+    models: dict[str, str | None] = Field(min_length=1)
+    """Model name clients send -> upstream model name (null: the same name). '*' catches all."""
+    input_rails: list[AnyClassifier] = []
+    input_rails_mode: Literal["parallel", "sequential"] | None = None
+    """parallel: generation starts with the input rails and is cancelled if one blocks.
+    Unset: parallel, unless an input rail redacts (then generation must wait for it)."""
+    output_rails: list[AnyClassifier] = []
+    best_of_n: BestOfN | None = None
+    constitutional: Constitutional | None = None
+    streaming: Streaming = Streaming()
+    refusal: Refusal = Refusal()
+    audit: Audit = Audit()
+    shadow: str | None = None
+    """Another policy whose rails also judge this policy's traffic, in flag mode, off the
+    response path: what it would have done goes to the metrics and the audit log."""
+    keys_only: bool = False
+    """Served only to API keys whose ``policy`` names it, so its model names may also
+    belong to another policy (routing by key). Also fits a policy used only as a shadow."""
+
+    @model_validator(mode="after")
+    def _flagged_needs_output_rails(self) -> Policy:
+        constitution = self.constitutional
+        if constitution and constitution.trigger == "flagged" and not self.output_rails:
+            raise ValueError(
+                "constitutional trigger 'flagged' needs output_rails to flag the draft; "
+                "add one, or use trigger 'always' or 'low_reward'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _parallel_cannot_redact(self) -> Policy:
+        if self.input_rails_mode == "parallel" and any(
+            rail.action == "redact" for rail in self.input_rails
+        ):
+            raise ValueError(
+                "input_rails_mode 'parallel' cannot be used with an input rail that redacts: "
+                "the model must be sent the redacted prompt. Use 'sequential' or leave it unset."
+            )
+        return self
+
+    def upstream_model(self, requested: str) -> str:
+        target = self.models.get(requested, self.models.get(WILDCARD))
+        return target or requested

@@ -1,0 +1,69 @@
+"""What a streamed response is made of: a ``Relay`` of server-sent events, and the
+ways the pipeline makes one (replaying a finished answer, passing an upstream through)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from guard.errors import GuardError, UpstreamStreamBroken
+from guard.protocol.sse import DONE, EVENT_END, error_event, split_events
+
+GuardInfo = Callable[[], dict[str, Any]]
+"""The response's ``guard`` object, made when it is sent."""
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Events to send; ``aclose`` must be awaited however the response ends."""
+
+    events: AsyncIterator[bytes]
+    aclose: Callable[[], Awaitable[None]]
+
+
+def replay(events: Iterator[bytes]) -> Relay:
+    """A relay of events already made (a finished answer, a refusal)."""
+
+    async def each() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    async def nothing_to_close() -> None:
+        return None
+
+    return Relay(each(), nothing_to_close)
+
+
+async def passed_through(chunks: AsyncIterator[bytes], info: GuardInfo) -> AsyncIterator[bytes]:
+    """Upstream events as they arrive; always ends with ``[DONE]``.
+
+    The first JSON chunk carries the ``guard`` object. A broken upstream becomes an
+    error event, so the client is told instead of seeing a silently short answer.
+    """
+    tagged = False
+    try:
+        async for event in split_events(chunks):
+            if event == DONE:
+                break
+            if not tagged and event.startswith(b"data: {"):
+                event, tagged = _with_guard_info(event, info)
+            yield event + EVENT_END
+        else:
+            raise UpstreamStreamBroken("the upstream ended the stream without [DONE]")
+    except GuardError as exc:
+        yield error_event(exc)
+    yield DONE + EVENT_END
+
+
+def _with_guard_info(event: bytes, info: GuardInfo) -> tuple[bytes, bool]:
+    try:
+        chunk = orjson.loads(event[6:])
+    except orjson.JSONDecodeError:
+        return event, False
+    if not isinstance(chunk, dict) or "error" in chunk:
+        return event, False
+    chunk["guard"] = info()
+    return b"data: " + orjson.dumps(chunk), True

@@ -1,0 +1,81 @@
+"""What routes record about a request once the gate let it in: which policy serves it
+(routing by key, then by name), its context, and its usage, for ``Operations.finish``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from guard.pipeline.runner import Pipeline, RequestContext
+from guard.policy.models import WILDCARD
+from guard.policy.routing import Route
+from guard.protocol.relay import Relay
+from guard.server.middleware import record_of
+
+
+def admit(request: Request, model: str) -> tuple[Pipeline, Route]:
+    """Route ``model`` for this caller (by key, then by name); raises 404 or 403."""
+    record = record_of(request)
+    route = record.runtime.route(model, record.key)
+    record.pipeline = record.runtime.pipelines[route.policy.policy.name]
+    record.model = model
+    record.model_entry = model if model in route.policy.policy.models else WILDCARD
+    return record.pipeline, route
+
+
+def admit_moderation(request: Request, pipeline: Pipeline, model: str | None) -> None:
+    record = record_of(request)
+    if record.key is not None:
+        record.key.check_allowed(model, pipeline.name)
+    record.pipeline, record.model = pipeline, model or ""
+    record.model_entry = model if model in pipeline.loaded.policy.models else WILDCARD
+
+
+def observe(
+    request: Request, ctx: RequestContext, body: dict[str, Any], stream: bool
+) -> dict[str, Any]:
+    """Attach the request's context; returns the body to give the pipeline.
+
+    A stream is always asked for usage, to count its tokens; ``observed_relay``
+    removes the usage chunk again when the client did not ask for it.
+    """
+    record = record_of(request)
+    assert record.pipeline is not None
+    record.ctx, record.body, record.stream = ctx, body, stream
+    policy = record.pipeline.loaded.policy
+    shadow = (record.key.shadow if record.key else None) or policy.shadow
+    record.shadow = record.runtime.pipelines[shadow] if shadow is not None else None
+    ctx.trace.keep_answers = record.shadow is not None or policy.audit.include_text
+    if not stream or _wants_usage(body):
+        return body
+    return {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+
+
+def observed_relay(request: Request, relay: Relay, body: dict[str, Any]) -> Relay:
+    record = record_of(request)
+    wanted = _wants_usage(body)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for event in relay.events:
+            if b'"usage"' in event and event.startswith(b"data: {"):
+                chunk = orjson.loads(event[6:])
+                if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                    record.usage = chunk["usage"]
+                    if not wanted and not chunk.get("choices"):
+                        continue
+            yield event
+
+    return Relay(events(), relay.aclose)
+
+
+def note_result(request: Request, result: dict[str, Any]) -> None:
+    usage = result.get("usage")
+    record_of(request).usage = usage if isinstance(usage, dict) else None
+
+
+def _wants_usage(body: dict[str, Any]) -> bool:
+    return bool((body.get("stream_options") or {}).get("include_usage"))

@@ -1,0 +1,191 @@
+"""HTTP routes. Thin: parse, route to a policy's pipeline, choose JSON or SSE."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
+from guard.pipeline.runner import RequestContext
+from guard.protocol.messages import CHAT, COMPLETIONS
+from guard.protocol.relay import Relay
+from guard.protocol.schema import ChatCompletionRequest, CompletionRequest, GenerationRequest
+from guard.server.admission import admit, admit_moderation, note_result, observe, observed_relay
+from guard.server.middleware import record_of
+from guard.server.moderation import choose_pipeline, moderate, moderation_inputs
+from guard.server.state import GuardState
+
+Schema = TypeVar("Schema", bound=BaseModel)
+_STARTED = int(time.time())
+
+
+class ORJSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class RelayResponse(StreamingResponse):
+    """An SSE response that closes the upstream stream however it ends."""
+
+    def __init__(self, relay: Relay, headers: dict[str, str]):
+        super().__init__(relay.events, media_type="text/event-stream", headers=headers)
+        self._close_upstream = relay.aclose
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._close_upstream()
+
+
+def guard_state(request: Request) -> GuardState:
+    state: GuardState = request.app.state.guard
+    return state
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _generate(request, CHAT, ChatCompletionRequest)
+
+
+async def completions(request: Request) -> Response:
+    return await _generate(request, COMPLETIONS, CompletionRequest)
+
+
+async def _generate(request: Request, path: str, schema: type[GenerationRequest]) -> Response:
+    state = guard_state(request)
+    body = await read_json_object(request, state.settings.max_body_bytes)
+    parsed = validated(schema, body)
+    pipeline, route = admit(request, parsed.model)
+    ctx = RequestContext(request.state.request_id, route.upstream_model, parsed.model)
+    sent = observe(request, ctx, body, bool(parsed.stream))
+    if parsed.stream:
+        relay = observed_relay(request, await pipeline.stream(path, sent, ctx), body)
+        headers = _guard_headers(pipeline.name, ctx)
+        return RelayResponse(
+            relay, {**headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+        )
+    result = await pipeline.complete(path, body, ctx)
+    note_result(request, result)
+    return ORJSONResponse(result, headers=_guard_headers(pipeline.name, ctx))
+
+
+def _guard_headers(policy: str, ctx: RequestContext) -> dict[str, str]:
+    return {"x-guard-policy": policy, "x-guard-verdict": ctx.verdict}
+
+
+async def moderations(request: Request) -> Response:
+    state = guard_state(request)
+    body = await read_json_object(request, state.settings.max_body_bytes)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest("'model' must be a string.", param="model")
+    record = record_of(request)
+    runtime = record.runtime
+    pipeline = choose_pipeline(
+        model,
+        runtime.policies,
+        runtime.pipelines,
+        state.settings.moderation_policy,
+        record.key.policy if record.key else None,
+    )
+    admit_moderation(request, pipeline, model)
+    texts = moderation_inputs(body.get("input"))
+    result = await moderate(pipeline, texts, model or pipeline.name, request.state.request_id)
+    return ORJSONResponse(result, headers={"x-guard-policy": pipeline.name})
+
+
+async def list_models(request: Request) -> Response:
+    state = guard_state(request)
+    record = record_of(request)
+    names, has_wildcard = record.runtime.model_names(record.key)
+    if has_wildcard:
+        try:
+            upstream = await state.upstream.get_json("/v1/models", timeout_s=5.0)
+            names += [m["id"] for m in upstream.get("data", []) if m.get("id") not in names]
+        except GuardError:
+            pass  # the explicitly named models are still worth listing
+    data = [
+        {"id": name, "object": "model", "created": _STARTED, "owned_by": "guard"} for name in names
+    ]
+    return ORJSONResponse({"object": "list", "data": data})
+
+
+async def health(request: Request) -> Response:
+    """200 when guard and its upstream are both up; 503 with the reason otherwise."""
+    state = guard_state(request)
+    try:
+        await state.upstream.get_json("/health", timeout_s=5.0)
+    except GuardError as exc:
+        return ORJSONResponse(exc.to_dict(), status_code=503)
+    return ORJSONResponse({"status": "ok", "upstream": state.upstream.base_url})
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc}", code="invalid_json"
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return data
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+
+
+def validated(schema: type[Schema], body: dict[str, Any]) -> Schema:
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error["loc"]
+        param = _param_path(body, loc[:-1] if error["type"] == "missing" else loc)
+        if error["type"] == "missing":
+            param = f"{param}.{loc[-1]}".lstrip(".")
+        message = error["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(
+            f"Invalid value for '{param}': {message}.", param=param, code="invalid_value"
+        ) from exc
+
+
+def _param_path(body: Any, loc: tuple[int | str, ...]) -> str:
+    """``messages[0].role`` from an error location, leaving out union branch names."""
+    path = ""
+    for part in loc:
+        if isinstance(body, dict) and part in body:
+            path += f".{part}"
+        elif isinstance(body, list) and isinstance(part, int) and part < len(body):
+            path += f"[{part}]"
+        else:
+            continue
+        body = body[part]
+    return path.lstrip(".")
+
+
+ROUTES = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/moderations", moderations, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+]

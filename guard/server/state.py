@@ -1,0 +1,20 @@
+"""What the running app holds: settings, the upstream client, and operations.
+
+Policies, keys and pipelines are in ``ops.runtimes``: a reload swaps them, and each
+request uses the runtime it leased when it started (``guard.server.middleware``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from guard.ops.accounting import Operations
+from guard.protocol.upstream import Upstream
+from guard.settings import Settings
+
+
+@dataclass(frozen=True)
+class GuardState:
+    settings: Settings
+    upstream: Upstream
+    ops: Operations

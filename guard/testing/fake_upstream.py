@@ -1,0 +1,330 @@
+"""A synthetic OpenAI-compatible upstream, for tests and benchmarks.
+
+It is a real HTTP app (serve it with uvicorn), not a mock: guard talks to it
+exactly as to vLLM. Its answers are scripted:
+
+* the answer is ``tokens`` words (``"tok "`` each) streamed ``pace_s`` apart (on a fixed
+  schedule, so the pace holds over a long answer), or,
+  when the last user message (or prompt) contains ``say:``, exactly the text after
+  the last ``say:``, one word (with its trailing space) per token;
+* in a plain (non-streamed) answer, ``a | b | c`` gives choice i the i-th option
+  (cycling), so that ``n`` samples can differ; with ``continue_final_message`` the
+  answer continues the option that the final assistant message begins;
+* ``stream_options.continuous_usage_stats`` (a vLLM extension) puts usage in every chunk;
+* logprobs give every token -0.1, and ``top_logprobs`` lists it first, then
+  ``"Maybe"`` at -4.0;
+* ``max_tokens`` cuts the answer short with ``finish_reason: "length"``;
+* a model name picks a failure: ``reject`` (400 with vLLM's error shape),
+  ``crash`` (500), ``slow`` (waits ``slow_s`` before answering), ``die-mid-stream``
+  (drops the connection after two chunks), ``no-done`` (ends without ``[DONE]``).
+
+Every request received is kept in ``app.state.received`` (the last 100), and each
+stream's fate in ``app.state.streams`` ("finished" or "cancelled").
+
+Run it alone: ``python -m guard.testing.fake_upstream --port 9000 --tokens 64 --pace-ms 5``
+(``--ttft-ms`` adds a prefill delay before the first word).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+CHAT = "chat.completion"
+TEXT = "text_completion"
+
+
+def create_fake_upstream(
+    tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5.0, first_token_s: float = 0.0
+) -> Starlette:
+    async def chat(request: Request) -> Response:
+        return await _answer(request, CHAT)
+
+    async def completions(request: Request) -> Response:
+        return await _answer(request, TEXT)
+
+    async def _answer(request: Request, kind: str) -> Response:
+        body = orjson.loads(await request.body())
+        app.state.received.append(
+            {"path": request.url.path, "headers": dict(request.headers), "body": body}
+        )
+        model = body.get("model", "")
+        if model == "reject":
+            return _json(
+                {
+                    "object": "error",
+                    "message": "This model's maximum context length is 2048 tokens.",
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": 400,
+                },
+                400,
+            )
+        if model == "crash":
+            return _json(
+                {
+                    "error": {
+                        "message": "engine died",
+                        "type": "InternalServerError",
+                        "param": None,
+                        "code": 500,
+                    }
+                },
+                500,
+            )
+        if model == "slow":
+            await asyncio.sleep(slow_s)
+        words = _answer_words(body, kind, tokens)
+        if first_token_s:
+            await asyncio.sleep(first_token_s)  # prefill
+        if body.get("stream"):
+            return StreamingResponse(
+                _stream(app, body, kind, words, pace_s), media_type="text/event-stream"
+            )
+        await asyncio.sleep(pace_s * len(words))
+        return _json(_completion(body, kind, _answer_text(body, kind, tokens)))
+
+    async def classify(request: Request) -> Response:
+        """Two classes; texts containing "unsafe" lean to the second."""
+        body = orjson.loads(await request.body())
+        app.state.received.append(
+            {"path": request.url.path, "headers": dict(request.headers), "body": body}
+        )
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for index, text in enumerate(texts):
+            probs = [0.2, 0.8] if "unsafe" in text else [0.9, 0.1]
+            label = "unsafe" if probs[1] > probs[0] else "safe"
+            data.append({"index": index, "label": label, "probs": probs, "num_classes": 2})
+        return _json(
+            {"id": "classify-1", "object": "list", "model": body.get("model"), "data": data}
+        )
+
+    async def models(request: Request) -> Response:
+        return _json(
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/classify", classify, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
+    app.state.received = deque(maxlen=100)
+    app.state.streams = deque(maxlen=1000)
+    return app
+
+
+def _json(data: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _answer_text(body: dict[str, Any], kind: str, tokens: int) -> str:
+    """The whole scripted answer (before ``max_tokens``)."""
+    if kind == CHAT:
+        messages = body["messages"]
+        users = [m for m in messages if m.get("role") == "user"] or messages
+        last = users[-1].get("content") or ""
+        text = last if isinstance(last, str) else ""
+    else:
+        prompt = body.get("prompt", "")
+        text = prompt if isinstance(prompt, str) else ""
+    marker = text.rfind("say:")
+    answer = text[marker + 4 :].strip() if marker >= 0 else "tok " * tokens
+    if kind == CHAT and body.get("continue_final_message"):
+        partial = str(messages[-1].get("content") or "")
+        option = next((o for o in answer.split(" | ") if o.startswith(partial)), "")
+        answer = option[len(partial) :]
+    return answer
+
+
+def _words(text: str, body: dict[str, Any]) -> list[str]:
+    """One token per word (with its trailing space), cut at ``max_tokens``."""
+    words = re.findall(r"\s*\S+\s*", text) if text.startswith(" ") else re.findall(r"\S+\s*", text)
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    return words[:limit] if limit is not None else words
+
+
+def _answer_words(body: dict[str, Any], kind: str, tokens: int) -> list[str]:
+    return _words(_answer_text(body, kind, tokens), body)
+
+
+def _finish(body: dict[str, Any], words: list[str]) -> str:
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    return "length" if limit is not None and len(words) >= limit else "stop"
+
+
+def _usage(body: dict[str, Any], words: list[str], per_choice: int | None = None) -> dict[str, int]:
+    """Usage after ``words``; ``per_choice``: only that many choices have got the last one."""
+    n = body.get("n") or 1
+    completion = n * len(words) if per_choice is None else ((n * (len(words) - 1)) + per_choice)
+    prompt = len(orjson.dumps(body.get("messages", body.get("prompt", "")))) // 4
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _logprobs(kind: str, words: list[str], top: int) -> dict[str, Any]:
+    if kind == TEXT:
+        return {
+            "tokens": words,
+            "token_logprobs": [-0.1] * len(words),
+            "top_logprobs": [{w: -0.1, "Maybe": -4.0} for w in words] if top else None,
+            "text_offset": list(range(len(words))),
+        }
+    alternatives = [("Maybe", -4.0)]
+    return {
+        "content": [
+            {
+                "token": w,
+                "logprob": -0.1,
+                "bytes": list(w.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": lp, "bytes": list(t.encode())}
+                    for t, lp in [(w, -0.1), *alternatives][:top]
+                ],
+            }
+            for w in words
+        ]
+    }
+
+
+def _completion(body: dict[str, Any], kind: str, text: str) -> dict[str, Any]:
+    options = text.split(" | ")
+    wants_logprobs = bool(body.get("logprobs"))
+    top = int(body.get("top_logprobs") or 0) if kind == CHAT else int(body.get("logprobs") or 0)
+    choices = []
+    generated = 0
+    for index in range(body.get("n") or 1):
+        words = _words(options[index % len(options)], body)
+        generated += len(words)
+        choice: dict[str, Any] = {
+            "index": index,
+            "finish_reason": _finish(body, words),
+            "logprobs": _logprobs(kind, words, top) if wants_logprobs else None,
+        }
+        if kind == CHAT:
+            choice["message"] = {"role": "assistant", "content": "".join(words)}
+        else:
+            choice["text"] = "".join(words)
+        choices.append(choice)
+    prompt = _usage(body, [])["prompt_tokens"]
+    return {
+        "id": "fake-1",
+        "object": kind,
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": generated,
+            "total_tokens": prompt + generated,
+        },
+    }
+
+
+async def _stream(
+    app: Starlette, body: dict[str, Any], kind: str, words: list[str], pace_s: float
+) -> AsyncIterator[bytes]:
+    n = body.get("n") or 1
+    chunk_kind = "chat.completion.chunk" if kind == CHAT else TEXT
+    head = {
+        "id": "fake-1",
+        "object": chunk_kind,
+        "created": int(time.time()),
+        "model": body.get("model"),
+    }
+    include_usage = (body.get("stream_options") or {}).get("include_usage")
+    continuous_usage = include_usage and body["stream_options"].get("continuous_usage_stats")
+    outcome = "cancelled"
+    try:
+        if kind == CHAT:
+            for index in range(n):
+                yield _event(
+                    {
+                        **head,
+                        "choices": [
+                            {
+                                "index": index,
+                                "finish_reason": None,
+                                "delta": {"role": "assistant", "content": ""},
+                            }
+                        ],
+                    }
+                )
+        clock = asyncio.get_running_loop()
+        start = clock.time()
+        for position, word in enumerate(words):
+            if pace_s:
+                # Word i is due at start + (i + 1) x pace: sleep's overshoot does not add up.
+                await asyncio.sleep(max(0.0, start + (position + 1) * pace_s - clock.time()))
+            if body.get("model") == "die-mid-stream" and position == 2:
+                raise ConnectionAbortedError("the fake upstream drops this stream on purpose")
+            for index in range(n):
+                part: dict[str, Any] = (
+                    {"delta": {"content": word}} if kind == CHAT else {"text": word}
+                )
+                chunk = {**head, "choices": [{"index": index, "finish_reason": None, **part}]}
+                if continuous_usage:
+                    chunk["usage"] = _usage(body, words[: position + 1], per_choice=index + 1)
+                yield _event(chunk)
+        for index in range(n):
+            part = {"delta": {}} if kind == CHAT else {"text": ""}
+            yield _event(
+                {
+                    **head,
+                    "choices": [{"index": index, "finish_reason": _finish(body, words), **part}],
+                }
+            )
+        if include_usage:
+            yield _event({**head, "choices": [], "usage": _usage(body, words)})
+        if body.get("model") != "no-done":
+            yield b"data: [DONE]\n\n"
+        outcome = "finished"
+    finally:
+        app.state.streams.append(outcome)
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="a synthetic OpenAI-compatible upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--tokens", type=int, default=64, help="words per answer")
+    parser.add_argument("--pace-ms", type=float, default=0.0, help="delay between words")
+    parser.add_argument("--ttft-ms", type=float, default=0.0, help="delay before the first word")
+    args = parser.parse_args()
+    app = create_fake_upstream(args.tokens, args.pace_ms / 1000, first_token_s=args.ttft_ms / 1000)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+"""Train the ``embedding`` classifier's head, and measure it by grouped cross-validation.
+
+``guard train-embedding-head`` (or ``scripts/train_embedding_head.py``) reads only
+sets whose licence allows training (``guard.datasets.LICENCES``) plus the benign
+prompts written for guard (``guard/train/data/authored_benign_prompts.json``, and with
+``lookalikes`` ``authored_lookalikes.json``). The embeddings and any layers below the
+top ``trained_layers`` stay frozen and run once; those layers and a linear head are
+fine-tuned. The head has two "unsafe" outputs, ``toxic`` (text that
+is itself sexual, hateful, violent... as in openai_moderation and HateCheck) and
+``harmful`` (requests for harmful help), and one output per OpenAI category. The
+unsafe score is the larger of the two.
+
+Cross-validation is grouped (``Example.group`` plus identical texts), so related rows
+never sit on both sides. The threshold is chosen once, on the out-of-fold scores,
+and the final head is trained on everything. Seeds are fixed: a rerun gives the
+same head on the same machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+from guard import datasets
+from guard.components.embedding import HEAD, EmbeddingModel, head_meta_path
+from guard.components.minilm import (
+    PACKAGED_BACKBONE,
+    Encoder,
+    fit_length,
+)
+from guard.datasets.readers import Example, text_group
+from guard.train.batches import (
+    Top,
+    frozen_states_of_ids,
+    head_parser,
+    length_batches,
+    new_top,
+    optimiser_for,
+    pad,
+    write_head,
+)
+from guard.train.calibration import CATEGORIES, LABELS, UNSAFE_LABELS, Array, calibration
+
+TRAIN_SETS = (
+    "openai_moderation",
+    "hatecheck",
+    "xstest",
+    "harmbench",
+    "advbench",
+    "advbench_strings",
+    "simplesafetytests",
+    "jbb_harmful",
+    "jbb_benign",
+    "gptfuzz_questions",
+    "mitre_frr",
+)
+
+
+TOXIC_SETS = frozenset({"openai_moderation", "hatecheck"})
+"""Sets whose unsafe rows train the ``toxic`` output; every other unsafe row trains ``harmful``."""
+
+
+EVAL_ONLY_SETS = ("toxicchat_human", "do_not_answer")
+"""Measured with the fold models; never trained on (non-commercial licences)."""
+
+
+TRAIN_DATA = Path(__file__).resolve().parent / "data"
+AUTHORED = TRAIN_DATA / "authored_benign_prompts.json"
+
+
+LOOKALIKES = TRAIN_DATA / "authored_lookalikes.json"
+
+
+HATE_THREATS = ("threat_dir_h", "threat_norm_h")
+
+
+@dataclass(frozen=True)
+class Config:
+    trained_layers: int = 6
+    max_length: int = 128
+    epochs: int = 4
+    lr: float = 1e-4
+    head_lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    moderation_weight: float = 1.5
+    """Extra weight of openai_moderation rows, the hardest set to fit."""
+    generated_benign: int = 400
+    """How many frame x topic prompts to draw from the authored file."""
+    lookalikes: bool = False
+    """Train on the authored look-alikes too: benign prompts with alarming words, and
+    harmful requests worded like them."""
+    folds: int = 5
+    seed: int = 0
+    backbone: str = PACKAGED_BACKBONE
+
+
+@dataclass
+class Targets:
+    """Per row: a 0/1 target for each label, and whether that target is known."""
+
+    y: NDArray[np.float32]
+    known: NDArray[np.bool_]
+
+
+def authored_benign(config: Config) -> list[Example]:
+    data = json.loads(AUTHORED.read_text())
+    generated = [frame.format(t=topic) for frame in data["frames"] for topic in data["topics"]]
+    random.Random(config.seed).shuffle(generated)
+    texts = [*data["prompts"], *generated[: config.generated_benign]]
+    return [Example(t, False, (), "authored_benign", f"authored:{i}") for i, t in enumerate(texts)]
+
+
+def authored_lookalikes() -> list[Example]:
+    data = json.loads(LOOKALIKES.read_text())
+    return [
+        Example(text, unsafe, (), "authored_lookalikes", f"lookalike:{kind}:{i}")
+        for kind, unsafe in (("benign", False), ("harmful", True))
+        for i, text in enumerate(data[kind])
+    ]
+
+
+def training_rows(config: Config, root: Path | None = None) -> list[Example]:
+    rows: list[Example] = []
+    for name in TRAIN_SETS:
+        if not datasets.trainable(name):
+            raise ValueError(f"{name} may not be trained on ({datasets.LICENCES[name].name})")
+        rows += datasets.load(name, root)
+    return rows + authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
+
+
+def targets(rows: Sequence[Example]) -> Targets:
+    y = np.zeros((len(rows), len(LABELS)), np.float32)
+    known = np.zeros((len(rows), len(LABELS)), bool)
+    for i, row in enumerate(rows):
+        toxic = row.source in TOXIC_SETS
+        y[i, 0] = row.unsafe and toxic
+        y[i, 1] = row.unsafe and not toxic
+        known[i, 0] = not row.unsafe or toxic
+        known[i, 1] = not row.unsafe or not toxic
+        if row.source == "openai_moderation":
+            known[i, 2:] = True
+            y[i, 2:] = [name in row.categories for name in CATEGORIES]
+        elif row.source == "hatecheck":
+            for name, value in (
+                ("hate", row.unsafe),
+                ("hate/threatening", row.unsafe and row.subset in HATE_THREATS),
+            ):
+                column = LABELS.index(name)
+                known[i, column], y[i, column] = True, value
+    return Targets(y, known)
+
+
+def split_groups(rows: Sequence[Example]) -> list[str]:
+    """Each row's component: rows sharing a group key or a normalised text are joined."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for row in rows:
+        a, b = find(row.group), find(text_group(row.text))
+        if a != b:
+            parent[a] = b
+    return [find(row.group) for row in rows]
+
+
+def fold_of(rows: Sequence[Example], folds: int, seed: int) -> NDArray[np.int64]:
+    components = split_groups(rows)
+    unique = sorted(set(components))
+    random.Random(seed).shuffle(unique)
+    number = {component: i % folds for i, component in enumerate(unique)}
+    return np.array([number[c] for c in components])
+
+
+def frozen_states(
+    model: EmbeddingModel, texts: Sequence[str], config: Config
+) -> list[torch.Tensor]:
+    """Token states after the frozen bottom layers, one (length, hidden) tensor per text."""
+    stop = len(model.encoder.layers) - config.trained_layers
+    ids = [fit_length(row, config.max_length) for row in model.tokenize(texts)]
+    return frozen_states_of_ids(model, ids, stop)
+
+
+def loss_weights(
+    rows: Sequence[Example], target: Targets, index: Sequence[int], config: Config
+) -> NDArray[np.float32]:
+    """Per row and label: positives and negatives of each label weigh half each."""
+    weights = np.zeros(target.y.shape, np.float32)
+    chosen = np.array(index)
+    base = np.array(
+        [config.moderation_weight if rows[i].source == "openai_moderation" else 1.0 for i in chosen]
+    )
+    for label in range(len(LABELS)):
+        known = target.known[chosen, label]
+        positive = known & (target.y[chosen, label] > 0)
+        negative = known & ~positive
+        if positive.any() and negative.any():
+            column = np.where(positive, 0.5 / base[positive].sum(), 0.5 / base[negative].sum())
+            weights[chosen, label] = np.where(known, base * column * len(chosen), 0)
+    weights[:, len(UNSAFE_LABELS) :] *= 0.5  # the category outputs are secondary
+    return weights
+
+
+def train_top(
+    encoder: Encoder,
+    states: Sequence[torch.Tensor],
+    rows: Sequence[Example],
+    target: Targets,
+    index: Sequence[int],
+    config: Config,
+) -> Top:
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    top = new_top(encoder, config.trained_layers, config.seed, len(LABELS))
+    steps = math.ceil(len(index) / config.batch_size) * config.epochs
+    optimiser, schedule = optimiser_for(top, config.lr, config.head_lr, config.weight_decay, steps)
+    weights = torch.from_numpy(loss_weights(rows, target, index, config))
+    y = torch.from_numpy(target.y)
+    lengths = [s.shape[0] for s in states]
+    for _ in range(config.epochs):
+        for batch in length_batches(list(index), lengths, config.batch_size, rng):
+            x, attention = pad([states[i] for i in batch])
+            pooled_logits = top.logits(F.dropout(x, 0.1, training=True), attention)
+            loss = F.binary_cross_entropy_with_logits(
+                pooled_logits, y[batch], weight=weights[batch], reduction="sum"
+            ) / len(batch)
+            optimiser.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            schedule.step()
+    return top
+
+
+def predict(top: Top, states: Sequence[torch.Tensor], index: Sequence[int]) -> Array:
+    """Probabilities, one row per index, in the order of ``index``."""
+    out = np.zeros((len(index), len(LABELS)))
+    position = {i: p for p, i in enumerate(index)}
+    with torch.inference_mode():
+        for batch in length_batches(list(index), [s.shape[0] for s in states], 64):
+            x, attention = pad([states[i] for i in batch])
+            probabilities = top.logits(x, attention).sigmoid().double().numpy()
+            for row, i in enumerate(batch):
+                out[position[i]] = probabilities[row]
+    return out
+
+
+@dataclass
+class Report:
+    threshold: float
+    cv: dict[str, dict[str, float]]
+    goals: list[dict[str, Any]]
+    category_thresholds: dict[str, float]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def cross_validate(
+    model: EmbeddingModel,
+    states: Sequence[torch.Tensor],
+    rows: Sequence[Example],
+    eval_states: Sequence[torch.Tensor],
+    eval_rows: Sequence[Example],
+    config: Config,
+    log: Any = print,
+) -> tuple[Array, Array]:
+    """Out-of-fold probabilities for ``rows``, and the fold models' mean for ``eval_rows``."""
+    target = targets(rows)
+    fold = fold_of(rows, config.folds, config.seed)
+    oof = np.zeros((len(rows), len(LABELS)))
+    held = np.zeros((len(eval_rows), len(LABELS)))
+    for k in range(config.folds):
+        started = time.perf_counter()
+        train = [int(i) for i in np.where(fold != k)[0]]
+        test = [int(i) for i in np.where(fold == k)[0]]
+        top = train_top(model.encoder, states, rows, target, train, config)
+        oof[test] = predict(top, states, test)
+        held += predict(top, eval_states, list(range(len(eval_rows)))) / config.folds
+        took = time.perf_counter() - started
+        log(f"fold {k + 1}/{config.folds}: {len(train)} train, {len(test)} test, {took:.0f} s")
+    return oof, held
+
+
+def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
+    base = root or datasets.data_root()
+    hashes = {}
+    for name in TRAIN_SETS:
+        path = base / datasets.DATASETS[name].file
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.read_bytes())
+        hashes[name] = digest.hexdigest()
+    hashes["authored_benign"] = hashlib.sha256(AUTHORED.read_bytes()).hexdigest()
+    if config.lookalikes:
+        hashes["authored_lookalikes"] = hashlib.sha256(LOOKALIKES.read_bytes()).hexdigest()
+    return hashes
+
+
+def run(
+    config: Config,
+    out: Path = HEAD,
+    root: Path | None = None,
+    cv: bool = True,
+    log: Any = print,
+    scores_out: Path | None = None,
+) -> dict[str, Any]:
+    """Cross-validate (unless ``cv`` is false), train on every row, write the head to ``out``;
+    ``scores_out`` gets every row's out-of-fold score as JSON lines."""
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    rows = training_rows(config, root)
+    eval_rows = [r for name in EVAL_ONLY_SETS for r in datasets.load(name, root)]
+    model = EmbeddingModel.bare(config.backbone, config.max_length)
+    log(f"{len(rows)} training rows; computing frozen states")
+    states = frozen_states(model, [r.text for r in rows], config)
+    eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
+    seconds = {"frozen_states": time.perf_counter() - started}
+    meta: dict[str, Any] = {
+        "format": 1,
+        "backbone": config.backbone,
+        "max_length": config.max_length,
+        "labels": list(LABELS),
+        "unsafe_labels": list(UNSAFE_LABELS),
+        "config": asdict(config),
+        "training_sets": {name: datasets.LICENCES[name].name for name in TRAIN_SETS},
+        "training_data_sha256": dataset_hashes(config, root),
+        "training_rows": len(rows),
+    }
+    meta["threshold"] = 0.5
+    meta["label_thresholds"] = dict.fromkeys(UNSAFE_LABELS, 0.5)
+    meta["category_thresholds"] = dict.fromkeys(CATEGORIES, 0.5)
+    if cv:
+        oof, held = cross_validate(model, states, rows, eval_states, eval_rows, config, log)
+        meta.update(calibration(rows, oof, eval_rows, held, config.folds, scores_out))
+        seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
+    log("training the final head on every row")
+    final_started = time.perf_counter()
+    top = train_top(model.encoder, states, rows, targets(rows), list(range(len(rows))), config)
+    seconds["final_training"] = time.perf_counter() - final_started
+    seconds["total"] = time.perf_counter() - started
+    meta["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    write_head(top, out, meta, len(model.encoder.layers))
+    log(f"wrote {out} and {head_meta_path(out).name} in {seconds['total']:.0f} s")
+    return meta
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = head_parser(
+        "guard train-embedding-head",
+        "Train the embedding classifier's head on licence-compatible dev data "
+        "(without cross-validation, the threshold stays 0.5).",
+        HEAD,
+        Config.epochs,
+    )
+    parser.add_argument("--scores", type=Path, help="write out-of-fold scores here (JSON lines)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = replace(Config(), epochs=args.epochs)
+    meta = run(
+        config,
+        args.out,
+        args.data,
+        cv=not args.no_cv,
+        log=lambda m: print(m, flush=True),
+        scores_out=args.scores,
+    )
+    for goal in meta.get("goals", []):
+        mark = "met" if goal["met"] else "MISSED"
+        sign = ">=" if goal["at_least"] else "<="
+        bound = f"goal {sign} {goal['bound']}"
+        print(f"{goal['dataset']:18s} {goal['metric']:7s} {goal['value']:.3f} ({bound}) {mark}")
+    print(f"threshold {meta['threshold']}, per label {meta['label_thresholds']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
