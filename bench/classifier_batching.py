@@ -26,7 +26,7 @@ from guard.components.base import Subject
 from guard.components.hf_classifier import HFClassifier
 from guard.components.specs import HFClassifierSpec
 from guard.demo.model import ensure_demo_model
-from guard.eval.metrics import percentile
+from guard.eval import percentile
 
 
 def make_classifier(folder: Path) -> Path:

@@ -23,7 +23,7 @@ when the server allows it (``VLLM_SERVER_DEV_MODE=1``). At temperature 0 the dra
 
 Upstream calls are counted by vLLM itself (``vllm:request_success_total`` in
 ``/metrics``, before and after each request), next to what guard reports
-(``guard.constitutional.extra_calls``).
+(``guard.pipeline.constitutional.extra_calls``).
 
 After the timed part, an independent judge (``--judge``, default the built-in
 ``embedding`` classifier, built in this process) flags each final answer, with its

@@ -48,7 +48,7 @@ from guard import datasets  # noqa: E402
 from guard.components.base import Subject  # noqa: E402
 from guard.components.embedding import EmbeddingClassifier  # noqa: E402
 from guard.components.specs import EmbeddingSpec  # noqa: E402
-from guard.eval.metrics import binary_metrics  # noqa: E402
+from guard.eval import binary_metrics, percentile  # noqa: E402
 
 QUALITY = (
     "openai_moderation",
@@ -63,11 +63,6 @@ SETS = {
     "short": ("xstest", "advbench", "jbb_behaviors", "simplesafetytests"),
     "moderation": ("openai_moderation",),
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def single(classifier: EmbeddingClassifier, texts: list[str]) -> dict[str, float]:

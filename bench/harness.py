@@ -10,7 +10,7 @@
 * ``closed_loop``: ``concurrency`` workers, each on its own connection, after a warm-up
   request on every connection; TTFT (stream: until the first chunk with content text;
   non-stream: the whole response), total latency, answer checks, CPU per process;
-* ``percentile``, ``summarize``, ``machine_info`` and a few cell formatters.
+* ``quantile_ms``, ``summarize``, ``machine_info`` and a few cell formatters.
 
 Run the scripts from the repository root, e.g. ``.venv/bin/python bench/proxy_overhead.py``
 or ``.venv/bin/python -m bench.proxy_overhead``.
@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+
+from guard.eval import percentile
 
 T = TypeVar("T")
 
@@ -590,15 +592,10 @@ async def closed_loop(
 # ---------------------------------------------------------------- aggregation
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1), linearly interpolated; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def quantile_ms(values: list[float], q: float) -> float:
+    """guard's percentile (nearest rank, ``q`` in 0..100); NaN for no values, so tables show it."""
+    value = percentile(values, q)
+    return math.nan if value is None else value
 
 
 @dataclass
@@ -634,10 +631,10 @@ def summarize(runs: list[RunResult]) -> Summary:
         concurrency=runs[0].concurrency,
         requests=len(samples),
         errors=len(errors),
-        ttft_p50_ms=percentile(ttft, 0.5),
-        ttft_p99_ms=percentile(ttft, 0.99),
-        total_p50_ms=percentile(total, 0.5),
-        total_p99_ms=percentile(total, 0.99),
+        ttft_p50_ms=quantile_ms(ttft, 50),
+        ttft_p99_ms=quantile_ms(ttft, 99),
+        total_p50_ms=quantile_ms(total, 50),
+        total_p99_ms=quantile_ms(total, 99),
         rps=len(samples) / wall if wall > 0 else math.nan,
         cpu_ms_per_request={k: 1000 * v / done for k, v in cpu.items()} if done else {},
         error_examples=sorted(set(errors))[:5],

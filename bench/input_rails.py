@@ -57,7 +57,7 @@ from bench.harness import (
     load_average,
     machine_info,
     machine_line,
-    percentile,
+    quantile_ms,
     run_async,
     stop_on_sigterm,
     summarize,
@@ -182,7 +182,7 @@ def report(
     ]
     for (words, mode, concurrency), (s, rail) in results.items():
         base = results[(words, "none", concurrency)][0]
-        rail50, rail99 = percentile(rail, 0.5), percentile(rail, 0.99)
+        rail50, rail99 = quantile_ms(rail, 50), quantile_ms(rail, 99)
         first = base.ttft_p50_ms  # the upstream's prefill and first token, plus guard
         if mode == "none":
             expected = ""

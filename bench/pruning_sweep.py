@@ -1,4 +1,4 @@
-"""Offline simulator of best-of-n early pruning (``guard/pruning.py``), to tune its settings.
+"""Offline simulator of best-of-n early pruning (``guard/pipeline/pruning.py``), to tune its settings.
 
 1. **Candidates, once.** For a tuning set of prompts disjoint from bench/best_of_n.py's
    (that benchmark uses the first K rows of ``../shared/data/hh_rlhf_harmless``; this
@@ -13,7 +13,7 @@
    prefix after each token count a setting of the grid can prune at; cached beside.
 3. **Simulation.** ``simulate`` replays ``Pruner.generate`` step by step: the first
    segment for all 8, each round scores the alive drafts (finished ones with their whole
-   text), keeps ``max(1, ceil(alive x keep_fraction))`` ranked by ``guard.best_of_n.rank``
+   text), keeps ``max(1, ceil(alive x keep_fraction))`` ranked by ``guard.pipeline.best_of_n.rank``
    (ties to the earlier candidate), continues the survivors by one segment (the last
    round: to the end), and finally ranks the finished survivors by their full scores. A
    survivor's continuation is its own original continuation, which has the distribution
@@ -319,7 +319,7 @@ def simulate(
 
 
 class Replay:
-    """Runs the real ``guard.pruning.Pruner`` on one prompt's cached candidates: a stand-in
+    """Runs the real ``guard.pipeline.pruning.Pruner`` on one prompt's cached candidates: a stand-in
     upstream answers the first request and each continuation from the token ids, and a
     stand-in reward returns the cached scores. ``verify`` compares it with ``simulate``."""
 
@@ -519,7 +519,7 @@ async def verify(
                 continue
             same[unclear] += real == model
     return (
-        f"Simulator against guard.pruning.Pruner replayed on the cached candidates: same chosen "
+        f"Simulator against guard.pipeline.pruning.Pruner replayed on the cached candidates: same chosen "
         f"candidate and tokens for {same[False]}/{total[False]} (prompt, setting) pairs on the "
         f"prompts the replay can follow by text, {same[True]}/{total[True]} on the others "
         "(two candidates share a partial text, or a character is split across tokens)."

@@ -1,4 +1,4 @@
-"""Turn YAML and pydantic errors into sentences a policy author understands.
+"""Turn YAML and pydantic errors into sentences a policy or keys file's author understands.
 
 Each problem reads ``FILE:LINE: where.in.the.file: what is wrong``. The line comes
 from the YAML node tree, found by walking the error's location through it.
@@ -58,11 +58,12 @@ def explain_validation_error(
     path: Path,
     root: yaml.Node | None,
     exc: ValidationError,
-    wrapped_in_list: bool,
-    schema: Any = None,
+    schema: Any,
+    wrapped_in_list: bool = False,
 ) -> list[str]:
-    """One sentence per error. ``wrapped_in_list``: the file held one policy, not a list.
-    ``schema``: the type the file was validated as (default: a list of policies)."""
+    """One sentence per error. ``schema``: the type the file was validated as, where the
+    hints ("Did you mean ...?", the allowed keys) come from. ``wrapped_in_list``: the file
+    held one item of a list schema, not the list."""
     problems = []
     for error in exc.errors():
         loc: Loc = tuple(error["loc"])
@@ -139,9 +140,7 @@ def _shown(value: Any) -> str:
 
 
 def _allowed_keys(loc: Loc, schema: Any) -> list[str]:
-    from guard.policy.models import Policy
-
-    target: Any = schema if schema is not None else list[Policy]
+    target: Any = schema
     for part in loc:
         target = _step(target, part)
         if target is None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: install, lint, type-check, unit tests, and end-to-end tests
-# against a real vLLM (CPU build) serving SmolLM2. Arguments go to pytest.
+# The whole test suite: install, lint, type-check, check the import layers, unit tests,
+# and end-to-end tests against a real vLLM (CPU build) serving SmolLM2. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
@@ -11,5 +11,7 @@ echo "[test] ruff"
 .venv/bin/ruff format --check guard tests bench
 echo "[test] mypy"
 .venv/bin/mypy
+echo "[test] import contracts (the layers of docs/architecture.md)"
+.venv/bin/lint-imports --no-cache
 echo "[test] pytest (the e2e tests start one vLLM, about 40 s)"
 .venv/bin/python -m pytest -ra "$@"

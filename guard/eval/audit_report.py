@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guard.eval.metrics import percentile
+
 
 @dataclass
 class _PolicyStats:
@@ -23,13 +25,6 @@ class _PolicyStats:
     blocked: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 100])."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
 
 
 def summarise(lines: list[str]) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def _read_file(path: Path) -> list[ApiKey]:
     try:
         return list(_KEYS_FILE.validate_python(parsed.data).keys)
     except ValidationError as exc:
-        raise PolicyError(explain_validation_error(path, parsed.node, exc, False)) from exc
+        raise PolicyError(explain_validation_error(path, parsed.node, exc, KeysFile)) from exc
 
 
 def _parse_env(env: str | None) -> list[ApiKey]:

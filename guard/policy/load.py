@@ -36,7 +36,7 @@ def load_policy_file(path: Path) -> list[LoadedPolicy]:
         policies = _POLICY_LIST.validate_python(as_list)
     except ValidationError as exc:
         wrapped = not isinstance(data, list)
-        raise PolicyError(explain_validation_error(path, node, exc, wrapped)) from exc
+        raise PolicyError(explain_validation_error(path, node, exc, list[Policy], wrapped)) from exc
     digest = hashlib.sha256(raw).hexdigest()
     problems: list[str] = []
     for index, policy in enumerate(policies):
@@ -67,5 +67,5 @@ def load_principles(path: Path) -> list[Principle]:
         return _PRINCIPLES.validate_python(parsed.data)
     except ValidationError as exc:
         raise PolicyError(
-            explain_validation_error(path, parsed.node, exc, False, list[Principle])
+            explain_validation_error(path, parsed.node, exc, list[Principle])
         ) from exc

@@ -18,8 +18,9 @@ exactly as to vLLM. Its answers are scripted:
   ``crash`` (500), ``slow`` (waits ``slow_s`` before answering), ``die-mid-stream``
   (drops the connection after two chunks), ``no-done`` (ends without ``[DONE]``).
 
-Every request received is kept in ``app.state.received`` (the last 100), and each
-stream's fate in ``app.state.streams`` ("finished" or "cancelled").
+Every request received is logged in ``app.state.received`` (a ``RequestLog``: the last
+1,000, and a count that only goes up), and each stream's fate in ``app.state.streams``
+("finished" or "cancelled").
 
 Run it alone: ``python -m guard.testing.fake_upstream --port 9000 --tokens 64 --pace-ms 5``
 (``--ttft-ms`` adds a prefill delay before the first word).
@@ -43,6 +44,31 @@ from starlette.routing import Route
 
 CHAT = "chat.completion"
 TEXT = "text_completion"
+
+
+class RequestLog:
+    """The requests received: the newest ``keep`` of them, and ``count``, every one ever.
+
+    A test takes ``mark = log.count`` and later ``log.since(mark)``; if requests it wants
+    have already been dropped, ``since`` raises rather than answering with too few.
+    """
+
+    def __init__(self, keep: int = 1000):
+        self.count = 0
+        self._kept: deque[dict[str, Any]] = deque(maxlen=keep)
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self._kept.append(entry)
+        self.count += 1
+
+    def since(self, mark: int) -> list[dict[str, Any]]:
+        new = self.count - mark
+        if new > len(self._kept):
+            raise LookupError(f"{new} requests since the mark, only {len(self._kept)} kept")
+        return list(self._kept)[len(self._kept) - new :] if new else []
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._kept[index]
 
 
 def create_fake_upstream(
@@ -131,7 +157,7 @@ def create_fake_upstream(
             Route("/health", health, methods=["GET"]),
         ]
     )
-    app.state.received = deque(maxlen=100)
+    app.state.received = RequestLog()
     app.state.streams = deque(maxlen=1000)
     return app
 

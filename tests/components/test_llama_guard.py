@@ -14,7 +14,7 @@ from guard.components.llama_guard import (
     render_prompt,
 )
 from tests.conftest import Fake
-from tests.test_rails import chat, guard_with
+from tests.pipeline.test_rails import chat, guard_with
 
 
 @pytest.mark.parametrize(

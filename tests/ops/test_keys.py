@@ -203,6 +203,10 @@ def test_keys_file_mistakes_are_explained(tmp_path: Path) -> None:
     assert f"{bad}:2: keys[0]: the required key 'name' is missing" in text
     assert f"{bad}:2: keys[0].nmae: unknown key 'nmae'" in text
     assert f"{bad}:3: keys[0].sha256:" in text
+    typo = f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    polcy: open\n"
+    with pytest.raises(PolicyError) as caught:
+        load_keys(write_policy(tmp_path, typo, "typo.yaml"), None, policies)
+    assert "unknown key 'polcy'. Did you mean 'policy'?" in caught.value.problems[0]
     unknown = f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    policy: nope\n"
     with pytest.raises(PolicyError, match="names policy 'nope', which is not loaded"):
         load_keys(write_policy(tmp_path, unknown, "k2.yaml"), None, policies)
@@ -232,7 +236,7 @@ def test_hash_key_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_the_example_keys_file_loads_with_the_shipped_policies() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     policies = PolicySet.from_files(sorted((root / "policies").glob("*.yaml")))
     ring = load_keys(root / "docker" / "keys.example.yaml", None, policies)
     assert set(ring.names) == {"tenant-a", "tenant-b", "ci", "prometheus"}

@@ -16,7 +16,7 @@ from guard.server.app import create_app
 from guard.settings import Settings
 from tests.conftest import write_policy
 
-POLICIES = sorted((Path(__file__).resolve().parent.parent / "policies").glob("*.yaml"))
+POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
 
 
 def problems_of(tmp_path: Path, text: str) -> list[str]:

@@ -56,9 +56,9 @@ def test_input_block_answers_with_the_refusal_and_skips_generation(
     fake_upstream: Fake, tmp_path: Path
 ) -> None:
     with guard_with(fake_upstream, tmp_path, SECRETS_BLOCK) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, f"my key is {SECRET}")
-        assert len(fake_upstream.app.state.received) == before
+        assert fake_upstream.app.state.received.count == before
     assert response.status_code == 200
     assert response.headers["x-guard-verdict"] == "block"
     data = response.json()

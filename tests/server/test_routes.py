@@ -11,7 +11,7 @@ import orjson
 from tests.conftest import Fake, guard_app, write_policy
 from tests.servers import serve_in_thread
 
-PASSTHROUGH = Path(__file__).resolve().parent.parent / "policies" / "passthrough.yaml"
+PASSTHROUGH = Path(__file__).resolve().parents[2] / "policies" / "passthrough.yaml"
 
 
 def client(url: str) -> openai.OpenAI:

@@ -17,9 +17,9 @@ from guard.pipeline.rails import Judgement, RailReport
 from guard.policy.load import load_principles
 from guard.policy.models import Constitutional
 from tests.conftest import Fake
-from tests.test_rails import chat, guard_with
+from tests.pipeline.test_rails import chat, guard_with
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 P = [{"name": f"p{i}", "critique": f"critique {i}.", "revision": f"revise {i}."} for i in range(4)]
 
 
@@ -107,9 +107,9 @@ def rails(rounds: int = 1) -> str:
 
 def test_nothing_flagged_costs_nothing(fake_upstream: Fake, tmp_path: Path) -> None:
     with guard_with(fake_upstream, tmp_path, rails()) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, "say: a safe answer")
-        calls = len(fake_upstream.app.state.received) - before
+        calls = fake_upstream.app.state.received.count - before
     assert calls == 1
     assert response.json()["guard"]["constitutional"] == {"triggered": False, "reward": None}
     assert response.json()["choices"][0]["message"]["content"] == "a safe answer"
@@ -119,9 +119,9 @@ def test_a_flagged_draft_is_revised_and_rechecked(fake_upstream: Fake, tmp_path:
     # The fake model answers the last user turn's "say:" text: the draft leaks an email;
     # the critique and the revision turns carry no "say:", so they answer "tok tok ...".
     with guard_with(fake_upstream, tmp_path, rails()) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, "say: write to bob@example.com")
-        calls = list(fake_upstream.app.state.received)[before:]
+        calls = fake_upstream.app.state.received.since(before)
     info = response.json()["guard"]["constitutional"]
     assert info["triggered"] and info["reason"] == "flagged by pii"
     assert info["extra_calls"] == 2 and len(calls) == 3
@@ -181,7 +181,7 @@ constitutional:
 def test_best_of_n_then_critique_of_the_chosen_candidate(
     tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
 ) -> None:
-    from tests.test_best_of_n import scores_of
+    from tests.pipeline.test_best_of_n import scores_of
 
     # Four candidates, all leaking an address (flagged), one also blocked (never competes).
     options = ["Paris, a@x.org", "Lyon, b@x.org", "It is Paris, c@x.org", "Paris! d@x.org"]
@@ -192,9 +192,9 @@ def test_best_of_n_then_critique_of_the_chosen_candidate(
         reward=tiny_reward, constitution=ROOT / "policies" / "constitutions" / "default.yaml"
     )
     with guard_with(fake_upstream, tmp_path, yaml) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, question, max_tokens=24)
-        calls = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
+        calls = [c["body"] for c in fake_upstream.app.state.received.since(before)]
     info = response.json()["guard"]
     assert [c.get("n") for c in calls] == [4, None, None]  # sample once, critique, revise
     assert info["best_of_n"]["chosen"] == [best] and info["best_of_n"]["unsafe"] == [1]
@@ -214,10 +214,10 @@ def test_another_critic_endpoint_and_model(
 ) -> None:
     critic = f"  critic: {{base_url: '{paced_upstream.url}', model: critic-model}}\n"
     with guard_with(fake_upstream, tmp_path, rails() + critic) as url:
-        drafts, critiques = (len(f.app.state.received) for f in (fake_upstream, paced_upstream))
+        drafts, critiques = (f.app.state.received.count for f in (fake_upstream, paced_upstream))
         response = chat(url, "say: write to bob@example.com")
-        draft_calls = list(fake_upstream.app.state.received)[drafts:]
-        critic_calls = list(paced_upstream.app.state.received)[critiques:]
+        draft_calls = fake_upstream.app.state.received.since(drafts)
+        critic_calls = paced_upstream.app.state.received.since(critiques)
     assert [c["body"]["model"] for c in draft_calls] == ["fake-model"]
     assert [c["body"]["model"] for c in critic_calls] == ["critic-model", "critic-model"]
     assert response.json()["guard"]["constitutional"]["final"] == "passed"
@@ -237,14 +237,14 @@ constitutional:
 def test_low_reward_trigger_and_hidden_critiques(
     tiny_reward: Path, fake_upstream: Fake, tmp_path: Path, threshold: float
 ) -> None:
-    from tests.test_best_of_n import scores_of
+    from tests.pipeline.test_best_of_n import scores_of
 
     constitution = ROOT / "policies" / "constitutions" / "default.yaml"
     yaml = LOW_REWARD.format(constitution=constitution, reward=tiny_reward, threshold=threshold)
     with guard_with(fake_upstream, tmp_path, yaml) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, "say: a draft")
-        calls = len(fake_upstream.app.state.received) - before
+        calls = fake_upstream.app.state.received.count - before
     info = response.json()["guard"]["constitutional"]
     [expected] = scores_of(tiny_reward, ["a draft"], "say: a draft")
     if threshold > 0:  # every score is below: revised, critiques hidden

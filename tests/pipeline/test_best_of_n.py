@@ -15,7 +15,7 @@ from guard.components.specs import HFRewardSpec
 from guard.pipeline.best_of_n import rank, top_distinct, upstream_request
 from guard.policy.models import BestOfN
 from tests.conftest import Fake
-from tests.test_rails import chat, guard_with
+from tests.pipeline.test_rails import chat, guard_with
 
 OPTIONS = ["Paris is the capital.", "It is Paris.", "France's capital: Paris!", "Lyon, no Paris."]
 
@@ -68,10 +68,9 @@ def test_the_argmax_is_returned(tiny_reward: Path, fake_upstream: Fake, tmp_path
     question = "say: " + " | ".join(OPTIONS)
     expected = scores_of(tiny_reward, OPTIONS, question)
     with guard_with(fake_upstream, tmp_path, policy(tiny_reward)) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, question, temperature=0)
-        calls = fake_upstream.app.state.received
-        upstream_bodies = [calls[i]["body"] for i in range(before, len(calls))]
+        upstream_bodies = [c["body"] for c in fake_upstream.app.state.received.since(before)]
     data = response.json()
     best = max(range(4), key=lambda i: (expected[i], -i))
     assert data["choices"][0]["message"]["content"] == OPTIONS[best]
@@ -180,9 +179,9 @@ def test_pruning_continues_only_survivors(
     prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
     question = "say: " + " | ".join(LONG)
     with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=prune)) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, question)
-        calls = list(fake_upstream.app.state.received)[before:]
+        calls = fake_upstream.app.state.received.since(before)
     info = response.json()["guard"]["best_of_n"]
     first, continuations = calls[0]["body"], [c["body"] for c in calls[1:]]
     assert first["n"] == 4 and first["max_tokens"] == 2
@@ -210,12 +209,12 @@ def test_pruning_gives_each_continuation_its_own_seed(
     prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
     question = "say: " + " | ".join(LONG)
     with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=prune)) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         response = chat(url, question, seed=7)
-        seeded = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
-        before = len(fake_upstream.app.state.received)
+        seeded = [c["body"] for c in fake_upstream.app.state.received.since(before)]
+        before = fake_upstream.app.state.received.count
         chat(url, question)
-        unseeded = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
+        unseeded = [c["body"] for c in fake_upstream.app.state.received.since(before)]
     rounds = response.json()["guard"]["best_of_n"]["pruning"]["rounds"]
     [winner] = rounds[1]["kept"]
     # the 4 samples get 7..10 from vLLM; then seed + n x (requests so far) + candidate
@@ -242,15 +241,15 @@ def test_pruning_drops_unsafe_finished_drafts(
 def test_the_last_survivor_streams_straight_through(
     tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
 ) -> None:
-    from tests.test_rails import stream_events
+    from tests.pipeline.test_rails import stream_events
 
     prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
     rail = "output_rails:\n  - {kind: regex, patterns: ['(?i)purple']}\n"
     question = "say: " + " | ".join(LONG)
     with guard_with(fake_upstream, tmp_path, policy(tiny_reward, extra=prune + rail)) as url:
-        before = len(fake_upstream.app.state.received)
+        before = fake_upstream.app.state.received.count
         events = stream_events(url, question, stream_options={"include_usage": True})
-        calls = [c["body"] for c in list(fake_upstream.app.state.received)[before:]]
+        calls = [c["body"] for c in fake_upstream.app.state.received.since(before)]
     info = next(e["guard"] for e in events if "guard" in e)["best_of_n"]
     winner = info["pruning"]["streamed"]
     assert info["chosen"] == [winner] and [len(r["kept"]) for r in info["pruning"]["rounds"]] == [
@@ -272,7 +271,7 @@ def test_the_last_survivor_streams_straight_through(
 def test_the_streamed_survivor_passes_the_output_rails(
     tiny_reward: Path, fake_upstream: Fake, tmp_path: Path
 ) -> None:
-    from tests.test_rails import stream_events
+    from tests.pipeline.test_rails import stream_events
 
     prune = "  prune: {segment_tokens: 2, keep_fraction: 0.5, rounds: 2}\n"
     last_words = "|".join(option.split()[-1] for option in LONG)

@@ -55,7 +55,7 @@ def words(text: str) -> str:
 def test_the_authored_lookalikes_are_original_and_cover_both_sides() -> None:
     from guard import datasets
     from guard.train.embedding_head import authored_lookalikes
-    from tests.test_embedding import BENIGN, HARMFUL
+    from tests.components.test_embedding import BENIGN, HARMFUL
 
     rows = authored_lookalikes()
     texts = [words(r.text) for r in rows]

