@@ -1,4 +1,4 @@
-"""Offline simulator of best-of-n early pruning (``guard/pipeline/pruning.py``), to tune its settings.
+"""Offline simulator of best-of-n early pruning (``guard.pipeline.pruning``), to tune it.
 
 1. **Candidates, once.** For a tuning set of prompts disjoint from bench/best_of_n.py's
    (that benchmark uses the first K rows of ``../shared/data/hh_rlhf_harmless``; this
@@ -519,7 +519,8 @@ async def verify(
                 continue
             same[unclear] += real == model
     return (
-        f"Simulator against guard.pipeline.pruning.Pruner replayed on the cached candidates: same chosen "
+        f"Simulator against guard.pipeline.pruning.Pruner replayed on the cached candidates: "
+        f"same chosen "
         f"candidate and tokens for {same[False]}/{total[False]} (prompt, setting) pairs on the "
         f"prompts the replay can follow by text, {same[True]}/{total[True]} on the others "
         "(two candidates share a partial text, or a character is split across tokens)."
