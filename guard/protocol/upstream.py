@@ -31,6 +31,13 @@ from guard.settings import Settings
 _JSON = {"content-type": "application/json"}
 
 
+def server_root(url: str) -> str:
+    """The server's root from a base URL as users write it: with or without ``/v1``, with
+    or without a trailing slash (guard adds ``/v1/...`` or ``/classify`` itself)."""
+    root = url.strip().rstrip("/")
+    return root.removesuffix("/v1").rstrip("/")
+
+
 class Upstream:
     """An OpenAI-compatible server: guard's upstream, or a model a component calls."""
 
@@ -43,7 +50,7 @@ class Upstream:
         connect_timeout_s: float = 5.0,
         max_connections: int = 1024,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = server_root(base_url)
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
@@ -66,7 +73,6 @@ class Upstream:
         """The session, made on first use: it must be born inside the running event loop."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                base_url=self.base_url,
                 headers=self._headers,
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
@@ -81,7 +87,9 @@ class Upstream:
     async def post_json(self, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
         with self._translated():
             async with self._client().post(
-                path, data=orjson.dumps(body), headers={**_JSON, "x-request-id": request_id}
+                self.base_url + path,
+                data=orjson.dumps(body),
+                headers={**_JSON, "x-request-id": request_id},
             ) as response:
                 content = await response.read()
         if response.status >= 400:
@@ -98,7 +106,9 @@ class Upstream:
         """
         with self._translated():
             response = await self._client().post(
-                path, data=orjson.dumps(body), headers={**_JSON, "x-request-id": request_id}
+                self.base_url + path,
+                data=orjson.dumps(body),
+                headers={**_JSON, "x-request-id": request_id},
             )
             if response.status >= 400:
                 try:
@@ -133,7 +143,7 @@ class Upstream:
     async def get_json(self, path: str, timeout_s: float | None = None) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
         with self._translated():
-            async with self._client().get(path, timeout=timeout) as response:
+            async with self._client().get(self.base_url + path, timeout=timeout) as response:
                 content = await response.read()
         if response.status >= 400:
             raise _http_error(response.status, content)
