@@ -19,7 +19,9 @@ reaches a client: it stops the server from starting.
     ├── UpstreamTimeout       504
     ├── UpstreamStreamBroken  -    the upstream died after streaming began
     ├── RewardUnavailable     503  best-of-n's reward failed and the policy says fail
-    └── ContentFiltered       400  a rail blocked and the policy wants an HTTP error
+    ├── ContentFiltered       400  a rail blocked and the policy wants an HTTP error
+    ├── RailFailed            503  a fail-closed rail errored or timed out (not a verdict)
+    └── RailsOverloaded       503  a fail-closed rail could not start in time; Retry-After
 """
 
 from __future__ import annotations
@@ -198,3 +200,31 @@ class ContentFiltered(GuardError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "guard": self.guard}
+
+
+class RailFailed(GuardError):
+    """A rail with ``on_error: block`` failed or timed out: the text was not judged, so the
+    request stops, as an error rather than a refusal (the policy may ask for a refusal)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "rail_error"
+
+    def __init__(self, message: str, guard: dict[str, Any]):
+        super().__init__(message)
+        self.guard = guard
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "guard": self.guard}
+
+
+class RailsOverloaded(RailFailed):
+    """A fail-closed rail's classifier had no room to start the work in time: load, not a
+    verdict. The client may retry."""
+
+    code = "rails_overloaded"
+    retry_after = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}

@@ -12,12 +12,15 @@ Role = Literal["user", "assistant"]
 
 @dataclass(frozen=True)
 class Subject:
-    """One thing to judge: a prompt (role ``user``) or an answer (role ``assistant``)."""
+    """One thing to judge: text the model reads (role ``user``: any input, whatever its
+    message's role) or an answer (role ``assistant``)."""
 
     text: str
     role: Role = "user"
     context: tuple[Mapping[str, Any], ...] = ()
     """The conversation before ``text``, as chat messages, for classifiers that read it."""
+    where: str = ""
+    """Where the text is in the request (``messages[2].content``), for the verdicts."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,14 @@ class Classifier(ABC):
     """A built component. ``classify`` is batched: callers pass every text they have."""
 
     can_redact = False
+    reads_context = False
+    """Its verdict depends on ``Subject.context`` too, not only on the text."""
+    times_itself = False
+    """It applies the rail's ``timeout_s`` to its own work (not to queueing) and raises
+    ``QueueFull`` when it cannot start in time; otherwise the rail times the whole call."""
+    window_chars: int | None = None
+    """The longest text it reads at once; longer texts are judged in overlapping windows
+    of this size. None: it reads any length whole itself."""
 
     @abstractmethod
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]: ...

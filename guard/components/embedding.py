@@ -197,6 +197,8 @@ def load_model(
 
 
 class EmbeddingClassifier(Classifier):
+    times_itself = True
+
     def __init__(self, spec: EmbeddingSpec, backbone: str | None = None):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else HEAD
@@ -209,7 +211,11 @@ class EmbeddingClassifier(Classifier):
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        scores = await self.batcher.submit([subject.text for subject in subjects])
+        scores = await self.batcher.submit(
+            [subject.text for subject in subjects],
+            timeout_s=self.spec.timeout_s,
+            queue_timeout_s=self.spec.queue_timeout_s,
+        )
         return [self.verdict(score) for score in scores]
 
     def verdict(self, scores: Scores) -> Verdict:

@@ -1,7 +1,9 @@
 """``hf_classifier``: any AutoModelForSequenceClassification, in process, batched.
 
 The model loads once, from a hub id or a local path. Calls from concurrent requests
-are batched in one worker thread (``MicroBatcher``), off the event loop.
+are batched in one worker thread (``MicroBatcher``), off the event loop. A text longer
+than ``max_length`` tokens is read whole, in overlapping windows; its worst window's
+verdict stands.
 """
 
 from __future__ import annotations
@@ -28,6 +30,26 @@ def verdict_from_probabilities(
     )
 
 
+def token_windows(ids: list[int], size: int) -> list[list[int]]:
+    """``ids`` in windows of at most ``size`` tokens, each overlapping the next by a
+    quarter, the last one ending with the text; one (possibly empty) window if it fits."""
+    if len(ids) <= size:
+        return [ids]
+    step = size - size // 4
+    starts = [*range(0, len(ids) - size, step), len(ids) - size]
+    return [ids[start : start + size] for start in starts]
+
+
+def special_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text's own tokens."""
+    framed = tokenizer("a", verbose=False)["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False, verbose=False)["input_ids"]
+    for start in range(len(framed) - len(bare) + 1):
+        if framed[start : start + len(bare)] == bare:
+            return framed[:start], framed[start + len(bare) :]
+    raise ValueError("cannot tell the tokenizer's special tokens from a text's own")
+
+
 def load_sequence_classifier(model: str) -> tuple[Any, Any]:
     """Tokenizer and ``AutoModelForSequenceClassification`` (hub id or path), ready to batch."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -42,6 +64,8 @@ def load_sequence_classifier(model: str) -> tuple[Any, Any]:
 
 
 class HFClassifier(Classifier):
+    times_itself = True
+
     def __init__(self, spec: HFClassifierSpec):
         import torch
 
@@ -53,30 +77,49 @@ class HFClassifier(Classifier):
         self.multi_label = (
             config.num_labels == 1 or config.problem_type == "multi_label_classification"
         )
+        self.special_ids = special_ids(self.tokenizer)
         unknown = [label for label in spec.thresholds if label not in self.labels]
         if unknown:
             raise ValueError(f"{spec.model} has labels {self.labels}; thresholds name {unknown}")
-        self.batcher: MicroBatcher[str, dict[str, float]] = MicroBatcher(
+        self.batcher: MicroBatcher[str, list[dict[str, float]]] = MicroBatcher(
             self._probabilities, spec.max_batch_size, name="hf-classifier"
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        rows = await self.batcher.submit([subject.text for subject in subjects])
-        return [verdict_from_probabilities(row, self.spec.thresholds) for row in rows]
-
-    def _probabilities(self, texts: list[str]) -> list[dict[str, float]]:
-        torch: Any = self._torch
-        encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.spec.max_length,
-            return_tensors="pt",
+        per_text = await self.batcher.submit(
+            [subject.text for subject in subjects],
+            timeout_s=self.spec.timeout_s,
+            queue_timeout_s=self.spec.queue_timeout_s,
         )
-        with torch.inference_mode():
-            logits = self.model(**encoded).logits.float()
-        probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
-        return [dict(zip(self.labels, row.tolist(), strict=True)) for row in probabilities]
+        return [self._worst(rows) for rows in per_text]
+
+    def _worst(self, windows: list[dict[str, float]]) -> Verdict:
+        verdicts = [verdict_from_probabilities(row, self.spec.thresholds) for row in windows]
+        return max(verdicts, key=lambda v: (v.flagged, v.score or 0.0))
+
+    def _probabilities(self, texts: list[str]) -> list[list[dict[str, float]]]:
+        """Per text, the label probabilities of each of its windows."""
+        torch: Any = self._torch
+        first, last = self.special_ids
+        size = self.spec.max_length - len(first) - len(last)
+        bodies = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        windows = [token_windows(ids, size) for ids in bodies]
+        flat = [[*first, *w, *last] for ws in windows for w in ws]
+        rows: list[dict[str, float]] = []
+        for start in range(0, len(flat), self.spec.max_batch_size):
+            encoded = self.tokenizer.pad(
+                {"input_ids": flat[start : start + self.spec.max_batch_size]},
+                return_tensors="pt",
+            )
+            with torch.inference_mode():
+                logits = self.model(**encoded).logits.float()
+            probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+            rows += [dict(zip(self.labels, row.tolist(), strict=True)) for row in probabilities]
+        out, start = [], 0
+        for ws in windows:
+            out.append(rows[start : start + len(ws)])
+            start += len(ws)
+        return out
 
     async def aclose(self) -> None:
         await self.batcher.aclose()

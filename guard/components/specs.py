@@ -20,8 +20,9 @@ within a few hundredths) or float32 (the precision they were trained and calibra
 
 
 LongTexts = Literal["windows", "head_and_tail"]
-"""How the built-in classifier reads a text longer than its 128-token window: all of it,
-in overlapping windows (the highest score wins), or only its start and end."""
+"""How the built-in model reads a text longer than its 128-token window: all of it, in
+overlapping windows (the highest score wins), or only its start and end (how the head was
+trained; offline tools only: a rail must never leave the middle of a text unread)."""
 
 
 class Spec(BaseModel):
@@ -36,8 +37,14 @@ class ClassifierSpec(Spec):
     """Shown in verdicts and metrics; defaults to the kind."""
     action: Literal["block", "redact", "flag"] = "block"
     timeout_s: float = Field(default=5.0, gt=0)
+    """How long the classifier's own work may take (for in-process kinds, from the moment
+    it starts, not counting the wait for a busy worker)."""
+    queue_timeout_s: float = Field(default=10.0, gt=0)
+    """In-process kinds: how long a text may wait for the busy worker to start it. Past
+    it the rail is overloaded: load, never a verdict (503 with Retry-After when fail-closed)."""
     on_error: Literal["allow", "block"] = "block"
-    """What happens when the classifier times out or fails: fail open or fail closed."""
+    """What happens when the classifier times out, fails or is overloaded: fail open (the
+    text passes, the verdict says error) or fail closed (the request stops, as an error)."""
     escalate: Escalation | None = None
     """Ask a second classifier when this one's score is uncertain (a cascade)."""
 
@@ -128,7 +135,7 @@ class HFClassifierSpec(ClassifierSpec, LabelThresholds):
     """Hub id or local path of an AutoModelForSequenceClassification."""
     max_batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=512, ge=8)
-    """Longer texts are cut to this many tokens."""
+    """The model's window in tokens; longer texts are read whole, in overlapping windows."""
 
 
 class VLLMClassifySpec(ClassifierSpec, RemoteModel, LabelThresholds):
@@ -151,7 +158,8 @@ class EmbeddingSpec(ClassifierSpec):
     head: str | None = None
     """Path of a trained head; None uses the one shipped with guard."""
     precision: Precision = "float32"
-    long_texts: LongTexts = "windows"
+    long_texts: Literal["windows"] = "windows"
+    """Rails read a long text whole, in overlapping windows; there is no other choice."""
 
 
 AnyClassifier = Annotated[

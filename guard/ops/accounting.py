@@ -33,9 +33,9 @@ from guard.ops.limits import ConcurrencyLimit, RateLimiter
 from guard.ops.metrics import NO_KEY, Metrics
 from guard.ops.runtime import Runtime, Runtimes
 from guard.ops.shadow import run_shadow, shadow_summary
+from guard.pipeline.inputs import input_subjects
 from guard.pipeline.rails import Judgement, Stage
 from guard.pipeline.runner import Pipeline, RequestContext
-from guard.pipeline.subjects import input_subjects
 from guard.settings import Settings
 
 log = logging.getLogger("guard")

@@ -14,9 +14,9 @@ from typing import Any
 
 from guard.components.base import Subject
 from guard.errors import GuardError
+from guard.pipeline.inputs import input_subjects
 from guard.pipeline.rails import SEVERITY, Judgement, Stage, judge
 from guard.pipeline.runner import Pipeline
-from guard.pipeline.subjects import input_subjects
 
 
 async def run_shadow(
@@ -25,7 +25,9 @@ async def run_shadow(
     """Every judgement the shadow's rails make, and how long they took (ms)."""
     started = time.perf_counter()
     try:
-        prompts = input_subjects(path, body) if shadow.input_rails else []
+        prompts = (
+            input_subjects(path, body, shadow.loaded.policy.inputs) if shadow.input_rails else []
+        )
     except GuardError:
         prompts = []  # a token-id prompt: the active policy answered it already
     context = tuple(body.get("messages") or ())

@@ -2,9 +2,10 @@
 revision, output rails, guarded streaming.
 """
 
+from guard.pipeline.inputs import input_subjects
 from guard.pipeline.rails import SEVERITY, Judgement, Rail, RailReport, Stage, judge
 from guard.pipeline.runner import Pipeline, RequestContext, check_runnable, unsupported
-from guard.pipeline.subjects import input_subjects, output_subjects
+from guard.pipeline.subjects import output_subjects
 from guard.pipeline.trace import Trace
 
 __all__ = [

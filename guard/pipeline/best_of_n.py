@@ -76,7 +76,7 @@ class BestOfNStage:
         safe = [True] * len(choices)
         if self.spec.filter_unsafe and judge_all is not None:
             judgements = await judge_all(choices)
-            safe = [not j.blocked for j in judgements]
+            safe = [not j.stops for j in judgements]
         info: dict[str, Any] = {
             "n": len(choices),
             "reward": self.reward_name,

@@ -177,7 +177,7 @@ class Pruner:
             finals = [self._choice(path, i, drafts[i]) for i in alive]
             judgements = await judge_all(finals)
             for i, choice, judgement in zip(alive, finals, judgements, strict=True):
-                if judgement.blocked:
+                if judgement.stops:
                     unsafe.append(i)
                 else:
                     drafts[i].text = choice_text(path, choice)  # redactions applied

@@ -3,6 +3,15 @@
 A rail is a built classifier plus what the policy says to do with its verdict
 (``action``) and with its failure (``on_error``). Every rail that ran is reported;
 the text it judged never is, so a blocked prompt is never echoed back.
+
+Texts are judged as they read (``guard.pipeline.normalize``): the classifiers see the
+normalised text, and redaction spans are mapped back onto the original. A classifier
+with a window (``window_chars``) reads a longer text whole, in overlapping windows; the
+worst window's verdict stands.
+
+A failure is never a verdict. A rail that errs, times out or finds its classifier too
+busy to start reports ``error``; under ``on_error: block`` it is ``fail_closed`` and the
+text stops (``Judgement.failed``), but nothing says the text was unsafe.
 """
 
 from __future__ import annotations
@@ -10,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from guard.components.base import Classifier, Subject, Verdict
+from guard.components.batching import QueueFull
 from guard.components.specs import ClassifierSpec
+from guard.pipeline.normalize import Normalized, normalize
+from guard.pipeline.verdict_cache import VerdictCache
 
 Stage = Literal["input", "output"]
 Outcome = Literal["pass", "error", "flag", "redact", "block"]
@@ -27,6 +39,8 @@ class Rail:
     classifier: Classifier
     escalation: Rail | None = None
     """The classifier asked when this one's score is in the uncertain band."""
+    cache: VerdictCache | None = field(default=None, compare=False)
+    """Verdicts this rail already gave, by content (input rails only)."""
 
     @property
     def name(self) -> str:
@@ -46,6 +60,13 @@ class RailReport:
     error: str | None = None
     escalated_from: float | None = None
     """The first classifier's score, when an escalation decided this verdict."""
+    fail_closed: bool = False
+    """An error under ``on_error: block``: the text stops, unjudged."""
+    overloaded: bool = False
+    """The error was load: the classifier could not start the work in time."""
+    cached: bool = False
+    part: str | None = None
+    """Where the text came from in the request (``messages[2].content``)."""
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict
@@ -59,12 +80,17 @@ class RailReport:
             "categories": list(verdict.categories) if verdict else [],
             "latency_ms": round(self.latency_ms, 2),
         }
+        if self.part is not None:
+            data["part"] = self.part
         if verdict and verdict.category_scores:
             data["category_scores"] = dict(verdict.category_scores)
         if self.error is not None:
             data["error"] = self.error
+            data["on_error"] = "block" if self.fail_closed else "allow"
         if self.escalated_from is not None:
             data["escalated_from_score"] = self.escalated_from
+        if self.cached:
+            data["cached"] = True
         return data
 
 
@@ -81,7 +107,24 @@ class Judgement:
 
     @property
     def blocked(self) -> bool:
+        """A rail judged the text unsafe and blocks it."""
         return self.outcome == "block"
+
+    @property
+    def failed(self) -> bool:
+        """A fail-closed rail could not judge the text."""
+        return any(r.fail_closed for r in self.reports)
+
+    @property
+    def overloaded(self) -> bool:
+        """Every failure that stops the text was load."""
+        closed = [r for r in self.reports if r.fail_closed]
+        return bool(closed) and all(r.overloaded for r in closed)
+
+    @property
+    def stops(self) -> bool:
+        """The text must not go on: blocked by a verdict, or unjudged by a fail-closed rail."""
+        return self.blocked or self.failed
 
     def redacted(self, text: str) -> str:
         """``text`` with every span a ``redact`` rail found replaced."""
@@ -96,40 +139,117 @@ async def judge(
     """Run every rail on every subject; one ``Judgement`` per subject, in order."""
     if not rails or not subjects:
         return [Judgement(()) for _ in subjects]
-    per_rail = await asyncio.gather(*(_run_rail(rail, subjects, stage) for rail in rails))
+    readable = [normalize(subject.text) for subject in subjects]
+    as_read = [
+        replace(subject, text=norm.text) for subject, norm in zip(subjects, readable, strict=True)
+    ]
+    per_rail = await asyncio.gather(*(_run_rail(rail, as_read, stage) for rail in rails))
     judgements = []
-    for index in range(len(subjects)):
-        reports = tuple(reports[index] for reports in per_rail)
-        judgements.append(Judgement(reports, _redactions(rails, reports)))
+    for index, subject in enumerate(subjects):
+        reports = tuple(replace(r[index], part=subject.where or None) for r in per_rail)
+        judgements.append(Judgement(reports, _redactions(rails, reports, readable[index])))
     return judgements
 
 
 async def _run_rail(rail: Rail, subjects: Sequence[Subject], stage: Stage) -> list[RailReport]:
     started = time.perf_counter()
+    cache, context = rail.cache, rail.classifier.reads_context
+    keys = [cache.key(subject, context) for subject in subjects] if cache is not None else []
+    known = [cache.get(k) for k in keys] if cache is not None else [None] * len(subjects)
+    todo = [i for i, verdict in enumerate(known) if verdict is None]
     try:
-        verdicts = await asyncio.wait_for(rail.classifier.classify(subjects), rail.spec.timeout_s)
-        if len(verdicts) != len(subjects):
-            raise RuntimeError(f"returned {len(verdicts)} verdicts for {len(subjects)} texts")
+        fresh = await _classify(rail, [subjects[i] for i in todo]) if todo else []
     except Exception as exc:  # a failing classifier must never fail the request itself
         latency = (time.perf_counter() - started) * 1000
-        reason = (
-            f"timed out after {rail.spec.timeout_s} s"
-            if isinstance(exc, TimeoutError)
-            else f"{type(exc).__name__}: {exc}"
-        )
-        outcome: Outcome = "block" if rail.spec.on_error == "block" else "error"
+        closed = rail.spec.on_error == "block"
+        overloaded = isinstance(exc, QueueFull)
+        reason = _reason(exc, rail)
         return [
-            RailReport(rail.name, rail.spec.kind, stage, outcome, None, latency, reason)
+            RailReport(rail.name, rail.spec.kind, stage, "error", None, latency, reason, None,
+                       closed, overloaded)
             for _ in subjects
-        ]
+        ]  # fmt: skip
     latency = (time.perf_counter() - started) * 1000
+    verdicts: list[Verdict | None] = list(known)
+    for index, verdict in zip(todo, fresh, strict=True):
+        verdicts[index] = verdict
+        if rail.cache is not None:
+            rail.cache.put(keys[index], verdict)
     reports = [
-        RailReport(rail.name, rail.spec.kind, stage, _outcome(rail.spec, verdict), verdict, latency)
-        for verdict in verdicts
+        RailReport(
+            rail.name,
+            rail.spec.kind,
+            stage,
+            _outcome(rail.spec, verdict),
+            verdict,
+            latency if index in todo else 0.0,
+            cached=index not in todo,
+        )
+        for index, verdict in enumerate(verdicts)
+        if verdict is not None
     ]
     if rail.escalation is not None and rail.spec.escalate is not None:
         reports = await _escalate(rail, rail.escalation, subjects, reports, stage)
     return reports
+
+
+async def _classify(rail: Rail, subjects: Sequence[Subject]) -> list[Verdict]:
+    """The classifier's verdicts, each text read whole: a classifier with a window gets
+    overlapping windows, and each text's worst window speaks for it."""
+    classifier = rail.classifier
+    timeout = None if classifier.times_itself else rail.spec.timeout_s
+    size = classifier.window_chars
+    if size is None or all(len(s.text) <= size for s in subjects):
+        verdicts = await asyncio.wait_for(classifier.classify(subjects), timeout)
+        _check_count(verdicts, subjects)
+        return verdicts
+    pieces: list[Subject] = []
+    owners: list[tuple[int, int]] = []
+    for index, subject in enumerate(subjects):
+        for start, end in char_windows(len(subject.text), size):
+            pieces.append(replace(subject, text=subject.text[start:end]))
+            owners.append((index, start))
+    verdicts = await asyncio.wait_for(classifier.classify(pieces), timeout)
+    _check_count(verdicts, pieces)
+    worst: list[Verdict | None] = [None] * len(subjects)
+    spans: list[list[tuple[int, int]]] = [[] for _ in subjects]
+    for (index, start), verdict in zip(owners, verdicts, strict=True):
+        spans[index] += [(start + a, start + b) for a, b in verdict.spans]
+        current = worst[index]
+        if current is None or _severity(verdict) > _severity(current):
+            worst[index] = verdict
+    return [
+        replace(verdict, spans=tuple(sorted(set(found))))
+        for verdict, found in zip(worst, spans, strict=True)
+        if verdict is not None
+    ]
+
+
+def char_windows(length: int, size: int) -> list[tuple[int, int]]:
+    """Overlapping ``[start, end)`` windows of at most ``size`` characters covering
+    ``length``; each overlaps the next by a quarter, and the last ends with the text."""
+    if length <= size:
+        return [(0, length)]
+    step = size - size // 4
+    starts = [*range(0, length - size, step), length - size]
+    return [(start, start + size) for start in starts]
+
+
+def _severity(verdict: Verdict) -> tuple[bool, float]:
+    return verdict.flagged, verdict.score if verdict.score is not None else 0.0
+
+
+def _check_count(verdicts: Sequence[Verdict], subjects: Sequence[Subject]) -> None:
+    if len(verdicts) != len(subjects):
+        raise RuntimeError(f"returned {len(verdicts)} verdicts for {len(subjects)} texts")
+
+
+def _reason(exc: Exception, rail: Rail) -> str:
+    if isinstance(exc, QueueFull):
+        return f"overloaded: {exc}"
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {rail.spec.timeout_s} s"
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def _escalate(
@@ -161,6 +281,9 @@ async def _escalate(
             error=decision.error,
             latency_ms=first.latency_ms + decision.latency_ms,
             escalated_from=first.verdict.score if first.verdict else None,
+            fail_closed=decision.fail_closed,
+            overloaded=decision.overloaded,
+            cached=first.cached and decision.cached,
         )
     return reports
 
@@ -172,13 +295,15 @@ def _outcome(spec: ClassifierSpec, verdict: Verdict) -> Outcome:
 
 
 def _redactions(
-    rails: Sequence[Rail], reports: Sequence[RailReport]
+    rails: Sequence[Rail], reports: Sequence[RailReport], readable: Normalized
 ) -> tuple[tuple[int, int, str], ...]:
+    """The spans to redact, in the original text's offsets."""
     found: list[tuple[int, int, str]] = []
     for rail, report in zip(rails, reports, strict=True):
         if report.outcome == "redact" and report.verdict is not None:
             replacement = str(getattr(rail.spec, "replacement", "[REDACTED]"))
-            found += [(start, end, replacement) for start, end in report.verdict.spans]
+            for start, end in report.verdict.spans:
+                found.append((*readable.original_span(start, end), replacement))
     merged: list[tuple[int, int, str]] = []
     for start, end, replacement in sorted(found):
         if merged and start < merged[-1][1]:

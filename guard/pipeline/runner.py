@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -27,15 +27,17 @@ from guard.components.registry import (
     build_classifier,
     build_reward,
 )
-from guard.errors import ContentFiltered, PolicyError
+from guard.errors import ContentFiltered, GuardError, PolicyError, RailFailed, RailsOverloaded
 from guard.pipeline.best_of_n import BestOfNStage, upstream_request
 from guard.pipeline.constitutional import ConstitutionalStage, trigger_reason
+from guard.pipeline.inputs import InputPlan, read_input, with_redacted_input
 from guard.pipeline.pruning import Pruner, survivor_events
 from guard.pipeline.rails import SEVERITY, Judgement, Rail, Stage, judge
 from guard.pipeline.refusal import refusal
 from guard.pipeline.streaming import StreamGuard
-from guard.pipeline.subjects import input_subjects, output_subjects, with_redacted_input
+from guard.pipeline.subjects import output_subjects
 from guard.pipeline.trace import Trace
+from guard.pipeline.verdict_cache import VerdictCache
 from guard.policy.load import LoadedPolicy
 from guard.protocol.messages import COMPLETIONS, as_events, choice_text, set_choice_text
 from guard.protocol.relay import Relay, passed_through, replay
@@ -87,6 +89,9 @@ class RequestContext:
     winner_judgements: list[Judgement] | None = None
     """Output-rail judgements of the chosen candidates, when best-of-n already made them."""
     constitutional: dict[str, Any] | None = None
+    input_plan: InputPlan | None = None
+    """What the input rails read (and what they let through unjudged), once they ran."""
+    input_judgements: list[Judgement] = field(default_factory=list)
     stream_checks: int = 0
     """How many times output rails judged a streamed answer (only non-passing ones are kept)."""
     trace: Trace = field(default_factory=Trace)
@@ -108,7 +113,10 @@ class Pipeline:
         self.loaded = loaded
         self.upstream = upstream
         policy = loaded.policy
-        self.input_rails = self._build_rails(policy.input_rails, "input_rails", components)
+        self.input_rails = [
+            _cached(rail)
+            for rail in self._build_rails(policy.input_rails, "input_rails", components)
+        ]
         self.output_rails = self._build_rails(policy.output_rails, "output_rails", components)
         redacts = any(rail.action == "redact" for rail in policy.input_rails)
         self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
@@ -164,6 +172,8 @@ class Pipeline:
             "verdict": ctx.verdict,
             "verdicts": verdicts,
         }
+        if ctx.input_plan is not None:
+            info["input"] = ctx.input_plan.summary(ctx.input_judgements)
         if ctx.stream_checks:
             info["stream_checks"] = ctx.stream_checks
         if ctx.best_of_n is not None:
@@ -215,8 +225,11 @@ class Pipeline:
         pruner = pruner or Pruner(self.best_of_n, self.upstream, ctx.trace)
         filtering = self.best_of_n.spec.filter_unsafe and bool(self.output_rails)
 
+        judged: list[Judgement] = []
+
         async def judge_all(choices: list[dict[str, Any]]) -> list[Judgement]:
-            return await self._judge_choices(path, body, choices, ctx)
+            judged.extend(await self._judge_choices(path, body, choices, ctx))
+            return judged
 
         result, ctx.best_of_n = await self._guarded_generation(
             path,
@@ -227,6 +240,7 @@ class Pipeline:
             ),
         )
         if not result["choices"]:
+            self._stop_on(judged, ctx)
             raise Blocked
         ctx.trace.keep_result(path, body, result)
         return result, filtering
@@ -247,7 +261,7 @@ class Pipeline:
             path, body, result, judge_all if filtering else None, ctx.trace
         )
         if all_unsafe:
-            raise Blocked
+            self._stop_on(judged, ctx)
         if judged:
             ctx.winner_judgements = [judged[i] for i in ctx.best_of_n["chosen"]]
         return filtering
@@ -280,7 +294,7 @@ class Pipeline:
             reason = trigger_reason(stage.spec, judgement, score)
             if reason is None:
                 infos.append({"triggered": False, "reward": score})
-                if judgement is not None and judgement.blocked:
+                if judgement is not None and self._refuses(judgement, ctx):
                     set_choice_text(path, choice, refusal_message, filtered=True)
                 continue
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -292,9 +306,9 @@ class Pipeline:
             outcome.info["final"] = "passed"
             if self.output_rails:
                 [final] = await self._judge_choices(path, body, [choice], ctx)
-                if final.blocked:
+                if self._refuses(final, ctx):
                     set_choice_text(path, choice, refusal_message, filtered=True)
-                    outcome.info["final"] = "blocked"
+                    outcome.info["final"] = "blocked" if final.blocked else "error"
             infos.append(outcome.info)
         ctx.constitutional = infos[0] if len(infos) == 1 else {"choices": infos}
         blocked = any(c.get("finish_reason") == "content_filter" for c in choices)
@@ -402,6 +416,8 @@ class Pipeline:
             ctx.stream_checks += 1
             if judgement.outcome != "pass":
                 ctx.judgements.append(("output", judgement))
+            if judgement.failed and not judgement.blocked:
+                self._refuses(judgement, ctx)  # raises unless the policy wants a refusal
             return judgement
 
         guard = StreamGuard(
@@ -427,25 +443,44 @@ class Pipeline:
         generate = ctx.trace.timed_call("generation", generate)
         if not self.input_rails:
             return await generate(body)
-        subjects = input_subjects(path, body)
+        plan = ctx.input_plan = read_input(path, body, self.loaded.policy.inputs)
         if not self.input_in_parallel:
-            judgements = await self._judge(self.input_rails, subjects, "input", ctx)
-            if any(j.blocked for j in judgements):
-                raise Blocked
-            texts = [j.redacted(s.text) for j, s in zip(judgements, subjects, strict=True)]
-            if texts != [s.text for s in subjects]:
-                body = with_redacted_input(path, body, texts)
-            return await generate(body)
+            judgements = await self._judge_input(plan, ctx)
+            self._stop_on(judgements, ctx)
+            redacted = with_redacted_input(body, plan.parts, judgements)
+            if redacted is None:
+                raise Blocked  # a span to redact lies where guard cannot rewrite it
+            return await generate(redacted)
         generation = asyncio.ensure_future(generate(body))
         try:
-            judgements = await self._judge(self.input_rails, subjects, "input", ctx)
+            judgements = await self._judge_input(plan, ctx)
+            self._stop_on(judgements, ctx)
         except BaseException:
             await _cancel(generation, discard)
             raise
-        if any(j.blocked for j in judgements):
-            await _cancel(generation, discard)
-            raise Blocked
         return await generation
+
+    async def _judge_input(self, plan: InputPlan, ctx: RequestContext) -> list[Judgement]:
+        ctx.input_judgements = await self._judge(self.input_rails, plan.subjects, "input", ctx)
+        return ctx.input_judgements
+
+    def _stop_on(self, judgements: list[Judgement], ctx: RequestContext) -> None:
+        """Raise ``Blocked`` when a rail judged a text unsafe. When a fail-closed rail could
+        not judge one, raise what the policy answers to that: an error, or ``Blocked``."""
+        if any(j.blocked for j in judgements) or any(self._refuses(j, ctx) for j in judgements):
+            raise Blocked
+
+    def _refuses(self, judgement: Judgement, ctx: RequestContext) -> bool:
+        """Whether the text judged must be replaced by the refusal: a rail blocked it, or a
+        fail-closed rail could not judge it and the policy answers that with the refusal.
+        Raises ``RailFailed`` (or ``RailsOverloaded``) when the policy answers an error."""
+        if judgement.blocked:
+            return True
+        if not judgement.failed:
+            return False
+        if self.loaded.policy.refusal.on_rail_error == "refusal":
+            return True
+        raise rail_failure(judgement, self.guard_info(ctx))
 
     async def _judge_output(
         self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext
@@ -455,7 +490,7 @@ class Pipeline:
         judgements = await self._judge_choices(path, body, result["choices"], ctx)
         refusal_message = self.loaded.policy.refusal.message
         for choice, judgement in zip(result["choices"], judgements, strict=True):
-            if judgement.blocked:
+            if self._refuses(judgement, ctx):
                 set_choice_text(path, choice, refusal_message, filtered=True)
         if self.loaded.policy.refusal.http_error and any(j.blocked for j in judgements):
             raise ContentFiltered(refusal_message, self.guard_info(ctx))
@@ -471,7 +506,7 @@ class Pipeline:
         subjects = output_subjects(path, body, {"choices": choices})
         judgements = await self._judge(self.output_rails, subjects, "output", ctx)
         for choice, subject, judgement in zip(choices, subjects, judgements, strict=True):
-            if judgement.redactions and not judgement.blocked:
+            if judgement.redactions and not judgement.stops:
                 set_choice_text(path, choice, judgement.redacted(subject.text), filtered=False)
         return judgements
 
@@ -491,6 +526,31 @@ class Pipeline:
 
     def _upstream_body(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         return {**body, "model": ctx.upstream_model}
+
+
+def rail_failure(judgement: Judgement, guard: dict[str, Any]) -> GuardError:
+    """The error for a text a fail-closed rail could not judge: 503, with Retry-After
+    when the cause was load. ``guard`` goes in the error body, as for a block."""
+    closed = [r for r in judgement.reports if r.fail_closed]
+    names = ", ".join(sorted({f"'{r.rail}'" for r in closed}))
+    if judgement.overloaded:
+        return RailsOverloaded(
+            f"The rail {names} is overloaded and could not judge this request in time; "
+            "retry later.",
+            guard,
+        )
+    reasons = "; ".join(sorted({f"{r.rail}: {r.error}" for r in closed}))
+    return RailFailed(
+        f"The rail {names} could not judge this request ({reasons}), and this model's "
+        "policy does not serve what it cannot judge.",
+        guard,
+    )
+
+
+def _cached(rail: Rail) -> Rail:
+    """The rail, and its escalation, with a verdict cache (for input rails)."""
+    escalation = _cached(rail.escalation) if rail.escalation else None
+    return replace(rail, escalation=escalation, cache=VerdictCache())
 
 
 def _build_rail(spec: Any, components: BuildContext) -> Rail:

@@ -302,7 +302,7 @@ class StreamGuard:
         state = self.choices[index]
         state.in_flight = None
         state.done = check.final
-        if judgement.blocked:
+        if judgement.stops:
             state.stopped = True
             state.held, state.texts = [], []
             return [self._event({"choices": [self._stop(index)]})]

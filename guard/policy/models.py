@@ -87,6 +87,31 @@ class Refusal(Section):
     message: str = "I'm sorry, but I can't help with that."
     http_error: bool = False
     """Answer a block with HTTP 400, code content_filter, instead of a normal completion."""
+    on_rail_error: Literal["http_error", "refusal"] = "http_error"
+    """When a fail-closed rail could not judge a text (it failed, timed out or was
+    overloaded): answer HTTP 503 (``rail_error``, or ``rails_overloaded`` with Retry-After),
+    or the refusal above with the verdict ``error``. A refusal from an error is opt-in:
+    by default a refusal always means a rail judged the text unsafe."""
+
+
+Unjudged = Literal[
+    "chat_template", "token_ids", "prompt_embeds", "image", "audio", "video", "kv_transfer_params"
+]
+"""What the model may read that no rail can: a client's own chat template (it can write
+any text), prompts given as token ids or embeddings, media parts, and vLLM's
+``kv_transfer_params`` (its ``prompt_token_ids`` replace the whole prompt)."""
+
+
+class Inputs(Section):
+    """What the input rails read (docs/safety.md, "What input rails see")."""
+
+    trusted_roles: list[str] = []
+    """Message roles not judged, e.g. ``system`` when only the operator writes it."""
+    allow_unjudged: list[Unjudged] = []
+    """Let these through unjudged instead of refusing the request with a 400; the verdict
+    lists them under ``guard.input.unjudged``."""
+    max_chars: int = Field(default=262_144, ge=1)
+    """The most text the input rails judge for one request; past it, 413."""
 
 
 class Audit(Section):
@@ -100,6 +125,7 @@ class Policy(Section):
     models: dict[str, str | None] = Field(min_length=1)
     """Model name clients send -> upstream model name (null: the same name). '*' catches all."""
     input_rails: list[AnyClassifier] = []
+    inputs: Inputs = Inputs()
     input_rails_mode: Literal["parallel", "sequential"] | None = None
     """parallel: generation starts with the input rails and is cancelled if one blocks.
     Unset: parallel, unless an input rail redacts (then generation must wait for it)."""

@@ -20,7 +20,7 @@ from typing import Any
 from guard.components.base import Subject
 from guard.errors import InvalidRequest, NotFound
 from guard.pipeline.rails import Judgement, judge
-from guard.pipeline.runner import Pipeline
+from guard.pipeline.runner import Pipeline, rail_failure
 from guard.policy.routing import PolicySet
 
 OPENAI_CATEGORIES = (
@@ -116,6 +116,10 @@ async def moderate(
     pipeline: Pipeline, texts: Sequence[str], model: str, request_id: str
 ) -> dict[str, Any]:
     judgements = await judge(pipeline.input_rails, [Subject(t) for t in texts], "input")
+    for judgement in judgements:
+        if judgement.failed:
+            guard = {"policy": pipeline.name, "verdicts": [r.to_dict() for r in judgement.reports]}
+            raise rail_failure(judgement, guard)
     return {
         "id": f"modr-{request_id}",
         "model": model,

@@ -142,5 +142,6 @@ def test_vllm_classify_refuses_to_guess_label_names(fake_upstream: Fake, tmp_pat
     )
     with guard_with(fake_upstream, tmp_path, rails) as url:
         response = chat(url, "something unsafe")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "rail_error"
     verdict = response.json()["guard"]["verdicts"][0]
-    assert verdict["outcome"] == "block" and "set 'labels'" in verdict["error"]
+    assert verdict["outcome"] == "error" and "set 'labels'" in verdict["error"]

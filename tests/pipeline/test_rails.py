@@ -82,23 +82,30 @@ def test_input_that_passes_reaches_the_upstream(fake_upstream: Fake, tmp_path: P
 def test_parallel_input_rail_cancels_the_stream_it_started(
     paced_upstream: Fake, tmp_path: Path
 ) -> None:
-    """The stream starts at once; the slow rail then blocks; the upstream stream is cut."""
+    """The stream starts at once; the slow rail then fails closed; the upstream stream is cut
+    and the client gets an error, not a refusal (a time-out is not a verdict)."""
     rails = judge_rail(paced_upstream.url, model="slow", timeout_s=1.0).replace(
         "input_rails_mode: sequential", "input_rails_mode: parallel"
     )
     streams = paced_upstream.app.state.streams
     cancelled = streams.count("cancelled")
     long_answer = "say: " + "word " * 100  # 5 s at the paced upstream's 50 ms a word
+    body = {
+        "model": "fake-model",
+        "stream": True,
+        "messages": [{"role": "user", "content": long_answer}],
+    }
     with guard_with(paced_upstream, tmp_path, rails) as url:
-        events = stream_events(url, long_answer)
+        response = httpx.post(f"{url}{CHAT}", json=body, timeout=30)
         for _ in range(200):  # bounded wait for the cancellation to reach the upstream
             if streams.count("cancelled") > cancelled:
                 break
             httpx.get(f"{url}/health")
     assert streams.count("cancelled") == cancelled + 1
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events if c["choices"])
-    assert text == "I'm sorry, but I can't help with that."
-    assert events[0]["guard"]["verdict"] == "block"
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "rail_error" and "timed out after 1.0 s" in error["message"]
+    assert response.json()["guard"]["verdict"] == "error"
 
 
 def test_input_redaction_rewrites_the_prompt(fake_upstream: Fake, tmp_path: Path) -> None:
@@ -216,31 +223,58 @@ def test_llm_judge_reads_the_yes_probability(fake_upstream: Fake, tmp_path: Path
     assert no.json()["guard"]["verdicts"][0]["score"] == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize(("on_error", "blocked"), [("allow", False), ("block", True)])
+ON_ERROR = [("allow", "http_error"), ("block", "http_error"), ("block", "refusal")]
+
+
+def expect_on_error(response: httpx.Response, on_error: str, answer: str, reason: str) -> None:
+    """allow: the answer goes out, the verdict says error. block: a 503 error by default,
+    or the refusal when the policy asks for it; the verdict says error, never block."""
+    if on_error == "allow":
+        assert response.status_code == 200
+        assert response.json()["choices"][0]["finish_reason"] == "stop"
+        [verdict] = response.json()["guard"]["verdicts"]
+    elif answer == "http_error":
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "rail_error"
+        assert reason in response.json()["error"]["message"]
+        [verdict] = response.json()["guard"]["verdicts"]
+    else:
+        assert response.status_code == 200
+        choice = response.json()["choices"][0]
+        assert choice["finish_reason"] == "content_filter"
+        assert choice["message"]["content"] == "I'm sorry, but I can't help with that."
+        [verdict] = response.json()["guard"]["verdicts"]
+    assert reason in verdict["error"]
+    assert verdict["outcome"] == "error" and verdict["on_error"] == on_error
+    assert response.json()["guard"]["verdict"] == "error"
+    if response.status_code == 200:
+        assert response.headers["x-guard-verdict"] == "error"
+
+
+def with_answer(rails: str, answer: str) -> str:
+    return rails + f"refusal:\n  on_rail_error: {answer}\n"
+
+
+@pytest.mark.parametrize(("on_error", "answer"), ON_ERROR)
 def test_a_classifier_that_times_out_follows_on_error(
-    fake_upstream: Fake, tmp_path: Path, on_error: str, blocked: bool
+    fake_upstream: Fake, tmp_path: Path, on_error: str, answer: str
 ) -> None:
     rails = judge_rail(fake_upstream.url, model="slow", on_error=on_error, timeout_s=0.3)
-    with guard_with(fake_upstream, tmp_path, rails) as url:
+    with guard_with(fake_upstream, tmp_path, with_answer(rails, answer)) as url:
         response = chat(url, "say: fine")
-    [verdict] = response.json()["guard"]["verdicts"]
-    assert "timed out after 0.3 s" in verdict["error"]
-    assert verdict["outcome"] == ("block" if blocked else "error")
-    finish = response.json()["choices"][0]["finish_reason"]
-    assert finish == ("content_filter" if blocked else "stop")
+    expect_on_error(response, on_error, answer, "timed out after 0.3 s")
 
 
-@pytest.mark.parametrize(("on_error", "blocked"), [("allow", False), ("block", True)])
+@pytest.mark.parametrize(("on_error", "answer"), ON_ERROR)
 def test_a_classifier_that_fails_follows_on_error(
-    fake_upstream: Fake, tmp_path: Path, on_error: str, blocked: bool
+    fake_upstream: Fake, tmp_path: Path, on_error: str, answer: str
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    with guard_with(fake_upstream, tmp_path, judge_rail(dead, on_error=on_error)) as url:
+    rails = with_answer(judge_rail(dead, on_error=on_error), answer)
+    with guard_with(fake_upstream, tmp_path, rails) as url:
         response = chat(url, "say: fine")
-        assert chat(url, "say: again").status_code == 200  # still serving
-    [verdict] = response.json()["guard"]["verdicts"]
-    assert "unreachable" in verdict["error"]
-    assert response.headers["x-guard-verdict"] == ("block" if blocked else "error")
+        assert chat(url, "say: again").status_code == response.status_code  # still serving
+    expect_on_error(response, on_error, answer, "unreachable")
 
 
 def test_judge_answering_neither_yes_nor_no_is_an_error(
@@ -248,5 +282,4 @@ def test_judge_answering_neither_yes_nor_no_is_an_error(
 ) -> None:
     with guard_with(fake_upstream, tmp_path, judge_rail(fake_upstream.url)) as url:
         response = chat(url, "say: Perhaps")
-    assert "neither yes nor no" in response.json()["guard"]["verdicts"][0]["error"]
-    assert response.json()["choices"][0]["finish_reason"] == "content_filter"
+    expect_on_error(response, "block", "http_error", "neither yes nor no")

@@ -1,0 +1,352 @@
+"""What input rails read: every text of a request that the model will read.
+
+That is every message of every role, with every part vLLM renders as text and the
+message keys its chat renderer passes to the template (``name``, ``task``,
+``tool_calls``, ``reasoning``, ``tool_call_id``, a developer message's ``tools``, and a
+role name that is not a standard one, since vLLM renders any role string); every tool
+definition; ``documents``; every value of ``chat_template_kwargs`` (it can override any
+template variable, ``tools`` and ``documents`` included); and for text completions,
+every prompt and the ``suffix``. docs/safety.md lists them with vLLM's sources.
+
+Each message (tool, document, prompt...) is one text, judged whole: its pieces joined
+in the order the template renders them, so a request split across parts is read as
+the model reads it. ``Part.segments`` maps the text back onto the request's fields, so
+a redaction rewrites each field at the right place.
+
+What no rail can read is refused with a 400 naming the field, unless the policy lets
+that kind through by name (``inputs.allow_unjudged``): a client's chat template, token
+ids, prompt embeddings, image, audio and video parts, ``kv_transfer_params``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from guard.components.base import Subject
+from guard.errors import InvalidRequest, PayloadTooLarge
+from guard.pipeline.rails import Judgement
+from guard.policy.models import Inputs, Unjudged
+from guard.protocol.messages import COMPLETIONS
+
+Path = tuple[str | int, ...]
+KEY: Path = ()
+"""The path of a piece that is a dict key: judged, but not rewritable by a redaction."""
+
+STANDARD_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+TEXT_PARTS = {
+    "text": "text",
+    "input_text": "text",
+    "output_text": "text",
+    "refusal": "refusal",
+    "thinking": "thinking",
+    "tool_reference": "name",
+}
+"""Content part type -> the key holding its text (vLLM's renderer reads these as text)."""
+MEDIA_PARTS: dict[str, Unjudged] = {
+    "image_url": "image",
+    "input_image": "image",
+    "image_pil": "image",
+    "image_embeds": "image",
+    "audio_url": "audio",
+    "input_audio": "audio",
+    "audio_embeds": "audio",
+    "video_url": "video",
+    "video_embeds": "video",
+    "prompt_embeds": "prompt_embeds",
+}
+"""Content part type (or key, for a part without ``type``) -> what kind of input it is."""
+SEPARATOR = "\n"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Where ``text[start:end]`` of a part came from: the string at ``path`` in the body
+    (``KEY``: a dict key, which a redaction cannot rewrite)."""
+
+    start: int
+    end: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Part:
+    """One text the input rails judge whole."""
+
+    where: str
+    text: str
+    segments: tuple[Segment, ...]
+    context: tuple[Mapping[str, Any], ...] = ()
+
+    def subject(self) -> Subject:
+        return Subject(self.text, "user", self.context, self.where)
+
+
+@dataclass
+class InputPlan:
+    """What a request holds for the input rails: the parts judged, and what is let
+    through unjudged (a trusted role, or a kind the policy allows) with the reason."""
+
+    parts: list[Part] = field(default_factory=list)
+    unjudged: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def subjects(self) -> list[Subject]:
+        return [part.subject() for part in self.parts]
+
+    def summary(self, judgements: Sequence[Judgement]) -> dict[str, Any]:
+        """``guard.input``: what was judged, what was not and why, and which rail stopped
+        which part; never the text itself."""
+        stopped = [
+            {"part": part.where, "rail": report.rail, "outcome": report.outcome}
+            for part, judgement in zip(self.parts, judgements, strict=False)
+            for report in judgement.reports
+            if report.outcome == "block" or report.fail_closed
+        ]
+        cached = sum(
+            all(r.cached for r in judgement.reports) and bool(judgement.reports)
+            for judgement in judgements
+        )
+        info: dict[str, Any] = {"judged": [part.where for part in self.parts]}
+        if cached:
+            info["cached"] = cached
+        if self.unjudged:
+            info["unjudged"] = self.unjudged
+        if stopped:
+            info["stopped"] = stopped
+        return info
+
+
+def read_input(path: str, body: Mapping[str, Any], inputs: Inputs) -> InputPlan:
+    """Every text of ``body`` the model will read, as parts to judge.
+
+    Raises ``InvalidRequest`` (400) for what no rail can read and the policy does not let
+    through, and ``PayloadTooLarge`` (413) past the policy's ``inputs.max_chars``."""
+    plan = InputPlan()
+    reader = _Reader(plan, inputs)
+    if path == COMPLETIONS:
+        reader.completion(body)
+    else:
+        reader.chat(body)
+    total = sum(len(part.text) for part in plan.parts)
+    if total > inputs.max_chars:
+        raise PayloadTooLarge(
+            f"This request holds {total} characters of text for the input rails to judge; "
+            f"this model's policy judges at most {inputs.max_chars} per request.",
+            code="input_too_large",
+        )
+    return plan
+
+
+def input_subjects(
+    path: str, body: Mapping[str, Any], inputs: Inputs | None = None
+) -> list[Subject]:
+    """The subjects ``read_input`` finds (default policy settings unless given)."""
+    return read_input(path, body, inputs or Inputs()).subjects
+
+
+def with_redacted_input(
+    body: dict[str, Any], parts: Sequence[Part], judgements: Sequence[Judgement]
+) -> dict[str, Any] | None:
+    """``body`` with every span a ``redact`` rail found replaced, field by field; None
+    when a span lies in a dict key, which cannot be rewritten (the caller refuses)."""
+    edits: dict[Path, list[tuple[int, int, str]]] = {}
+    for part, judgement in zip(parts, judgements, strict=True):
+        for start, end, replacement in judgement.redactions:
+            for segment in part.segments:
+                low, high = max(start, segment.start), min(end, segment.end)
+                if low >= high:
+                    continue
+                if segment.path == KEY:
+                    return None
+                local = (low - segment.start, high - segment.start, replacement)
+                edits.setdefault(segment.path, []).append(local)
+    if not edits:
+        return body
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(body))
+    for field_path, spans in edits.items():
+        text = _get(copy, field_path)
+        for start, end, replacement in sorted(set(spans), reverse=True):
+            text = text[:start] + replacement + text[end:]
+        _set(copy, field_path, text)
+    return copy
+
+
+class _Reader:
+    def __init__(self, plan: InputPlan, inputs: Inputs):
+        self.plan = plan
+        self.inputs = inputs
+
+    def unreadable(self, where: str, kind: Unjudged, what: str) -> None:
+        """Refuse, or note as let through when the policy allows ``kind``."""
+        if kind in self.inputs.allow_unjudged:
+            self.plan.unjudged.append(
+                {"field": where, "kind": kind, "reason": "allowed unjudged by the policy"}
+            )
+            return
+        raise InvalidRequest(
+            f"The input rails cannot read {what} ({where}), so this model's policy does not "
+            f"accept it. A policy can let it through unjudged with inputs.allow_unjudged: "
+            f"[{kind}].",
+            param=where,
+            code="unjudgeable_input",
+        )
+
+    def add(
+        self, where: str, pieces: list[tuple[str, Path]], context: tuple[Any, ...] = ()
+    ) -> None:
+        texts: list[str] = []
+        segments: list[Segment] = []
+        position = 0
+        for text, field_path in pieces:
+            if not text:
+                continue
+            if texts:
+                position += len(SEPARATOR)
+            texts.append(text)
+            segments.append(Segment(position, position + len(text), field_path))
+            position += len(text)
+        if texts:
+            self.plan.parts.append(Part(where, SEPARATOR.join(texts), tuple(segments), context))
+
+    # -- chat ---------------------------------------------------------------------
+
+    def chat(self, body: Mapping[str, Any]) -> None:
+        for key in ("kv_transfer_params", "ec_transfer_params"):
+            if body.get(key) is not None:
+                self.unreadable(key, "kv_transfer_params", "vLLM transfer parameters")
+        if body.get("chat_template") is not None:
+            self.unreadable("chat_template", "chat_template", "a chat template sent by the client")
+        messages = body.get("messages") or []
+        for index, message in enumerate(messages):
+            if isinstance(message, Mapping):
+                self.message(index, message, tuple(messages[:index]))
+        for index, tool in enumerate(body.get("tools") or []):
+            self.add(f"tools[{index}]", list(_leaves(tool, ("tools", index))))
+        for index, document in enumerate(body.get("documents") or []):
+            self.add(f"documents[{index}]", list(_leaves(document, ("documents", index))))
+        kwargs = body.get("chat_template_kwargs") or {}
+        if isinstance(kwargs, Mapping):
+            for key, value in kwargs.items():
+                where = f"chat_template_kwargs.{key}"
+                if key == "chat_template":
+                    self.unreadable(where, "chat_template", "a chat template sent by the client")
+                    continue
+                pieces = [(str(key), KEY)] if _wordy(key) else []
+                pieces += list(_leaves(value, ("chat_template_kwargs", key)))
+                self.add(where, pieces)
+
+    def message(self, index: int, message: Mapping[str, Any], context: tuple[Any, ...]) -> None:
+        where = f"messages[{index}]"
+        role = message.get("role")
+        if isinstance(role, str) and role in self.inputs.trusted_roles:
+            reason = f"trusted role {role}"
+            self.plan.unjudged.append({"field": where, "kind": "message", "reason": reason})
+            return
+        base: Path = ("messages", index)
+        pieces: list[tuple[str, Path]] = []
+        if isinstance(role, str) and role not in STANDARD_ROLES:
+            pieces.append((role, (*base, "role")))
+        for key in ("name", "task"):
+            if isinstance(message.get(key), str):
+                pieces.append((message[key], (*base, key)))
+        pieces += self.content(where, message.get("content"), (*base, "content"))
+        for key in ("reasoning", "reasoning_content", "tool_call_id"):
+            if isinstance(message.get(key), str):
+                pieces.append((message[key], (*base, key)))
+        for number, call in enumerate(message.get("tool_calls") or []):
+            pieces += list(_leaves(call, (*base, "tool_calls", number)))
+        if message.get("tools") is not None:
+            pieces += list(_leaves(message["tools"], (*base, "tools")))
+        self.add(where, pieces, context)
+
+    def content(self, where: str, content: Any, base: Path) -> list[tuple[str, Path]]:
+        if content is None:
+            return []
+        if isinstance(content, str):
+            return [(content, base)]
+        if not isinstance(content, list):
+            return list(_leaves(content, base))
+        pieces: list[tuple[str, Path]] = []
+        for number, part in enumerate(content):
+            here, path = f"{where}.content[{number}]", (*base, number)
+            if isinstance(part, str):
+                pieces.append((part, path))
+                continue
+            if not isinstance(part, Mapping):
+                raise InvalidRequest(f"{here} is neither text nor a content part.", param=here)
+            kind = part.get("type") or next((k for k in MEDIA_PARTS if k in part), None)
+            if kind in TEXT_PARTS:
+                text = part.get(TEXT_PARTS[kind])
+                if isinstance(text, str):
+                    pieces.append((text, (*path, TEXT_PARTS[kind])))
+            elif kind in MEDIA_PARTS:
+                self.unreadable(here, MEDIA_PARTS[kind], f"a content part of type {kind!r}")
+            else:
+                raise InvalidRequest(
+                    f"{here} has type {kind!r}, which is not a content part guard can read.",
+                    param=here,
+                    code="unjudgeable_input",
+                )
+        return pieces
+
+    # -- text completions ---------------------------------------------------------
+
+    def completion(self, body: Mapping[str, Any]) -> None:
+        for key in ("kv_transfer_params", "ec_transfer_params"):
+            if body.get(key) is not None:
+                self.unreadable(key, "kv_transfer_params", "vLLM transfer parameters")
+        if body.get("prompt_embeds") is not None:
+            self.unreadable("prompt_embeds", "prompt_embeds", "prompt embeddings")
+        prompt = body.get("prompt")
+        if isinstance(prompt, str):
+            self.add("prompt", [(prompt, ("prompt",))])
+        elif isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+            for index, text in enumerate(prompt):
+                self.add(f"prompt[{index}]", [(text, ("prompt", index))])
+        elif prompt is not None:
+            self.unreadable("prompt", "token_ids", "a prompt given as token ids")
+        if isinstance(body.get("suffix"), str):
+            self.add("suffix", [(body["suffix"], ("suffix",))])
+
+
+def _leaves(value: Any, path: Path) -> Iterator[tuple[str, Path]]:
+    """Every string in ``value``, in order, with its path; dict keys that read as words
+    too (a template may render them), with the path ``KEY``."""
+    if isinstance(value, str):
+        yield value, path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if _wordy(key) and key not in _STRUCTURAL_KEYS:
+                yield str(key), KEY
+            yield from _leaves(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, index))
+
+
+_STRUCTURAL_KEYS = frozenset(
+    {"type", "function", "name", "description", "parameters", "properties", "required",
+     "arguments", "id", "items", "enum", "strict", "title", "content", "text", "default"}
+)  # fmt: skip
+"""Schema and call keys every tool has: read as structure, not as text worth judging."""
+
+
+def _wordy(key: Any) -> bool:
+    return isinstance(key, str) and any(c.isalpha() for c in key)
+
+
+def _get(data: Any, path: Path) -> str:
+    for step in path:
+        data = data[step]
+    return str(data)
+
+
+def _set(data: Any, path: Path, value: str) -> None:
+    *head, last = path
+    for step in head:
+        data = data[step]
+    data[last] = value
