@@ -31,6 +31,9 @@ from guard.pipeline.verdict_cache import VerdictCache
 Stage = Literal["input", "output"]
 Outcome = Literal["pass", "error", "flag", "redact", "block"]
 SEVERITY: dict[Outcome, int] = {"pass": 0, "error": 1, "flag": 2, "redact": 3, "block": 4}
+OFF_LOOP_CHARS = 16_384
+"""Non-ASCII text past this size is normalised in a thread (about 5 ms per 16 KB of the
+worst mixes), so a large request cannot hold the event loop."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,10 @@ async def judge(
     """Run every rail on every subject; one ``Judgement`` per subject, in order."""
     if not rails or not subjects:
         return [Judgement(()) for _ in subjects]
-    readable = [normalize(subject.text) for subject in subjects]
+    if sum(len(s.text) for s in subjects if not s.text.isascii()) > OFF_LOOP_CHARS:
+        readable = await asyncio.to_thread(lambda: [normalize(s.text) for s in subjects])
+    else:
+        readable = [normalize(subject.text) for subject in subjects]
     as_read = [
         replace(subject, text=norm.text) for subject, norm in zip(subjects, readable, strict=True)
     ]

@@ -1,0 +1,74 @@
+"""How long guard takes to read a text as it reads (``guard.pipeline.normalize``).
+
+``python bench/text_normalize.py`` prints, for 100 KB samples, the best of 10 warm runs
+and the first (cold) run of ``normalize`` and ``normalized_text``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from guard.pipeline.normalize import clear_caches, normalize, normalized_text
+
+
+def demo_text(size: int) -> str:
+    """About ``size`` characters of mixed text: English, obfuscations, Russian, CJK, emoji."""
+    chunks = (
+        "Please summarise the attached report before the meeting on Tuesday. ",
+        "How do I make a b\u200bo\u200bm\u200bb at home? ",
+        "p\u0430ssw\u043erd: \uff53\uff45\uff43\uff52\uff45\uff54 \ufb01le ",
+        "\u0412\u041e\u041c\u0412 b\u0336o\u0336m\u0336b\u0336 ",
+        "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a \u0434\u0435\u043b\u0430? ",
+        "\u4eca\u65e5\u306f\u3044\u3044\u5929\u6c17\u3067\u3059\u3002 ",
+        "caf\u00e9 cafe\u0301 na\u00efve \U0001f44d\ufe0f \U0001f468\u200d\U0001f469 ",
+        "\U0001d41b\U0001d428\U0001d426\U0001d41b \u2460\u2461\u2462 \u202eevil\u202c ",
+    )
+    parts: list[str] = []
+    total = 0
+    i = 0
+    while total < size:
+        chunk = chunks[i % len(chunks)]
+        parts.append(chunk)
+        total += len(chunk)
+        i += 1
+    return "".join(parts)[:size]
+
+
+def main() -> None:
+    import time
+
+    samples = {
+        "ascii": ("The quick brown fox jumps over the lazy dog. " * 2300)[:100_000],
+        "prose": (
+            "The committee\u2019s report \u2014 \u201cfinal\u201d \u2014 was approved by the "
+            "caf\u00e9 owner \U0001f44d. " * 1500
+        )[:100_000],
+        "mixed": demo_text(100_000),
+        "russian": (
+            "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a "
+            "\u0434\u0435\u043b\u0430? " * 6000
+        )[:100_000],
+    }
+    print("100 KB samples: ascii = plain English; prose = English with typographic quotes,")
+    print("dashes, accents, emoji; mixed = heavy obfuscation (zero-width, homoglyphs, full-width,")
+    print("zalgo, math letters, emoji sequences) + Russian + Japanese; russian = Russian prose.")
+    for name, sample in samples.items():
+        for label, func in (("normalize", normalize), ("normalized_text", normalized_text)):
+            clear_caches()
+            t0 = time.perf_counter()
+            func(sample)  # cold: fills the per-character caches
+            cold = time.perf_counter() - t0
+            best = float("inf")
+            for _ in range(10):
+                t0 = time.perf_counter()
+                func(sample)
+                best = min(best, time.perf_counter() - t0)
+            print(
+                f"{name:8} {len(sample):>7} chars  {label:16} "
+                f"warm {best * 1000:7.2f} ms  cold {cold * 1000:7.2f} ms"
+            )
+
+
+if __name__ == "__main__":
+    print("command:", " ".join([sys.executable, *sys.argv]))
+    main()

@@ -1,0 +1,398 @@
+"""Input rails judge everything the model reads: each place a text can hide, in turn.
+
+The rail is the regex secrets preset, blocking: a secret is the "unsafe text". Each case
+puts it in one role, part or field; the request must be refused without reaching the
+upstream, and the same request without the secret must pass and reach it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from guard.errors import InvalidRequest, PayloadTooLarge
+from guard.pipeline.inputs import read_input, with_redacted_input
+from guard.pipeline.rails import Judgement
+from guard.policy.models import Inputs
+from guard.protocol.messages import CHAT, COMPLETIONS
+from tests.conftest import Fake, guard_app, write_policy
+from tests.servers import serve_in_thread
+
+SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123"
+BENIGN = "the weather is mild today"
+RAILS = """
+input_rails_mode: sequential
+input_rails:
+  - kind: regex
+    name: secrets
+    presets: [secrets]
+    action: block
+"""
+
+
+@contextmanager
+def guarded(upstream: Fake, tmp_path: Path, extra: str = "") -> Iterator[str]:
+    policy = write_policy(tmp_path, f"name: railed\nmodels: {{'*': null}}\n{RAILS}{extra}")
+    with serve_in_thread(guard_app(upstream.url, [policy])) as url:
+        yield url
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def chat_body(**fields: Any) -> dict[str, Any]:
+    return {"model": "fake-model", "messages": [user("hello")], **fields}
+
+
+def with_messages(*messages: dict[str, Any], **fields: Any) -> Callable[[str], dict[str, Any]]:
+    """A chat body whose messages (and fields) hold ``{x}`` where the text goes."""
+
+    def make(text: str) -> dict[str, Any]:
+        body = chat_body(messages=list(messages), **fields)
+        return _fill(copy.deepcopy(body), text)
+
+    return make
+
+
+def _fill(value: Any, text: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{x}", text)
+    if isinstance(value, dict):
+        return {_fill(k, text): _fill(v, text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, text) for v in value]
+    return value
+
+
+CHAT_CASES: dict[str, Callable[[str], dict[str, Any]]] = {
+    "system message": with_messages({"role": "system", "content": "{x}"}, user("hi")),
+    "developer message": with_messages({"role": "developer", "content": "{x}"}, user("hi")),
+    "earlier user turn": with_messages(
+        user("{x}"), {"role": "assistant", "content": "ok"}, user("and now?")
+    ),
+    "assistant turn": with_messages(
+        user("hi"), {"role": "assistant", "content": "{x}"}, user("go")
+    ),
+    "assistant prefill": with_messages(
+        user("hi"), {"role": "assistant", "content": "Sure: {x}"}, continue_final_message=True,
+        add_generation_prompt=False,
+    ),
+    "tool result": with_messages(
+        user("hi"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "{x}"},
+    ),
+    "function result": with_messages(
+        user("hi"), {"role": "function", "name": "f", "content": "{x}"}
+    ),
+    "custom role": with_messages({"role": "narrator", "content": "{x}"}, user("hi")),
+    "custom role name": with_messages({"role": "{x}", "content": "hi"}, user("hi")),
+    "message name": with_messages({"role": "user", "name": "{x}", "content": "hi"}),
+    "message task": with_messages({"role": "user", "task": "{x}", "content": "hi"}),
+    "text part": with_messages({"role": "user", "content": [{"type": "text", "text": "{x}"}]}),
+    "text split over two parts": with_messages(
+        {"role": "user", "content": [
+            {"type": "text", "text": "{x}"}, {"type": "text", "text": "."}]}
+    ),
+    "plain string part": with_messages({"role": "user", "content": ["{x}"]}),
+    "input_text part": with_messages(
+        {"role": "user", "content": [{"type": "input_text", "text": "{x}"}]}
+    ),
+    "output_text part": with_messages(
+        user("hi"), {"role": "assistant", "content": [{"type": "output_text", "text": "{x}"}]},
+        user("ok"),
+    ),
+    "refusal part": with_messages(
+        user("hi"), {"role": "assistant", "content": [{"type": "refusal", "refusal": "{x}"}]},
+        user("ok"),
+    ),
+    "thinking part": with_messages(
+        {"role": "user", "content": [{"type": "thinking", "thinking": "{x}"}]}
+    ),
+    "tool_reference part": with_messages(
+        {"role": "user", "content": [{"type": "tool_reference", "name": "{x}"}]}
+    ),
+    "tool call arguments": with_messages(
+        user("hi"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "lookup", "arguments": '{"q": "{x}"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ),
+    "tool call id": with_messages(
+        user("hi"), {"role": "tool", "tool_call_id": "{x}", "content": "done"}
+    ),
+    "reasoning in history": with_messages(
+        user("hi"), {"role": "assistant", "content": "ok", "reasoning": "{x}"}, user("go")
+    ),
+    "reasoning_content in history": with_messages(
+        user("hi"), {"role": "assistant", "content": "ok", "reasoning_content": "{x}"}, user("go")
+    ),
+    "developer message tools": with_messages(
+        {"role": "developer", "content": "hi", "tools": [{"type": "function", "function": {
+            "name": "f", "description": "{x}"}}]},
+        user("hi"),
+    ),
+    "tool description": lambda x: chat_body(tools=[{"type": "function", "function": {
+        "name": "lookup", "description": x, "parameters": {"type": "object"}}}]),
+    "tool parameter description": lambda x: chat_body(tools=[{"type": "function", "function": {
+        "name": "lookup", "parameters": {"type": "object", "properties": {
+            "q": {"type": "string", "description": x}}}}}]),
+    "tool parameter enum": lambda x: chat_body(tools=[{"type": "function", "function": {
+        "name": "lookup", "parameters": {"type": "object", "properties": {
+            "q": {"type": "string", "enum": ["a", x]}}}}}]),
+    "tool parameter name": lambda x: chat_body(tools=[{"type": "function", "function": {
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {x: {"type": "string"}}}}}]),
+    "document": lambda x: chat_body(documents=[{"title": "notes", "text": x}]),
+    "chat_template_kwargs value": lambda x: chat_body(chat_template_kwargs={"persona": x}),
+    "chat_template_kwargs tools": lambda x: chat_body(chat_template_kwargs={"tools": [
+        {"type": "function", "function": {"name": "f", "description": x}}]}),
+}  # fmt: skip
+
+COMPLETION_CASES: dict[str, Callable[[str], dict[str, Any]]] = {
+    "prompt": lambda x: {"model": "fake-model", "prompt": x},
+    "second prompt of a list": lambda x: {"model": "fake-model", "prompt": ["hello", x]},
+    "suffix": lambda x: {"model": "fake-model", "prompt": "hello", "suffix": x},
+}
+
+READS_AS = {
+    "full-width": "ｓｋ－ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ０１２３",
+    "zero-width joiners": "sk-abcdefghijklmnopqrstuvw\u200bxyz\u200d0123",
+    "soft hyphens": "sk-abcdefghij\u00adklmnopqrstuvwxyz0123",
+    "Cyrillic look-alikes": "sk-\u0430bcdefghijklmn\u043epqrstuvwxyz0123",
+}
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{url}{path}", json=body, timeout=30)
+
+
+@pytest.fixture
+def guard_url(fake_upstream: Fake, tmp_path: Path) -> Iterator[str]:
+    with guarded(fake_upstream, tmp_path) as url:
+        yield url
+
+
+def assert_blocked_before_upstream(fake: Fake, url: str, path: str, body: dict) -> None:
+    before = fake.app.state.received.count
+    response = post(url, path, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert response.headers["x-guard-verdict"] == "block"
+    assert fake.app.state.received.count == before, "the blocked text reached the upstream"
+    assert SECRET not in response.text
+
+
+@pytest.mark.parametrize("case", sorted(CHAT_CASES))
+def test_a_secret_anywhere_in_a_chat_request_is_blocked(
+    fake_upstream: Fake, guard_url: str, case: str
+) -> None:
+    make = CHAT_CASES[case]
+    assert_blocked_before_upstream(fake_upstream, guard_url, CHAT, make(SECRET))
+    before = fake_upstream.app.state.received.count
+    benign = post(guard_url, CHAT, make(BENIGN))
+    assert benign.status_code == 200, benign.text
+    assert benign.headers["x-guard-verdict"] == "pass"
+    assert fake_upstream.app.state.received.count == before + 1
+
+
+@pytest.mark.parametrize("case", sorted(COMPLETION_CASES))
+def test_a_secret_anywhere_in_a_completion_request_is_blocked(
+    fake_upstream: Fake, guard_url: str, case: str
+) -> None:
+    make = COMPLETION_CASES[case]
+    assert_blocked_before_upstream(fake_upstream, guard_url, COMPLETIONS, make(SECRET))
+    assert post(guard_url, COMPLETIONS, make(BENIGN)).headers["x-guard-verdict"] == "pass"
+
+
+@pytest.mark.parametrize("disguise", sorted(READS_AS))
+def test_a_secret_is_judged_as_it_reads(fake_upstream: Fake, guard_url: str, disguise: str) -> None:
+    body = chat_body(messages=[user(f"my key is {READS_AS[disguise]}")])
+    assert_blocked_before_upstream(fake_upstream, guard_url, CHAT, body)
+
+
+UNREADABLE = {
+    "chat_template": (chat_body(chat_template="{{ messages }}"), "chat_template"),
+    "kv_transfer_params": (
+        chat_body(kv_transfer_params={"prompt_token_ids": [1, 2, 3]}), "kv_transfer_params"
+    ),
+    "image part": (
+        chat_body(messages=[{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]),
+        "image",
+    ),
+    "audio part": (
+        chat_body(messages=[{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]),
+        "audio",
+    ),
+    "template kwarg chat_template": (
+        chat_body(chat_template_kwargs={"chat_template": "{{ 1 }}"}), "chat_template"
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_what_no_rail_reads_is_refused_unless_the_policy_lets_it_through(
+    fake_upstream: Fake, tmp_path: Path, case: str
+) -> None:
+    body, kind = UNREADABLE[case]
+    with guarded(fake_upstream, tmp_path) as url:
+        refused = post(url, CHAT, body)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "unjudgeable_input" and error["param"]
+    assert f"allow_unjudged: [{kind}]" in error["message"]
+    with guarded(fake_upstream, tmp_path, f"inputs:\n  allow_unjudged: [{kind}]\n") as url:
+        allowed = post(url, CHAT, body)
+    assert allowed.status_code == 200, allowed.text
+    unjudged = allowed.json()["guard"]["input"]["unjudged"]
+    assert [u["kind"] for u in unjudged] == [kind]
+
+
+def test_token_id_prompts_and_embeddings_are_refused(guard_url: str) -> None:
+    for body, param in (
+        ({"model": "m", "prompt": [101, 102]}, "prompt"),
+        ({"model": "m", "prompt": [[101], [102]]}, "prompt"),
+        ({"model": "m", "prompt": "hi", "prompt_embeds": "AAAA"}, "prompt_embeds"),
+    ):
+        response = post(guard_url, COMPLETIONS, body)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_an_unknown_content_part_is_refused(guard_url: str) -> None:
+    body = chat_body(messages=[{"role": "user", "content": [{"type": "file", "file": {}}]}])
+    response = post(guard_url, CHAT, body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "messages[0].content[0]"
+
+
+def test_a_trusted_role_is_not_judged(fake_upstream: Fake, tmp_path: Path) -> None:
+    body = chat_body(messages=[{"role": "system", "content": SECRET}, user("hi")])
+    with guarded(fake_upstream, tmp_path, "inputs:\n  trusted_roles: [system]\n") as url:
+        response = post(url, CHAT, body)
+    assert response.headers["x-guard-verdict"] == "pass"
+    info = response.json()["guard"]["input"]
+    assert info["judged"] == ["messages[1]"]
+    assert info["unjudged"] == [
+        {"field": "messages[0]", "kind": "message", "reason": "trusted role system"}
+    ]
+
+
+def test_the_input_summary_names_the_part_and_rail_without_the_text(guard_url: str) -> None:
+    body = chat_body(messages=[user("hi"), {"role": "assistant", "content": "ok"}, user(SECRET)])
+    info = post(guard_url, CHAT, body).json()["guard"]
+    assert info["input"]["judged"] == ["messages[0]", "messages[1]", "messages[2]"]
+    assert info["input"]["stopped"] == [
+        {"part": "messages[2]", "rail": "secrets", "outcome": "block"}
+    ]
+    assert [v["part"] for v in info["verdicts"]] == ["messages[0]", "messages[1]", "messages[2]"]
+
+
+def test_a_long_conversation_is_judged_once_per_new_message(guard_url: str) -> None:
+    messages: list[dict[str, Any]] = []
+    for turn in range(6):
+        messages += [user(f"question {turn}"), {"role": "assistant", "content": f"answer {turn}"}]
+    first = post(guard_url, CHAT, chat_body(messages=[*messages, user("next")])).json()
+    again = post(guard_url, CHAT, chat_body(messages=[*messages, user("another")])).json()
+    assert "cached" not in first["guard"]["input"] or first["guard"]["input"]["cached"] < 12
+    assert again["guard"]["input"]["cached"] == 12
+    fresh = [v for v in again["guard"]["verdicts"] if not v.get("cached")]
+    assert [v["part"] for v in fresh] == ["messages[12]"]
+
+
+def test_judged_input_has_a_hard_cap(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guarded(fake_upstream, tmp_path, "inputs:\n  max_chars: 100\n") as url:
+        response = post(url, CHAT, chat_body(messages=[user("a" * 60), user("b" * 60)]))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "input_too_large"
+
+
+def test_redaction_rewrites_each_field_at_the_original_offsets() -> None:
+    body = chat_body(
+        messages=[
+            {"role": "user", "content": [
+                {"type": "text", "text": "mail ｂｏｂ@example.com now"},
+                {"type": "text", "text": "and a\u200bnne@example.org"}]},
+        ],
+    )  # fmt: skip
+    plan = read_input(CHAT, body, Inputs())
+    [part] = plan.parts
+    email = part.text.index("ｂｏｂ")
+    second = part.text.index("a\u200bnne")
+    spans = (
+        (email, email + len("ｂｏｂ@example.com"), "[REDACTED]"),
+        (second, second + len("a\u200bnne@example.org"), "[REDACTED]"),
+    )
+    redacted = with_redacted_input(body, plan.parts, [Judgement((), spans)])
+    assert redacted is not None
+    parts = redacted["messages"][0]["content"]
+    assert parts[0]["text"] == "mail [REDACTED] now"
+    assert parts[1]["text"] == "and [REDACTED]"
+    assert body["messages"][0]["content"][0]["text"].startswith("mail ｂｏｂ")  # not mutated
+
+
+def test_input_redaction_through_guard_uses_the_original_offsets(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    rails = "input_rails:\n  - kind: regex\n    presets: [pii]\n    action: redact\n"
+    policy = write_policy(tmp_path, f"name: r\nmodels: {{'*': null}}\n{rails}")
+    text = "say: mail ｂｏｂ@ｅｘａｍｐｌｅ.ｃｏｍ today"
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        post(url, CHAT, chat_body(messages=[{"role": "system", "content": "be brief"}, user(text)]))
+    sent = fake_upstream.last_request()["body"]["messages"]
+    assert sent[1]["content"] == "say: mail [REDACTED] today"
+    assert sent[0]["content"] == "be brief"
+
+
+def test_read_input_refuses_and_caps_without_the_server() -> None:
+    with pytest.raises(InvalidRequest):
+        read_input(CHAT, chat_body(chat_template="x"), Inputs())
+    with pytest.raises(PayloadTooLarge):
+        read_input(COMPLETIONS, {"prompt": "x" * 11}, Inputs(max_chars=10))
+
+
+ROLES = st.sampled_from(["system", "developer", "user", "assistant", "tool"])
+WORDS = st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta", "omega"]), min_size=1)
+
+
+@st.composite
+def conversations_with_one_secret(draw: st.DrawFn) -> dict[str, Any]:
+    messages = [
+        {"role": draw(ROLES), "content": " ".join(draw(WORDS))}
+        for _ in range(draw(st.integers(1, 6)))
+    ]
+    where = draw(st.integers(0, len(messages) - 1))
+    shape = draw(st.sampled_from(["string", "text part", "second part", "name"]))
+    message = messages[where]
+    if shape == "string":
+        message["content"] += f" {SECRET}"
+    elif shape == "text part":
+        message["content"] = [{"type": "text", "text": f"{message['content']} {SECRET}"}]
+    elif shape == "second part":
+        message["content"] = [{"type": "text", "text": message["content"]}, SECRET]
+    else:
+        message["name"] = SECRET
+    return chat_body(messages=messages)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=conversations_with_one_secret())
+def test_any_conversation_with_one_secret_anywhere_is_blocked(
+    fake_upstream: Fake, guard_url: str, body: dict[str, Any]
+) -> None:
+    assert_blocked_before_upstream(fake_upstream, guard_url, CHAT, body)
