@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -66,6 +67,14 @@ def label_shifts(
     return [
         logit(threshold) - logit(label_thresholds.get(label, threshold)) for label in unsafe_labels
     ]
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences (and lines), each as it stands, empty ones left out."""
+    return [piece.strip() for piece in SENTENCE_END.split(text) if piece.strip()]
 
 
 @dataclass(frozen=True)
@@ -169,14 +178,19 @@ class EmbeddingModel:
 
     def predict(self, texts: list[str], long_texts: LongTexts = "head_and_tail") -> list[Scores]:
         """Scores per text. A text longer than the model's window is cut to its start and
-        end (``head_and_tail``, how the head was trained), or read whole in overlapping
-        windows (``windows``), each score then the highest of any window's."""
+        end (``head_and_tail``, how the head was trained), or read whole (``windows``): in
+        overlapping windows, and each of its sentences alone too, since mean pooling lets a
+        long benign window drown one harmful sentence; each score is then the highest."""
         import torch
 
         if long_texts == "head_and_tail":
             logits = self.logits(texts)
         else:
-            ids = [windows(row, self.max_length) for row in self.encode(list(texts))]
+            encoded = self.encode(list(texts))
+            ids = [windows(row, self.max_length) for row in encoded]
+            for index, row in enumerate(encoded):
+                if len(row) > self.max_length:
+                    ids[index] += self.tokenize(sentences(texts[index]))
             every = self.logits_of_ids([window for row in ids for window in row])
             parts = torch.split(every, [len(row) for row in ids])
             logits = torch.stack([part.amax(0) for part in parts])

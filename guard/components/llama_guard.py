@@ -114,8 +114,11 @@ def _unsafe_probability(top: Sequence[Mapping[str, Any]]) -> float | None:
 
 
 class LlamaGuardClassifier(Classifier):
+    reads_context = True
+
     def __init__(self, spec: LlamaGuardSpec, endpoint: Upstream):
         self.spec = spec
+        self.window_chars = spec.window_chars
         self.endpoint = endpoint
         enforced = spec.categories or list(STANDARD_CATEGORIES)
         self.taxonomy = {
@@ -160,12 +163,15 @@ class LlamaGuardClassifier(Classifier):
         return Verdict(flagged=flagged, score=_unsafe_probability(top), categories=matched)
 
     def _chat_body(self, subject: Subject) -> dict[str, Any]:
-        messages = [
-            {"role": m["role"], "content": message_text(m.get("content"))}
-            for m in subject.context
-            if m.get("role") in ("user", "assistant")
-        ]
-        messages.append({"role": subject.role, "content": subject.text})
+        messages: list[dict[str, str]] = []
+        turns = [(m["role"], message_text(m.get("content"))) for m in subject.context]
+        for role, text in [*turns, (subject.role, subject.text)]:
+            if role not in ("user", "assistant"):
+                continue
+            if messages and messages[-1]["role"] == role:  # the template wants turns to alternate
+                messages[-1]["content"] += "\n\n" + text
+            else:
+                messages.append({"role": role, "content": text})
         body: dict[str, Any] = {
             "model": self.spec.model,
             "messages": messages,

@@ -66,6 +66,7 @@ async def first_token_candidates(
 class LLMJudgeClassifier(Classifier):
     def __init__(self, spec: LLMJudgeSpec, endpoint: Upstream):
         self.spec = spec
+        self.window_chars = spec.window_chars
         self.endpoint = endpoint
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:

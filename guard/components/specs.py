@@ -94,7 +94,15 @@ class RegexSpec(ClassifierSpec):
         return patterns
 
 
-class LlamaGuardSpec(ClassifierSpec, RemoteModel):
+class Windowed(Spec):
+    window_chars: int = Field(default=6000, ge=200)
+    """The longest text sent to the model at once; a longer text is judged in overlapping
+    windows of this many characters (the worst one decides). Keep a window, with the
+    judge's own prompt, inside the served model's context: a text it cannot take is an
+    error (the rail's on_error), never cut."""
+
+
+class LlamaGuardSpec(ClassifierSpec, RemoteModel, Windowed):
     kind: Literal["llama_guard"]
     categories: list[str] = []
     """Standard codes S1..S14 to enforce; empty means all of them."""
@@ -138,13 +146,16 @@ class HFClassifierSpec(ClassifierSpec, LabelThresholds):
     """The model's window in tokens; longer texts are read whole, in overlapping windows."""
 
 
-class VLLMClassifySpec(ClassifierSpec, RemoteModel, LabelThresholds):
+class VLLMClassifySpec(ClassifierSpec, RemoteModel, LabelThresholds, Windowed):
     kind: Literal["vllm_classify"]
+    window_chars: int = Field(default=1500, ge=200)
+    """As for the other remote kinds, smaller by default: classifiers such as Prompt Guard
+    read 512 tokens."""
     labels: list[str] = []
     """Label names by class index, where the served model's config has none."""
 
 
-class LLMJudgeSpec(ClassifierSpec, RemoteModel):
+class LLMJudgeSpec(ClassifierSpec, RemoteModel, Windowed):
     kind: Literal["llm_judge"]
     question: str
     """A yes/no question about the text; 'yes' means unsafe."""

@@ -14,6 +14,7 @@ from guard.protocol.upstream import Upstream
 class VLLMClassifier(Classifier):
     def __init__(self, spec: VLLMClassifySpec, endpoint: Upstream):
         self.spec = spec
+        self.window_chars = spec.window_chars
         self.endpoint = endpoint
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:

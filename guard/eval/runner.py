@@ -4,6 +4,11 @@ Prompts (``role: user``) go through the input rails, answers through the output
 rails, each example as its own call with ``concurrency`` in flight, as in serving
 (so in-process classifiers batch across them and latency includes that wait).
 An example counts as flagged when any rail flags it or the rails block it.
+
+A rail failure is never a verdict. A row whose judgement holds any error (a rail that
+failed, timed out or was overloaded, fail-closed or not) is an error row: it is left out
+of every metric, counted, and listed by its index in the set with the error messages
+(never its text), so that the numbers measure the classifier, not the machine.
 """
 
 from __future__ import annotations
@@ -30,25 +35,33 @@ class Scored:
     """Highest unsafe score any rail gave (1.0 / 0.0 for rails without a score)."""
     latency_ms: float
     escalated: bool
-    errors: int
+    errors: tuple[str, ...] = ()
+    """Each failed rail's error (``rail: message``); any makes this an error row, which
+    no metric counts."""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
 
 
-def _score(judgement: Judgement) -> tuple[bool, float, bool, int]:
+def _score(judgement: Judgement) -> tuple[bool, float, bool, tuple[str, ...]]:
+    """Flagged, score and escalated from the verdicts alone; the errors apart."""
     flagged = judgement.blocked
     score = 0.0
     escalated = False
-    errors = 0
+    errors: list[str] = []
     for report in judgement.reports:
-        verdict = report.verdict
-        errors += report.error is not None
         escalated = escalated or report.escalated_from is not None
+        if report.outcome == "error" or report.error is not None:
+            errors.append(f"{report.rail}: {report.error or 'error'}")
+            continue
+        verdict = report.verdict
         if verdict is None:
-            score = max(score, 1.0 if report.outcome == "block" else 0.0)
             continue
         flagged = flagged or verdict.flagged
         fallback = 1.0 if verdict.flagged else 0.0
         score = max(score, verdict.score if verdict.score is not None else fallback)
-    return flagged, score, escalated, errors
+    return flagged, score, escalated, tuple(errors)
 
 
 async def score_examples(
@@ -84,20 +97,33 @@ async def score_examples(
 
 
 def report(dataset: str, policy: str, scored: Sequence[Scored], wall_s: float) -> dict[str, Any]:
-    truth = [s.example.unsafe for s in scored]
-    flagged = [s.flagged for s in scored]
-    scores = [s.score for s in scored]
-    latencies = [s.latency_ms for s in scored]
+    """The metrics over the judged rows; error rows only under ``errors`` (``rows``: each
+    one's index in the set, 0-based, its label and its errors) and in ``rail_errors``
+    (how many rail reports were errors)."""
+    judged = [s for s in scored if not s.failed]
+    failed = [(index, s) for index, s in enumerate(scored) if s.failed]
+    truth = [s.example.unsafe for s in judged]
+    flagged = [s.flagged for s in judged]
+    scores = [s.score for s in judged]
+    latencies = [s.latency_ms for s in judged]
     result: dict[str, Any] = {
         "dataset": dataset,
         "policy": policy,
+        "rows": len(scored),
         "overall": {**binary_metrics(truth, flagged), "auprc": average_precision(truth, scores)},
         "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
-        "throughput_per_s": len(scored) / wall_s if wall_s else None,
-        "escalated_share": sum(s.escalated for s in scored) / len(scored) if scored else None,
-        "rail_errors": sum(s.errors for s in scored),
-        "per_category": _grouped(scored, lambda s: s.example.categories),
-        "per_subset": _grouped(scored, lambda s: (s.example.subset,) if s.example.subset else ()),
+        "throughput_per_s": len(judged) / wall_s if wall_s else None,
+        "escalated_share": sum(s.escalated for s in judged) / len(judged) if judged else None,
+        "errors": {
+            "count": len(failed),
+            "rows": [
+                {"row": index, "unsafe": s.example.unsafe, "errors": list(s.errors)}
+                for index, s in failed
+            ],
+        },
+        "rail_errors": sum(len(s.errors) for s in scored),
+        "per_category": _grouped(judged, lambda s: s.example.categories),
+        "per_subset": _grouped(judged, lambda s: (s.example.subset,) if s.example.subset else ()),
         "pr_curve": pr_curve(truth, scores),
     }
     return result

@@ -19,6 +19,7 @@ from guard.errors import (
     GuardError,
     Overloaded,
     PolicyError,
+    RailFailed,
     RateLimited,
     Unauthorized,
     UpstreamError,
@@ -155,6 +156,8 @@ class Operations:
         if record.pipeline is None:
             return
         policy = record.pipeline.name
+        if isinstance(record.error, RailFailed):
+            m.rail_failures.labels(policy, str(record.error.code)).inc()
         m.request_seconds.labels(policy, str(record.stream).lower()).observe(duration)
         if ctx is not None:
             for stage, seconds in ctx.trace.stage_s.items():

@@ -111,6 +111,13 @@ class Metrics:
             ["reason", "key"],
             registry=r,
         )
+        self.rail_failures = Counter(
+            "guard_rail_failures",
+            "Requests stopped because a fail-closed rail could not judge them, by policy and "
+            "code: rails_overloaded (load, answered 503 with Retry-After) or rail_error.",
+            ["policy", "code"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "guard_requests_in_flight", "Requests to /v1 routes in progress.", registry=r
         )

@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from guard.components.base import Subject
@@ -233,3 +234,23 @@ def test_embedding_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> N
     assert answer["choices"][0]["message"]["content"] == BENIGN[1]
     assert {v["rail"] for v in answer["guard"]["verdicts"]} == {"minilm", "minilm-out"}
     assert all(v["outcome"] == "pass" for v in answer["guard"]["verdicts"])
+
+
+def test_a_harmful_request_after_a_long_preamble_is_read(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    preamble = "The museum opens at nine and the cafe upstairs serves soup and bread. " * 40
+    body = {
+        "model": "fake-model",
+        "messages": [
+            {"role": "system", "content": preamble + HARMFUL[0]},
+            {"role": "user", "content": f"say: {BENIGN[0]}"},
+        ],
+    }
+    with guard_with(fake_upstream, tmp_path, RAILS) as url:
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    data = response.json()
+    assert data["choices"][0]["finish_reason"] == "content_filter"
+    assert data["guard"]["input"]["stopped"] == [
+        {"part": "messages[0]", "rail": "minilm", "outcome": "block"}
+    ]

@@ -145,3 +145,23 @@ def test_vllm_classify_refuses_to_guess_label_names(fake_upstream: Fake, tmp_pat
     assert response.status_code == 503 and response.json()["error"]["code"] == "rail_error"
     verdict = response.json()["guard"]["verdicts"][0]
     assert verdict["outcome"] == "error" and "set 'labels'" in verdict["error"]
+
+
+def test_a_remote_classifier_reads_a_long_text_in_windows(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    rails = (
+        "input_rails_mode: sequential\ninput_rails:\n  - kind: vllm_classify\n"
+        f"    base_url: {fake_upstream.url}\n    model: classifier\n"
+        "    labels: [safe, unsafe]\n    thresholds: {unsafe: 0.5}\n    window_chars: 200\n"
+    )
+    text = "A calm paragraph about gardens and weather. " * 20 + "something unsafe"
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        before = fake_upstream.app.state.received.count
+        blocked = chat(url, text)
+        [call] = fake_upstream.app.state.received.since(before)
+    windows = call["body"]["input"]
+    assert len(windows) > 4 and all(len(w) <= 200 for w in windows)
+    assert "".join(windows).count("unsafe") >= 1 and windows[-1].endswith("something unsafe")
+    assert blocked.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert blocked.json()["guard"]["verdicts"][0]["score"] == pytest.approx(0.8)

@@ -65,5 +65,6 @@ input_rails:
     overall = result["overall"]
     assert overall["n"] == 56 and overall["positives"] == 56
     assert 0 < overall["recall"] < 1
+    assert result["rows"] == 56 and result["errors"] == {"count": 0, "rows": []}
     assert result["latency_ms"]["p50"] is not None
     assert (out / "words-simplesafetytests.png").stat().st_size > 10_000

@@ -283,3 +283,22 @@ def test_judge_answering_neither_yes_nor_no_is_an_error(
     with guard_with(fake_upstream, tmp_path, judge_rail(fake_upstream.url)) as url:
         response = chat(url, "say: Perhaps")
     expect_on_error(response, "block", "http_error", "neither yes nor no")
+
+
+FULL_WIDTH_SECRET = "ｓｋ－ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ０１２３"
+SECRETS_OUT = "output_rails:\n  - kind: regex\n    name: secrets\n    presets: [secrets]\n"
+
+
+def test_an_answer_is_judged_as_it_reads(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guard_with(fake_upstream, tmp_path, SECRETS_OUT) as url:
+        plain = chat(url, f"say: the key is {FULL_WIDTH_SECRET}")
+        events = stream_events(url, f"say: the key is {FULL_WIDTH_SECRET}")
+    assert plain.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert FULL_WIDTH_SECRET not in plain.text
+    streamed = "".join(
+        (c["choices"][0]["delta"].get("content") or "") for c in events if c["choices"]
+    )
+    assert "ｓｋ" not in streamed
+    assert any(
+        c["choices"][0].get("finish_reason") == "content_filter" for c in events if c["choices"]
+    )
