@@ -302,3 +302,40 @@ def test_an_answer_is_judged_as_it_reads(fake_upstream: Fake, tmp_path: Path) ->
     assert any(
         c["choices"][0].get("finish_reason") == "content_filter" for c in events if c["choices"]
     )
+
+
+def output_judge(upstream: str, on_error: str) -> str:
+    return f"""
+output_rails:
+  - kind: llm_judge
+    name: judge-out
+    base_url: {upstream}
+    model: fake-model
+    question: Is this answer harmful?
+    on_error: {on_error}
+"""
+
+
+@pytest.mark.parametrize("on_error", ["allow", "block"])
+def test_output_rails_obey_on_error_plain_and_streamed(
+    fake_upstream: Fake, tmp_path: Path, on_error: str
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with guard_with(fake_upstream, tmp_path, output_judge(dead, on_error)) as url:
+        plain = chat(url, "say: here is the answer")
+        events = stream_events(url, "say: here is the answer")
+    text = "".join(
+        (c["choices"][0]["delta"].get("content") or "")
+        for c in events
+        if c.get("choices") and "delta" in c["choices"][0]
+    )
+    if on_error == "allow":
+        assert plain.status_code == 200
+        assert plain.json()["choices"][0]["message"]["content"] == "here is the answer"
+        assert plain.json()["guard"]["verdicts"][0]["outcome"] == "error"
+        assert text == "here is the answer"
+    else:
+        assert plain.status_code == 503 and plain.json()["error"]["code"] == "rail_error"
+        assert "here is the answer" not in plain.text
+        assert text == ""  # nothing unjudged went out
+        assert events[-1]["error"]["code"] == "rail_error"
