@@ -29,12 +29,9 @@ import orjson
 from guard.components.base import Subject
 from guard.errors import InvalidRequest, PayloadTooLarge
 from guard.pipeline.rails import Judgement
+from guard.pipeline.texts import KEY, Part, Path, joined, redact_fields
 from guard.policy.models import Inputs, Unjudged
 from guard.protocol.messages import COMPLETIONS
-
-Path = tuple[str | int, ...]
-KEY: Path = ()
-"""The path of a piece that is a dict key: judged, but not rewritable by a redaction."""
 
 STANDARD_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 TEXT_PARTS = {
@@ -59,30 +56,6 @@ MEDIA_PARTS: dict[str, Unjudged] = {
     "prompt_embeds": "prompt_embeds",
 }
 """Content part type (or key, for a part without ``type``) -> what kind of input it is."""
-SEPARATOR = "\n"
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Where ``text[start:end]`` of a part came from: the string at ``path`` in the body
-    (``KEY``: a dict key, which a redaction cannot rewrite)."""
-
-    start: int
-    end: int
-    path: Path
-
-
-@dataclass(frozen=True)
-class Part:
-    """One text the input rails judge whole."""
-
-    where: str
-    text: str
-    segments: tuple[Segment, ...]
-    context: tuple[Mapping[str, Any], ...] = ()
-
-    def subject(self) -> Subject:
-        return Subject(self.text, "user", self.context, self.where)
 
 
 @dataclass
@@ -153,25 +126,13 @@ def with_redacted_input(
 ) -> dict[str, Any] | None:
     """``body`` with every span a ``redact`` rail found replaced, field by field; None
     when a span lies in a dict key, which cannot be rewritten (the caller refuses)."""
-    edits: dict[Path, list[tuple[int, int, str]]] = {}
-    for part, judgement in zip(parts, judgements, strict=True):
-        for start, end, replacement in judgement.redactions:
-            for segment in part.segments:
-                low, high = max(start, segment.start), min(end, segment.end)
-                if low >= high:
-                    continue
-                if segment.path == KEY:
-                    return None
-                local = (low - segment.start, high - segment.start, replacement)
-                edits.setdefault(segment.path, []).append(local)
-    if not edits:
+    if not any(judgement.redactions for judgement in judgements):
         return body
     copy: dict[str, Any] = orjson.loads(orjson.dumps(body))
-    for field_path, spans in edits.items():
-        text = _get(copy, field_path)
-        for start, end, replacement in sorted(set(spans), reverse=True):
-            text = text[:start] + replacement + text[end:]
-        _set(copy, field_path, text)
+    try:
+        redact_fields(copy, parts, judgements)
+    except ValueError:
+        return None
     return copy
 
 
@@ -198,19 +159,9 @@ class _Reader:
     def add(
         self, where: str, pieces: list[tuple[str, Path]], context: tuple[Any, ...] = ()
     ) -> None:
-        texts: list[str] = []
-        segments: list[Segment] = []
-        position = 0
-        for text, field_path in pieces:
-            if not text:
-                continue
-            if texts:
-                position += len(SEPARATOR)
-            texts.append(text)
-            segments.append(Segment(position, position + len(text), field_path))
-            position += len(text)
-        if texts:
-            self.plan.parts.append(Part(where, SEPARATOR.join(texts), tuple(segments), context))
+        part = joined(where, pieces, context)
+        if part is not None:
+            self.plan.parts.append(part)
 
     # -- chat ---------------------------------------------------------------------
 
@@ -337,16 +288,3 @@ _STRUCTURAL_KEYS = frozenset(
 
 def _wordy(key: Any) -> bool:
     return isinstance(key, str) and any(c.isalpha() for c in key)
-
-
-def _get(data: Any, path: Path) -> str:
-    for step in path:
-        data = data[step]
-    return str(data)
-
-
-def _set(data: Any, path: Path, value: str) -> None:
-    *head, last = path
-    for step in head:
-        data = data[step]
-    data[last] = value

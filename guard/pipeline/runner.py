@@ -35,7 +35,8 @@ from guard.pipeline.pruning import Pruner, survivor_events
 from guard.pipeline.rails import SEVERITY, Judgement, Rail, Stage, judge
 from guard.pipeline.refusal import refusal
 from guard.pipeline.streaming import StreamGuard
-from guard.pipeline.subjects import output_subjects
+from guard.pipeline.subjects import output_parts
+from guard.pipeline.texts import redact_fields
 from guard.pipeline.trace import Trace
 from guard.pipeline.verdict_cache import VerdictCache
 from guard.policy.load import LoadedPolicy
@@ -92,6 +93,8 @@ class RequestContext:
     input_plan: InputPlan | None = None
     """What the input rails read (and what they let through unjudged), once they ran."""
     input_judgements: list[Judgement] = field(default_factory=list)
+    logprobs_dropped: list[int] = field(default_factory=list)
+    """Choices whose logprobs were dropped: a redaction changed their text."""
     stream_checks: int = 0
     """How many times output rails judged a streamed answer (only non-passing ones are kept)."""
     trace: Trace = field(default_factory=Trace)
@@ -174,6 +177,8 @@ class Pipeline:
         }
         if ctx.input_plan is not None:
             info["input"] = ctx.input_plan.summary(ctx.input_judgements)
+        if ctx.logprobs_dropped:
+            info["logprobs_dropped"] = ctx.logprobs_dropped
         if ctx.stream_checks:
             info["stream_checks"] = ctx.stream_checks
         if ctx.best_of_n is not None:
@@ -502,12 +507,17 @@ class Pipeline:
         choices: list[dict[str, Any]],
         ctx: RequestContext,
     ) -> list[Judgement]:
-        """Judge finished choices with the output rails; apply redactions in place."""
-        subjects = output_subjects(path, body, {"choices": choices})
+        """Judge finished choices with the output rails; apply redactions in place, to every
+        field they touch. A redacted choice's logprobs cannot be rewritten to match: they
+        are dropped, and ``guard.logprobs_dropped`` lists the choice."""
+        parts = output_parts(path, body, choices)
+        subjects = [part.subject("assistant") for part in parts]
         judgements = await self._judge(self.output_rails, subjects, "output", ctx)
-        for choice, subject, judgement in zip(choices, subjects, judgements, strict=True):
-            if judgement.redactions and not judgement.stops:
-                set_choice_text(path, choice, judgement.redacted(subject.text), filtered=False)
+        redacting = [j if not j.stops else Judgement(j.reports) for j in judgements]
+        for index in sorted(redact_fields(choices, parts, redacting)):
+            if choices[index].get("logprobs") is not None:
+                choices[index]["logprobs"] = None
+                ctx.logprobs_dropped.append(int(choices[index].get("index", index)))
         return judgements
 
     async def _judge(

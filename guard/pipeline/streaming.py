@@ -42,7 +42,9 @@ import orjson
 
 from guard.errors import GuardError, UpstreamStreamBroken
 from guard.pipeline.rails import Judgement
+from guard.pipeline.texts import Path, joined, redact_fields
 from guard.policy.models import Streaming
+from guard.protocol.messages import REASONING_KEYS
 from guard.protocol.sse import DONE, data_event, error_event, split_events
 
 SENTENCE_END = re.compile(r"[.!?;:]\s*$|\n\s*$")
@@ -53,15 +55,28 @@ Judge = Callable[[str, int], Awaitable[Judgement]]
 """Judges ``(text, choice index)``; the pipeline binds it to the output rails."""
 
 
-def chunk_text(choice: dict[str, Any]) -> str:
-    """The text a streamed choice adds: content, text-completion text, tool-call arguments."""
+def chunk_fields(choice: dict[str, Any]) -> list[tuple[str, Path]]:
+    """The texts a streamed choice adds, each with its path in the choice: reasoning,
+    content (or a text completion's text), refusal, tool call names and arguments."""
     if "text" in choice:
-        return str(choice.get("text") or "")
+        return [(str(choice.get("text") or ""), ("text",))]
     delta = choice.get("delta") or {}
-    parts = [str(delta.get("content") or "")]
-    for call in delta.get("tool_calls") or []:
-        parts.append(str((call.get("function") or {}).get("arguments") or ""))
-    return "".join(parts)
+    fields: list[tuple[str, Path]] = [
+        (delta[key], ("delta", key))
+        for key in (*REASONING_KEYS, "content", "refusal")
+        if isinstance(delta.get(key), str)
+    ]
+    for index, call in enumerate(delta.get("tool_calls") or []):
+        function = call.get("function") or {}
+        for key in ("name", "arguments"):
+            if isinstance(function.get(key), str):
+                fields.append((function[key], ("delta", "tool_calls", index, "function", key)))
+    return fields
+
+
+def chunk_text(choice: dict[str, Any]) -> str:
+    """The text a streamed choice adds (``chunk_fields`` joined)."""
+    return "".join(text for text, _ in chunk_fields(choice))
 
 
 @dataclass(frozen=True)
@@ -325,17 +340,24 @@ class StreamGuard:
             if not any(s < end < e for s, e, _ in judgement.redactions):
                 break
             cut -= 1
-        end = check.start + sum(lengths[:cut])
-        piece = check.text[check.start : end]
-        for s, e, replacement in sorted(judgement.redactions, reverse=True):
-            if check.start <= s and e <= end:
-                piece = piece[: s - check.start] + replacement + piece[e - check.start :]
         released = state.release(cut, check.end, clean=False)
         if not released:
             return []
-        state.released[-len(released) :] = [piece] + [""] * (len(released) - 1)
-        finish = released[-1]["choices"][0].get("finish_reason")
-        return [self._event({"choices": [self._text_choice(index, piece, finish)]})]
+        pieces = [
+            (text, (number, "choices", 0, *path))
+            for number, chunk in enumerate(released)
+            for text, path in chunk_fields(chunk["choices"][0])
+        ]
+        part = joined(f"choices[{index}]", pieces, separator="")
+        spans = tuple((s - check.start, e - check.start, r) for s, e, r in judgement.redactions)
+        if part is not None:
+            redact_fields(released, [part], [Judgement((), spans)])
+        texts = [chunk_text(chunk["choices"][0]) for chunk in released]
+        for chunk, before in zip(released, state.released[-len(released) :], strict=True):
+            if chunk_text(chunk["choices"][0]) != before:
+                chunk["choices"][0]["logprobs"] = None  # they spelled the redacted text
+        state.released[-len(released) :] = texts
+        return [self._event(chunk) for chunk in released]
 
     def _is_chat(self) -> bool:
         return "chat" in str(self._head.get("object"))

@@ -30,7 +30,8 @@ def message_text(content: Any) -> str:
 
 
 def choice_text(path: str, choice: dict[str, Any]) -> str:
-    """A finished choice's text (for chat: the content plus any tool call arguments)."""
+    """A finished choice's answer (for chat: the content plus any tool call arguments),
+    what rewards score and critiques read."""
     if path == COMPLETIONS:
         return str(choice.get("text") or "")
     return _answer_text(choice.get("message") or {})
@@ -44,8 +45,41 @@ def _answer_text(message: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+FieldPath = tuple[str | int, ...]
+REASONING_KEYS = ("reasoning", "reasoning_content")
+
+
+def answer_fields(path: str, choice: dict[str, Any]) -> list[tuple[str, FieldPath]]:
+    """Every text of a finished choice the client gets, in reading order, each with its
+    path in the choice: reasoning, content (or text), refusal, tool call names and
+    arguments."""
+    if path == COMPLETIONS:
+        return [(str(choice.get("text") or ""), ("text",))]
+    message = choice.get("message") or {}
+    fields: list[tuple[str, FieldPath]] = []
+    for key in REASONING_KEYS:
+        if isinstance(message.get(key), str):
+            fields.append((message[key], ("message", key)))
+    content = message.get("content")
+    if isinstance(content, str):
+        fields.append((content, ("message", "content")))
+    elif isinstance(content, list):
+        for index, part in enumerate(content):
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                fields.append((part["text"], ("message", "content", index, "text")))
+    if isinstance(message.get("refusal"), str):
+        fields.append((message["refusal"], ("message", "refusal")))
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") or {}
+        for key in ("name", "arguments"):
+            if isinstance(function.get(key), str):
+                fields.append((function[key], ("message", "tool_calls", index, "function", key)))
+    return fields
+
+
 def set_choice_text(path: str, choice: dict[str, Any], text: str, filtered: bool) -> None:
-    """Replace a choice's text; ``filtered`` also marks it as stopped by a content filter."""
+    """Replace a choice's text; ``filtered`` also marks it as stopped by a content filter,
+    and removes every other text it held (reasoning, refusal, tool calls, logprobs)."""
     if path == COMPLETIONS:
         choice["text"] = text
     else:
@@ -53,6 +87,9 @@ def set_choice_text(path: str, choice: dict[str, Any], text: str, filtered: bool
         message["content"] = text
         if filtered:
             message.pop("tool_calls", None)
+            for key in (*REASONING_KEYS, "refusal"):
+                if message.get(key) is not None:
+                    message[key] = None
     if filtered:
         choice["finish_reason"] = "content_filter"
         choice["logprobs"] = None

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -41,6 +40,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from guard.testing.answers import Answer, delta, message, script, tokenize
 
 CHAT = "chat.completion"
 TEXT = "text_completion"
@@ -72,8 +73,15 @@ class RequestLog:
 
 
 def create_fake_upstream(
-    tokens: int = 8, pace_s: float = 0.0, slow_s: float = 5.0, first_token_s: float = 0.0
+    tokens: int = 8,
+    pace_s: float = 0.0,
+    slow_s: float = 5.0,
+    first_token_s: float = 0.0,
+    chunk_chars: int | None = None,
 ) -> Starlette:
+    """``chunk_chars``: stream tokens of at most that many characters (subwords), not
+    words."""
+
     async def chat(request: Request) -> Response:
         return await _answer(request, CHAT)
 
@@ -111,15 +119,15 @@ def create_fake_upstream(
             )
         if model == "slow":
             await asyncio.sleep(slow_s)
-        words = _answer_words(body, kind, tokens)
+        answers = _answers(body, kind, tokens, chunk_chars)
         if first_token_s:
             await asyncio.sleep(first_token_s)  # prefill
         if body.get("stream"):
             return StreamingResponse(
-                _stream(app, body, kind, words, pace_s), media_type="text/event-stream"
+                _stream(app, body, kind, answers, pace_s), media_type="text/event-stream"
             )
-        await asyncio.sleep(pace_s * len(words))
-        return _json(_completion(body, kind, _answer_text(body, kind, tokens)))
+        await asyncio.sleep(pace_s * max(len(a.tokens) for a in answers))
+        return _json(_completion(body, kind, answers))
 
     async def classify(request: Request) -> Response:
         """Two classes; texts containing "unsafe" lean to the second."""
@@ -166,8 +174,8 @@ def _json(data: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _answer_text(body: dict[str, Any], kind: str, tokens: int) -> str:
-    """The whole scripted answer (before ``max_tokens``)."""
+def _answers(body: dict[str, Any], kind: str, tokens: int, chunk_chars: int | None) -> list[Answer]:
+    """Each choice's scripted answer, tokenised and cut at ``max_tokens``."""
     if kind == CHAT:
         messages = body["messages"]
         users = [m for m in messages if m.get("role") == "user"] or messages
@@ -176,40 +184,29 @@ def _answer_text(body: dict[str, Any], kind: str, tokens: int) -> str:
     else:
         prompt = body.get("prompt", "")
         text = prompt if isinstance(prompt, str) else ""
-    marker = text.rfind("say:")
-    answer = text[marker + 4 :].strip() if marker >= 0 else "tok " * tokens
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    prefill = None
     if kind == CHAT and body.get("continue_final_message"):
-        partial = str(messages[-1].get("content") or "")
-        option = next((o for o in answer.split(" | ") if o.startswith(partial)), "")
-        answer = option[len(partial) :]
-    return answer
+        prefill = str(body["messages"][-1].get("content") or "")
+    return [
+        tokenize(script(text, index, tokens, prefill), limit, chunk_chars)
+        for index in range(body.get("n") or 1)
+    ]
 
 
-def _words(text: str, body: dict[str, Any]) -> list[str]:
-    """One token per word (with its trailing space), cut at ``max_tokens``."""
-    words = re.findall(r"\s*\S+\s*", text) if text.startswith(" ") else re.findall(r"\S+\s*", text)
+def _finish(body: dict[str, Any], answer: Answer) -> str:
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
-    return words[:limit] if limit is not None else words
+    if limit is not None and len(answer.tokens) >= limit:
+        return "length"
+    return "tool_calls" if answer.call else "stop"
 
 
-def _answer_words(body: dict[str, Any], kind: str, tokens: int) -> list[str]:
-    return _words(_answer_text(body, kind, tokens), body)
-
-
-def _finish(body: dict[str, Any], words: list[str]) -> str:
-    limit = body.get("max_tokens") or body.get("max_completion_tokens")
-    return "length" if limit is not None and len(words) >= limit else "stop"
-
-
-def _usage(body: dict[str, Any], words: list[str], per_choice: int | None = None) -> dict[str, int]:
-    """Usage after ``words``; ``per_choice``: only that many choices have got the last one."""
-    n = body.get("n") or 1
-    completion = n * len(words) if per_choice is None else ((n * (len(words) - 1)) + per_choice)
+def _usage(body: dict[str, Any], generated: int) -> dict[str, int]:
     prompt = len(orjson.dumps(body.get("messages", body.get("prompt", "")))) // 4
     return {
         "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "completion_tokens": generated,
+        "total_tokens": prompt + generated,
     }
 
 
@@ -238,44 +235,41 @@ def _logprobs(kind: str, words: list[str], top: int) -> dict[str, Any]:
     }
 
 
-def _completion(body: dict[str, Any], kind: str, text: str) -> dict[str, Any]:
-    options = text.split(" | ")
+def _completion(body: dict[str, Any], kind: str, answers: list[Answer]) -> dict[str, Any]:
     wants_logprobs = bool(body.get("logprobs"))
     top = int(body.get("top_logprobs") or 0) if kind == CHAT else int(body.get("logprobs") or 0)
     choices = []
-    generated = 0
-    for index in range(body.get("n") or 1):
-        words = _words(options[index % len(options)], body)
-        generated += len(words)
+    for index, answer in enumerate(answers):
+        words = [token.text for token in answer.tokens if token.field == "content"]
         choice: dict[str, Any] = {
             "index": index,
-            "finish_reason": _finish(body, words),
+            "finish_reason": _finish(body, answer),
             "logprobs": _logprobs(kind, words, top) if wants_logprobs else None,
+            "stop_reason": None,
         }
         if kind == CHAT:
-            choice["message"] = {"role": "assistant", "content": "".join(words)}
+            choice["message"] = message(answer)
         else:
-            choice["text"] = "".join(words)
+            choice["text"] = answer.content
         choices.append(choice)
-    prompt = _usage(body, [])["prompt_tokens"]
     return {
         "id": "fake-1",
         "object": kind,
         "created": int(time.time()),
         "model": body.get("model"),
         "choices": choices,
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": generated,
-            "total_tokens": prompt + generated,
-        },
+        "service_tier": None,
+        "system_fingerprint": None,
+        "usage": _usage(body, sum(len(a.tokens) for a in answers)),
+        "prompt_logprobs": None,
+        "prompt_token_ids": None,
+        "kv_transfer_params": None,
     }
 
 
 async def _stream(
-    app: Starlette, body: dict[str, Any], kind: str, words: list[str], pace_s: float
+    app: Starlette, body: dict[str, Any], kind: str, answers: list[Answer], pace_s: float
 ) -> AsyncIterator[bytes]:
-    n = body.get("n") or 1
     chunk_kind = "chat.completion.chunk" if kind == CHAT else TEXT
     head = {
         "id": "fake-1",
@@ -286,9 +280,10 @@ async def _stream(
     include_usage = (body.get("stream_options") or {}).get("include_usage")
     continuous_usage = include_usage and body["stream_options"].get("continuous_usage_stats")
     outcome = "cancelled"
+    generated = 0
     try:
         if kind == CHAT:
-            for index in range(n):
+            for index in range(len(answers)):
                 yield _event(
                     {
                         **head,
@@ -303,30 +298,30 @@ async def _stream(
                 )
         clock = asyncio.get_running_loop()
         start = clock.time()
-        for position, word in enumerate(words):
+        for position in range(max(len(a.tokens) for a in answers)):
             if pace_s:
-                # Word i is due at start + (i + 1) x pace: sleep's overshoot does not add up.
+                # Token i is due at start + (i + 1) x pace: sleep's overshoot does not add up.
                 await asyncio.sleep(max(0.0, start + (position + 1) * pace_s - clock.time()))
             if body.get("model") == "die-mid-stream" and position == 2:
                 raise ConnectionAbortedError("the fake upstream drops this stream on purpose")
-            for index in range(n):
+            for index, answer in enumerate(answers):
+                if position >= len(answer.tokens):
+                    continue
+                token = answer.tokens[position]
                 part: dict[str, Any] = (
-                    {"delta": {"content": word}} if kind == CHAT else {"text": word}
+                    {"delta": delta(token)} if kind == CHAT else {"text": token.text}
                 )
                 chunk = {**head, "choices": [{"index": index, "finish_reason": None, **part}]}
+                generated += 1
                 if continuous_usage:
-                    chunk["usage"] = _usage(body, words[: position + 1], per_choice=index + 1)
+                    chunk["usage"] = _usage(body, generated)
                 yield _event(chunk)
-        for index in range(n):
+        for index, answer in enumerate(answers):
             part = {"delta": {}} if kind == CHAT else {"text": ""}
-            yield _event(
-                {
-                    **head,
-                    "choices": [{"index": index, "finish_reason": _finish(body, words), **part}],
-                }
-            )
+            finish = _finish(body, answer)
+            yield _event({**head, "choices": [{"index": index, "finish_reason": finish, **part}]})
         if include_usage:
-            yield _event({**head, "choices": [], "usage": _usage(body, words)})
+            yield _event({**head, "choices": [], "usage": _usage(body, generated)})
         if body.get("model") != "no-done":
             yield b"data: [DONE]\n\n"
         outcome = "finished"
