@@ -168,12 +168,16 @@ class Operations:
                 m.candidates_generated.labels(policy).inc(int(ctx.best_of_n.get("n") or 0))
                 m.candidates_scored.labels(policy).inc(sum(s is not None for s in scores))
         usage = record.usage or {}
+        extra = ctx.extra_usage() if ctx is not None else {}
         for kind in ("prompt", "completion"):
             if isinstance(tokens := usage.get(f"{kind}_tokens"), int) and tokens > 0:
                 m.tokens.labels(policy, record.key_name, kind).inc(tokens)
+            if (spent := extra.get(f"{kind}_tokens", 0)) > 0:
+                m.tokens.labels(policy, record.key_name, f"{kind}_critique").inc(spent)
         total = usage.get("total_tokens")
         if record.key is not None and isinstance(total, int):
-            self.limiter.charge_tokens(record.key, total)
+            # A key pays for every token its request cost, the critiques' included.
+            self.limiter.charge_tokens(record.key, total + sum(extra.values()))
 
     def _count_verdicts(
         self, policy: str, judgements: list[tuple[Stage, Judgement]], mode: str

@@ -100,6 +100,17 @@ class RequestContext:
     trace: Trace = field(default_factory=Trace)
     """Stage timings (and answers, when asked) for metrics and the audit log."""
 
+    def extra_usage(self) -> dict[str, int]:
+        """Tokens guard spent beyond the answer's own usage: critiques and revisions."""
+        infos = []
+        if self.constitutional is not None:
+            infos = self.constitutional.get("choices", [self.constitutional])
+        spent = {"prompt_tokens": 0, "completion_tokens": 0}
+        for info in infos:
+            for key, value in (info.get("extra_usage") or {}).items():
+                spent[key] = spent.get(key, 0) + int(value)
+        return spent
+
     @property
     def verdict(self) -> str:
         """The most severe outcome of every rail that ran: the ``x-guard-verdict`` header."""
@@ -309,6 +320,7 @@ class Pipeline:
                 )
             set_choice_text(path, choice, outcome.text, filtered=False)
             outcome.info["final"] = "passed"
+            await self._judge_critiques(outcome.info, body, ctx)
             if self.output_rails:
                 [final] = await self._judge_choices(path, body, [choice], ctx)
                 if self._refuses(final, ctx):
@@ -486,6 +498,32 @@ class Pipeline:
         if self.loaded.policy.refusal.on_rail_error == "refusal":
             return True
         raise rail_failure(judgement, self.guard_info(ctx))
+
+    async def _judge_critiques(
+        self, info: dict[str, Any], body: dict[str, Any], ctx: RequestContext
+    ) -> None:
+        """Critiques shown under ``guard.constitutional`` are answers the client reads: the
+        output rails judge them. One a rail stops is withheld (the verdict names it, not its
+        text); one it redacts is shown redacted."""
+        rounds = [
+            (number, r)
+            for number, r in enumerate(info.get("rounds", []))
+            if isinstance(r.get("critique"), str)
+        ]
+        if not rounds or not self.output_rails:
+            return
+        context = tuple(body.get("messages") or ())
+        subjects = [
+            Subject(r["critique"], "assistant", context, f"constitutional.rounds[{n}].critique")
+            for n, r in rounds
+        ]
+        judgements = await self._judge(self.output_rails, subjects, "output", ctx)
+        for (_, round_info), judgement in zip(rounds, judgements, strict=True):
+            if judgement.stops:
+                round_info["critique"] = None
+                round_info["critique_withheld"] = "failed" if not judgement.blocked else "blocked"
+            elif judgement.redactions:
+                round_info["critique"] = judgement.redacted(round_info["critique"])
 
     async def _judge_output(
         self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext

@@ -315,3 +315,46 @@ def test_best_of_n_candidates_are_counted_and_audited(
     assert generated == 4 and scored == 4
     [line] = audit_lines(log, 1)
     assert line["best_of_n"]["n"] == 4 and len(line["best_of_n"]["scores"]) == 4
+
+
+CRITIQUED = """
+name: critiqued
+models: {'*': null}
+output_rails:
+  - {kind: regex, name: pii, presets: [email], action: flag}
+constitutional:
+  principles:
+    - name: kind
+      critique: Is it kind?
+      revision: Make it kind.
+  trigger: always
+"""
+
+
+def test_critique_tokens_are_charged_to_the_key(fake_upstream: Fake, tmp_path: Path) -> None:
+    from guard.ops.keys import hash_key
+
+    policy = write_policy(tmp_path, CRITIQUED, "critiqued.yaml")
+    body = {"model": "m", "messages": [{"role": "user", "content": "say: hello there"}]}
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        first = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).json()
+        critique_tokens = metric(url, "guard_tokens_total", kind="completion_critique")
+    answer = first["usage"]["total_tokens"]
+    extra = sum(first["guard"]["constitutional"]["extra_usage"].values())
+    assert extra > 0 and critique_tokens > 0
+    # A budget the answer alone leaves room in, the critiques do not: the second request
+    # is refused only because the critiques were charged.
+    budget = answer + extra // 2
+    keys = write_policy(
+        tmp_path,
+        f"keys:\n  - name: k\n    sha256: {hash_key('sk-k-0123456789abcdef')}\n"
+        f"    models: ['*']\n    rate_limit: {{tokens_per_minute: {budget}}}\n",
+        "keys.yaml",
+    )
+    headers = {"authorization": "Bearer sk-k-0123456789abcdef"}
+    with serve_in_thread(guard_app(fake_upstream.url, [policy], keys_file=keys)) as url:
+        assert (
+            httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers).status_code == 200
+        )
+        second = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers)
+    assert second.status_code == 429 and second.json()["error"]["type"] == "tokens"

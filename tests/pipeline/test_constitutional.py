@@ -203,8 +203,11 @@ def test_best_of_n_then_critique_of_the_chosen_candidate(
     assert info["constitutional"]["reason"] == "flagged by pii"
     assert info["constitutional"]["final"] == "passed"
     assert info["constitutional"]["extra_usage"]["completion_tokens"] > 0
-    # The rails judged each candidate once, then only the revision: never the winner again.
-    assert len(info["verdicts"]) == 4 * 2 + 2
+    # The rails judged each candidate once, then the revision and the critique the client
+    # reads under guard.constitutional: never the winner again.
+    assert len(info["verdicts"]) == 4 * 2 + 2 + 2
+    parts = [v.get("part") for v in info["verdicts"]]
+    assert parts.count("constitutional.rounds[0].critique") == 2
     content = response.json()["choices"][0]["message"]["content"]
     assert "@" not in content and content.startswith("tok")
 
@@ -252,3 +255,19 @@ def test_low_reward_trigger_and_hidden_critiques(
         assert "critique" not in info["rounds"][0]
     else:  # no score is below: nothing more is asked
         assert calls == 1 and info == {"triggered": False, "reward": pytest.approx(expected)}
+
+
+def test_a_critique_is_judged_before_the_client_reads_it(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    # The critic quotes the leaked address in its critique; the revision is clean.
+    template = "  templates: {critique: 'say: the draft mails bob@example.com'}\n"
+    with guard_with(fake_upstream, tmp_path, rails() + template) as url:
+        response = chat(url, "say: write to bob@example.com")
+    info = response.json()["guard"]["constitutional"]
+    assert info["final"] == "passed"
+    assert info["rounds"][0]["critique"] is None
+    assert info["rounds"][0]["critique_withheld"] == "blocked"
+    assert "bob@" not in response.text
+    parts = [v.get("part") for v in response.json()["guard"]["verdicts"]]
+    assert "constitutional.rounds[0].critique" in parts
