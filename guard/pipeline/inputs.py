@@ -255,9 +255,15 @@ class _Reader:
         prompt = body.get("prompt")
         if isinstance(prompt, str):
             self.add("prompt", [(prompt, ("prompt",))])
-        elif isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
-            for index, text in enumerate(prompt):
-                self.add(f"prompt[{index}]", [(text, ("prompt", index))])
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
+            self.unreadable("prompt", "token_ids", "a prompt given as token ids")
+        elif isinstance(prompt, list):
+            for index, item in enumerate(prompt):
+                if isinstance(item, str):
+                    self.add(f"prompt[{index}]", [(item, ("prompt", index))])
+                else:
+                    where = f"prompt[{index}]"
+                    self.unreadable(where, "token_ids", "a prompt given as token ids")
         elif prompt is not None:
             self.unreadable("prompt", "token_ids", "a prompt given as token ids")
         if isinstance(body.get("suffix"), str):

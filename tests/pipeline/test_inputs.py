@@ -265,7 +265,7 @@ def test_what_no_rail_reads_is_refused_unless_the_policy_lets_it_through(
 def test_token_id_prompts_and_embeddings_are_refused(guard_url: str) -> None:
     for body, param in (
         ({"model": "m", "prompt": [101, 102]}, "prompt"),
-        ({"model": "m", "prompt": [[101], [102]]}, "prompt"),
+        ({"model": "m", "prompt": [[101], [102]]}, "prompt[0]"),
         ({"model": "m", "prompt": "hi", "prompt_embeds": "AAAA"}, "prompt_embeds"),
     ):
         response = post(guard_url, COMPLETIONS, body)
