@@ -22,11 +22,44 @@ reaches a client: it stops the server from starting.
     ├── ContentFiltered       400  a rail blocked and the policy wants an HTTP error
     ├── RailFailed            503  a fail-closed rail errored or timed out (not a verdict)
     └── RailsOverloaded       503  a fail-closed rail could not start in time; Retry-After
+
+What a client reads names the part that failed and how, never an address: an error's
+message passes through ``client_safe`` when it is rendered, which takes out URLs that
+carry credentials and absolute filesystem paths, whoever wrote the message (guard, a
+client library, the upstream). The full detail goes to the server log instead, with
+``without_credentials`` applied to it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_CREDENTIAL_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@]*@[^\s'\"<>()\[\]]*")
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]*@")
+_FILESYSTEM_ROOTS = (
+    "home|root|tmp|var|usr|opt|etc|srv|mnt|media|data|work|workspace|models|app|proc|sys|"
+    "dev|run|nix|snap|boot|lib|lib64|bin|sbin|Users|private|Volumes|Library"
+)
+_PATH = re.compile(
+    rf"(?<![\w.~/:-])(?:~(?=/)|/(?:{_FILESYSTEM_ROOTS})(?![\w.-]))[^\s'\"<>()\[\],;]*"
+    r"|\b[A-Za-z]:\\[^\s'\"<>,;]*"
+)
+
+
+def client_safe(text: str) -> str:
+    """``text`` without URLs that carry credentials (``scheme://user:pass@host/...``:
+    the whole URL goes) and without absolute filesystem paths (``/home/...``, ``/tmp/...``,
+    ``~/...``, ``C:\\...``): for anything a client may read. A last line of defence: the
+    messages guard writes name no URL or path in the first place. Routes (``/v1/...``)
+    are not filesystem paths and stay."""
+    return _PATH.sub("[path]", _CREDENTIAL_URL.sub("[url]", text))
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it taken out: for logs,
+    which keep the address but never a password."""
+    return _USERINFO.sub(r"\1", text)
 
 
 class GuardError(Exception):
@@ -49,7 +82,7 @@ class GuardError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {
             "error": {
-                "message": self.message,
+                "message": client_safe(self.message),
                 "type": self.error_type,
                 "param": self.param,
                 "code": self.code,

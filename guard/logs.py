@@ -3,11 +3,18 @@
 ``guard serve`` hands ``log_config`` to uvicorn, so uvicorn's own lines use the same
 format. The request id comes from a context variable that ``RequestIdMiddleware``
 sets, so any log call made while serving a request carries it.
+
+A client cannot write a log line of its own: a value it chose (a model name, a path)
+goes into a message through ``log_field``, which quotes and escapes it, and the text
+format writes every message on one line, control characters escaped (``TextFormatter``).
+JSON lines are escaped by JSON itself.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +28,40 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "asctime",
     "color_message",  # uvicorn's copy of the message with terminal colours
 }
+
+
+_PLAIN_FIELD = re.compile(r"[A-Za-z0-9._:/@+=-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+"""What the text format escapes: C0 and C1 controls, line and paragraph separators, and
+the bidi controls that can make a terminal show a line other than it is."""
+
+
+def log_field(value: str) -> str:
+    """A client-chosen value as it goes into a log message: as it is when it is plain
+    (``fake-model``, ``/v1/chat/completions``), else a JSON string, quoted and escaped
+    (``"m\\n2026-01-01 INFO forged"``), so it can neither break the line nor pass for
+    the fields around it."""
+    if _PLAIN_FIELD.fullmatch(value):
+        return value
+    return json.dumps(value)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return named.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, one line per message: newlines and other control characters in
+    the message are written as ``\\n``, ``\\x1b``, ``\\u202e``... A traceback, which guard itself
+    writes, follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        return _CONTROL.sub(_escape_control, line) if _CONTROL.search(line) else line
 
 
 class RequestIdFilter(logging.Filter):
@@ -56,7 +97,10 @@ def log_config(log_format: str, level: str) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": JsonFormatter}
         if log_format == "json"
-        else {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+        else {
+            "()": TextFormatter,
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        }
     )
     handler = {
         "class": "logging.StreamHandler",

@@ -10,6 +10,7 @@ import openai
 import orjson
 import pytest
 
+from guard.errors import UpstreamUnreachable, client_safe, without_credentials
 from tests.conftest import Fake, guard_app, write_policy
 from tests.servers import free_port, serve_in_thread
 
@@ -195,3 +196,34 @@ def test_client_disconnect_cancels_the_upstream_stream(
                 break
             httpx.get(f"{url}/health")
     assert streams.count("cancelled") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("at http://user:secret@10.0.0.7:8000/v1 failed", "at [url] failed"),
+        ("(postgres://app@db/x)", "([url])"),
+        ("No such file: /home/ops/models/lg.bin", "No such file: [path]"),
+        ("in /usr/lib/python3.12/x.py and ~/keys.yaml", "in [path] and [path]"),
+        ("C:\\Users\\ops\\key.txt missing", "[path] missing"),
+        # What clients may read stays: routes, model ids, URLs without credentials.
+        ("There is no route /v1/chat/x.", "There is no route /v1/chat/x."),
+        ("model meta-llama/Llama-Guard-3-1B", "model meta-llama/Llama-Guard-3-1B"),
+        ("see https://platform.openai.com/docs", "see https://platform.openai.com/docs"),
+        ("/homework and a/home/b", "/homework and a/home/b"),
+    ],
+)
+def test_client_safe_takes_out_credentials_and_paths(text: str, shown: str) -> None:
+    assert client_safe(text) == shown
+
+
+def test_every_error_a_client_reads_is_client_safe() -> None:
+    error = UpstreamUnreachable("at http://u:pw@h:1/v1 from /srv/guard/app.py")
+    assert error.to_dict()["error"]["message"] == "at [url] from [path]"
+    assert error.message == "at http://u:pw@h:1/v1 from /srv/guard/app.py"  # for the log
+
+
+def test_logs_keep_the_address_without_the_password() -> None:
+    assert without_credentials("GET http://user:secret@h:8000/v1 and ws://a@b/c") == (
+        "GET http://h:8000/v1 and ws://b/c"
+    )

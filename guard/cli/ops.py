@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,5 +79,54 @@ def _hash_key(key: str | None, new: bool) -> int:
     if not key:
         print("give a key, as an argument or on standard input", file=sys.stderr)
         return 2
+    if problems := key_weaknesses(key):
+        print(
+            f"warning: this key is weak: it {'; it '.join(problems)}. A key is stored as an "
+            "unsalted sha256, which only a long random key makes safe: "
+            "`guard hash-key --new` makes one.",
+            file=sys.stderr,
+        )
     print(hash_key(key))
     return 0
+
+
+MIN_KEY_CHARS = 32
+MIN_KEY_BITS = 128
+_ALPHABETS = (
+    (str.isdigit, 10),
+    (str.islower, 26),
+    (str.isupper, 26),
+)
+
+
+def key_weaknesses(key: str) -> list[str]:
+    """Why a key is too weak to be stored as an unsalted sha256 (empty when it is not):
+    under ``MIN_KEY_CHARS`` characters; under ``MIN_KEY_BITS`` bits by the size of the
+    alphabet it draws on (digits 10, lower and upper case letters 26 each, other ASCII
+    symbols 33, anything else 100) times its length; or one short pattern repeated. A
+    heuristic: it cannot see dictionary words, and a key that passes is not thereby random.
+    """
+    problems = []
+    if len(key) < MIN_KEY_CHARS:
+        problems.append(f"has {len(key)} characters, fewer than {MIN_KEY_CHARS}")
+    bits = len(key) * math.log2(_alphabet_size(key))
+    if bits < MIN_KEY_BITS:
+        problems.append(f"carries at most about {bits:.0f} bits, fewer than {MIN_KEY_BITS}")
+    period = next((p for p in range(1, len(key) // 2 + 1) if key[p:] == key[:-p]), None)
+    if period is not None:
+        problems.append(
+            "repeats one character" if period == 1 else f"repeats a {period}-character pattern"
+        )
+    return problems
+
+
+def _alphabet_size(key: str) -> int:
+    size = 0
+    for belongs, count in _ALPHABETS:
+        if any(belongs(c) and c.isascii() for c in key):
+            size += count
+    if any(c.isascii() and not c.isalnum() for c in key):
+        size += 33
+    if not key.isascii():
+        size += 100
+    return max(size, 2)

@@ -9,6 +9,9 @@ Two ways to prompt it (``prompt`` in the policy):
 * ``guard``: guard writes the Llama Guard 3 task itself (with any
   ``custom_categories``) and sends it as a raw prompt through ``/v1/completions``.
 
+Either way the texts are neutralised first (``guard.components.neutralize``): a forged
+``<|eot_id|>`` ... ``safe`` in a user's text reaches the guard model broken.
+
 The answer is ``safe``, or ``unsafe`` and a line of category codes. When the server
 returns logprobs, the score is P(unsafe) of the first token.
 """
@@ -22,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guard.components.base import Classifier, Subject, Verdict
+from guard.components.neutralize import neutralize
 from guard.components.specs import LlamaGuardSpec
 from guard.protocol.messages import message_text
 from guard.protocol.upstream import Upstream
@@ -73,15 +77,20 @@ def parse_answer(text: str) -> tuple[bool, list[str]]:
     return True, codes
 
 
+_LABELS = ("User", "Agent")
+
+
 def render_prompt(subject: Subject, categories: Mapping[str, str]) -> str:
-    """The Llama Guard 3 task for ``subject``, as a raw prompt."""
+    """The Llama Guard 3 task for ``subject``, as a raw prompt; every quoted text is
+    neutralised, so it cannot close its turn or the conversation and write its own."""
     role = "Agent" if subject.role == "assistant" else "User"
     turns = [
-        f"{'Agent' if m.get('role') == 'assistant' else 'User'}: {message_text(m.get('content'))}"
+        f"{'Agent' if m.get('role') == 'assistant' else 'User'}: "
+        f"{neutralize(message_text(m.get('content')), _LABELS)}"
         for m in subject.context
         if m.get("role") in ("user", "assistant")
     ]
-    turns.append(f"{role}: {subject.text}")
+    turns.append(f"{role}: {neutralize(subject.text, _LABELS)}")
     listing = "\n".join(f"{code}: {name}." for code, name in categories.items())
     conversation = "\n\n".join(turns)
     task = (
@@ -163,11 +172,14 @@ class LlamaGuardClassifier(Classifier):
         return Verdict(flagged=flagged, score=_unsafe_probability(top), categories=matched)
 
     def _chat_body(self, subject: Subject) -> dict[str, Any]:
+        """The conversation for the served model's template, each text neutralised: the
+        server's tokenizer would read a special token inside a message as the real one."""
         messages: list[dict[str, str]] = []
         turns = [(m["role"], message_text(m.get("content"))) for m in subject.context]
-        for role, text in [*turns, (subject.role, subject.text)]:
+        for role, raw in [*turns, (subject.role, subject.text)]:
             if role not in ("user", "assistant"):
                 continue
+            text = neutralize(raw)
             if messages and messages[-1]["role"] == role:  # the template wants turns to alternate
                 messages[-1]["content"] += "\n\n" + text
             else:

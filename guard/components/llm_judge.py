@@ -4,7 +4,9 @@ As a classifier it asks a yes/no question; the score is P(yes) read from the
 logprobs of the first answer token, normalised over the yes and no tokens the model
 considered, not a parsed word, so it is a probability a threshold can be set on.
 As a reward it asks for a rating from 1 to 9; the score is the expected rating under
-the digits' probabilities.
+the digits' probabilities. The texts quoted in either prompt are neutralised
+(``guard.components.neutralize``): they cannot close ``<text>`` or the turn and answer for
+the judge.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from guard.components.base import Candidate, Classifier, Reward, Subject, Verdict
 from guard.components.hf_reward import reward_conversation
+from guard.components.neutralize import neutralize
 from guard.components.specs import LLMJudgeRewardSpec, LLMJudgeSpec
 from guard.protocol.messages import message_text
 from guard.protocol.upstream import Upstream
@@ -74,7 +77,7 @@ class LLMJudgeClassifier(Classifier):
         return list(await asyncio.gather(*(self._judge(s) for s in subjects)))
 
     async def _judge(self, subject: Subject) -> Verdict:
-        prompt = TEMPLATE.format(question=self.spec.question, text=subject.text)
+        prompt = TEMPLATE.format(question=self.spec.question, text=neutralize(subject.text))
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         score = yes_probability(
             await first_token_candidates(self.endpoint, self.spec.model, messages)
@@ -82,6 +85,8 @@ class LLMJudgeClassifier(Classifier):
         return Verdict(flagged=score >= self.spec.threshold, score=score)
 
 
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+"""The role labels the rating prompt writes at the start of its conversation's lines."""
 RATING_TEMPLATE = (
     "{question}\n\n<conversation>\n{conversation}\n</conversation>\n\n<answer>\n{answer}\n"
     "</answer>\n\nReply with a single digit from 1 to 9."
@@ -114,11 +119,13 @@ class LLMJudgeReward(Reward):
 
     async def _rate(self, candidate: Candidate) -> float:
         conversation = "\n".join(
-            f"{m['role']}: {message_text(m.get('content'))}"
+            f"{m['role']}: {neutralize(message_text(m.get('content')), _ROLES)}"
             for m in reward_conversation(candidate)[:-1]
         )
         prompt = RATING_TEMPLATE.format(
-            question=self.spec.question, conversation=conversation, answer=candidate.text
+            question=self.spec.question,
+            conversation=conversation,
+            answer=neutralize(candidate.text),
         )
         messages = [{"role": "user", "content": prompt}]
         return expected_rating(

@@ -40,7 +40,9 @@ class BuildContext:
             return self.upstream
         if spec.base_url not in self.endpoints:
             api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-            self.endpoints[spec.base_url] = Upstream(spec.base_url, api_key)
+            self.endpoints[spec.base_url] = Upstream(
+                spec.base_url, api_key, name="the model endpoint"
+            )
         return self.endpoints[spec.base_url]
 
     async def aclose(self) -> None:

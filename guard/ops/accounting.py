@@ -27,7 +27,9 @@ from guard.errors import (
     UpstreamStreamBroken,
     UpstreamTimeout,
     UpstreamUnreachable,
+    without_credentials,
 )
+from guard.logs import log_field
 from guard.ops.audit import AuditLog
 from guard.ops.keys import ApiKey
 from guard.ops.limits import ConcurrencyLimit, RateLimiter
@@ -103,8 +105,8 @@ class Operations:
             self._count(record, duration)
             access_log.info(
                 "%s %s -> %d (%s, policy %s, %.1f ms)",
-                record.path,
-                record.model or "-",
+                log_field(record.path),
+                log_field(record.model) if record.model else "-",
                 record.status,
                 record.key_name,
                 record.policy_name,
@@ -242,7 +244,7 @@ def audit_entry(
     if error is not None:
         entry["error"] = {"type": error.error_type, "code": error.code}
         if error.status_code >= 500:
-            entry["error"]["message"] = error.message
+            entry["error"]["message"] = without_credentials(error.message)
     if shadow is not None:
         entry["shadow"] = shadow
     if pipeline and ctx and record.body and pipeline.loaded.policy.audit.include_text:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.components.base import Candidate, Reward
-from guard.errors import RewardUnavailable
+from guard.errors import RewardUnavailable, client_safe
 from guard.pipeline.rails import Judgement
 from guard.pipeline.trace import Trace
 from guard.policy.models import BestOfN
@@ -116,6 +116,7 @@ class BestOfNStage:
 
 
 def reason(exc: BaseException) -> str:
+    """Why the reward failed, as the client is shown it."""
     if isinstance(exc, TimeoutError):
         return "timed out"
-    return f"{type(exc).__name__}: {exc}"
+    return client_safe(f"{type(exc).__name__}: {exc}")

@@ -6,6 +6,8 @@ Triggers: ``always``; ``flagged``, when an output rail flags (or blocks) the dra
 that does not trigger costs nothing more. Each round asks the critic (by default the
 request's own upstream model) for a critique, then for a revision; the caller judges
 the final text with the output rails again. The draft is never sent to the client.
+What the critic reads of the conversation, the draft and its own critique is neutralised
+(``guard.components.neutralize``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.components.base import Candidate, Reward
+from guard.components.neutralize import neutralize, neutralize_messages
 from guard.pipeline.rails import Judgement
 from guard.policy.models import Constitutional, Principle
 from guard.protocol.upstream import Upstream
@@ -62,12 +65,15 @@ def critique_messages(
     draft: str,
     principles: list[Principle],
 ) -> list[dict[str, Any]]:
+    """The critic's messages. The conversation and the draft are neutralised: the client
+    wrote the one and steered the other, and neither may write the critic a turn."""
     template = spec.templates.critique or CRITIQUE_TEMPLATE
     request = " ".join(p.critique for p in principles)
+    quoted = neutralize(draft)
     return [
-        *conversation,
-        {"role": "assistant", "content": draft},
-        {"role": "user", "content": template.format(response=draft, critique_request=request)},
+        *neutralize_messages(conversation),
+        {"role": "assistant", "content": quoted},
+        {"role": "user", "content": template.format(response=quoted, critique_request=request)},
     ]
 
 
@@ -80,12 +86,15 @@ def revision_messages(
 ) -> list[dict[str, Any]]:
     template = spec.templates.revision or REVISION_TEMPLATE
     request = " ".join(p.revision for p in principles)
+    critique = neutralize(critique)
     return [
         *critique_messages(spec, conversation, draft, principles),
         {"role": "assistant", "content": critique},
         {
             "role": "user",
-            "content": template.format(revision_request=request, critique=critique, response=draft),
+            "content": template.format(
+                revision_request=request, critique=critique, response=neutralize(draft)
+            ),
         },
     ]
 

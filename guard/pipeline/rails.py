@@ -17,6 +17,7 @@ text stops (``Judgement.failed``), but nothing says the text was unsafe.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,8 +26,12 @@ from typing import Any, Literal
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import QueueFull
 from guard.components.specs import ClassifierSpec
+from guard.errors import client_safe, without_credentials
+from guard.logs import REQUEST_ID
 from guard.pipeline.normalize import Normalized, normalize
 from guard.pipeline.verdict_cache import VerdictCache
+
+log = logging.getLogger("guard")
 
 Stage = Literal["input", "output"]
 Outcome = Literal["pass", "error", "flag", "redact", "block"]
@@ -251,11 +256,20 @@ def _check_count(verdicts: Sequence[Verdict], subjects: Sequence[Subject]) -> No
 
 
 def _reason(exc: Exception, rail: Rail) -> str:
+    """The error a verdict shows the client; the server log gets the whole of it."""
     if isinstance(exc, QueueFull):
         return f"overloaded: {exc}"
     if isinstance(exc, TimeoutError):
         return f"timed out after {rail.spec.timeout_s} s"
-    return f"{type(exc).__name__}: {exc}"
+    detail = f"{type(exc).__name__}: {exc}"
+    log.warning(
+        "request %s: rail '%s' (%s) failed: %s",
+        REQUEST_ID.get() or "-",
+        rail.name,
+        rail.spec.kind,
+        without_credentials(detail),
+    )
+    return client_safe(detail)
 
 
 async def _escalate(

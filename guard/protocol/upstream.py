@@ -4,6 +4,10 @@ Transport failures become guard's own errors here, so the rest of guard never
 sees a client-library exception: refused or reset connections are
 ``UpstreamUnreachable``, time-outs ``UpstreamTimeout``, error statuses
 ``UpstreamHTTPError``, and a stream that dies after it began ``UpstreamStreamBroken``.
+Their messages reach clients (a 502, a rail's error), so they name the server by what it
+is to guard (``name``: "the upstream", "the model endpoint") and the kind of failure,
+never its URL; the URL (credentials taken out) and the client library's own words go
+to the server log, with the request id.
 
 The client is aiohttp rather than httpx: under concurrent load httpx's connection
 pool rescans every connection on each request start and end, which cost guard up
@@ -12,6 +16,8 @@ to 15 ms of CPU per request at 64 in flight (see docs/benchmarks.md).
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,8 +31,12 @@ from guard.errors import (
     UpstreamStreamBroken,
     UpstreamTimeout,
     UpstreamUnreachable,
+    without_credentials,
 )
+from guard.logs import REQUEST_ID
 from guard.settings import Settings
+
+log = logging.getLogger("guard.upstream")
 
 _JSON = {"content-type": "application/json"}
 
@@ -49,8 +59,11 @@ class Upstream:
         timeout_s: float = 600.0,
         connect_timeout_s: float = 5.0,
         max_connections: int = 1024,
+        name: str = "the upstream",
     ):
         self.base_url = server_root(base_url)
+        self.name = name
+        """What clients are told failed; the URL is only ever logged."""
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
@@ -85,7 +98,7 @@ class Upstream:
             await self._session.close()
 
     async def post_json(self, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
-        with self._translated():
+        with self._translated(path, request_id):
             async with self._client().post(
                 self.base_url + path,
                 data=orjson.dumps(body),
@@ -94,7 +107,7 @@ class Upstream:
                 content = await response.read()
         if response.status >= 400:
             raise _http_error(response.status, content)
-        return _parse_object(content)
+        return _parse_object(content, self.name)
 
     async def open_stream(
         self, path: str, body: dict[str, Any], request_id: str
@@ -104,7 +117,7 @@ class Upstream:
         Errors before the first byte are raised here, while the client can still get
         a proper status. The caller must ``close(response)`` however it ends.
         """
-        with self._translated():
+        with self._translated(path, request_id):
             response = await self._client().post(
                 self.base_url + path,
                 data=orjson.dumps(body),
@@ -123,12 +136,14 @@ class Upstream:
             async for chunk in response.content.iter_any():
                 yield chunk
         except TimeoutError as exc:
+            self._log("stopped sending in the middle of the stream", response.url.path, exc)
             raise UpstreamTimeout(
-                "the upstream stopped sending in the middle of the stream"
+                f"{self.name} stopped sending in the middle of the stream"
             ) from exc
         except aiohttp.ClientError as exc:
+            self._log("broke in the middle of the stream", response.url.path, exc)
             raise UpstreamStreamBroken(
-                f"the upstream connection broke in the middle of the stream ({_reason(exc)})"
+                f"{self.name}'s connection broke in the middle of the stream ({failure_kind(exc)})"
             ) from exc
 
     @staticmethod
@@ -142,39 +157,70 @@ class Upstream:
 
     async def get_json(self, path: str, timeout_s: float | None = None) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
-        with self._translated():
+        with self._translated(path, None):
             async with self._client().get(self.base_url + path, timeout=timeout) as response:
                 content = await response.read()
         if response.status >= 400:
             raise _http_error(response.status, content)
-        return _parse_object(content) if content else {}
+        return _parse_object(content, self.name) if content else {}
 
     @contextmanager
-    def _translated(self) -> Iterator[None]:
+    def _translated(self, path: str, request_id: str | None) -> Iterator[None]:
         """Turn client failures that happen before a response into guard errors."""
         try:
             yield
         except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"the upstream at {self.base_url} did not answer in time"
-            ) from exc
+            self._log("did not answer in time", path, exc, request_id)
+            raise UpstreamTimeout(f"{self.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(
-                f"the upstream at {self.base_url} is unreachable ({_reason(exc)})"
-            ) from exc
+            self._log("is unreachable", path, exc, request_id)
+            raise UpstreamUnreachable(f"{self.name} is unreachable ({failure_kind(exc)})") from exc
+
+    def _log(self, what: str, path: str, exc: BaseException, request_id: str | None = None) -> None:
+        """The detail a client is not shown: the URL (without credentials) and the client
+        library's own account of the failure."""
+        log.warning(
+            "request %s: %s at %s %s: %s",
+            REQUEST_ID.get() or request_id or "-",
+            self.name,
+            without_credentials(self.base_url + path),
+            what,
+            without_credentials(f"{type(exc).__name__}: {exc}"),
+        )
 
 
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+def failure_kind(exc: BaseException) -> str:
+    """What went wrong with a connection, in words that name no address: aiohttp's own
+    messages carry the host and port (and, for a bad URL, the URL itself)."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "its host name did not resolve"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "its TLS certificate was not accepted"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return "the proxy could not connect"
+    if isinstance(exc, aiohttp.ClientOSError):
+        code = exc.errno  # refused, reset...: the system's words, without the address
+        return os.strerror(code).lower() if code and code > 0 else "the connection failed"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the response was cut short or malformed"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "its URL is not valid"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "the HTTP exchange failed"
+    return type(exc).__name__
 
 
-def _parse_object(content: bytes) -> dict[str, Any]:
+def _parse_object(content: bytes, name: str) -> dict[str, Any]:
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamError("the upstream sent a response that is not JSON") from exc
+        raise UpstreamError(f"{name} sent a response that is not JSON") from exc
     if not isinstance(data, dict):
-        raise UpstreamError("the upstream sent JSON that is not an object")
+        raise UpstreamError(f"{name} sent JSON that is not an object")
     return data
 
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guard.components.registry import BuildContext
-from guard.errors import GuardError, MethodNotAllowed, NotFound
+from guard.errors import GuardError, MethodNotAllowed, NotFound, without_credentials
 from guard.logs import REQUEST_ID
 from guard.ops.accounting import Operations
 from guard.ops.metrics import Metrics
@@ -113,7 +113,9 @@ class RequestIdMiddleware:
 async def _guard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GuardError)
     if exc.status_code >= 500:
-        log.warning("request %s failed: %s", request.state.request_id, exc.message)
+        log.warning(
+            "request %s failed: %s", request.state.request_id, without_credentials(exc.message)
+        )
     note_error(request, exc)
     return ORJSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import logging.config
 import time
 import warnings
 from pathlib import Path
@@ -14,6 +16,7 @@ import orjson
 import pytest
 
 from guard.cli.main import main
+from guard.logs import log_config
 from guard.policy.load import load_policy_file
 from tests.conftest import Fake, guard_app, write_policy
 from tests.scrape import metric
@@ -358,3 +361,44 @@ def test_critique_tokens_are_charged_to_the_key(fake_upstream: Fake, tmp_path: P
         )
         second = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers)
     assert second.status_code == 429 and second.json()["error"]["type"] == "tokens"
+
+
+FORGED_MODEL = "fake-model\n2026-01-01 00:00:00,000 INFO guard.access [x] /v1/chat/completions"
+
+
+def guard_formatter(log_format: str) -> logging.Formatter:
+    """The formatter ``guard serve`` gives its log handler."""
+    config = log_config(log_format, "info")
+    return logging.config.DictConfigurator(config).configure_formatter(
+        config["formatters"]["guard"]
+    )
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_access_line_cannot_be_forged_by_a_model_name(
+    fake_upstream: Fake,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    log_format: str,
+) -> None:
+    policy = write_policy(tmp_path, "name: open\nmodels: {'*': null}\n")
+    hi = [{"role": "user", "content": "hi"}]
+    body = {"model": FORGED_MODEL + "\x1b[2J\u202e", "messages": hi}
+    app = guard_app(fake_upstream.url, [policy])
+    with caplog.at_level(logging.INFO, logger="guard.access"), serve_in_thread(app) as url:
+        response = httpx.post(f"{url}/v1/chat%0a/completions", json=body)  # a 404
+        httpx.post(f"{url}{CHAT}", json=body)
+    assert response.status_code == 404
+    records = [r for r in caplog.records if r.name == "guard.access"]
+    assert len(records) == 2
+    assert records[0].getMessage().startswith('"/v1/chat\\n/completions" - -> 404')
+    assert records[1].getMessage().startswith(f'{CHAT} "fake-model\\n2026-01-01')
+    # As guard's log handler writes them, in either format: one line each.
+    formatter = guard_formatter(log_format)
+    for record in records:
+        record.request_id = "r-1"
+        line = formatter.format(record)
+        assert "\n" not in line and "\x1b" not in line and "\u202e" not in line, line
+    line = formatter.format(records[1])
+    message = json.loads(line)["message"] if log_format == "json" else line
+    assert '"fake-model\\n2026-01-01 00:00:00,000 INFO' in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from tests.conftest import Fake, guard_app, write_policy
 from tests.servers import free_port, serve_in_thread
@@ -339,3 +344,52 @@ def test_output_rails_obey_on_error_plain_and_streamed(
         assert "here is the answer" not in plain.text
         assert text == ""  # nothing unjudged went out
         assert events[-1]["error"]["code"] == "rail_error"
+
+
+@pytest.mark.parametrize("on_error", ["allow", "block"])
+def test_a_failing_rail_tells_the_client_no_url_and_the_log_no_password(
+    fake_upstream: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture, on_error: str
+) -> None:
+    port = free_port()
+    rails = judge_rail(f"http://judge-user:s3cret-pw@127.0.0.1:{port}/v1", on_error=on_error)
+    with caplog.at_level(logging.WARNING), guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: hello")
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert verdict["outcome"] == "error"
+    assert verdict["error"] == (
+        "UpstreamUnreachable: the model endpoint is unreachable (connection refused)"
+    )
+    if on_error == "block":
+        assert response.status_code == 503
+        assert "the model endpoint is unreachable" in response.json()["error"]["message"]
+    for leak in ("s3cret", "judge-user", f":{port}", "127.0.0.1", "http"):
+        assert leak not in response.text
+    # The server log has the detail: where, without the password, and the request id.
+    request_id = response.headers["x-request-id"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "guard.upstream"]
+    assert line.startswith(f"request {request_id}: the model endpoint at ")
+    assert f"http://127.0.0.1:{port}/v1/chat/completions is unreachable" in line
+    assert "s3cret" not in caplog.text and "judge-user" not in caplog.text
+
+
+def test_what_a_rail_endpoint_says_reaches_the_client_without_credentials_or_paths(
+    fake_upstream: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last line of defence: an endpoint's own error text, shown in the verdict."""
+
+    async def crash(request: Request) -> Response:
+        message = "engine died in /home/vllm/engine.py, weights at http://hf:tok3n@mirror/x"
+        return JSONResponse({"error": {"message": message}}, status_code=500)
+
+    endpoint = Starlette(routes=[Route("/v1/chat/completions", crash, methods=["POST"])])
+    with (
+        serve_in_thread(endpoint) as judge,
+        caplog.at_level(logging.WARNING),
+        guard_with(fake_upstream, tmp_path, judge_rail(judge, on_error="allow")) as url,
+    ):
+        response = chat(url, "say: hello")
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert verdict["error"] == "UpstreamHTTPError: engine died in [path], weights at [url]"
+    assert "tok3n" not in response.text and "/home/vllm" not in response.text
+    # The log has the path, not the password.
+    assert "/home/vllm/engine.py" in caplog.text and "tok3n" not in caplog.text

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
 import openai
 import orjson
+import pytest
 
 from tests.conftest import Fake, guard_app, write_policy
-from tests.servers import serve_in_thread
+from tests.servers import free_port, serve_in_thread
 
 PASSTHROUGH = Path(__file__).resolve().parents[2] / "policies" / "passthrough.yaml"
 
@@ -163,10 +165,30 @@ def test_wildcard_policy_lists_upstream_models(fake_upstream: Fake) -> None:
         assert [m.id for m in client(url).models.list()] == ["fake-model"]
 
 
-def test_health_reports_upstream(guard_url: str) -> None:
+def test_health_reports_upstream(guard_url: str, fake_upstream: Fake) -> None:
     response = httpx.get(f"{guard_url}/health")
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    assert response.json() == {"status": "ok", "upstream": "ok"}  # no address: anyone may ask
+    assert fake_upstream.url.split("//")[1] not in response.text
+
+
+def test_health_with_a_dead_upstream_names_no_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    policy = write_policy(tmp_path, "name: p\nmodels: {m: null}\n")
+    app = guard_app(f"http://ops:hunter2@127.0.0.1:{port}/v1", [policy])
+    with caplog.at_level(logging.WARNING), serve_in_thread(app) as url:
+        response = httpx.get(f"{url}/health")
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == (
+        "the upstream is unreachable (connection refused)"
+    )
+    for leak in ("hunter2", "ops:", f"{port}", "127.0.0.1", "http"):
+        assert leak not in response.text
+    [line] = [r.getMessage() for r in caplog.records if r.name == "guard.upstream"]
+    assert f"the upstream at http://127.0.0.1:{port}/health is unreachable" in line
+    assert "hunter2" not in caplog.text
 
 
 def test_request_id_is_generated_or_honoured(guard_url: str, fake_upstream: Fake) -> None:
