@@ -3,8 +3,8 @@
 ``Gate`` is ASGI middleware. It leases the current runtime (policies, keys,
 pipelines) for the whole request, refuses what it must with an OpenAI-shaped
 error (401, 429 with Retry-After), and hands the finished request to
-``Operations.finish``. ``/health`` and ``/metrics`` bypass it (``/metrics`` checks a
-key itself when ``GUARD_METRICS_AUTH`` is on).
+``Operations.finish``. ``/health``, ``/livez`` and ``/metrics`` bypass it (``/metrics``
+checks a key itself when ``GUARD_METRICS_AUTH`` is on).
 """
 
 from __future__ import annotations

@@ -119,6 +119,12 @@ async def list_models(request: Request) -> Response:
     return ORJSONResponse({"object": "list", "data": data})
 
 
+async def livez(request: Request) -> Response:
+    """200 while the event loop answers. It asks the upstream nothing, so a liveness
+    probe on it never restarts guard because vLLM is down (``/health`` tells that)."""
+    return ORJSONResponse({"status": "alive"})
+
+
 async def health(request: Request) -> Response:
     """200 when guard and its upstream are both up; 503 with the reason otherwise. Anyone
     may call it, so it names no address: the upstream's URL is in the server log."""
@@ -189,4 +195,5 @@ ROUTES = [
     Route("/v1/moderations", moderations, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
+    Route("/livez", livez, methods=["GET"]),
 ]

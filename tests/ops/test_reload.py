@@ -130,3 +130,50 @@ def test_the_keys_file_reloads_too(fake_upstream: Fake, tmp_path: Path) -> None:
         replace_file(keys, "keys: []\n")
         wait_until(lambda: metric(url, "guard_policy_reloads_total", result="failure") == 1)
         assert chat(url, "hi").status_code == 401
+
+
+def configmap_volume(folder: Path, files: dict[str, str]) -> None:
+    """Lay out or update ``folder`` as the kubelet does a ConfigMap or Secret volume:
+    the files live in a timestamped folder, ``..data`` links to it, and each name links
+    to ``..data/name``. An update writes a new folder and swaps ``..data`` by rename."""
+    folder.mkdir(exist_ok=True)
+    version = folder / f"..{time.time_ns()}"
+    version.mkdir()
+    for name, text in files.items():
+        (version / name).write_text(text)
+    staged = folder / "..data_tmp"
+    staged.symlink_to(version.name)
+    old = (folder / "..data").resolve() if (folder / "..data").is_symlink() else None
+    os.replace(staged, folder / "..data")
+    for name in files:
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(f"..data/{name}")
+    if old is not None:
+        for stale in old.iterdir():
+            stale.unlink()
+        old.rmdir()
+
+
+def test_a_configmap_volume_update_reloads(fake_upstream: Fake, tmp_path: Path) -> None:
+    """deploy/k8s mounts policies from a ConfigMap and keys from a Secret as folders;
+    the kubelet swaps a symlink, the path guard watches never changes."""
+    policies, secret = tmp_path / "policies", tmp_path / "keys"
+    configmap_volume(policies, {"guard.yaml": V1})
+    configmap_volume(
+        secret, {"keys.yaml": f"keys:\n  - name: a\n    sha256: {hash_key('sk-a-1')}\n"}
+    )
+    path, keys = policies / "guard.yaml", secret / "keys.yaml"
+    app = guard_app(fake_upstream.url, [path], keys_file=keys, watch=True, watch_interval_s=0.05)
+    with serve_in_thread(app) as url:
+        a = {"authorization": "Bearer sk-a-1"}
+        assert chat(url, "say: word", a).json()["guard"]["verdict"] == "flag"
+        configmap_volume(policies, {"guard.yaml": V2})
+        wait_until(lambda: metric(url, "guard_policy_reloads_total", result="success") == 1)
+        assert chat(url, "say: word", a).json()["guard"]["verdict"] == "pass"
+        assert chat(url, "say: mail bob@example.com", a).json()["guard"]["verdict"] == "block"
+        configmap_volume(
+            secret, {"keys.yaml": f"keys:\n  - name: b\n    sha256: {hash_key('sk-b-2')}\n"}
+        )
+        wait_until(lambda: metric(url, "guard_policy_reloads_total", result="success") == 2)
+        assert chat(url, "hi", a).status_code == 401
+        assert chat(url, "hi", {"authorization": "Bearer sk-b-2"}).status_code == 200

@@ -10,6 +10,7 @@ import openai
 import orjson
 import pytest
 
+from guard.ops.keys import hash_key
 from tests.conftest import Fake, guard_app, write_policy
 from tests.servers import free_port, serve_in_thread
 
@@ -189,6 +190,20 @@ def test_health_with_a_dead_upstream_names_no_address(
     [line] = [r.getMessage() for r in caplog.records if r.name == "guard.upstream"]
     assert f"the upstream at http://127.0.0.1:{port}/health is unreachable" in line
     assert "hunter2" not in caplog.text
+
+
+def test_livez_answers_without_the_upstream_and_without_a_key(tmp_path: Path) -> None:
+    """Kubernetes' liveness probe: it must not restart guard because vLLM is down, and the
+    kubelet sends no API key."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    policy = write_policy(tmp_path, "name: p\nmodels: {m: null}\n")
+    app = guard_app(dead, [policy], api_keys=f"ops:{hash_key('sk-ops-1')}")
+    with serve_in_thread(app) as url:
+        assert httpx.get(f"{url}/health").status_code == 503  # the upstream is down
+        live = httpx.get(f"{url}/livez")
+        assert live.status_code == 200
+        assert live.json() == {"status": "alive"}
+        assert httpx.get(f"{url}/v1/models").status_code == 401  # keys are on
 
 
 def test_request_id_is_generated_or_honoured(guard_url: str, fake_upstream: Fake) -> None:
