@@ -41,6 +41,8 @@ output_rails:
 SHADOWED = """
 name: lenient
 models: {'*': null}
+input_rails: []
+output_rails: []
 shadow: candidate
 """
 
@@ -277,6 +279,7 @@ def test_shutdown_cancels_shadow_work_still_running_and_leaks_nothing(
 name: candidate
 keys_only: true
 models: {'*': null}
+input_rails: []
 output_rails:
   - kind: llm_judge
     model: slow
@@ -305,7 +308,10 @@ def test_best_of_n_candidates_are_counted_and_audited(
     fake_upstream: Fake, tmp_path: Path, tiny_reward: Path
 ) -> None:
     reward = f"{{kind: hf_reward, model: {tiny_reward}}}"
-    text = f"name: bon\nmodels: {{'*': null}}\nbest_of_n:\n  n: 4\n  reward: {reward}\n"
+    text = (
+        f"name: bon\nmodels: {{'*': null}}\ninput_rails: []\noutput_rails: []\n"
+        f"best_of_n:\n  n: 4\n  reward: {reward}\n"
+    )
     log = tmp_path / "audit.log"
     app = guard_app(fake_upstream.url, [write_policy(tmp_path, text)], audit_log=log)
     with serve_in_thread(app) as url:
@@ -320,6 +326,7 @@ def test_best_of_n_candidates_are_counted_and_audited(
 CRITIQUED = """
 name: critiqued
 models: {'*': null}
+input_rails: []
 output_rails:
   - {kind: regex, name: pii, presets: [email], action: flag}
 constitutional:

@@ -86,7 +86,9 @@ def test_client_api_key_is_not_forwarded(guard_url: str, fake_upstream: Fake) ->
 
 
 def test_upstream_api_key_is_guards_own(fake_upstream: Fake, tmp_path: Path) -> None:
-    policy = write_policy(tmp_path, "name: p\nmodels: {'*': null}\n")
+    policy = write_policy(
+        tmp_path, "name: p\nmodels: {'*': null}\ninput_rails: []\noutput_rails: []\n"
+    )
     app = guard_app(fake_upstream.url, [policy], upstream_api_key="upstream-secret")
     with serve_in_thread(app) as url:
         client(url).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
@@ -179,3 +181,18 @@ def test_request_id_is_generated_or_honoured(guard_url: str, fake_upstream: Fake
     assert given.headers["x-request-id"] == "trace-42"
     assert fake_upstream.last_request()["headers"]["x-request-id"] == "trace-42"
     assert given.headers["x-guard-policy"] == "aliases"
+
+
+def test_an_empty_model_name_is_refused(guard_url: str, fake_upstream: Fake) -> None:
+    """vLLM answers an empty name with its default model: guard never forwards one."""
+    mark = fake_upstream.app.state.received.count
+    for name in ("", "   ", "\t"):
+        for path, field in (("chat/completions", "messages"), ("completions", "prompt")):
+            given = [{"role": "user", "content": "hi"}] if field == "messages" else "hi"
+            body = {"model": name, field: given}
+            response = httpx.post(f"{guard_url}/v1/{path}", json=body, timeout=30)
+            assert response.status_code == 400, (path, name)
+            error = response.json()["error"]
+            assert error["param"] == "model" and error["code"] == "invalid_value"
+            assert "empty" in error["message"]
+    assert fake_upstream.app.state.received.count == mark
