@@ -278,8 +278,10 @@ def _build_classifier(folder: str, size: str) -> None:
 
 
 def write_policies(path: Path, policies: list[dict[str, Any]]) -> Path:
-    """A policy file holding several policies (JSON is YAML)."""
-    path.write_bytes(orjson.dumps(policies, option=orjson.OPT_INDENT_2))
+    """A policy file holding several policies (JSON is YAML). Every policy file lists
+    both rails lists and ends with a newline: the lists a policy leaves out are empty."""
+    whole = [{"input_rails": [], "output_rails": [], **policy} for policy in policies]
+    path.write_bytes(orjson.dumps(whole, option=orjson.OPT_INDENT_2) + b"\n")
     return path
 
 

@@ -29,13 +29,26 @@ class YamlFile:
     data: Any
 
 
-def read_yaml(path: Path, what: str, expected: str) -> YamlFile:
+def read_yaml(path: Path, what: str, expected: str, raw: bytes | None = None) -> YamlFile:
     """Read and parse a YAML file; ``PolicyError`` in words if it cannot be read or parsed,
-    or is empty (``what``: "the file", "the keys file"...; ``expected``: what it should hold)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PolicyError([f"{path}: cannot read {what}: {exc.strerror or exc}"]) from exc
+    is empty, or does not end with a newline (``what``: "the file", "the keys file"...;
+    ``expected``: what it should hold). ``raw``: the file's bytes, already read.
+
+    A file whose last line has no newline may have been cut short, mid-line, by a
+    writer that has not finished (or died): most such cuts still parse, and some
+    would load with less in them (docs/operations.md, "Hot reload")."""
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise PolicyError([f"{path}: cannot read {what}: {exc.strerror or exc}"]) from exc
+    if raw.strip() and not raw.endswith(b"\n"):
+        raise PolicyError(
+            [
+                f"{path}: {what} does not end with a newline, so its last line may be cut "
+                "short (a file still being written?); end the file with a newline"
+            ]
+        )
     text = raw.decode("utf-8", errors="replace")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -101,7 +114,8 @@ def _describe(error: ErrorDetails, loc: Loc, schema: Any) -> str:
     given = error.get("input")
     last = loc[-1] if loc else ""
     if kind == "missing":
-        return f"the required key '{last}' is missing"
+        why = _field_description(loc, schema)
+        return f"the required key '{last}' is missing" + (f": {why}" if why else "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], schema)
         hint = ""
@@ -149,6 +163,20 @@ def _allowed_keys(loc: Loc, schema: Any) -> list[str]:
     if isinstance(target, type) and issubclass(target, BaseModel):
         return list(target.model_fields)
     return []
+
+
+def _field_description(loc: Loc, schema: Any) -> str | None:
+    """The ``description`` of the field at ``loc``: why a required key is required."""
+    target: Any = schema
+    for part in loc[:-1]:
+        target = _step(target, part)
+        if target is None:
+            return None
+    target = _unwrap(target)
+    if not (isinstance(target, type) and issubclass(target, BaseModel)):
+        return None
+    field = target.model_fields.get(str(loc[-1])) if loc else None
+    return field.description if field is not None else None
 
 
 def _unwrap(target: Any) -> Any:

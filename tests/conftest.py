@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ models:
   crash: null
   die-mid-stream: null
   no-done: null
+input_rails: []
+output_rails: []
 """
 
 
@@ -55,6 +58,16 @@ def write_policy(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def listing_rails(text: str) -> str:
+    """A policy's YAML with ``input_rails: []`` and ``output_rails: []`` added for the lists
+    it does not give (every policy lists both), for tests that compose policies from parts."""
+    text = text if text.endswith("\n") else text + "\n"
+    for key in ("input_rails", "output_rails"):
+        if not re.search(rf"^{key}:", text, re.MULTILINE):
+            text += f"{key}: []\n"
+    return text
 
 
 def guard_app(upstream_url: str, policy_files: list[Path], **settings: object) -> Starlette:

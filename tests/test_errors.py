@@ -141,7 +141,9 @@ def test_upstream_timeout(still_serving: str) -> None:
 
 
 def test_upstream_that_refuses_connections(tmp_path: Path) -> None:
-    policy = write_policy(tmp_path, "name: p\nmodels: {m: null}\n")
+    policy = write_policy(
+        tmp_path, "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
+    )
     app = guard_app(f"http://127.0.0.1:{free_port()}", [policy])
     with serve_in_thread(app) as url:
         for stream in (False, True):
@@ -182,7 +184,9 @@ def test_openai_client_sees_a_mid_stream_failure(still_serving: str) -> None:
 def test_client_disconnect_cancels_the_upstream_stream(
     paced_upstream: Fake, tmp_path: Path
 ) -> None:
-    policy = write_policy(tmp_path, "name: p\nmodels: {'*': null}\n")
+    policy = write_policy(
+        tmp_path, "name: p\nmodels: {'*': null}\ninput_rails: []\noutput_rails: []\n"
+    )
     app = guard_app(paced_upstream.url, [policy])
     streams = paced_upstream.app.state.streams
     before = streams.count("cancelled")

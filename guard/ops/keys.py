@@ -4,6 +4,11 @@ Keys come from a YAML keys file (``GUARD_KEYS_FILE``) and from ``GUARD_API_KEYS`
 (comma-separated ``name:sha256hex``). Only sha256 hashes are stored; a client's
 key is hashed on each request and looked up. ``guard hash-key`` makes a hash.
 With no keys at all, guard is open to every caller.
+
+A key's access is explicit: each entry in the file says ``models`` (a list, or
+``"*"`` for any), so an entry cut short is refused rather than read as "any model".
+Keys from ``GUARD_API_KEYS`` have no entry to say it in: they may use every model
+and policy, by construction.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -49,8 +55,13 @@ class ApiKey(_Section):
     """Shown in metrics, the audit log and the logs; the key itself never is."""
     sha256: str = Field(pattern=_HEX.pattern)
     """sha256 of the key, in hex (``guard hash-key``)."""
-    models: list[str] | None = None
-    """Model names this key may request ("*": any); unset: any."""
+    models: Literal["*"] | list[str] = Field(
+        description=(
+            "say which model names this key may request: a list, or '*' for any; an "
+            "entry without it may have been cut short, and is not read as 'any'"
+        )
+    )
+    """Model names this key may request: a list (``[]``: none), or ``"*"``: any."""
     policies: list[str] | None = None
     """Policies this key's requests may be served by; unset: any."""
     policy: str | None = None
@@ -61,17 +72,29 @@ class ApiKey(_Section):
     metrics: bool = False
     """May read /metrics when GUARD_METRICS_AUTH is on."""
 
-    def check_allowed(self, model: str | None, policy: str) -> None:
-        """Raise ``Forbidden`` unless this key may use ``model`` (if any) through ``policy``."""
-        allowed = self.models
-        if model is not None and allowed is not None and not {model, WILDCARD} & set(allowed):
+    @property
+    def any_model(self) -> bool:
+        return self.models == WILDCARD or WILDCARD in self.models
+
+    def allows_model(self, model: str) -> bool:
+        return self.any_model or model in self.models
+
+    def allows(self, model: str, policy: str) -> bool:
+        return self.allows_model(model) and (self.policies is None or policy in self.policies)
+
+    def check_model(self, model: str) -> None:
+        """Raise ``Forbidden`` unless this key may request ``model``."""
+        if not self.allows_model(model):
             raise Forbidden(
                 f"The API key '{self.name}' may not use the model '{model}'.", param="model"
             )
+
+    def check_policy(self, policy: str, model: str | None) -> None:
+        """Raise ``Forbidden`` unless this key may be served by ``policy``."""
         if self.policies is not None and policy not in self.policies:
+            serving = f" that serves the model '{model}'" if model else ""
             raise Forbidden(
-                f"The API key '{self.name}' may not use the policy '{policy}' "
-                f"that serves the model '{model}'.",
+                f"The API key '{self.name}' may not use the policy '{policy}'{serving}.",
                 param="model",
                 code="policy_not_allowed",
             )
@@ -102,12 +125,15 @@ class KeyRing:
         return [key.name for key in self.by_hash.values()]
 
 
-def load_keys(path: Path | None, env: str | None, policies: PolicySet) -> KeyRing:
-    """Read the keys file and the env keys; check them against the loaded policies.
+def load_keys(
+    path: Path | None, env: str | None, policies: PolicySet, raw: bytes | None = None
+) -> KeyRing:
+    """Read the keys file (``raw``: its bytes, already read) and the env keys; check them
+    against the loaded policies.
 
     Raises ``PolicyError`` with every problem, phrased like policy problems.
     """
-    keys = _read_file(path) if path is not None else []
+    keys = _read_file(path, raw) if path is not None else []
     keys += _parse_env(env)
     problems: list[str] = []
     by_hash: dict[str, ApiKey] = {}
@@ -134,8 +160,8 @@ def load_keys(path: Path | None, env: str | None, policies: PolicySet) -> KeyRin
     return KeyRing(by_hash)
 
 
-def _read_file(path: Path) -> list[ApiKey]:
-    parsed = read_yaml(path, "the keys file", "'keys: [...]'")
+def _read_file(path: Path, raw: bytes | None) -> list[ApiKey]:
+    parsed = read_yaml(path, "the keys file", "'keys: [...]'", raw)
     try:
         return list(_KEYS_FILE.validate_python(parsed.data).keys)
     except ValidationError as exc:
@@ -149,7 +175,7 @@ def _parse_env(env: str | None) -> list[ApiKey]:
             continue
         name, _, digest = part.partition(":")
         try:
-            keys.append(ApiKey(name=name.strip(), sha256=digest.strip().lower()))
+            keys.append(ApiKey(name=name.strip(), sha256=digest.strip().lower(), models=WILDCARD))
         except ValidationError as exc:
             raise PolicyError(
                 [

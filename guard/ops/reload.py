@@ -1,10 +1,19 @@
 """Reloading policies and keys without a restart: on SIGHUP, or when their files change.
 
-A reload reads every policy file and the keys file again and builds new pipelines
-(in a thread: models may load). If all is valid, new requests get the new runtime
-at once and requests in flight finish with the old one, which closes after them.
-If anything is invalid, the error is logged, ``guard_policy_reloads_total
-{result="failure"}`` counts it, and the old runtime stays.
+A reload reads every policy file, their principles files and the keys file again
+and builds new pipelines (in a thread: models may load). If all is valid, new
+requests get the new runtime at once and requests in flight finish with the old
+one, which closes after them. If anything is invalid, the error is logged,
+``guard_policy_reloads_total{result="failure"}`` counts it, and the old runtime
+stays: nothing of the new files is used, not even the valid ones.
+
+With ``watch``, ``Reloader.poll`` reads the files every ``watch_interval_s``. A
+change is loaded only once the files read the same, byte for byte, on two polls in
+a row, and the bytes loaded are exactly those: a file being written in place is
+left alone until its writer has been quiet for a whole interval. That is the
+defence against half-written files; validation (every file ends with a newline,
+keys say their ``models``, policies list their rails) catches most of the cuts a
+stalled or dead writer can leave behind, not all (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from guard.settings import Settings
 
 log = logging.getLogger("guard")
 
-Snapshot = dict[Path, tuple[int, int] | None]
+Snapshot = dict[Path, bytes | None]
+"""Every watched file's bytes; None: it could not be read."""
 
 
 class Reloader:
@@ -46,26 +56,45 @@ class Reloader:
         self._tasks: set[asyncio.Task[bool]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._on_signal = False
+        self._served = read_files(self.watched)
+        """What the current runtime was loaded from (or failed to load from)."""
+        self._last_poll = self._served
 
     @property
     def watched(self) -> list[Path]:
+        """The policy files, the principles files they read, and the keys file."""
+        principles = [
+            item.principles_file
+            for item in self.runtimes.current.policies.policies
+            if item.principles_file is not None
+        ]
         keys = [self.settings.keys_file] if self.settings.keys_file else []
-        return [*self.policy_files, *keys]
+        return list(dict.fromkeys([*self.policy_files, *principles, *keys]))
 
-    async def reload(self, why: str) -> bool:
-        """Load everything again; True if the new runtime is now serving."""
+    async def reload(self, why: str, files: Snapshot | None = None) -> bool:
+        """Load everything again (``files``: from these bytes); True if the new runtime
+        is now serving."""
         async with self._lock:
+            if files is None:
+                files = await asyncio.to_thread(read_files, self.watched)
+            self._served = self._last_poll = files
+            contents = {path: raw for path, raw in files.items() if raw is not None}
             components = BuildContext(self.upstream)
             try:
                 runtime = await asyncio.to_thread(
-                    load_runtime, self.settings, self.policy_files, self.upstream, components
+                    load_runtime,
+                    self.settings,
+                    self.policy_files,
+                    self.upstream,
+                    components,
+                    contents,
                 )
             except Exception as exc:
                 await components.aclose()
                 problems = exc.problems if isinstance(exc, PolicyError) else [repr(exc)]
                 self.metrics.reloads.labels("failure").inc()
                 log.error(
-                    "reload (%s) failed; still serving the previous policies:\n%s",
+                    "reload (%s) failed; still serving the previous policies and keys:\n%s",
                     why,
                     "\n".join(problems),
                 )
@@ -79,6 +108,17 @@ class Reloader:
             )
             log.info("reloaded (%s): serving %s; %d API keys", why, served, len(runtime.keys.names))
             return True
+
+    async def poll(self) -> bool | None:
+        """Read the watched files once. Reload when they differ from what was last loaded
+        and are the same as on the previous poll; returns the reload's result, or None
+        when there was nothing (yet) to reload."""
+        now = await asyncio.to_thread(read_files, self.watched)
+        settled, self._last_poll = now == self._last_poll, now
+        if now == self._served or not settled or self._lock.locked():
+            return None
+        changed = [str(path) for path in now if now[path] != self._served.get(path)]
+        return await self.reload(f"file changed: {', '.join(changed)}", now)
 
     def start(self) -> None:
         """Reload on SIGHUP (main thread only) and, with ``watch``, on file changes."""
@@ -95,24 +135,9 @@ class Reloader:
         task.add_done_callback(self._tasks.discard)
 
     async def _watch(self) -> None:
-        seen = self._snapshot()
         while True:
             await asyncio.sleep(self.settings.watch_interval_s)
-            now = self._snapshot()
-            if now != seen:
-                changed = [str(path) for path in now if now[path] != seen.get(path)]
-                seen = now
-                await self.reload(f"file changed: {', '.join(changed) or 'policies'}")
-
-    def _snapshot(self) -> Snapshot:
-        found: Snapshot = {}
-        for path in self.watched:
-            try:
-                stat = path.stat()
-                found[path] = (stat.st_mtime_ns, stat.st_size)
-            except OSError:
-                found[path] = None
-        return found
+            await self.poll()
 
     async def stop(self) -> None:
         if self._on_signal:
@@ -123,3 +148,13 @@ class Reloader:
             self._watcher.cancel()
             tasks.append(self._watcher)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def read_files(paths: list[Path]) -> Snapshot:
+    found: Snapshot = {}
+    for path in paths:
+        try:
+            found[path] = path.read_bytes()
+        except OSError:
+            found[path] = None
+    return found

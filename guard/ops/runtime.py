@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guard.components.registry import BuildContext
-from guard.errors import GuardError, PolicyError
+from guard.errors import PolicyError
 from guard.ops.keys import ApiKey, KeyRing, load_keys
 from guard.pipeline.runner import Pipeline, check_runnable
+from guard.policy.load import Contents
 from guard.policy.models import WILDCARD
-from guard.policy.routing import PolicySet, Route
+from guard.policy.routing import PolicySet, Route, model_not_found
 from guard.protocol.upstream import Upstream
 from guard.settings import Settings
 
@@ -35,11 +36,18 @@ class Runtime:
     closed: bool = False
 
     def route(self, model: str, key: ApiKey | None) -> Route:
-        """The policy for ``model`` and this caller; raises ModelNotFound or Forbidden."""
-        route = self.policies.route(model, key.policy if key else None)
+        """The policy for ``model`` and this caller; raises Forbidden or ModelNotFound.
+
+        A key restricted to some models gets 403 for any other name, served or not, and
+        a 404 lists only the models the caller may use (every model with no keys)."""
         if key is not None:
-            key.check_allowed(model, route.policy.policy.name)
-        return route
+            key.check_model(model)
+        found = self.policies.find(model, key.policy if key else None)
+        if found is None:
+            raise model_not_found(model, self.model_names(key)[0])
+        if key is not None:
+            key.check_policy(found.policy.policy.name, model)
+        return found
 
     def model_names(self, key: ApiKey | None) -> tuple[list[str], bool]:
         """The model names this caller may use, and whether a ``*`` policy serves it."""
@@ -50,16 +58,15 @@ class Runtime:
             names, wildcard = self.policies.model_names, self.policies.has_wildcard
         if key is None:
             return names, wildcard
-        asked = [m for m in key.models or [] if m != WILDCARD and m not in names]
+        asked = [] if key.models == WILDCARD else [m for m in key.models if m not in names]
         allowed = []
         for name in [*names, *asked]:
-            try:
-                self.route(name, key)
-            except GuardError:
+            if name == WILDCARD:
                 continue
-            allowed.append(name)
-        may_any = key.models is None or WILDCARD in key.models
-        return allowed, wildcard and may_any
+            found = self.policies.find(name, key.policy)
+            if found is not None and key.allows(name, found.policy.policy.name):
+                allowed.append(name)
+        return allowed, wildcard and key.any_model
 
     async def aclose(self) -> None:
         if not self.closed:
@@ -68,9 +75,14 @@ class Runtime:
 
 
 def build_runtime(
-    settings: Settings, policies: PolicySet, upstream: Upstream, components: BuildContext
+    settings: Settings,
+    policies: PolicySet,
+    upstream: Upstream,
+    components: BuildContext,
+    contents: Contents | None = None,
 ) -> Runtime:
-    """Check the policies, read the keys and build every pipeline.
+    """Check the policies, read the keys (``contents``: maybe already read) and build
+    every pipeline.
 
     Raises ``PolicyError``. Blocking (models may load): reloads call it in a thread.
     The caller closes ``components`` if this fails.
@@ -84,7 +96,9 @@ def build_runtime(
                 f"which is not a loaded policy ({', '.join(names)})"
             ]
         )
-    keys = load_keys(settings.keys_file, settings.api_keys, policies)
+    keys_file = settings.keys_file
+    raw = (contents or {}).get(keys_file) if keys_file is not None else None
+    keys = load_keys(keys_file, settings.api_keys, policies, raw)
     if settings.metrics_auth and not any(key.metrics for key in keys.by_hash.values()):
         raise PolicyError(
             ["GUARD_METRICS_AUTH is on, but no API key has 'metrics: true' to read /metrics"]
@@ -96,9 +110,16 @@ def build_runtime(
 
 
 def load_runtime(
-    settings: Settings, paths: list[Path], upstream: Upstream, components: BuildContext
+    settings: Settings,
+    paths: list[Path],
+    upstream: Upstream,
+    components: BuildContext,
+    contents: Contents | None = None,
 ) -> Runtime:
-    return build_runtime(settings, PolicySet.from_files(paths), upstream, components)
+    """``build_runtime`` from the policy files and the keys file; ``contents``: those
+    files already read, so that exactly these bytes are loaded."""
+    policies = PolicySet.from_files(paths, contents)
+    return build_runtime(settings, policies, upstream, components, contents)
 
 
 class Runtimes:

@@ -14,6 +14,11 @@ from guard.components.specs import AnyClassifier, AnyReward, RemoteModel
 
 WILDCARD = "*"
 
+RAILS_REQUIRED = (
+    "every policy lists its rails, '[]' for none, so that a file cut short before them "
+    "does not load as a policy without rails"
+)
+
 
 class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -124,12 +129,16 @@ class Policy(Section):
     description: str = ""
     models: dict[str, str | None] = Field(min_length=1)
     """Model name clients send -> upstream model name (null: the same name). '*' catches all."""
-    input_rails: list[AnyClassifier] = []
+    raw_names: bool = False
+    """With ``'*': null``: serve by their upstream names even the models that another
+    policy serves under an alias (``demo: smollm2``), past that policy. Unset, such a
+    combination is refused at load (``guard.policy.routing``)."""
+    input_rails: list[AnyClassifier] = Field(description=RAILS_REQUIRED)
     inputs: Inputs = Inputs()
     input_rails_mode: Literal["parallel", "sequential"] | None = None
     """parallel: generation starts with the input rails and is cancelled if one blocks.
     Unset: parallel, unless an input rail redacts (then generation must wait for it)."""
-    output_rails: list[AnyClassifier] = []
+    output_rails: list[AnyClassifier] = Field(description=RAILS_REQUIRED)
     best_of_n: BestOfN | None = None
     constitutional: Constitutional | None = None
     streaming: Streaming = Streaming()
@@ -141,6 +150,14 @@ class Policy(Section):
     keys_only: bool = False
     """Served only to API keys whose ``policy`` names it, so its model names may also
     belong to another policy (routing by key). Also fits a policy used only as a shadow."""
+
+    @model_validator(mode="after")
+    def _raw_names_needs_a_wildcard(self) -> Policy:
+        if self.raw_names and self.models.get(WILDCARD, "") is not None:
+            raise ValueError(
+                "raw_names applies to a policy serving \"'*': null\"; this one does not"
+            )
+        return self
 
     @model_validator(mode="after")
     def _flagged_needs_output_rails(self) -> Policy:

@@ -1,4 +1,12 @@
-"""Routing a requested model name (and an API key's own policy) to the policy serving it."""
+"""Routing a requested model name (and an API key's own policy) to the policy serving it.
+
+A model name belongs to one policy; an exact name wins over a ``"*"`` policy. A
+``"*": null`` policy forwards every other name unchanged, so it would also serve an
+upstream model that another policy offers only under an alias (``demo: smollm2``)
+by that model's own name, past the other policy's rails. ``PolicySet`` refuses that
+combination unless the ``"*"`` policy says ``raw_names: true``. Names written out in
+a policy (an exact name, or ``"*": some-model``) are taken at their word.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guard.errors import ModelNotFound, PolicyError
-from guard.policy.load import LoadedPolicy, load_policy_file
+from guard.policy.load import Contents, LoadedPolicy, load_policy_file
 from guard.policy.models import WILDCARD
 
 
@@ -47,6 +55,7 @@ class PolicySet:
                     f"{item.source}: policy '{item.policy.name}': shadow '{shadow}' must name "
                     f"another loaded policy ({', '.join(sorted(policy_names))})"
                 )
+        problems += _raw_names_past_aliases(loaded, by_name)
         if not loaded:
             problems.append("no policy given: pass at least one policy file")
         if problems:
@@ -56,12 +65,13 @@ class PolicySet:
         self._by_model = by_name
 
     @classmethod
-    def from_files(cls, paths: list[Path]) -> PolicySet:
+    def from_files(cls, paths: list[Path], contents: Contents | None = None) -> PolicySet:
+        """Load every file (``contents``: some of them, already read)."""
         loaded: list[LoadedPolicy] = []
         problems: list[str] = []
         for path in paths:
             try:
-                loaded.extend(load_policy_file(path))
+                loaded.extend(load_policy_file(path, contents))
             except PolicyError as exc:
                 problems.extend(exc.problems)
         if problems:
@@ -76,22 +86,65 @@ class PolicySet:
     def has_wildcard(self) -> bool:
         return WILDCARD in self._by_model
 
-    def route(self, requested: str, policy: str | None = None) -> Route:
-        """The policy serving ``requested``; ``policy`` (an API key's own) overrides
-        routing by model name, and must itself serve the name."""
+    def find(self, requested: str, policy: str | None = None) -> Route | None:
+        """The policy serving ``requested``, or None; ``policy`` (an API key's own)
+        overrides routing by model name, and must itself serve the name."""
         item: LoadedPolicy | None
-        names = self.model_names
         if policy is not None:
             item = self.by_name[policy]
-            names = [name for name in item.policy.models if name != WILDCARD]
             if requested not in item.policy.models and WILDCARD not in item.policy.models:
                 item = None
         else:
             item = self._by_model.get(requested) or self._by_model.get(WILDCARD)
-        if item is None:
-            raise ModelNotFound(
-                f"The model '{requested}' does not exist. Models served here: "
-                f"{', '.join(sorted(names)) or 'none'}.",
-                param="model",
+        return Route(item, item.policy.upstream_model(requested)) if item else None
+
+    def route(self, requested: str, policy: str | None = None) -> Route:
+        """``find``, or ``ModelNotFound`` listing every name served (to this policy)."""
+        found = self.find(requested, policy)
+        if found is None:
+            if policy is not None:
+                names = [m for m in self.by_name[policy].policy.models if m != WILDCARD]
+            else:
+                names = self.model_names
+            raise model_not_found(requested, names)
+        return found
+
+
+def model_not_found(requested: str, listed: list[str]) -> ModelNotFound:
+    """404 for ``requested``, naming ``listed``: the models this caller may use."""
+    return ModelNotFound(
+        f"The model '{requested}' does not exist. Models served here: "
+        f"{', '.join(sorted(listed)) or 'none'}.",
+        param="model",
+    )
+
+
+def _raw_names_past_aliases(
+    loaded: list[LoadedPolicy], by_model: dict[str, LoadedPolicy]
+) -> list[str]:
+    """The upstream models that a ``"*": null`` policy would serve by their own name
+    although another policy serves them under an alias and not by that name."""
+    catch_all = by_model.get(WILDCARD)
+    if catch_all is None or catch_all.policy.models[WILDCARD] is not None:
+        return []
+    if catch_all.policy.raw_names:
+        return []
+    problems: list[str] = []
+    for item in loaded:
+        if item is catch_all or item.policy.keys_only:
+            continue
+        aliased: dict[str, list[str]] = {}
+        for name, target in item.policy.models.items():
+            if target is not None and target != name and target not in by_model:
+                aliased.setdefault(target, []).append(name)
+        for target, names in aliased.items():
+            problems.append(
+                f"policy '{item.policy.name}' ({item.source}) serves the upstream model "
+                f"'{target}' as {', '.join(repr(n) for n in names)}, and policy "
+                f"'{catch_all.policy.name}' ({catch_all.source}) serves every other name "
+                f"unchanged (\"'*': null\"): a client sending '{target}' would get policy "
+                f"'{catch_all.policy.name}' instead. Add '{target}: null' to the models of "
+                f"policy '{item.policy.name}', or, if that is intended, 'raw_names: true' "
+                f"to policy '{catch_all.policy.name}'"
             )
-        return Route(item, item.policy.upstream_model(requested))
+    return problems

@@ -8,9 +8,9 @@ guard does not interpret.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class WireModel(BaseModel):
@@ -26,10 +26,21 @@ class StreamOptions(WireModel):
     include_usage: bool | None = None
 
 
+def named_model(model: str) -> str:
+    """A model name must say something: vLLM answers an empty name with its default
+    model, which no routing chose."""
+    if not model.strip():
+        raise ValueError("the model name is empty")
+    return model
+
+
+ModelName = Annotated[str, AfterValidator(named_model)]
+
+
 class GenerationRequest(WireModel):
     """Fields shared by chat and text completions."""
 
-    model: str
+    model: ModelName
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=128)
@@ -44,3 +55,10 @@ class ChatCompletionRequest(GenerationRequest):
 class CompletionRequest(GenerationRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=None, ge=0)
+
+
+class ModerationRequest(WireModel):
+    """``/v1/moderations``: ``input`` is read by ``guard.server.moderation``."""
+
+    model: ModelName | None = None
+    input: Any = None

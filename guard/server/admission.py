@@ -10,11 +10,13 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from guard.errors import InvalidRequest
 from guard.pipeline.runner import Pipeline, RequestContext
 from guard.policy.models import WILDCARD
 from guard.policy.routing import Route
 from guard.protocol.relay import Relay
 from guard.server.middleware import record_of
+from guard.server.moderation import choose_pipeline
 
 
 def admit(request: Request, model: str) -> tuple[Pipeline, Route]:
@@ -27,12 +29,27 @@ def admit(request: Request, model: str) -> tuple[Pipeline, Route]:
     return record.pipeline, route
 
 
-def admit_moderation(request: Request, pipeline: Pipeline, model: str | None) -> None:
+def admit_moderation(request: Request, model: str | None, configured: str | None) -> Pipeline:
+    """The pipeline that moderates for this caller (``choose_pipeline``); raises 400
+    when a key restricted to some models names none, 403 for one it may not use."""
     record = record_of(request)
-    if record.key is not None:
-        record.key.check_allowed(model, pipeline.name)
+    key = record.key
+    if key is not None and model is None and not key.any_model:
+        raise InvalidRequest(
+            f"The API key '{key.name}' may use only some models: name one of them in 'model'.",
+            param="model",
+        )
+    if key is not None and model is not None:
+        key.check_model(model)
+    runtime = record.runtime
+    pipeline = choose_pipeline(
+        model, runtime.policies, runtime.pipelines, configured, key.policy if key else None
+    )
+    if key is not None:
+        key.check_policy(pipeline.name, model)
     record.pipeline, record.model = pipeline, model or ""
     record.model_entry = model if model in pipeline.loaded.policy.models else WILDCARD
+    return pipeline
 
 
 def observe(

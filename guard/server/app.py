@@ -56,7 +56,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.guard = GuardState(settings, upstream, ops)
+        app.state.guard = GuardState(settings, upstream, ops, reloader)
         if not runtime.keys.enabled:
             log.warning(
                 "no API keys configured: guard serves every caller "

@@ -5,6 +5,12 @@ requests); otherwise the one serving the requested ``model`` by exact name; othe
 the one named by ``GUARD_MODERATION_POLICY``; otherwise the only policy with input
 rails. Each input is judged by every input rail of that policy.
 
+An API key restricted to some models must name one of them in ``model`` (an unnamed
+model would otherwise skip that restriction). A request holds at most
+``MAX_INPUTS`` inputs (OpenAI documents no limit; each input costs a call of every
+rail, Llama Guard's an upstream call) and at most the policy's ``inputs.max_chars``
+characters in all, as a chat request does.
+
 Verdicts become OpenAI's categories through a fixed mapping: Llama Guard codes by
 the table below, and classifier labels that already carry an OpenAI category name
 (the built-in ``embedding`` head, many hub classifiers) as they are. A rail that
@@ -18,10 +24,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from guard.components.base import Subject
-from guard.errors import InvalidRequest, NotFound
+from guard.errors import InvalidRequest, NotFound, PayloadTooLarge
 from guard.pipeline.rails import Judgement, judge
 from guard.pipeline.runner import Pipeline, rail_failure
 from guard.policy.routing import PolicySet
+
+MAX_INPUTS = 32
+"""The most inputs one moderation request may hold."""
 
 OPENAI_CATEGORIES = (
     "harassment",
@@ -97,6 +106,12 @@ def choose_pipeline(
 def moderation_inputs(raw: Any) -> list[str]:
     """OpenAI's ``input``: a string, a list of strings, or a list of typed parts."""
     items = raw if isinstance(raw, list) else [raw]
+    if len(items) > MAX_INPUTS:
+        raise InvalidRequest(
+            f"'input' holds {len(items)} inputs; guard moderates at most {MAX_INPUTS} "
+            "per request: split them.",
+            param="input",
+        )
     texts = []
     for item in items:
         if isinstance(item, str):
@@ -115,6 +130,15 @@ def moderation_inputs(raw: Any) -> list[str]:
 async def moderate(
     pipeline: Pipeline, texts: Sequence[str], model: str, request_id: str
 ) -> dict[str, Any]:
+    """Judge ``texts`` with the policy's input rails; 413 past its ``inputs.max_chars``."""
+    limit = pipeline.loaded.policy.inputs.max_chars
+    total = sum(len(text) for text in texts)
+    if total > limit:
+        raise PayloadTooLarge(
+            f"This request holds {total} characters of text to moderate; policy "
+            f"'{pipeline.name}' judges at most {limit} per request.",
+            code="input_too_large",
+        )
     judgements = await judge(pipeline.input_rails, [Subject(t) for t in texts], "input")
     for judgement in judgements:
         if judgement.failed:

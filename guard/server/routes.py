@@ -16,10 +16,15 @@ from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
 from guard.pipeline.runner import RequestContext
 from guard.protocol.messages import CHAT, COMPLETIONS
 from guard.protocol.relay import Relay
-from guard.protocol.schema import ChatCompletionRequest, CompletionRequest, GenerationRequest
+from guard.protocol.schema import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    GenerationRequest,
+    ModerationRequest,
+)
 from guard.server.admission import admit, admit_moderation, note_result, observe, observed_relay
 from guard.server.middleware import record_of
-from guard.server.moderation import choose_pipeline, moderate, moderation_inputs
+from guard.server.moderation import moderate, moderation_inputs
 from guard.server.state import GuardState
 
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -85,20 +90,10 @@ def _guard_headers(policy: str, ctx: RequestContext) -> dict[str, str]:
 async def moderations(request: Request) -> Response:
     state = guard_state(request)
     body = await read_json_object(request, state.settings.max_body_bytes)
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidRequest("'model' must be a string.", param="model")
-    record = record_of(request)
-    runtime = record.runtime
-    pipeline = choose_pipeline(
-        model,
-        runtime.policies,
-        runtime.pipelines,
-        state.settings.moderation_policy,
-        record.key.policy if record.key else None,
-    )
-    admit_moderation(request, pipeline, model)
-    texts = moderation_inputs(body.get("input"))
+    parsed = validated(ModerationRequest, body)
+    texts = moderation_inputs(parsed.input)
+    model = parsed.model
+    pipeline = admit_moderation(request, model, state.settings.moderation_policy)
     result = await moderate(pipeline, texts, model or pipeline.name, request.state.request_id)
     return ORJSONResponse(result, headers={"x-guard-policy": pipeline.name})
 

@@ -1,4 +1,4 @@
-"""What the running app holds: settings, the upstream client, and operations.
+"""What the running app holds: settings, the upstream client, operations, the reloader.
 
 Policies, keys and pipelines are in ``ops.runtimes``: a reload swaps them, and each
 request uses the runtime it leased when it started (``guard.server.middleware``).
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guard.ops.accounting import Operations
+from guard.ops.reload import Reloader
 from guard.protocol.upstream import Upstream
 from guard.settings import Settings
 
@@ -18,3 +19,4 @@ class GuardState:
     settings: Settings
     upstream: Upstream
     ops: Operations
+    reloader: Reloader

@@ -22,7 +22,7 @@ from tests.scrape import metric
 from tests.servers import free_port, serve_in_thread
 
 CHAT = "/v1/chat/completions"
-POLICY = "name: p\nmodels: {'*': null}\n"
+POLICY = "name: p\nmodels: {'*': null}\ninput_rails: []\noutput_rails: []\n"
 
 
 def test_over_the_concurrency_limit_requests_get_429_at_once(

@@ -53,6 +53,8 @@ def test_in_process_and_served_rewards_agree(
 POLICY = """
 name: bon
 models: {bon: smollm2, pruned: null}
+input_rails: []
+output_rails: []
 best_of_n:
   n: 8
   reward: {kind: vllm_reward, base_url: "REWARD", model: tiny-reward}
@@ -88,12 +90,16 @@ def test_best_of_8_returns_the_highest_reward(bon_client: openai.OpenAI) -> None
 PRUNED = """
 - name: pruned
   models: {pruned: smollm2}
+  input_rails: []
+  output_rails: []
   best_of_n:
     n: 4
     reward: {kind: hf_reward, model: "REWARD_DIR"}
     prune: {segment_tokens: 6, keep_fraction: 0.5, rounds: 1}
 - name: streamed
   models: {streamed: smollm2}
+  input_rails: []
+  output_rails: []
   best_of_n:
     n: 4
     reward: {kind: hf_reward, model: "REWARD_DIR"}

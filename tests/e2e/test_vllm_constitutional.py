@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICY = """
 name: revised
 models: {revised: smollm2}
+input_rails: []
 output_rails:
   - kind: regex
     name: no-paris

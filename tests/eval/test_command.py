@@ -24,6 +24,7 @@ def judge_policy(tmp_path: Path, base_url: str, model: str, on_error: str = "blo
         f"""
 name: judged
 models: {{m: null}}
+output_rails: []
 input_rails:
   - kind: llm_judge
     name: judge
@@ -117,6 +118,7 @@ def test_eval_waits_for_a_slow_rail_and_its_escalation(slow_upstream: Fake, tmp_
         f"""
 name: judged
 models: {{m: null}}
+output_rails: []
 input_rails:
   - kind: llm_judge
     name: first

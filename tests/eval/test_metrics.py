@@ -51,6 +51,7 @@ def test_eval_command_on_shared_data(tmp_path: Path) -> None:
         """
 name: words
 models: {m: null}
+output_rails: []
 input_rails:
   - kind: regex
     patterns: ["(?i)\\\\b(bomb|kill|steal|weapon)"]

@@ -44,6 +44,8 @@ output_rails:
 SHADOWED = """
 name: lenient
 models: {'*': null}
+input_rails: []
+output_rails: []
 shadow: candidate
 """
 
@@ -280,6 +282,7 @@ def test_shutdown_cancels_shadow_work_still_running_and_leaks_nothing(
 name: candidate
 keys_only: true
 models: {'*': null}
+input_rails: []
 output_rails:
   - kind: llm_judge
     model: slow
@@ -308,7 +311,10 @@ def test_best_of_n_candidates_are_counted_and_audited(
     fake_upstream: Fake, tmp_path: Path, tiny_reward: Path
 ) -> None:
     reward = f"{{kind: hf_reward, model: {tiny_reward}}}"
-    text = f"name: bon\nmodels: {{'*': null}}\nbest_of_n:\n  n: 4\n  reward: {reward}\n"
+    text = (
+        f"name: bon\nmodels: {{'*': null}}\ninput_rails: []\noutput_rails: []\n"
+        f"best_of_n:\n  n: 4\n  reward: {reward}\n"
+    )
     log = tmp_path / "audit.log"
     app = guard_app(fake_upstream.url, [write_policy(tmp_path, text)], audit_log=log)
     with serve_in_thread(app) as url:
@@ -323,6 +329,7 @@ def test_best_of_n_candidates_are_counted_and_audited(
 CRITIQUED = """
 name: critiqued
 models: {'*': null}
+input_rails: []
 output_rails:
   - {kind: regex, name: pii, presets: [email], action: flag}
 constitutional:
@@ -381,7 +388,9 @@ def test_the_access_line_cannot_be_forged_by_a_model_name(
     caplog: pytest.LogCaptureFixture,
     log_format: str,
 ) -> None:
-    policy = write_policy(tmp_path, "name: open\nmodels: {'*': null}\n")
+    policy = write_policy(
+        tmp_path, "name: open\nmodels: {'*': null}\ninput_rails: []\noutput_rails: []\n"
+    )
     hi = [{"role": "user", "content": "hi"}]
     body = {"model": FORGED_MODEL + "\x1b[2J\u202e", "messages": hi}
     app = guard_app(fake_upstream.url, [policy])

@@ -21,7 +21,10 @@ CHAT = "/v1/chat/completions"
 SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123"
 KEYS = {name: f"sk-test-{name}-0123456789" for name in ("tenant-a", "tenant-b", "slow", "lean")}
 
-OPEN = "name: open\nmodels: {fake-model: null, other-model: fake-model}\n"
+OPEN = (
+    "name: open\nmodels: {fake-model: null, other-model: fake-model}\n"
+    "input_rails: []\noutput_rails: []\n"
+)
 STRICT = """
 name: strict
 keys_only: true
@@ -32,6 +35,7 @@ input_rails:
     name: secrets
     presets: [secrets]
     action: block
+output_rails: []
 """
 
 
@@ -40,6 +44,7 @@ def keys_yaml() -> str:
 keys:
   - name: tenant-a
     sha256: {hash_key(KEYS["tenant-a"])}
+    models: "*"
     policy: strict
   - name: tenant-b
     sha256: {hash_key(KEYS["tenant-b"])}
@@ -47,9 +52,11 @@ keys:
     metrics: true
   - name: slow
     sha256: {hash_key(KEYS["slow"])}
+    models: "*"
     rate_limit: {{requests_per_minute: 2}}
   - name: lean
     sha256: {hash_key(KEYS["lean"])}
+    models: "*"
     rate_limit: {{tokens_per_minute: 5}}
 """
 
@@ -116,6 +123,80 @@ def test_the_same_model_gets_each_keys_policy(keyed: str) -> None:
     assert chat(keyed, None).status_code == 401
 
 
+def test_a_restricted_key_learns_no_other_model_name(fake_upstream: Fake, tmp_path: Path) -> None:
+    """403 for every name outside a key's list, served or not; a 404 (a name in its list
+    that nothing serves) lists only what the key may use."""
+    hidden = "name: hidden\nmodels: {hidden-model: fake-model}\ninput_rails: []\noutput_rails: []\n"
+    policies = [write_policy(tmp_path, OPEN, "open.yaml"), write_policy(tmp_path, hidden, "h.yaml")]
+    keys = write_policy(
+        tmp_path,
+        f"""keys:
+  - name: narrow
+    sha256: {hash_key("sk-narrow-0123456789")}
+    models: [fake-model, retired-model]
+  - name: open-only
+    sha256: {hash_key("sk-open-only-0123456789")}
+    models: "*"
+    policies: [open]
+""",
+        "keys.yaml",
+    )
+    with serve_in_thread(guard_app(fake_upstream.url, policies, keys_file=keys)) as url:
+        served = chat(url, "sk-narrow-0123456789", model="hidden-model")
+        unknown = chat(url, "sk-narrow-0123456789", model="no-such-model")
+        retired = chat(url, "sk-narrow-0123456789", model="retired-model")
+        open_only = chat(url, "sk-open-only-0123456789", model="no-such-model")
+    assert served.status_code == unknown.status_code == 403
+    assert served.json()["error"]["code"] == unknown.json()["error"]["code"] == "model_not_allowed"
+    assert retired.status_code == 404
+    assert retired.json()["error"]["message"].endswith("Models served here: fake-model.")
+    assert open_only.status_code == 404
+    message = open_only.json()["error"]["message"]
+    assert "fake-model, other-model." in message and "hidden-model" not in message
+
+
+def test_a_key_must_say_which_models_it_may_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An entry cut short before its ``models`` is refused, never read as 'any model'."""
+    policies = PolicySet.from_files([write_policy(tmp_path, OPEN)])
+    cut = write_policy(
+        tmp_path,
+        f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    models: '*'\n"
+        f"  - name: b\n    sha256: {hash_key('b')}\n",
+        "keys.yaml",
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_keys(cut, None, policies)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{cut}:5: keys[1]: the required key 'models' is missing: ")
+    assert "'*' for any" in problem
+    assert main(["check", str(tmp_path / "policy.yaml"), "--keys", str(cut)]) == 1
+    assert "the required key 'models' is missing" in capsys.readouterr().err
+    # A list, [] for none, or "*": nothing else reads as a choice of models.
+    for given in ("[]", "[fake-model]", "'*'", "['*']"):
+        text = f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    models: {given}\n"
+        load_keys(write_policy(tmp_path, text, "k.yaml"), None, policies)
+    for wrong in ("any", "null", "''"):
+        text = f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    models: {wrong}\n"
+        with pytest.raises(PolicyError, match=r"keys\[0\]\.models"):
+            load_keys(write_policy(tmp_path, text, "k.yaml"), None, policies)
+
+
+def test_a_keys_file_without_its_final_newline_is_refused(tmp_path: Path) -> None:
+    """A file whose last line has no newline may be cut mid-line: refused, even when
+    what is left parses (here, the second key's name cut from 'b-long' to 'b')."""
+    policies = PolicySet.from_files([write_policy(tmp_path, OPEN)])
+    whole = (
+        f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    models: [fake-model]\n"
+        f"  - name: b-long\n    sha256: {hash_key('b')}\n    models: []\n"
+    )
+    assert len(load_keys(write_policy(tmp_path, whole, "k.yaml"), None, policies).names) == 2
+    cut = write_policy(tmp_path, whole[: whole.index("b-long") + 1], "cut.yaml")
+    with pytest.raises(PolicyError, match="does not end with a newline"):
+        load_keys(cut, None, policies)
+
+
 def test_models_are_listed_per_key(keyed: str) -> None:
     def listed(key: str) -> set[str]:
         response = httpx.get(f"{keyed}/v1/models", headers={"authorization": f"Bearer {key}"})
@@ -164,7 +245,8 @@ def test_streams_are_charged_too_without_showing_usage_unasked(keyed: str) -> No
 def test_rate_limit_buckets_refill_over_time() -> None:
     now = [0.0]
     limiter = RateLimiter(clock=lambda: now[0])
-    key = ApiKey(name="k", sha256=hash_key("x"), rate_limit=RateLimit(requests_per_minute=60))
+    limit = RateLimit(requests_per_minute=60)
+    key = ApiKey(name="k", sha256=hash_key("x"), models="*", rate_limit=limit)
     for _ in range(60):
         limiter.admit(key)
     with pytest.raises(RateLimited) as caught:
@@ -180,6 +262,10 @@ def test_keys_from_the_environment(fake_upstream: Fake, tmp_path: Path) -> None:
     with serve_in_thread(guard_app(fake_upstream.url, [policy], api_keys=env)) as url:
         assert chat(url, "sk-ops-2").status_code == 200
         assert chat(url, "sk-nope").status_code == 401
+        # Env keys have no entry to restrict them in: every model, by construction.
+        assert chat(url, "sk-ci-1", model="other-model").status_code == 200
+        listed = httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer sk-ci-1"})
+        assert {m["id"] for m in listed.json()["data"]} == {"fake-model", "other-model"}
 
 
 def test_metrics_can_require_a_metrics_key(fake_upstream: Fake, tmp_path: Path) -> None:
@@ -203,11 +289,13 @@ def test_keys_file_mistakes_are_explained(tmp_path: Path) -> None:
     assert f"{bad}:2: keys[0]: the required key 'name' is missing" in text
     assert f"{bad}:2: keys[0].nmae: unknown key 'nmae'" in text
     assert f"{bad}:3: keys[0].sha256:" in text
-    typo = f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    polcy: open\n"
+    typo = f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    models: '*'\n    polcy: open\n"
     with pytest.raises(PolicyError) as caught:
         load_keys(write_policy(tmp_path, typo, "typo.yaml"), None, policies)
     assert "unknown key 'polcy'. Did you mean 'policy'?" in caught.value.problems[0]
-    unknown = f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    policy: nope\n"
+    unknown = (
+        f"keys:\n  - name: a\n    sha256: {hash_key('a')}\n    models: '*'\n    policy: nope\n"
+    )
     with pytest.raises(PolicyError, match="names policy 'nope', which is not loaded"):
         load_keys(write_policy(tmp_path, unknown, "k2.yaml"), None, policies)
     with pytest.raises(PolicyError, match="GUARD_API_KEYS entry 1"):

@@ -1,14 +1,20 @@
-"""Hot reload with --watch: a policy file changes on disk while a request is in flight."""
+"""Hot reload: a policy file changes on disk while a request is in flight; a change is
+loaded only once whole and settled, and never in part."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from guard.ops.keys import hash_key
 from guard.policy.load import load_policy_file
@@ -16,7 +22,7 @@ from guard.policy.routing import PolicySet
 from guard.server.app import create_app
 from guard.settings import Settings
 from tests.conftest import Fake, guard_app, write_policy
-from tests.scrape import metric
+from tests.scrape import metric, metric_in
 from tests.servers import serve_in_thread
 
 CHAT = "/v1/chat/completions"
@@ -24,6 +30,7 @@ CHAT = "/v1/chat/completions"
 V1 = """
 name: p
 models: {'*': null}
+input_rails: []
 output_rails:
   - kind: regex
     name: v1-words
@@ -38,6 +45,7 @@ input_rails:
     name: v2-email
     presets: [email]
     action: block
+output_rails: []
 """
 
 
@@ -53,6 +61,10 @@ def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
+
+
+def key_entry(name: str, key: str, models: str = "'*'") -> str:
+    return f"keys:\n  - name: {name}\n    sha256: {hash_key(key)}\n    models: {models}\n"
 
 
 def chat(url: str, text: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -116,13 +128,11 @@ def test_an_invalid_policy_is_rejected_and_the_old_one_stays(
 
 def test_the_keys_file_reloads_too(fake_upstream: Fake, tmp_path: Path) -> None:
     path = write_policy(tmp_path, V1)
-    keys = write_policy(
-        tmp_path, f"keys:\n  - name: a\n    sha256: {hash_key('sk-a-123')}\n", "keys.yaml"
-    )
+    keys = write_policy(tmp_path, key_entry("a", "sk-a-123"), "keys.yaml")
     app = guard_app(fake_upstream.url, [path], keys_file=keys, watch=True, watch_interval_s=0.05)
     with serve_in_thread(app) as url:
         assert chat(url, "hi", {"authorization": "Bearer sk-a-123"}).status_code == 200
-        replace_file(keys, f"keys:\n  - name: b\n    sha256: {hash_key('sk-b-456')}\n")
+        replace_file(keys, key_entry("b", "sk-b-456"))
         wait_until(lambda: metric(url, "guard_policy_reloads_total", result="success") == 1)
         assert chat(url, "hi", {"authorization": "Bearer sk-a-123"}).status_code == 401
         assert chat(url, "hi", {"authorization": "Bearer sk-b-456"}).status_code == 200
@@ -160,7 +170,8 @@ def test_a_configmap_volume_update_reloads(fake_upstream: Fake, tmp_path: Path) 
     policies, secret = tmp_path / "policies", tmp_path / "keys"
     configmap_volume(policies, {"guard.yaml": V1})
     configmap_volume(
-        secret, {"keys.yaml": f"keys:\n  - name: a\n    sha256: {hash_key('sk-a-1')}\n"}
+        secret,
+        {"keys.yaml": f"keys:\n  - name: a\n    sha256: {hash_key('sk-a-1')}\n    models: '*'\n"},
     )
     path, keys = policies / "guard.yaml", secret / "keys.yaml"
     app = guard_app(fake_upstream.url, [path], keys_file=keys, watch=True, watch_interval_s=0.05)
@@ -172,8 +183,129 @@ def test_a_configmap_volume_update_reloads(fake_upstream: Fake, tmp_path: Path) 
         assert chat(url, "say: word", a).json()["guard"]["verdict"] == "pass"
         assert chat(url, "say: mail bob@example.com", a).json()["guard"]["verdict"] == "block"
         configmap_volume(
-            secret, {"keys.yaml": f"keys:\n  - name: b\n    sha256: {hash_key('sk-b-2')}\n"}
+            secret,
+            {
+                "keys.yaml": f"keys:\n  - name: b\n    sha256: {hash_key('sk-b-2')}\n"
+                "    models: '*'\n"
+            },
         )
         wait_until(lambda: metric(url, "guard_policy_reloads_total", result="success") == 2)
         assert chat(url, "hi", a).status_code == 401
         assert chat(url, "hi", {"authorization": "Bearer sk-b-2"}).status_code == 200
+
+
+class Polled:
+    """guard in this test's hands: the watcher does not run; ``poll`` looks at the files
+    once, in the app's own event loop, as the watcher would every interval."""
+
+    def __init__(self, app: Starlette, client: TestClient):
+        self.app, self.client = app, client
+
+    def poll(self) -> bool | None:
+        return self.client.portal.call(self.app.state.guard.reloader.poll)
+
+    def reloads(self, result: str) -> float:
+        text = self.client.get("/metrics").text
+        return metric_in(text, "guard_policy_reloads_total", result=result)
+
+    def chat(self, text: str, model: str = "m", key: str | None = None) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": text}]}
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return self.client.post(CHAT, json=body, headers=headers)
+
+
+@contextmanager
+def polled(app: Starlette) -> Iterator[Polled]:
+    with TestClient(app) as client:
+        yield Polled(app, client)
+
+
+def test_a_file_written_in_two_halves_is_loaded_only_once_whole_and_settled(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    path = write_policy(tmp_path, V1)
+    v2_digest = load_policy_file(write_policy(tmp_path, V2, "v2.yaml"))[0].digest
+    with polled(guard_app(fake_upstream.url, [path])) as guard:
+        assert guard.poll() is None  # nothing changed
+        half = len(V2) // 2
+        path.write_text(V2[:half])  # a writer in place, halfway
+        assert guard.poll() is None  # changed since the last poll: not yet
+        path.write_text(V2)  # ... and done
+        assert guard.poll() is None  # changed again since the last poll: not yet
+        assert guard.chat("say: word").json()["guard"]["verdict"] == "flag"  # still V1
+        assert guard.poll() is True  # the same bytes twice in a row: loaded
+        assert guard.reloads("success") == 1 and guard.reloads("failure") == 0
+        served = guard.chat("say: mail bob@example.com").json()
+        assert served["guard"]["policy_sha256"] == v2_digest[:16]
+        assert served["choices"][0]["finish_reason"] == "content_filter"
+        assert guard.poll() is None  # loaded once, not again
+
+
+def test_a_reload_with_one_invalid_file_keeps_every_old_policy(
+    fake_upstream: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two policy files: a valid change to one and an invalid other. The whole reload is
+    refused: the valid change is not taken either."""
+    a = write_policy(tmp_path, V1, "a.yaml")
+    b = write_policy(tmp_path, V1.replace("name: p", "name: b").replace("'*'", "b"), "b.yaml")
+    old = {path.name: load_policy_file(path)[0].digest for path in (a, b)}
+    with polled(guard_app(fake_upstream.url, [a, b])) as guard:
+        replace_file(a, V2)
+        replace_file(b, b.read_text().replace("action: flag", "action: blok"))
+        with caplog.at_level(logging.ERROR, logger="guard"):
+            assert guard.poll() is None
+            assert guard.poll() is False
+        assert guard.reloads("failure") == 1 and guard.reloads("success") == 0
+        [logged] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert "still serving the previous policies and keys" in logged
+        assert f"{b}:" in logged and "'blok' is not allowed here" in logged
+        for model, name in (("m", "a.yaml"), ("b", "b.yaml")):
+            kept = guard.chat("say: word mail bob@example.com", model=model).json()["guard"]
+            assert kept["policy_sha256"] == old[name][:16]
+            assert kept["verdict"] == "flag"
+        assert guard.poll() is None  # the same broken files are not tried again
+        replace_file(b, b.read_text().replace("action: blok", "action: flag"))
+        assert guard.poll() is None
+        assert guard.poll() is True
+        new = guard.chat("say: mail bob@example.com").json()
+        assert new["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_a_keys_file_cut_mid_entry_never_loosens_a_key(fake_upstream: Fake, tmp_path: Path) -> None:
+    """Cut after a key's name and hash, before its models: refused, and the key keeps its
+    restriction, even when the cut file stays for many polls."""
+    policy = write_policy(tmp_path, V1.replace("'*': null", "m: null, other: null"))
+    whole = key_entry("a", "sk-a-123", "[m]") + key_entry("b", "sk-b-456", "[m]")[5:]
+    keys = write_policy(tmp_path, whole, "keys.yaml")
+    with polled(guard_app(fake_upstream.url, [policy], keys_file=keys)) as guard:
+        assert guard.chat("hi", model="other", key="sk-b-456").status_code == 403
+        for cut in (whole.index("    models: [m]\n", whole.index("name: b")), len(whole) - 2):
+            keys.write_text(whole[:cut])  # cut at a line's end, then mid-line
+            results = [guard.poll() for _ in range(3)]
+            assert results == [None, False, None]
+            assert guard.chat("hi", model="other", key="sk-b-456").status_code == 403
+            assert guard.chat("hi", model="m", key="sk-b-456").status_code == 200
+        assert guard.reloads("failure") == 2 and guard.reloads("success") == 0
+
+
+def test_a_policy_cut_before_its_rails_is_not_loaded_without_them(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    path = write_policy(tmp_path, V2)
+    with polled(guard_app(fake_upstream.url, [path])) as guard:
+        path.write_text(V2[: V2.index("input_rails:")])  # stays cut: the writer died
+        assert [guard.poll() for _ in range(3)] == [None, False, None]
+        blocked = guard.chat("say: mail bob@example.com").json()
+        assert blocked["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_a_reload_cannot_put_a_wildcard_beside_an_alias(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    aliasing = write_policy(tmp_path, V2.replace("'*': null", "safe: fake-model"), "a.yaml")
+    catch_all = V1.replace("name: p", "name: catch-all")
+    other = write_policy(tmp_path, catch_all.replace("'*': null", "other: null"), "o.yaml")
+    with polled(guard_app(fake_upstream.url, [aliasing, other])) as guard:
+        replace_file(other, catch_all)  # '*': null: fake-model would be served past 'aliasing'
+        assert [guard.poll() for _ in range(2)] == [None, False]
+        assert guard.chat("hi", model="fake-model").status_code == 404

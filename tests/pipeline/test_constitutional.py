@@ -151,7 +151,7 @@ def test_flagged_trigger_needs_output_rails(tmp_path: Path) -> None:
 
     policy = write_policy(
         tmp_path,
-        "name: p\nmodels: {m: null}\nconstitutional:\n"
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\nconstitutional:\n"
         "  principles: [{name: a, critique: b, revision: c}]\n",
     )
     with pytest.raises(PolicyError, match="needs output_rails"):

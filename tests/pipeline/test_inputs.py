@@ -23,7 +23,7 @@ from guard.pipeline.inputs import read_input, with_redacted_input
 from guard.pipeline.rails import Judgement
 from guard.policy.models import Inputs
 from guard.protocol.messages import CHAT, COMPLETIONS
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import serve_in_thread
 
 SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123"
@@ -40,7 +40,8 @@ input_rails:
 
 @contextmanager
 def guarded(upstream: Fake, tmp_path: Path, extra: str = "") -> Iterator[str]:
-    policy = write_policy(tmp_path, f"name: railed\nmodels: {{'*': null}}\n{RAILS}{extra}")
+    text = listing_rails(f"name: railed\nmodels: {{'*': null}}\n{RAILS}{extra}")
+    policy = write_policy(tmp_path, text)
     with serve_in_thread(guard_app(upstream.url, [policy])) as url:
         yield url
 
@@ -348,7 +349,7 @@ def test_input_redaction_through_guard_uses_the_original_offsets(
     fake_upstream: Fake, tmp_path: Path
 ) -> None:
     rails = "input_rails:\n  - kind: regex\n    presets: [pii]\n    action: redact\n"
-    policy = write_policy(tmp_path, f"name: r\nmodels: {{'*': null}}\n{rails}")
+    policy = write_policy(tmp_path, f"name: r\nmodels: {{'*': null}}\n{rails}output_rails: []\n")
     text = "say: mail ｂｏｂ@ｅｘａｍｐｌｅ.ｃｏｍ today"
     with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
         post(url, CHAT, chat_body(messages=[{"role": "system", "content": "be brief"}, user(text)]))

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from guard.testing.fake_upstream import create_fake_upstream
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import serve_in_thread
 
 SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123"
@@ -33,7 +33,8 @@ def subword_upstream() -> Iterator[Fake]:
 
 @contextmanager
 def guarded(upstream: Fake, tmp_path: Path, rails: str) -> Iterator[str]:
-    policy = write_policy(tmp_path, f"name: out\nmodels: {{'*': null}}\n{rails}{STREAMING}")
+    text = listing_rails(f"name: out\nmodels: {{'*': null}}\n{rails}{STREAMING}")
+    policy = write_policy(tmp_path, text)
     with serve_in_thread(guard_app(upstream.url, [policy])) as url:
         yield url
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import free_port, serve_in_thread
 
 CHAT = "/v1/chat/completions"
@@ -24,7 +24,8 @@ SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123"
 
 @contextmanager
 def guard_with(upstream: Fake, tmp_path: Path, rails_yaml: str) -> Iterator[str]:
-    policy = write_policy(tmp_path, f"name: railed\nmodels: {{'*': null}}\n{rails_yaml}")
+    text = listing_rails(f"name: railed\nmodels: {{'*': null}}\n{rails_yaml}")
+    policy = write_policy(tmp_path, text)
     with serve_in_thread(guard_app(upstream.url, [policy])) as url:
         yield url
 

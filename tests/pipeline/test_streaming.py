@@ -19,7 +19,7 @@ from guard.components.base import Verdict
 from guard.pipeline.rails import Judgement, RailReport
 from guard.pipeline.streaming import StreamGuard
 from guard.policy.models import Streaming
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import serve_in_thread
 
 CHAT = "/v1/chat/completions"
@@ -42,7 +42,8 @@ output_rails:
 
 @contextmanager
 def guarded(upstream: Fake, tmp_path: Path, rails: str) -> Iterator[str]:
-    policy = write_policy(tmp_path, f"name: streamed\nmodels: {{'*': null}}\n{rails}")
+    text = listing_rails(f"name: streamed\nmodels: {{'*': null}}\n{rails}")
+    policy = write_policy(tmp_path, text)
     with serve_in_thread(guard_app(upstream.url, [policy])) as url:
         yield url
 
@@ -184,7 +185,8 @@ def test_disconnect_leaves_no_task_running_in_the_server(
 ) -> None:
     """guard served in this test's own event loop, on a real socket, so that its tasks
     can be counted: after a client hangs up mid-stream, none of the stream's is left."""
-    policy = write_policy(tmp_path, f"name: streamed\nmodels: {{'*': null}}\n{forbidding(PHRASE)}")
+    text = listing_rails(f"name: streamed\nmodels: {{'*': null}}\n{forbidding(PHRASE)}")
+    policy = write_policy(tmp_path, text)
     app = guard_app(paced_upstream.url, [policy])
     streams = paced_upstream.app.state.streams
 

@@ -8,7 +8,7 @@ import pytest
 
 from guard.cli.main import main
 from guard.components.registry import REWARDS
-from guard.errors import ModelNotFound, PolicyError
+from guard.errors import PolicyError
 from guard.pipeline.runner import check_runnable
 from guard.policy.load import load_policy_file
 from guard.policy.routing import PolicySet
@@ -38,14 +38,19 @@ def test_shipped_policies_can_be_served_together() -> None:
 
 
 def test_unknown_key_names_file_line_and_suggests(tmp_path: Path) -> None:
-    [problem] = problems_of(tmp_path, "name: p\nmodels: {m: null}\nstreaming:\n  windw: 3\n")
-    assert problem.startswith(f"{tmp_path / 'policy.yaml'}:4: streaming.windw: unknown key")
+    [problem] = problems_of(
+        tmp_path,
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\nstreaming:\n  windw: 3\n",
+    )
+    assert problem.startswith(f"{tmp_path / 'policy.yaml'}:6: streaming.windw: unknown key")
     assert "Did you mean 'window_tokens'?" in problem
 
 
 def test_unknown_component_kind_lists_known_kinds(tmp_path: Path) -> None:
-    [problem] = problems_of(tmp_path, "name: p\nmodels: {m: null}\noutput_rails:\n  - kind: nope\n")
-    assert ":4: output_rails[0]: there is no component kind 'nope'" in problem
+    [problem] = problems_of(
+        tmp_path, "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails:\n  - kind: nope\n"
+    )
+    assert ":5: output_rails[0]: there is no component kind 'nope'" in problem
     assert "'regex'" in problem and "'llama_guard'" in problem
 
 
@@ -53,17 +58,18 @@ def test_wrong_type_and_wrong_choice(tmp_path: Path) -> None:
     problems = problems_of(
         tmp_path,
         (
-            "name: p\nmodels: {m: null}\ninput_rails:\n"
+            "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n"
             "  - kind: regex\n    action: blok\n    timeout_s: soon\n"
         ),
     )
-    assert ":5: input_rails[0].action: 'blok' is not allowed here" in problems[0]
-    assert ":6: input_rails[0].timeout_s:" in problems[1] and "'soon'" in problems[1]
+    assert ":6: input_rails[0].action: 'blok' is not allowed here" in problems[0]
+    assert ":7: input_rails[0].timeout_s:" in problems[1] and "'soon'" in problems[1]
 
 
 def test_missing_key_and_bad_regex(tmp_path: Path) -> None:
     problems = problems_of(
-        tmp_path, "models: {m: null}\ninput_rails:\n  - kind: regex\n    patterns: ['(']\n"
+        tmp_path,
+        "models: {m: null}\ninput_rails:\n  - kind: regex\n    patterns: ['(']\noutput_rails: []\n",
     )
     assert any("the required key 'name' is missing" in p for p in problems)
     assert any(
@@ -73,7 +79,11 @@ def test_missing_key_and_bad_regex(tmp_path: Path) -> None:
 
 
 def test_policy_list_and_yaml_syntax_error(tmp_path: Path) -> None:
-    listed = write_policy(tmp_path, "- name: a\n  models: {a: null}\n- name: b\n  models: {b: x}\n")
+    listed = write_policy(
+        tmp_path,
+        "- name: a\n  models: {a: null}\n  input_rails: []\n  output_rails: []\n"
+        "- name: b\n  models: {b: x}\n  input_rails: []\n  output_rails: []\n",
+    )
     assert [p.policy.name for p in load_policy_file(listed)] == ["a", "b"]
     [problem] = problems_of(tmp_path, "name: p\nmodels: [\n")
     assert "not valid YAML" in problem
@@ -82,34 +92,29 @@ def test_policy_list_and_yaml_syntax_error(tmp_path: Path) -> None:
 def test_section_rules(tmp_path: Path) -> None:
     [problem] = problems_of(
         tmp_path,
-        "name: p\nmodels: {m: null}\nconstitutional:\n"
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\nconstitutional:\n"
         "  trigger: low_reward\n  principles_file: c.yaml\n",
     )
     assert "needs both 'reward' and 'reward_threshold'" in problem
 
 
 def test_model_claimed_twice_is_refused(tmp_path: Path) -> None:
-    a = write_policy(tmp_path, "name: a\nmodels: {m: null}\n", "a.yaml")
-    b = write_policy(tmp_path, "name: b\nmodels: {m: null}\n", "b.yaml")
+    a = write_policy(
+        tmp_path, "name: a\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n", "a.yaml"
+    )
+    b = write_policy(
+        tmp_path, "name: b\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n", "b.yaml"
+    )
     with pytest.raises(PolicyError, match="model 'm' is served by policy 'a'"):
         PolicySet.from_files([a, b])
     assert main(["check", str(a), str(b)]) == 1
 
 
-def test_routing_exact_name_beats_wildcard(tmp_path: Path) -> None:
-    a = write_policy(tmp_path, "name: a\nmodels: {m: upstream-m}\n", "a.yaml")
-    b = write_policy(tmp_path, "name: b\nmodels: {'*': null}\n", "b.yaml")
-    policies = PolicySet.from_files([a, b])
-    assert policies.route("m").policy.policy.name == "a"
-    assert policies.route("m").upstream_model == "upstream-m"
-    assert policies.route("other").policy.policy.name == "b"
-    assert policies.route("other").upstream_model == "other"
-    with pytest.raises(ModelNotFound):
-        PolicySet.from_files([a]).route("other")
-
-
 def test_server_refuses_an_invalid_policy(tmp_path: Path) -> None:
-    bad = write_policy(tmp_path, "name: p\nmodels: {m: null}\nrefusal: {mesage: no}\n")
+    bad = write_policy(
+        tmp_path,
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\nrefusal: {mesage: no}\n",
+    )
     with pytest.raises(PolicyError):
         create_app(Settings(policies=[bad]))
     assert main(["serve", "--policy", str(bad), "--port", "0"]) == 2
@@ -123,7 +128,8 @@ def test_server_refuses_a_stage_it_cannot_run_yet(
     monkeypatch.delitem(REWARDS, "embedding_reward")
     policy = write_policy(
         tmp_path,
-        "name: p\nmodels: {m: null}\nbest_of_n: {n: 2, reward: {kind: embedding_reward}}\n",
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
+        "best_of_n: {n: 2, reward: {kind: embedding_reward}}\n",
     )
     with pytest.raises(PolicyError, match="cannot run yet"):
         create_app(Settings(policies=[policy]))
@@ -131,7 +137,10 @@ def test_server_refuses_a_stage_it_cannot_run_yet(
 
 
 def test_check_explains_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = write_policy(tmp_path, "name: p\nmodels: {m: null}\nbest_of_n: {n: 1}\n")
+    bad = write_policy(
+        tmp_path,
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\nbest_of_n: {n: 1}\n",
+    )
     assert main(["check", str(bad), str(POLICIES[0])]) == 1
     captured = capsys.readouterr()
     assert "best_of_n.n: input should be greater than or equal to 2" in captured.err
@@ -149,7 +158,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_component_that_cannot_load_stops_start_up(tmp_path: Path) -> None:
     policy = write_policy(
         tmp_path,
-        "name: p\nmodels: {m: null}\ninput_rails:\n"
+        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n"
         "  - kind: hf_classifier\n    model: /nonexistent/model\n"
         "    thresholds: {unsafe: 0.5}\n",
     )
@@ -160,7 +169,49 @@ def test_a_component_that_cannot_load_stops_start_up(tmp_path: Path) -> None:
 def test_parallel_input_rails_cannot_redact(tmp_path: Path) -> None:
     problems = problems_of(
         tmp_path,
-        "name: p\nmodels: {m: null}\ninput_rails_mode: parallel\n"
+        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails_mode: parallel\n"
         "input_rails:\n  - kind: regex\n    action: redact\n",
     )
     assert "cannot be used with an input rail that redacts" in problems[0]
+
+
+def test_a_policy_lists_its_rails(tmp_path: Path) -> None:
+    """A file cut short before its rails must not load as a policy without rails."""
+    whole = "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails:\n  - kind: regex\n"
+    assert load_policy_file(write_policy(tmp_path, whole))[0].policy.output_rails
+    problems = problems_of(tmp_path, whole[: whole.index("output_rails")])
+    assert len(problems) == 1
+    assert "the required key 'output_rails' is missing: every policy lists its rails" in problems[0]
+
+
+def test_a_file_cut_mid_line_is_refused(tmp_path: Path) -> None:
+    """Cut inside a comment, what is left parses as the same policy minus its last
+    rail; without its final newline, the file is refused."""
+    whole = (
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails:\n"
+        "  - {kind: regex, name: a, presets: [email]}   # mail\n"
+        "  - {kind: regex, name: b, presets: [secrets]}   # keys\n"
+    )
+    cut = whole[: whole.index("# keys") + 3]
+    assert len(load_policy_file(write_policy(tmp_path, whole))[0].policy.output_rails) == 2
+    [problem] = problems_of(tmp_path, cut)
+    assert "does not end with a newline" in problem
+    assert len(load_policy_file(write_policy(tmp_path, cut + "\n"))[0].policy.output_rails) == 2
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
+def test_no_cut_of_a_shipped_policy_loads_without_rails(path: Path, tmp_path: Path) -> None:
+    """Cut at every byte, a shipped policy either is refused or keeps at least one rail
+    in each of its lists that had one (docs/operations.md, "Hot reload")."""
+    raw = path.read_bytes()
+    whole = load_policy_file(path)[0].policy
+    cut_file = tmp_path / path.name
+    for end in range(1, len(raw)):
+        cut_file.write_bytes(raw[:end])
+        try:
+            [item] = load_policy_file(cut_file)
+        except PolicyError:
+            continue
+        assert raw[:end].endswith(b"\n")
+        assert bool(item.policy.input_rails) == bool(whole.input_rails), end
+        assert bool(item.policy.output_rails) == bool(whole.output_rails), end

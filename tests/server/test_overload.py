@@ -19,6 +19,7 @@ def policy(model: Path) -> str:
     return f"""
 name: busy
 models: {{'*': null}}
+output_rails: []
 input_rails_mode: sequential
 input_rails:
   - kind: hf_classifier

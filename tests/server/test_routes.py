@@ -89,7 +89,9 @@ def test_client_api_key_is_not_forwarded(guard_url: str, fake_upstream: Fake) ->
 
 
 def test_upstream_api_key_is_guards_own(fake_upstream: Fake, tmp_path: Path) -> None:
-    policy = write_policy(tmp_path, "name: p\nmodels: {'*': null}\n")
+    policy = write_policy(
+        tmp_path, "name: p\nmodels: {'*': null}\ninput_rails: []\noutput_rails: []\n"
+    )
     app = guard_app(fake_upstream.url, [policy], upstream_api_key="upstream-secret")
     with serve_in_thread(app) as url:
         client(url).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
@@ -177,7 +179,9 @@ def test_health_with_a_dead_upstream_names_no_address(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
-    policy = write_policy(tmp_path, "name: p\nmodels: {m: null}\n")
+    policy = write_policy(
+        tmp_path, "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
+    )
     app = guard_app(f"http://ops:hunter2@127.0.0.1:{port}/v1", [policy])
     with caplog.at_level(logging.WARNING), serve_in_thread(app) as url:
         response = httpx.get(f"{url}/health")
@@ -196,7 +200,9 @@ def test_livez_answers_without_the_upstream_and_without_a_key(tmp_path: Path) ->
     """Kubernetes' liveness probe: it must not restart guard because vLLM is down, and the
     kubelet sends no API key."""
     dead = f"http://127.0.0.1:{free_port()}"
-    policy = write_policy(tmp_path, "name: p\nmodels: {m: null}\n")
+    policy = write_policy(
+        tmp_path, "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
+    )
     app = guard_app(dead, [policy], api_keys=f"ops:{hash_key('sk-ops-1')}")
     with serve_in_thread(app) as url:
         assert httpx.get(f"{url}/health").status_code == 503  # the upstream is down
@@ -216,3 +222,18 @@ def test_request_id_is_generated_or_honoured(guard_url: str, fake_upstream: Fake
     assert given.headers["x-request-id"] == "trace-42"
     assert fake_upstream.last_request()["headers"]["x-request-id"] == "trace-42"
     assert given.headers["x-guard-policy"] == "aliases"
+
+
+def test_an_empty_model_name_is_refused(guard_url: str, fake_upstream: Fake) -> None:
+    """vLLM answers an empty name with its default model: guard never forwards one."""
+    mark = fake_upstream.app.state.received.count
+    for name in ("", "   ", "\t"):
+        for path, field in (("chat/completions", "messages"), ("completions", "prompt")):
+            given = [{"role": "user", "content": "hi"}] if field == "messages" else "hi"
+            body = {"model": name, field: given}
+            response = httpx.post(f"{guard_url}/v1/{path}", json=body, timeout=30)
+            assert response.status_code == 400, (path, name)
+            error = response.json()["error"]
+            assert error["param"] == "model" and error["code"] == "invalid_value"
+            assert "empty" in error["message"]
+    assert fake_upstream.app.state.received.count == mark
