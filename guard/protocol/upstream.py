@@ -3,7 +3,9 @@
 Transport failures become guard's own errors here, so the rest of guard never
 sees a client-library exception: refused or reset connections are
 ``UpstreamUnreachable``, time-outs ``UpstreamTimeout``, error statuses
-``UpstreamHTTPError``, and a stream that dies after it began ``UpstreamStreamBroken``.
+``UpstreamHTTPError``, and a stream that dies after it began ``UpstreamStreamBroken``
+(``UpstreamEventTooLarge`` when one of its events outgrows ``max_event_bytes``: a stream
+is read one whole event at a time, and no more than that is ever held).
 
 The client is aiohttp rather than httpx: under concurrent load httpx's connection
 pool rescans every connection on each request start and end, which cost guard up
@@ -26,6 +28,7 @@ from guard.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from guard.protocol.sse import EVENT_END, split_events
 from guard.settings import Settings
 
 _JSON = {"content-type": "application/json"}
@@ -49,6 +52,7 @@ class Upstream:
         timeout_s: float = 600.0,
         connect_timeout_s: float = 5.0,
         max_connections: int = 1024,
+        max_event_bytes: int = 8 * 1024 * 1024,
     ):
         self.base_url = server_root(base_url)
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -57,6 +61,7 @@ class Upstream:
         )
         self._connect_timeout_s = connect_timeout_s
         self._max_connections = max_connections
+        self.max_event_bytes = max_event_bytes
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -67,6 +72,7 @@ class Upstream:
             timeout_s=settings.upstream_timeout_s,
             connect_timeout_s=settings.upstream_connect_timeout_s,
             max_connections=settings.upstream_max_connections,
+            max_event_bytes=settings.upstream_max_event_bytes,
         )
 
     def _client(self) -> aiohttp.ClientSession:
@@ -119,6 +125,12 @@ class Upstream:
         return response
 
     async def iter_bytes(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The stream's bytes, one whole event (with its blank line) at a time."""
+        async for event in split_events(self._received(response), self.max_event_bytes):
+            yield event + EVENT_END
+
+    @staticmethod
+    async def _received(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
             async for chunk in response.content.iter_any():
                 yield chunk
