@@ -19,32 +19,41 @@ async def split_events(
 
     Events are yielded as soon as their terminator arrives, whatever the chunking (a
     ``\\r\\n`` line end counts as ``\\n``, even split across chunks); each byte is searched
-    once. An event that grows past ``max_event_bytes`` before its terminator arrives
-    raises ``UpstreamEventTooLarge``: no more than that is ever held.
+    once, and the pieces of an event are joined once. An event that grows past
+    ``max_event_bytes`` before its terminator arrives raises ``UpstreamEventTooLarge``:
+    no more than that is ever held.
     """
-    buffer = bytearray()
+    pending: list[bytes] = []  # the pieces of an event whose terminator has not come
+    held = 0
     carried = b""  # a chunk's last "\r", which may start a "\r\n" the next one ends
     async for chunk in chunks:
-        searched = max(0, len(buffer) - 1)  # a terminator may straddle the old end
         if carried or b"\r" in chunk:
             chunk = carried + chunk
             carried = b"\r" if chunk.endswith(b"\r") else b""
             chunk = chunk[: len(chunk) - len(carried)].replace(b"\r\n", b"\n")
-        buffer += chunk
         start = 0
-        while (end := buffer.find(EVENT_END, max(start, searched))) >= 0:
-            if end > start:
-                yield bytes(buffer[start:end])
-            start = end + 2
-        del buffer[:start]
-        if max_event_bytes is not None and len(buffer) > max_event_bytes:
-            raise UpstreamEventTooLarge(
-                f"the upstream sent a stream event larger than guard's limit of "
-                f"{max_event_bytes} bytes (upstream_max_event_bytes); the stream was cut there"
-            )
-    buffer += carried
-    if buffer.strip():
-        yield bytes(buffer.strip())
+        if pending and pending[-1].endswith(b"\n") and chunk.startswith(b"\n"):
+            event = b"".join(pending)[:-1]  # the terminator straddles the two chunks
+            pending, held, start = [], 0, 1
+            if event:
+                yield event
+        while (end := chunk.find(EVENT_END, start)) >= 0:
+            event = b"".join((*pending, chunk[start:end])) if pending else chunk[start:end]
+            pending, held, start = [], 0, end + 2
+            if event:
+                yield event
+        if start < len(chunk):
+            pending.append(chunk[start:] if start else chunk)
+            held += len(chunk) - start
+            if max_event_bytes is not None and held > max_event_bytes:
+                raise UpstreamEventTooLarge(
+                    f"the upstream sent a stream event larger than guard's limit of "
+                    f"{max_event_bytes} bytes (upstream_max_event_bytes); the stream was cut "
+                    "there"
+                )
+    rest = b"".join(pending) + carried
+    if rest.strip():
+        yield rest.strip()
 
 
 def data_event(payload: object) -> bytes:
