@@ -18,6 +18,7 @@ reaches a client: it stops the server from starting.
     ├── UpstreamUnreachable   502  connection refused or reset before a response
     ├── UpstreamTimeout       504
     ├── UpstreamStreamBroken  -    the upstream died after streaming began
+    │   └── UpstreamEventTooLarge  -  one of its events passed GUARD_UPSTREAM_MAX_EVENT_BYTES
     ├── RewardUnavailable     503  best-of-n's reward failed and the policy says fail
     ├── ContentFiltered       400  a rail blocked and the policy wants an HTTP error
     ├── RailFailed            503  a fail-closed rail errored or timed out (not a verdict)
@@ -202,6 +203,13 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamStreamBroken(UpstreamError):
     code = "upstream_stream_broken"
+
+
+class UpstreamEventTooLarge(UpstreamStreamBroken):
+    """One event of the upstream's stream grew past ``upstream_max_event_bytes``: guard
+    stops reading (a retry will not help, unlike a broken connection)."""
+
+    code = "upstream_event_too_large"
 
 
 class PolicyError(Exception):

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     """Longest wait for the upstream's response or for its next streamed chunk."""
 
     upstream_max_connections: int = Field(default=1024, gt=0)
+    upstream_max_event_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """The longest event of an upstream stream guard reads (a vLLM event is one JSON chunk,
+    a few KB). Past it the client gets an error event (``upstream_event_too_large``) and
+    ``[DONE]``, and the upstream connection is cut."""
     moderation_policy: str | None = None
     """The policy whose input rails answer /v1/moderations when ``model`` names none."""
     log_level: str = "info"

@@ -9,9 +9,9 @@ known ones. Whether this build can *run* a kind is a separate question, answered
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Precision = Literal["int8", "float32"]
@@ -74,11 +74,47 @@ class RemoteModel(Spec):
     """Name of the environment variable holding that endpoint's API key."""
 
 
+RE2_OPTIONS: Final = re2.Options()
+"""How guard compiles regex rails: RE2's defaults (UTF-8, leftmost-first), quiet."""
+RE2_OPTIONS.log_errors = False
+
+_RE2_LACKS: Final = (
+    (("(?=", "(?!", "(?<"), "lookahead or lookbehind ((?=...), (?!...), (?<=...), (?<!...))"),
+    (("\\1", "\\2", "\\3", "\\4", "\\5", "\\6", "\\7", "\\8", "\\9", "(?P="), "backreferences"),
+    (
+        ("(?>", "*+", "++", "?+", "}+"),
+        "an atomic group or a possessive quantifier (RE2 never backtracks: write the plain one)",
+    ),
+    (("\\Z",), "\\Z (write \\z for the end of the text)"),
+    (("\\u", "\\U", "\\N"), "a \\u, \\U or \\N escape (write \\x{00e9} for a code point)"),
+    (("(?x",), "verbose mode (?x)"),
+    (("(?#",), "a comment (?#...)"),
+    (("(?a", "(?u", "(?L"), "the flag a, u or L (RE2's \\w, \\d, \\s and \\b are ASCII)"),
+    (("\\G",), "\\G"),
+    (("repetition size",), "a counted repeat over 1000 ({n,m}; nested counts multiply)"),
+)
+"""What RE2's error says -> the feature it lacks, in words."""
+
+
+def re2_refusal(pattern: str, error: Exception) -> str:
+    """Why ``pattern`` cannot be a regex rail, in words: the feature RE2 lacks, if that is it."""
+    detail = error.args[0] if error.args else ""
+    said = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+    for marks, feature in _RE2_LACKS:
+        if any(mark in said for mark in marks):
+            return (
+                f"pattern {pattern!r} uses {feature}, which RE2 does not have; regex rails "
+                f"run on RE2 so that matching takes linear time (RE2 says: {said})"
+            )
+    return f"pattern {pattern!r} is not a valid regular expression (RE2 says: {said})"
+
+
 class RegexSpec(ClassifierSpec):
     kind: Literal["regex"]
     can_redact: ClassVar[bool] = True
     presets: list[Literal["secrets", "email", "phone", "credit_card", "pii"]] = []
     patterns: list[str] = []
+    """RE2 syntax (matching in linear time): no lookaround, no backreferences."""
     replacement: str = "[REDACTED]"
 
     @field_validator("patterns")
@@ -86,11 +122,9 @@ class RegexSpec(ClassifierSpec):
     def _compiles(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(
-                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
-                ) from exc
+                re2.compile(pattern, RE2_OPTIONS)
+            except re2.error as exc:
+                raise ValueError(re2_refusal(pattern, exc)) from None
         return patterns
 
 

@@ -23,6 +23,7 @@ from guard.errors import (
     RateLimited,
     Unauthorized,
     UpstreamError,
+    UpstreamEventTooLarge,
     UpstreamHTTPError,
     UpstreamStreamBroken,
     UpstreamTimeout,
@@ -275,6 +276,8 @@ def _upstream_reason(error: GuardError | None) -> str | None:
         return "timeout"
     if isinstance(error, UpstreamUnreachable):
         return "unreachable"
+    if isinstance(error, UpstreamEventTooLarge):
+        return "event_too_large"
     if isinstance(error, UpstreamStreamBroken):
         return "stream_broken"
     if isinstance(error, UpstreamHTTPError):

@@ -143,7 +143,14 @@ class Metrics:
             "Audit lines that could not be written.",
             registry=r,
         )
-        for reason in ("timeout", "unreachable", "http_4xx", "http_5xx", "stream_broken"):
+        for reason in (
+            "timeout",
+            "unreachable",
+            "http_4xx",
+            "http_5xx",
+            "stream_broken",
+            "event_too_large",
+        ):
             self.upstream_errors.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)

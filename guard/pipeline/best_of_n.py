@@ -4,7 +4,9 @@ vLLM shares the prompt's KV cache across the n samples of one request. With
 ``filter_unsafe`` the output rails judge every candidate first and only safe ones
 compete (the winner is not judged again). Ranking is by reward, ties to the earlier
 candidate, so runs are deterministic. A client asking ``n=k`` gets the top k
-distinct candidates (padded with the next best when fewer are distinct).
+distinct candidates (padded with the next best when fewer are distinct); the policy's
+``n`` bounds k (``check_n``), so a client never chooses how many candidates are
+generated and scored.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.components.base import Candidate, Reward
-from guard.errors import RewardUnavailable, client_safe
+from guard.errors import InvalidRequest, RewardUnavailable, client_safe
 from guard.pipeline.rails import Judgement
 from guard.pipeline.trace import Trace
 from guard.policy.models import BestOfN
@@ -24,10 +26,24 @@ from guard.protocol.messages import COMPLETIONS, choice_text
 JudgeAll = Callable[[list[dict[str, Any]]], Awaitable[list[Judgement]]]
 
 
+def check_n(spec: BestOfN, body: dict[str, Any]) -> None:
+    """Refuse a client's ``n`` above the policy's: the policy sets the candidates'
+    count, and a client may ask for at most that many of them back."""
+    wanted = int(body.get("n") or 1)
+    if wanted > spec.n:
+        raise InvalidRequest(
+            f"Invalid 'n': integer above maximum value. Expected a value <= {spec.n}, but got "
+            f"{wanted} instead. This model's policy samples {spec.n} candidates per request "
+            "(best_of_n.n) and returns at most that many.",
+            param="n",
+            code="integer_above_max_value",
+        )
+
+
 def upstream_request(spec: BestOfN, body: dict[str, Any]) -> dict[str, Any]:
-    """The body asking for every candidate at once, sampled so that they differ."""
-    wanted = body.get("n") or 1
-    request = {**body, "n": max(spec.n, wanted)}
+    """The body asking for every candidate at once, sampled so that they differ (the
+    client's ``n``, at most the policy's, was checked by ``check_n``)."""
+    request = {**body, "n": spec.n}
     temperature = body.get("temperature")
     if temperature is not None and temperature < spec.min_temperature:
         request["temperature"] = spec.min_temperature

@@ -28,7 +28,7 @@ from guard.components.registry import (
     build_reward,
 )
 from guard.errors import ContentFiltered, GuardError, PolicyError, RailFailed, RailsOverloaded
-from guard.pipeline.best_of_n import BestOfNStage, upstream_request
+from guard.pipeline.best_of_n import BestOfNStage, check_n, upstream_request
 from guard.pipeline.constitutional import ConstitutionalStage, trigger_reason
 from guard.pipeline.inputs import InputPlan, read_input, with_redacted_input
 from guard.pipeline.pruning import Pruner, survivor_events
@@ -200,9 +200,15 @@ class Pipeline:
 
     # -- plain JSON ---------------------------------------------------------------
 
+    def check_request(self, body: dict[str, Any]) -> None:
+        """What this policy refuses in a request before any work starts (400)."""
+        if self.best_of_n is not None:
+            check_n(self.best_of_n.spec, body)
+
     async def complete(
         self, path: str, body: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
+        self.check_request(body)
         try:
             if self.best_of_n is not None and self.best_of_n.spec.prune is not None:
                 result, judged = await self._pruned_best_of_n(path, body, ctx)
@@ -336,6 +342,7 @@ class Pipeline:
 
     async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
         """Start a stream. Errors before the first byte still get a proper status."""
+        self.check_request(body)
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         if self._streams_survivor(body):

@@ -3,7 +3,9 @@
 Transport failures become guard's own errors here, so the rest of guard never
 sees a client-library exception: refused or reset connections are
 ``UpstreamUnreachable``, time-outs ``UpstreamTimeout``, error statuses
-``UpstreamHTTPError``, and a stream that dies after it began ``UpstreamStreamBroken``.
+``UpstreamHTTPError``, and a stream that dies after it began ``UpstreamStreamBroken``
+(``UpstreamEventTooLarge`` when one of its events outgrows ``max_event_bytes``: a stream
+is read one whole event at a time, and no more than that is ever held).
 Their messages reach clients (a 502, a rail's error), so they name the server by what it
 is to guard (``name``: "the upstream", "the model endpoint") and the kind of failure,
 never its URL; the URL (credentials taken out) and the client library's own words go
@@ -34,6 +36,7 @@ from guard.errors import (
     without_credentials,
 )
 from guard.logs import REQUEST_ID
+from guard.protocol.sse import EVENT_END, split_events
 from guard.settings import Settings
 
 log = logging.getLogger("guard.upstream")
@@ -60,6 +63,7 @@ class Upstream:
         connect_timeout_s: float = 5.0,
         max_connections: int = 1024,
         name: str = "the upstream",
+        max_event_bytes: int = 8 * 1024 * 1024,
     ):
         self.base_url = server_root(base_url)
         self.name = name
@@ -70,6 +74,7 @@ class Upstream:
         )
         self._connect_timeout_s = connect_timeout_s
         self._max_connections = max_connections
+        self.max_event_bytes = max_event_bytes
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -80,6 +85,7 @@ class Upstream:
             timeout_s=settings.upstream_timeout_s,
             connect_timeout_s=settings.upstream_connect_timeout_s,
             max_connections=settings.upstream_max_connections,
+            max_event_bytes=settings.upstream_max_event_bytes,
         )
 
     def _client(self) -> aiohttp.ClientSession:
@@ -132,6 +138,11 @@ class Upstream:
         return response
 
     async def iter_bytes(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The stream's bytes, one whole event (with its blank line) at a time."""
+        async for event in split_events(self._received(response), self.max_event_bytes):
+            yield event + EVENT_END
+
+    async def _received(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
             async for chunk in response.content.iter_any():
                 yield chunk
@@ -142,8 +153,9 @@ class Upstream:
             ) from exc
         except aiohttp.ClientError as exc:
             self._log("broke in the middle of the stream", response.url.path, exc)
+            kind = failure_kind(exc)
             raise UpstreamStreamBroken(
-                f"{self.name}'s connection broke in the middle of the stream ({failure_kind(exc)})"
+                f"{self.name}'s connection broke in the middle of the stream ({kind})"
             ) from exc
 
     @staticmethod

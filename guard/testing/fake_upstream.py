@@ -16,7 +16,9 @@ exactly as to vLLM. Its answers are scripted:
 * ``max_tokens`` cuts the answer short with ``finish_reason: "length"``;
 * a model name picks a failure: ``reject`` (400 with vLLM's error shape),
   ``crash`` (500), ``slow`` (waits ``slow_s`` before answering), ``die-mid-stream``
-  (drops the connection after two chunks), ``no-done`` (ends without ``[DONE]``).
+  (drops the connection after two chunks), ``no-done`` (ends without ``[DONE]``),
+  ``giant-event`` (its third chunk is one event of ``giant_event_bytes``, sent in
+  64 KiB pieces, its text all ``x``; then the stream goes on as usual).
 
 Every request received is logged in ``app.state.received`` (a ``RequestLog``: the last
 1,000, and a count that only goes up), and each stream's fate in ``app.state.streams``
@@ -78,9 +80,10 @@ def create_fake_upstream(
     slow_s: float = 5.0,
     first_token_s: float = 0.0,
     chunk_chars: int | None = None,
+    giant_event_bytes: int = 1024 * 1024,
 ) -> Starlette:
     """``chunk_chars``: stream tokens of at most that many characters (subwords), not
-    words."""
+    words. ``giant_event_bytes``: the size of the ``giant-event`` model's big event."""
 
     async def chat(request: Request) -> Response:
         return await _answer(request, CHAT)
@@ -124,7 +127,8 @@ def create_fake_upstream(
             await asyncio.sleep(first_token_s)  # prefill
         if body.get("stream"):
             return StreamingResponse(
-                _stream(app, body, kind, answers, pace_s), media_type="text/event-stream"
+                _stream(app, body, kind, answers, pace_s, giant_event_bytes),
+                media_type="text/event-stream",
             )
         await asyncio.sleep(pace_s * max(len(a.tokens) for a in answers))
         return _json(_completion(body, kind, answers))
@@ -268,7 +272,12 @@ def _completion(body: dict[str, Any], kind: str, answers: list[Answer]) -> dict[
 
 
 async def _stream(
-    app: Starlette, body: dict[str, Any], kind: str, answers: list[Answer], pace_s: float
+    app: Starlette,
+    body: dict[str, Any],
+    kind: str,
+    answers: list[Answer],
+    pace_s: float,
+    giant_event_bytes: int,
 ) -> AsyncIterator[bytes]:
     chunk_kind = "chat.completion.chunk" if kind == CHAT else TEXT
     head = {
@@ -304,6 +313,9 @@ async def _stream(
                 await asyncio.sleep(max(0.0, start + (position + 1) * pace_s - clock.time()))
             if body.get("model") == "die-mid-stream" and position == 2:
                 raise ConnectionAbortedError("the fake upstream drops this stream on purpose")
+            if body.get("model") == "giant-event" and position == 2:
+                for piece in _giant_event(head, kind, giant_event_bytes):
+                    yield piece
             for index, answer in enumerate(answers):
                 if position >= len(answer.tokens):
                     continue
@@ -333,6 +345,16 @@ def _event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
+def _giant_event(head: dict[str, Any], kind: str, size: int) -> list[bytes]:
+    """One chunk event of ``size`` bytes (its text all ``x``), in 64 KiB pieces."""
+    part: dict[str, Any] = {"delta": {"content": "x"}} if kind == CHAT else {"text": "x"}
+    event = _event({**head, "choices": [{"index": 0, "finish_reason": None, **part}]})
+    before, after = event.split(b'"x"')
+    padded = before + b'"' + b"x" * max(1, size - len(event) + 1) + b'"' + after
+    step = 64 * 1024
+    return [padded[i : i + step] for i in range(0, len(padded), step)]
+
+
 def main() -> None:
     import uvicorn
 
@@ -342,8 +364,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="words per answer")
     parser.add_argument("--pace-ms", type=float, default=0.0, help="delay between words")
     parser.add_argument("--ttft-ms", type=float, default=0.0, help="delay before the first word")
+    parser.add_argument(
+        "--giant-event-bytes", type=int, default=1024 * 1024, help="the giant-event model's event"
+    )
     args = parser.parse_args()
-    app = create_fake_upstream(args.tokens, args.pace_ms / 1000, first_token_s=args.ttft_ms / 1000)
+    app = create_fake_upstream(
+        args.tokens,
+        args.pace_ms / 1000,
+        first_token_s=args.ttft_ms / 1000,
+        giant_event_bytes=args.giant_event_bytes,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -48,7 +48,26 @@ def test_upstream_request_samples_every_candidate_at_once() -> None:
     spec = BestOfN.model_validate({"n": 8, "reward": {"kind": "hf_reward", "model": "r"}})
     assert upstream_request(spec, {"n": 2, "temperature": 0})["n"] == 8
     assert upstream_request(spec, {"temperature": 0})["temperature"] == 0.7
-    assert upstream_request(spec, {"n": 10, "temperature": 1.0}) == {"n": 10, "temperature": 1.0}
+    assert upstream_request(spec, {"n": 8, "temperature": 1.0}) == {"n": 8, "temperature": 1.0}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("n", [3, 128])
+def test_a_client_n_above_the_policy_s_is_refused_before_any_work(
+    tiny_reward: Path, fake_upstream: Fake, tmp_path: Path, n: int, stream: bool
+) -> None:
+    with guard_with(fake_upstream, tmp_path, policy(tiny_reward, n=2)) as url:
+        before = fake_upstream.app.state.received.count
+        refused = chat(url, "say: one | two", n=n, stream=stream)
+        generated = fake_upstream.app.state.received.count - before
+        allowed = chat(url, "say: one | two", n=2)
+    assert refused.status_code == 400 and generated == 0
+    error = refused.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "n"
+    assert error["code"] == "integer_above_max_value"
+    assert f"Expected a value <= 2, but got {n} instead" in error["message"]
+    assert allowed.status_code == 200 and len(allowed.json()["choices"]) == 2
+    assert fake_upstream.last_request()["body"]["n"] == 2
 
 
 def test_expected_rating() -> None:

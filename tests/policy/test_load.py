@@ -147,6 +147,20 @@ def test_check_explains_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"ok: {POLICIES[0]}" in captured.out
 
 
+def test_check_names_the_regex_feature_re2_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = write_policy(
+        tmp_path,
+        "name: p\nmodels: {m: null}\ninput_rails:\n"
+        "  - kind: regex\n    patterns: ['(?i)secret(?!ary)', 'ok']\n",
+    )
+    assert main(["check", str(policy)]) == 1
+    err = capsys.readouterr().err
+    assert ":5: input_rails[0].patterns: pattern '(?i)secret(?!ary)' uses lookahead or " in err
+    assert "which RE2 does not have" in err
+
+
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GUARD_UPSTREAM_URL", "http://10.0.0.1:9000")
     monkeypatch.setenv("GUARD_POLICIES", "a.yaml, b.yaml")

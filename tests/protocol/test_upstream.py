@@ -1,4 +1,4 @@
-"""The upstream client: base URLs as users write them."""
+"""The upstream client: base URLs as users write them; a stream event's size is capped."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import orjson
 import pytest
 
-from guard.protocol.upstream import failure_kind, server_root
-from tests.conftest import Fake, guard_app
+from guard.protocol.upstream import Upstream, failure_kind, server_root
+from guard.settings import Settings
+from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import free_port, serve_in_thread
 
 
@@ -80,3 +82,63 @@ def test_a_502_names_the_upstream_not_its_address(
 )
 def test_failure_kinds_carry_no_address(error: Exception, kind: str) -> None:
     assert failure_kind(error).startswith(kind)  # "connection reset by peer" on Linux
+
+
+GIANT = 1024 * 1024  # the fake upstream's `giant-event`, in 64 KiB pieces
+OUTPUT_RAIL = "output_rails:\n  - {kind: regex, presets: [secrets]}\n"
+
+
+def stream_lines(url: str, model: str) -> tuple[int, list[str]]:
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
+        return response.status_code, [line for line in response.iter_lines() if line]
+
+
+@pytest.mark.parametrize("rails", ["", OUTPUT_RAIL], ids=["relayed", "output-rails"])
+def test_an_upstream_event_over_the_limit_ends_the_stream_with_an_error_event(
+    paced_upstream: Fake, tmp_path: Path, rails: str
+) -> None:
+    policy = write_policy(tmp_path, listing_rails(f"name: p\nmodels: {{'*': null}}\n{rails}"))
+    app = guard_app(paced_upstream.url, [policy], upstream_max_event_bytes=64 * 1024)
+    streams = paced_upstream.app.state.streams
+    cancelled = streams.count("cancelled")
+    with serve_in_thread(app) as url:
+        status, lines = stream_lines(url, "giant-event")
+        counted = 'guard_upstream_errors_total{reason="event_too_large"} 1.0'
+        for _ in range(200):  # bounded wait for the cut to reach the upstream, and the metric
+            metrics = httpx.get(f"{url}/metrics").text
+            if streams.count("cancelled") > cancelled and counted in metrics:
+                break
+        after = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "say: still here"}]},
+        )
+    assert status == 200
+    assert lines[-1] == "data: [DONE]"
+    error = orjson.loads(lines[-2].removeprefix("data: "))["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "upstream_event_too_large" and error["type"] == "upstream_error"
+    assert "65536 bytes" in error["message"]
+    assert max(len(line) for line in lines) < 64 * 1024  # none of the giant event went out
+    assert streams.count("cancelled") == cancelled + 1  # guard cut the upstream's stream
+    assert counted in metrics
+    assert after.status_code == 200 and after.json()["choices"][0]["message"]["content"] == (
+        "still here"
+    )
+
+
+def test_an_event_under_the_limit_passes_whole(fake_upstream: Fake, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, listing_rails("name: p\nmodels: {'*': null}\n"))
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:  # 8 MiB by default
+        status, lines = stream_lines(url, "giant-event")
+    assert status == 200 and lines[-1] == "data: [DONE]"
+    chunks = [orjson.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert not any("error" in chunk for chunk in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert len(text) > GIANT - 200 and set(text.replace("tok ", "")) == {"x"}
+
+
+def test_the_event_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Upstream.from_settings(Settings()).max_event_bytes == 8 * 1024 * 1024
+    monkeypatch.setenv("GUARD_UPSTREAM_MAX_EVENT_BYTES", "65536")
+    assert Upstream.from_settings(Settings()).max_event_bytes == 65536
