@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class WireModel(BaseModel):
@@ -44,3 +44,23 @@ class ChatCompletionRequest(GenerationRequest):
 class CompletionRequest(GenerationRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=None, ge=0)
+
+
+class PoolingRequest(WireModel):
+    """Embeddings and vLLM's pooling family: guard needs the model name, to route; the
+    upstream checks the rest."""
+
+    model: str
+
+
+class EmbeddingRequest(PoolingRequest):
+    input: Any = None
+    messages: list[Any] | None = None
+    """vLLM's chat-style embeddings; it reads ``messages`` when both are given."""
+
+    @field_validator("input")
+    @classmethod
+    def _text_or_list(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | list):
+            raise ValueError("must be a text, a list of texts, token ids or messages")
+        return value

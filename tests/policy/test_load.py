@@ -164,3 +164,30 @@ def test_parallel_input_rails_cannot_redact(tmp_path: Path) -> None:
         "input_rails:\n  - kind: regex\n    action: redact\n",
     )
     assert "cannot be used with an input rail that redacts" in problems[0]
+
+
+def test_endpoints_switch_on_off_or_with_settings(tmp_path: Path) -> None:
+    [default] = load_policy_file(write_policy(tmp_path, "name: p\nmodels: {m: null}\n"))
+    endpoints = default.policy.endpoints
+    assert endpoints.enabled("embeddings") and not endpoints.judges_input("embeddings")
+    assert not any(endpoints.enabled(e) for e in ("pooling", "score", "rerank", "tokenize"))
+    text = (
+        "name: p\nmodels: {m: null}\nendpoints:\n  embeddings: false\n  rerank: true\n"
+        "  score: {input_rails: false}\n  tokenize: {}\n  detokenize: true\n"
+    )
+    [loaded] = load_policy_file(write_policy(tmp_path, text, "q.yaml"))
+    endpoints = loaded.policy.endpoints
+    assert not endpoints.enabled("embeddings")
+    assert endpoints.enabled("rerank") and endpoints.judges_input("rerank")
+    assert endpoints.enabled("score") and not endpoints.judges_input("score")
+    assert endpoints.enabled("tokenize") and not endpoints.judges_input("tokenize")
+    assert endpoints.enabled("detokenize") and not endpoints.judges_input("detokenize")
+
+
+def test_endpoint_mistakes_are_explained(tmp_path: Path) -> None:
+    [typo] = problems_of(tmp_path, "name: p\nmodels: {m: null}\nendpoints:\n  rerenk: true\n")
+    assert ":4: endpoints.rerenk: unknown key" in typo and "Did you mean 'rerank'?" in typo
+    [detokenize] = problems_of(
+        tmp_path, "name: p\nmodels: {m: null}\nendpoints:\n  detokenize: {input_rails: true}\n"
+    )
+    assert ":4: endpoints.detokenize.input_rails: unknown key" in detokenize
