@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from guard.errors import InvalidRequest, NotFound
+from guard.errors import InvalidRequest, NotFound, UpstreamHTTPError
 from guard.pipeline.runner import RequestContext
 from guard.protocol.pooling import ENDPOINT_OF, PATHS
 from guard.protocol.schema import EmbeddingRequest, PoolingRequest
@@ -50,7 +50,15 @@ async def forward(request: Request) -> Response:
         endpoint
     ):
         record.shadow = None  # what the shadow would do here: nothing
-    result = await pipeline.forward(path, body, ctx, endpoints.judges_input(endpoint))
+    try:
+        result = await pipeline.forward(path, body, ctx, endpoints.judges_input(endpoint))
+    except UpstreamHTTPError as exc:
+        if exc.status_code == 404 and exc.code is None:  # vLLM's unknown model has a code
+            exc.message = (
+                f"The upstream does not serve {path} ({exc.message}): vLLM serves it only "
+                f"for a model that supports {endpoint}."
+            )
+        raise
     note_result(request, result)
     headers = {"x-guard-policy": pipeline.name, "x-guard-verdict": ctx.verdict}
     return ORJSONResponse(result, headers=headers)

@@ -15,6 +15,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from guard.ops.keys import hash_key
 from guard.testing.fake_pooling import embedding_of
@@ -460,3 +464,22 @@ def test_a_shadow_judges_what_its_own_endpoints_say(fake_upstream: Fake, tmp_pat
     by_path = {line["path"]: line for line in map(json.loads, log.read_text().splitlines())}
     assert by_path["/v1/embeddings"]["shadow"]["verdict"] == "block"
     assert "shadow" not in by_path["/rerank"]
+
+
+def test_an_upstream_without_the_endpoint_is_a_clear_404(tmp_path: Path) -> None:
+    """vLLM registers each pooling route only for a model that supports it, and answers
+    FastAPI's ``{"detail": "Not Found"}`` elsewhere (the demo model has no embeddings)."""
+
+    async def not_found(request: Request) -> Response:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+
+    generate_only = Starlette(routes=[Route("/{path:path}", not_found, methods=["POST"])])
+    policy = write_policy(tmp_path, "name: p\nmodels: {'*': null}\n")
+    with (
+        serve_in_thread(generate_only) as upstream,
+        serve_in_thread(guard_app(upstream, [policy])) as url,
+    ):
+        response = post(url, "/v1/embeddings", {"model": "smollm2", "input": "hi"})
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert "does not serve /v1/embeddings (Not Found)" in message
