@@ -211,6 +211,7 @@ def _usage(texts: list[str]) -> dict[str, Any]:
         "total_tokens": words,
         "completion_tokens": 0,
         "prompt_tokens_details": None,
+        "completion_tokens_details": None,
     }
 
 
