@@ -51,6 +51,9 @@ class RequestRecord:
     path: str
     request_id: str
     runtime: Runtime
+    endpoint: str = "-"
+    """The route that served the request (``/v1/models/{model:path}``): the metrics'
+    bounded ``endpoint`` label; ``-`` for a path guard has no route for."""
     started: float = field(default_factory=time.perf_counter)
     time: float = field(default_factory=time.time)
     key: ApiKey | None = None
@@ -148,7 +151,11 @@ class Operations:
     def _count(self, record: RequestRecord, duration: float) -> None:
         m = self.metrics
         m.requests.labels(
-            record.policy_name, record.model_entry, str(record.status), record.key_name
+            record.policy_name,
+            record.model_entry,
+            str(record.status),
+            record.key_name,
+            record.endpoint,
         ).inc()
         if (reason := _rejection(record.error)) is not None:
             m.rejections.labels(reason, record.key_name).inc()
@@ -161,7 +168,9 @@ class Operations:
         policy = record.pipeline.name
         if isinstance(record.error, RailFailed):
             m.rail_failures.labels(policy, str(record.error.code)).inc()
-        m.request_seconds.labels(policy, str(record.stream).lower()).observe(duration)
+        m.request_seconds.labels(policy, str(record.stream).lower(), record.endpoint).observe(
+            duration
+        )
         if ctx is not None:
             for stage, seconds in ctx.trace.stage_s.items():
                 m.stage_seconds.labels(policy, stage).observe(seconds)

@@ -51,14 +51,14 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "guard_requests",
-            "Requests to /v1 routes, by serving policy, model entry, HTTP status and API key.",
-            ["policy", "model", "status", "key"],
+            "Requests, by serving policy, model entry, HTTP status, API key and endpoint.",
+            ["policy", "model", "status", "key", "endpoint"],
             registry=r,
         )
         self.request_seconds = Histogram(
             "guard_request_duration_seconds",
             "Whole request time, until the last byte of the answer (streams included).",
-            ["policy", "stream"],
+            ["policy", "stream", "endpoint"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

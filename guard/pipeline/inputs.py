@@ -6,7 +6,10 @@ message keys its chat renderer passes to the template (``name``, ``task``,
 role name that is not a standard one, since vLLM renders any role string); every tool
 definition; ``documents``; every value of ``chat_template_kwargs`` (it can override any
 template variable, ``tools`` and ``documents`` included); and for text completions,
-every prompt and the ``suffix``. docs/safety.md lists them with vLLM's sources.
+every prompt and the ``suffix``; for embeddings and vLLM's pooling family, every text
+the request carries (``input``, ``messages``, a score's or rerank's queries and
+documents, ``instruction``, a tokenize ``prompt``...). docs/safety.md lists them with
+vLLM's sources.
 
 Each message (tool, document, prompt...) is one text, judged whole: its pieces joined
 in the order the template renders them, so a request split across parts is read as
@@ -15,13 +18,14 @@ a redaction rewrites each field at the right place.
 
 What no rail can read is refused with a 400 naming the field, unless the policy lets
 that kind through by name (``inputs.allow_unjudged``): a client's chat template, token
-ids, prompt embeddings, image, audio and video parts, ``kv_transfer_params``.
+ids, prompt embeddings, image, audio and video parts, ``kv_transfer_params``, a pooling
+plugin's ``data``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -32,6 +36,7 @@ from guard.pipeline.rails import Judgement
 from guard.pipeline.texts import KEY, Part, Path, joined, redact_fields
 from guard.policy.models import Inputs, Unjudged
 from guard.protocol.messages import COMPLETIONS
+from guard.protocol.pooling import ENDPOINT_OF
 
 STANDARD_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 TEXT_PARTS = {
@@ -102,6 +107,8 @@ def read_input(path: str, body: Mapping[str, Any], inputs: Inputs) -> InputPlan:
     reader = _Reader(plan, inputs)
     if path == COMPLETIONS:
         reader.completion(body)
+    elif path in ENDPOINT_OF:
+        reader.pooling(body)
     else:
         reader.chat(body)
     total = sum(len(part.text) for part in plan.parts)
@@ -268,6 +275,127 @@ class _Reader:
             self.unreadable("prompt", "token_ids", "a prompt given as token ids")
         if isinstance(body.get("suffix"), str):
             self.add("suffix", [(body["suffix"], ("suffix",))])
+
+    # -- embeddings and vLLM's pooling family -------------------------------------
+
+    def pooling(self, body: Mapping[str, Any]) -> None:
+        """Embeddings, pooling, classify, score, rerank, tokenize, detokenize: each
+        request shape of vLLM 0.32 (``vllm/entrypoints/pooling``, ``serve/tokenize``).
+        vLLM reads ``messages`` when a request has both it and ``input``; guard judges
+        both."""
+        chat_fields = {key: body[key] for key in _CHAT_FIELDS if key in body}
+        messages = body.get("messages")
+        if _is_conversation(messages):
+            chat_fields["messages"] = messages
+        elif isinstance(messages, list):
+            for index, conversation in enumerate(messages):
+                self.conversation(("messages", index), conversation)
+        self.chat(chat_fields)
+        if "prompt" in body:
+            self.completion({"prompt": body["prompt"]})
+        if "input" in body:
+            self.pooling_input(body["input"])
+        for key in _SCORE_FIELDS:
+            if key in body:
+                self.score_input(key, body[key])
+        if isinstance(body.get("instruction"), str):
+            self.add("instruction", [(body["instruction"], ("instruction",))])
+        if body.get("tokens") is not None:
+            self.unreadable("tokens", "token_ids", "token ids")
+        if body.get("data") is not None:
+            self.unreadable("data", "plugin_data", "data for a pooling plugin")
+
+    def pooling_input(self, value: Any) -> None:
+        """``input``: a text, texts, token ids, a conversation or conversations."""
+        if isinstance(value, str):
+            self.add("input", [(value, ("input",))])
+            return
+        if not isinstance(value, list):
+            raise InvalidRequest(
+                "'input' must be a text, a list of texts, token ids or messages.", param="input"
+            )
+        if _is_token_ids(value):
+            self.unreadable("input", "token_ids", "an input given as token ids")
+            return
+        if _is_conversation(value):
+            self.conversation(("input",), value)
+            return
+        for index, item in enumerate(value):
+            where = f"input[{index}]"
+            if isinstance(item, str):
+                self.add(where, [(item, ("input", index))])
+            elif isinstance(item, list) and _is_token_ids(item):
+                self.unreadable(where, "token_ids", "an input given as token ids")
+            elif isinstance(item, list) and _is_conversation(item):
+                self.conversation(("input", index), item)
+            else:
+                raise InvalidRequest(
+                    f"{where} is neither text, token ids nor a list of messages.", param=where
+                )
+
+    def conversation(self, base: tuple[str, *tuple[int, ...]], messages: Any) -> None:
+        """A list of chat messages at ``base``, read as chat messages are; each part is
+        named and located at ``base`` (``input[2]``) instead of ``messages``."""
+        name = base[0] + "".join(f"[{step}]" for step in base[1:])
+        if not _is_conversation(messages):
+            raise InvalidRequest(f"{name} is not a list of messages.", param=name)
+        sub = _Reader(InputPlan(), self.inputs)
+        try:
+            sub.chat({"messages": messages})
+        except InvalidRequest as exc:
+            if not exc.param:
+                raise
+            param = name + exc.param.removeprefix("messages")
+            message = exc.message.replace(exc.param, param)
+            raise InvalidRequest(message, param=param, code=exc.code) from exc
+        for part in sub.plan.parts:
+            segments = tuple(
+                replace(s, path=(*base, *s.path[1:]) if s.path != KEY else KEY)
+                for s in part.segments
+            )
+            where = name + part.where.removeprefix("messages")
+            self.plan.parts.append(replace(part, where=where, segments=segments))
+        for note in sub.plan.unjudged:
+            field_name = name + note["field"].removeprefix("messages")
+            self.plan.unjudged.append({**note, "field": field_name})
+
+    def score_input(self, key: str, value: Any) -> None:
+        """A score's or rerank's query or documents: a text, ``{"content": [parts]}``, or a
+        list of those."""
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            where = key if index is None else f"{key}[{index}]"
+            path: Path = (key,) if index is None else (key, index)
+            if isinstance(item, str):
+                self.add(where, [(item, path)])
+            elif isinstance(item, Mapping) and "content" in item:
+                self.add(where, self.content(where, item["content"], (*path, "content")))
+            else:
+                raise InvalidRequest(
+                    f"{where} must be a text or an object with 'content' parts.", param=where
+                )
+
+
+_CHAT_FIELDS = (
+    "kv_transfer_params",
+    "ec_transfer_params",
+    "chat_template",
+    "chat_template_kwargs",
+    "tools",
+)
+"""Fields of pooling requests that mean what they mean on a chat request."""
+_SCORE_FIELDS = (
+    "query", "queries", "documents", "items", "data_1", "data_2", "text_1", "text_2"
+)  # fmt: skip
+"""The texts a score or rerank request pairs (vLLM's ``ScoreInput`` fields)."""
+
+
+def _is_conversation(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, Mapping) for m in value)
+
+
+def _is_token_ids(value: list[Any]) -> bool:
+    return bool(value) and all(isinstance(item, int) for item in value)
 
 
 def _leaves(value: Any, path: Path) -> Iterator[tuple[str, Path]]:

@@ -235,6 +235,30 @@ class Pipeline:
         result["guard"] = self.guard_info(ctx)
         return result
 
+    async def forward(
+        self, path: str, body: dict[str, Any], ctx: RequestContext, judge_input: bool
+    ) -> dict[str, Any]:
+        """An embeddings or pooling-family request: judged by the input rails when
+        ``judge_input``, then forwarded; the answer (vectors, scores, token ids) comes
+        back as the upstream sent it. No output rail reads it, and no refusal text fits
+        it: a block is answered with HTTP 400, code ``content_filter``."""
+
+        def send(sent: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+            return self.upstream.post_json(path, sent, ctx.request_id)
+
+        try:
+            if judge_input:
+                result = await self._guarded_generation(path, body, ctx, send)
+            else:
+                with ctx.trace.timed("generation"):
+                    result = await send(self._upstream_body(body, ctx))
+        except Blocked:
+            raise ContentFiltered(
+                self.loaded.policy.refusal.message, self.guard_info(ctx)
+            ) from None
+        result["guard"] = self.guard_info(ctx)
+        return result
+
     async def _pruned_best_of_n(
         self, path: str, body: dict[str, Any], ctx: RequestContext, pruner: Pruner | None = None
     ) -> tuple[dict[str, Any], bool]:

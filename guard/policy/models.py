@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from guard.components.specs import AnyClassifier, AnyReward, RemoteModel
+from guard.protocol.pooling import PoolingEndpoint
 
 WILDCARD = "*"
 
@@ -100,11 +101,19 @@ class Refusal(Section):
 
 
 Unjudged = Literal[
-    "chat_template", "token_ids", "prompt_embeds", "image", "audio", "video", "kv_transfer_params"
+    "chat_template",
+    "token_ids",
+    "prompt_embeds",
+    "image",
+    "audio",
+    "video",
+    "kv_transfer_params",
+    "plugin_data",
 ]
 """What the model may read that no rail can: a client's own chat template (it can write
-any text), prompts given as token ids or embeddings, media parts, and vLLM's
-``kv_transfer_params`` (its ``prompt_token_ids`` replace the whole prompt)."""
+any text), prompts given as token ids or embeddings, media parts, vLLM's
+``kv_transfer_params`` (its ``prompt_token_ids`` replace the whole prompt), and the
+``data`` of a ``/pooling`` request for an IO-processor plugin."""
 
 
 class Inputs(Section):
@@ -117,6 +126,60 @@ class Inputs(Section):
     lists them under ``guard.input.unjudged``."""
     max_chars: int = Field(default=262_144, ge=1)
     """The most text the input rails judge for one request; past it, 413."""
+
+
+class Embeddings(Section):
+    input_rails: bool = False
+    """Judge the texts to embed with the input rails. Off by default: an embedding is a
+    vector, not text anyone reads, so the rails would guard against little (a secret
+    sent to the model server), while costing as much per text as on a chat."""
+
+
+class ModelEndpoint(Section):
+    """``pooling``, ``classify``, ``score``, ``rerank``: a model reads the texts."""
+
+    input_rails: bool = True
+    """Judge every text of the request (inputs, queries, documents, messages...)."""
+
+
+class Tokenize(Section):
+    input_rails: bool = False
+    """Judge the prompt or messages. Off by default: only the tokenizer reads them."""
+
+
+class Detokenize(Section):
+    """Token ids in, text out: nothing an input rail could read."""
+
+
+class Endpoints(Section):
+    """What this policy serves beyond chat and text completions. ``true`` enables an
+    endpoint with its defaults, ``false`` (or leaving it out) turns it off: a request
+    for it gets 404. Embeddings are served unless turned off; vLLM's own endpoints only
+    when listed (docs/safety.md, "Embeddings and vLLM's pooling endpoints")."""
+
+    embeddings: Embeddings | None = Embeddings()
+    pooling: ModelEndpoint | None = None
+    classify: ModelEndpoint | None = None
+    score: ModelEndpoint | None = None
+    """``/score`` and ``/v1/score``."""
+    rerank: ModelEndpoint | None = None
+    """``/rerank``, ``/v1/rerank`` and ``/v2/rerank``."""
+    tokenize: Tokenize | None = None
+    detokenize: Detokenize | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _switch(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    def enabled(self, endpoint: PoolingEndpoint) -> bool:
+        return getattr(self, endpoint) is not None
+
+    def judges_input(self, endpoint: PoolingEndpoint) -> bool:
+        """Whether the input rails judge this endpoint's requests (when it is enabled)."""
+        return bool(getattr(getattr(self, endpoint), "input_rails", False))
 
 
 class Audit(Section):
@@ -135,6 +198,7 @@ class Policy(Section):
     combination is refused at load (``guard.policy.routing``)."""
     input_rails: list[AnyClassifier] = Field(description=RAILS_REQUIRED)
     inputs: Inputs = Inputs()
+    endpoints: Endpoints = Endpoints()
     input_rails_mode: Literal["parallel", "sequential"] | None = None
     """parallel: generation starts with the input rails and is cancelled if one blocks.
     Unset: parallel, unless an input rail redacts (then generation must wait for it)."""

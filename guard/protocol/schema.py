@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 class WireModel(BaseModel):
@@ -62,3 +62,23 @@ class ModerationRequest(WireModel):
 
     model: ModelName | None = None
     input: Any = None
+
+
+class PoolingRequest(WireModel):
+    """Embeddings and vLLM's pooling family: guard needs the model name, to route; the
+    upstream checks the rest."""
+
+    model: ModelName
+
+
+class EmbeddingRequest(PoolingRequest):
+    input: Any = None
+    messages: list[Any] | None = None
+    """vLLM's chat-style embeddings; it reads ``messages`` when both are given."""
+
+    @field_validator("input")
+    @classmethod
+    def _text_or_list(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | list):
+            raise ValueError("must be a text, a list of texts, token ids or messages")
+        return value

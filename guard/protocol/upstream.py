@@ -236,8 +236,13 @@ def _parse_object(content: bytes, name: str) -> dict[str, Any]:
     return data
 
 
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _http_error(status: int, content: bytes) -> UpstreamHTTPError:
-    """Read OpenAI's ``{"error": {...}}`` or vLLM's older flat error shape."""
+    """Read OpenAI's ``{"error": {...}}``, vLLM's older flat error shape, or FastAPI's
+    ``{"detail": "Not Found"}`` (vLLM's answer on a route it does not serve)."""
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError:
@@ -251,7 +256,7 @@ def _http_error(status: int, content: bytes) -> UpstreamHTTPError:
     code = detail.get("code")
     return UpstreamHTTPError(
         status,
-        str(detail.get("message") or f"HTTP {status}"),
+        str(detail.get("message") or _string(detail.get("detail")) or f"HTTP {status}"),
         param=detail.get("param"),
         code=str(code) if code is not None else None,
         error_type=detail.get("type"),

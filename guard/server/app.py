@@ -25,6 +25,7 @@ from guard.ops.runtime import Runtimes, build_runtime
 from guard.policy.routing import PolicySet
 from guard.protocol.upstream import Upstream
 from guard.server.middleware import Gate, metrics_endpoint, note_error
+from guard.server.pooling import POOLING_ROUTES
 from guard.server.routes import ROUTES, ORJSONResponse
 from guard.server.state import GuardState
 from guard.settings import Settings
@@ -73,7 +74,7 @@ def create_app(
             yield
 
     app = Starlette(
-        routes=[*ROUTES, Route("/metrics", metrics_endpoint, methods=["GET"])],
+        routes=[*ROUTES, *POOLING_ROUTES, Route("/metrics", metrics_endpoint, methods=["GET"])],
         lifespan=lifespan,
         exception_handlers={
             GuardError: _guard_error,

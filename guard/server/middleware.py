@@ -1,10 +1,12 @@
-"""The gate every ``/v1`` request passes: API key, concurrency limit, rate limit.
+"""The gate every request passes: API key, concurrency limit, rate limit.
 
 ``Gate`` is ASGI middleware. It leases the current runtime (policies, keys,
 pipelines) for the whole request, refuses what it must with an OpenAI-shaped
 error (401, 429 with Retry-After), and hands the finished request to
-``Operations.finish``. ``/health``, ``/livez`` and ``/metrics`` bypass it (``/metrics``
-checks a key itself when ``GUARD_METRICS_AUTH`` is on).
+``Operations.finish``. Only ``/health``, ``/livez`` and ``/metrics`` bypass it
+(``/metrics`` checks a key itself when ``GUARD_METRICS_AUTH`` is on): a route added
+later, with or without ``/v1`` (vLLM's ``/rerank``, ``/tokenize``...), is behind the
+gate unless it is named here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from guard.ops.accounting import Operations, RequestRecord
 from guard.ops.keys import ApiKey, KeyRing
 
 _RECORD = "guard_record"
+OPEN_PATHS = frozenset({"/health", "/livez", "/metrics"})
 
 
 class Gate:
@@ -27,7 +30,7 @@ class Gate:
         self.ops = ops
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         ops = self.ops
@@ -58,6 +61,7 @@ class Gate:
             record.status = record.status or 500
             raise
         finally:
+            record.endpoint = getattr(scope.get("route"), "path", record.endpoint)
             if entered:
                 ops.concurrency.leave()
                 ops.metrics.in_flight.dec()

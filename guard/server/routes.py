@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
+from guard.errors import GuardError, InvalidRequest, ModelNotFound, PayloadTooLarge
 from guard.pipeline.runner import RequestContext
 from guard.protocol.messages import CHAT, COMPLETIONS
 from guard.protocol.relay import Relay
@@ -99,19 +99,40 @@ async def moderations(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    state = guard_state(request)
     record = record_of(request)
     names, has_wildcard = record.runtime.model_names(record.key)
     if has_wildcard:
-        try:
-            upstream = await state.upstream.get_json("/v1/models", timeout_s=5.0)
-            names += [m["id"] for m in upstream.get("data", []) if m.get("id") not in names]
-        except GuardError:
-            pass  # the explicitly named models are still worth listing
-    data = [
-        {"id": name, "object": "model", "created": _STARTED, "owned_by": "guard"} for name in names
-    ]
-    return ORJSONResponse({"object": "list", "data": data})
+        names += [name for name in await _upstream_models(request) if name not in names]
+    return ORJSONResponse({"object": "list", "data": [_model(name) for name in names]})
+
+
+async def retrieve_model(request: Request) -> Response:
+    """One model this caller may use (as ``/v1/models`` lists them); 404 for any other."""
+    name = request.path_params["model"]
+    record = record_of(request)
+    names, has_wildcard = record.runtime.model_names(record.key)
+    if name not in names and not (has_wildcard and name in await _upstream_models(request)):
+        raise ModelNotFound(
+            f"The model '{name}' does not exist or you do not have access to it.",
+            param="model",
+        )
+    return ORJSONResponse(_model(name))
+
+
+async def _upstream_models(request: Request) -> list[str]:
+    """The upstream's model names, which a ``*`` policy serves; none when it is down."""
+    try:
+        listed = await guard_state(request).upstream.get_json("/v1/models", timeout_s=5.0)
+    except GuardError:
+        return []  # the explicitly named models are still worth listing
+    data = listed.get("data")
+    if not isinstance(data, list):
+        return []
+    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "guard"}
 
 
 async def livez(request: Request) -> Response:
@@ -189,6 +210,7 @@ ROUTES = [
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/moderations", moderations, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/livez", livez, methods=["GET"]),
 ]

@@ -14,6 +14,10 @@ exactly as to vLLM. Its answers are scripted:
 * logprobs give every token -0.1, and ``top_logprobs`` lists it first, then
   ``"Maybe"`` at -4.0;
 * ``max_tokens`` cuts the answer short with ``finish_reason: "length"``;
+* embeddings and vLLM's pooling family (``/v1/embeddings``, ``/pooling``, ``/score``,
+  ``/rerank``, ``/tokenize``, ``/detokenize``...) answer in vLLM's shapes, from the
+  text (``guard.testing.fake_pooling``); ``/classify`` leans to "unsafe" for a text
+  containing it;
 * a model name picks a failure: ``reject`` (400 with vLLM's error shape),
   ``crash`` (500), ``slow`` (waits ``slow_s`` before answering), ``die-mid-stream``
   (drops the connection after two chunks), ``no-done`` (ends without ``[DONE]``),
@@ -44,6 +48,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from guard.testing.answers import Answer, delta, message, script, tokenize
+from guard.testing.fake_pooling import pooling_routes
 
 CHAT = "chat.completion"
 TEXT = "text_completion"
@@ -149,6 +154,11 @@ def create_fake_upstream(
             {"id": "classify-1", "object": "list", "model": body.get("model"), "data": data}
         )
 
+    def record(request: Request, body: dict[str, Any]) -> None:
+        app.state.received.append(
+            {"path": request.url.path, "headers": dict(request.headers), "body": body}
+        )
+
     async def models(request: Request) -> Response:
         return _json(
             {
@@ -165,6 +175,7 @@ def create_fake_upstream(
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/classify", classify, methods=["POST"]),
+            *pooling_routes(record),
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ]

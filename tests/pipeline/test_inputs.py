@@ -397,3 +397,94 @@ def test_any_conversation_with_one_secret_anywhere_is_blocked(
     fake_upstream: Fake, guard_url: str, body: dict[str, Any]
 ) -> None:
     assert_blocked_before_upstream(fake_upstream, guard_url, CHAT, body)
+
+
+def test_pooling_requests_name_and_locate_every_text() -> None:
+    """Each text of a pooling-family request is a part named by where it lies, and a
+    redaction rewrites it there (conversations nested in ``input`` or ``messages``
+    included)."""
+    body = {
+        "model": "m",
+        "messages": [[user("a")], [user("b"), {"role": "assistant", "content": ["c"]}]],
+        "input": ["d", [{"role": "system", "content": [{"type": "text", "text": "e"}]}]],
+        "query": "f",
+        "documents": ["g", {"content": [{"type": "text", "text": "h"}]}],
+        "instruction": "i",
+        "chat_template_kwargs": {"persona": "j"},
+        "prompt": "k",
+    }
+    plan = read_input("/rerank", body, Inputs())
+    found = [(part.where, part.text) for part in plan.parts]
+    assert found == [
+        ("messages[0][0]", "a"),
+        ("messages[1][0]", "b"),
+        ("messages[1][1]", "c"),
+        ("chat_template_kwargs.persona", "persona\nj"),
+        ("prompt", "k"),
+        ("input[0]", "d"),
+        ("input[1][0]", "e"),
+        ("query", "f"),
+        ("documents[0]", "g"),
+        ("documents[1]", "h"),
+        ("instruction", "i"),
+    ]
+    judgements = [
+        Judgement((), ((len(part.text) - 1, len(part.text), "#"),)) for part in plan.parts
+    ]
+    redacted = with_redacted_input(body, plan.parts, judgements)
+    assert redacted is not None
+    assert redacted["messages"] == [
+        [user("#")],
+        [user("#"), {"role": "assistant", "content": ["#"]}],
+    ]
+    assert redacted["input"] == [
+        "#",
+        [{"role": "system", "content": [{"type": "text", "text": "#"}]}],
+    ]
+    assert redacted["documents"] == ["#", {"content": [{"type": "text", "text": "#"}]}]
+    assert [redacted[k] for k in ("query", "instruction", "prompt")] == ["#", "#", "#"]
+    assert redacted["chat_template_kwargs"] == {"persona": "#"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/embeddings", {"input": "x"}),
+        ("/v1/embeddings", {"input": ["x"]}),
+        ("/v1/embeddings", {"messages": [user("x")]}),
+        ("/pooling", {"input": [user("x")]}),
+        ("/classify", {"input": [[user("x")]]}),
+        ("/score", {"text_1": "x", "text_2": "y"}),
+        ("/v1/score", {"data_1": ["x"], "data_2": ["y"]}),
+        ("/v2/rerank", {"query": "x", "documents": []}),
+        ("/tokenize", {"prompt": "x"}),
+    ],
+)
+def test_every_pooling_path_is_read_as_a_pooling_request(path: str, body: dict[str, Any]) -> None:
+    assert "x" in [part.text for part in read_input(path, body, Inputs()).parts]
+
+
+def test_a_trusted_role_inside_an_input_conversation_is_named_there() -> None:
+    body = {"input": [[{"role": "system", "content": "s"}, user("u")]]}
+    plan = read_input("/v1/embeddings", body, Inputs(trusted_roles=["system"]))
+    assert [part.where for part in plan.parts] == ["input[0][1]"]
+    assert plan.unjudged == [
+        {"field": "input[0][0]", "kind": "message", "reason": "trusted role system"}
+    ]
+
+
+def test_pooling_shapes_no_rail_reads_are_refused_by_name() -> None:
+    for path, body, param in (
+        ("/v1/embeddings", {"input": [[1, 2], "x"]}, "input[0]"),
+        ("/v1/embeddings", {"input": [1, 2]}, "input"),
+        ("/v1/embeddings", {"input": ["x", 3]}, "input[1]"),
+        ("/detokenize", {"tokens": [1, 2]}, "tokens"),
+        ("/pooling", {"data": "anything"}, "data"),
+        ("/score", {"text_1": "x", "text_2": [7]}, "text_2[0]"),
+        ("/v1/embeddings", {"messages": ["x"]}, "messages[0]"),
+        ("/tokenize", {"prompt": "x", "chat_template": "{{ 1 }}"}, "chat_template"),
+        ("/pooling", {"input": "x", "kv_transfer_params": {"a": 1}}, "kv_transfer_params"),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            read_input(path, body, Inputs())
+        assert caught.value.param == param, (path, body)

@@ -14,7 +14,7 @@ from guard.policy.load import load_policy_file
 from guard.policy.routing import PolicySet
 from guard.server.app import create_app
 from guard.settings import Settings
-from tests.conftest import write_policy
+from tests.conftest import listing_rails, write_policy
 
 POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
 
@@ -229,3 +229,37 @@ def test_no_cut_of_a_shipped_policy_loads_without_rails(path: Path, tmp_path: Pa
         assert raw[:end].endswith(b"\n")
         assert bool(item.policy.input_rails) == bool(whole.input_rails), end
         assert bool(item.policy.output_rails) == bool(whole.output_rails), end
+
+
+def test_endpoints_switch_on_off_or_with_settings(tmp_path: Path) -> None:
+    [default] = load_policy_file(
+        write_policy(tmp_path, listing_rails("name: p\nmodels: {m: null}\n"))
+    )
+    endpoints = default.policy.endpoints
+    assert endpoints.enabled("embeddings") and not endpoints.judges_input("embeddings")
+    assert not any(endpoints.enabled(e) for e in ("pooling", "score", "rerank", "tokenize"))
+    text = (
+        "name: p\nmodels: {m: null}\nendpoints:\n  embeddings: false\n  rerank: true\n"
+        "  score: {input_rails: false}\n  tokenize: {}\n  detokenize: true\n"
+    )
+    [loaded] = load_policy_file(write_policy(tmp_path, listing_rails(text), "q.yaml"))
+    endpoints = loaded.policy.endpoints
+    assert not endpoints.enabled("embeddings")
+    assert endpoints.enabled("rerank") and endpoints.judges_input("rerank")
+    assert endpoints.enabled("score") and not endpoints.judges_input("score")
+    assert endpoints.enabled("tokenize") and not endpoints.judges_input("tokenize")
+    assert endpoints.enabled("detokenize") and not endpoints.judges_input("detokenize")
+
+
+def test_endpoint_mistakes_are_explained(tmp_path: Path) -> None:
+    [typo] = problems_of(
+        tmp_path, listing_rails("name: p\nmodels: {m: null}\nendpoints:\n  rerenk: true\n")
+    )
+    assert ":4: endpoints.rerenk: unknown key" in typo and "Did you mean 'rerank'?" in typo
+    [detokenize] = problems_of(
+        tmp_path,
+        listing_rails(
+            "name: p\nmodels: {m: null}\nendpoints:\n  detokenize: {input_rails: true}\n"
+        ),
+    )
+    assert ":4: endpoints.detokenize.input_rails: unknown key" in detokenize

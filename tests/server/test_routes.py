@@ -11,14 +11,15 @@ import orjson
 import pytest
 
 from guard.ops.keys import hash_key
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import ALIASES_POLICY as ALIASES
+from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import free_port, serve_in_thread
 
 PASSTHROUGH = Path(__file__).resolve().parents[2] / "policies" / "passthrough.yaml"
 
 
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+def client(url: str, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
 
 
 def test_chat_answer_and_usage_come_back_untouched(guard_url: str, fake_upstream: Fake) -> None:
@@ -237,3 +238,54 @@ def test_an_empty_model_name_is_refused(guard_url: str, fake_upstream: Fake) -> 
             assert error["param"] == "model" and error["code"] == "invalid_value"
             assert "empty" in error["message"]
     assert fake_upstream.app.state.received.count == mark
+
+
+def test_models_retrieve_answers_each_exposed_name_in_openais_shape(guard_url: str) -> None:
+    api = client(guard_url)
+    listed = {m.id: m for m in api.models.list()}
+    for name in ("alias-a", "fake-model"):
+        model = api.models.retrieve(name)
+        assert model.id == name and model.object == "model" and model.owned_by == "guard"
+        assert model.created == listed[name].created
+    with pytest.raises(openai.NotFoundError) as caught:
+        api.models.retrieve("gpt-4o")
+    assert caught.value.code == "model_not_found"
+    assert caught.value.body is not None and caught.value.body["param"] == "model"  # type: ignore[index,call-overload]
+
+
+def test_models_retrieve_a_name_with_a_slash(fake_upstream: Fake, tmp_path: Path) -> None:
+    policy = write_policy(
+        tmp_path, listing_rails("name: p\nmodels: {'meta-llama/Llama-3.1-8B': fake-model}\n")
+    )
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        model = client(url).models.retrieve("meta-llama/Llama-3.1-8B")
+        unquoted = httpx.get(f"{url}/v1/models/meta-llama/Llama-3.1-8B")
+    assert model.id == "meta-llama/Llama-3.1-8B"
+    assert unquoted.json()["id"] == "meta-llama/Llama-3.1-8B"
+
+
+def test_models_retrieve_behind_a_wildcard_asks_the_upstream(fake_upstream: Fake) -> None:
+    app = guard_app(fake_upstream.url, [PASSTHROUGH])
+    with serve_in_thread(app) as url:
+        assert client(url).models.retrieve("fake-model").id == "fake-model"
+        with pytest.raises(openai.NotFoundError):
+            client(url).models.retrieve("not-upstream")
+
+
+def test_a_restricted_key_sees_only_its_models(fake_upstream: Fake, tmp_path: Path) -> None:
+    from guard.ops.keys import hash_key
+
+    keys = write_policy(
+        tmp_path,
+        f"keys:\n  - name: k\n    sha256: {hash_key('sk-k-0123456789')}\n    models: [alias-a]\n",
+        "keys.yaml",
+    )
+    policy = write_policy(tmp_path, ALIASES)
+    with serve_in_thread(guard_app(fake_upstream.url, [policy], keys_file=keys)) as url:
+        api = client(url, "sk-k-0123456789")
+        assert [m.id for m in api.models.list()] == ["alias-a"]
+        assert api.models.retrieve("alias-a").id == "alias-a"
+        with pytest.raises(openai.NotFoundError):
+            api.models.retrieve("fake-model")
+        with pytest.raises(openai.AuthenticationError):
+            client(url, "sk-wrong").models.retrieve("alias-a")
