@@ -26,11 +26,17 @@ class StreamOptions(WireModel):
     include_usage: bool | None = None
 
 
-class GenerationRequest(WireModel):
-    """Fields shared by chat and text completions."""
+class ModelRequest(WireModel):
+    """Fields every generating request has: the model that routes it, and whether it
+    streams."""
 
     model: str
     stream: bool | None = False
+
+
+class GenerationRequest(ModelRequest):
+    """Fields shared by chat and text completions."""
+
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=128)
 
@@ -44,3 +50,15 @@ class ChatCompletionRequest(GenerationRequest):
 class CompletionRequest(GenerationRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=None, ge=0)
+
+
+class ResponsesRequest(ModelRequest):
+    """``POST /v1/responses``. ``input`` is a string or a list of items (each an object);
+    vLLM requires it, and so does guard."""
+
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    previous_response_id: str | None = None
+    store: bool | None = None

@@ -16,7 +16,13 @@ from guard.errors import GuardError, InvalidRequest, PayloadTooLarge
 from guard.pipeline.runner import RequestContext
 from guard.protocol.messages import CHAT, COMPLETIONS
 from guard.protocol.relay import Relay
-from guard.protocol.schema import ChatCompletionRequest, CompletionRequest, GenerationRequest
+from guard.protocol.responses import RESPONSES
+from guard.protocol.schema import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelRequest,
+    ResponsesRequest,
+)
 from guard.server.admission import admit, admit_moderation, note_result, observe, observed_relay
 from guard.server.middleware import record_of
 from guard.server.moderation import choose_pipeline, moderate, moderation_inputs
@@ -60,15 +66,19 @@ async def completions(request: Request) -> Response:
     return await _generate(request, COMPLETIONS, CompletionRequest)
 
 
-async def _generate(request: Request, path: str, schema: type[GenerationRequest]) -> Response:
+async def responses(request: Request) -> Response:
+    return await _generate(request, RESPONSES, ResponsesRequest)
+
+
+async def _generate(request: Request, path: str, schema: type[ModelRequest]) -> Response:
     state = guard_state(request)
     body = await read_json_object(request, state.settings.max_body_bytes)
     parsed = validated(schema, body)
     pipeline, route = admit(request, parsed.model)
     ctx = RequestContext(request.state.request_id, route.upstream_model, parsed.model)
-    sent = observe(request, ctx, body, bool(parsed.stream))
+    sent = observe(request, ctx, body, bool(parsed.stream), path)
     if parsed.stream:
-        relay = observed_relay(request, await pipeline.stream(path, sent, ctx), body)
+        relay = observed_relay(request, await pipeline.stream(path, sent, ctx), body, path)
         headers = _guard_headers(pipeline.name, ctx)
         return RelayResponse(
             relay, {**headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -185,6 +195,7 @@ def _param_path(body: Any, loc: tuple[int | str, ...]) -> str:
 ROUTES = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/responses", responses, methods=["POST"]),
     Route("/v1/moderations", moderations, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
