@@ -85,6 +85,8 @@ class ResponseStreamGuard(WindowedStream):
     redacted: set[Key] = field(default_factory=set)
     opened: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Output items released as added and not yet as done, by ``output_index``."""
+    parts: dict[int, dict[tuple[str, int], dict[str, Any]]] = field(default_factory=dict)
+    """The content (and summary) parts released as added, per open output item."""
     finished: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Output items released as done, by ``output_index``."""
     skeleton: dict[str, Any] = field(default_factory=dict)
@@ -172,6 +174,11 @@ class ResponseStreamGuard(WindowedStream):
                 event["logprobs"] = []
         elif kind in _PART_EVENTS and isinstance(event.get("part"), dict):
             self._rewrite_part(event)
+            if kind.endswith(".added"):
+                where = "summary" if "summary_index" in event else "content"
+                number = int(event.get(f"{where}_index") or 0)
+                opened = self.parts.setdefault(int(index or 0), {})
+                opened[(where, number)] = copy.deepcopy(event["part"])
         elif kind == "response.output_item.added" and isinstance(event.get("item"), dict):
             item = event["item"]
             if item.get("type") in CALL_TEXTS and isinstance(item.get("name"), str):
@@ -221,6 +228,10 @@ class ResponseStreamGuard(WindowedStream):
         out = [self._send(self.created)] if self.created is not None else []
         for position in sorted(self.opened):
             item = self.opened[position]
+            released: dict[str, list[dict[str, Any]]] = {}
+            for (where, _), part in sorted(self.parts.get(position, {}).items()):
+                released.setdefault(where, []).append(part)
+            item.update(released)
             if "status" in item or item.get("type") in ("message", *CALL_TEXTS):
                 item["status"] = "incomplete"
             done = {"type": "response.output_item.done", "output_index": position, "item": item}

@@ -167,7 +167,8 @@ def validated(schema: type[Schema], body: dict[str, Any]) -> Schema:
     try:
         return schema.model_validate(body)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        # The most specific error: of a union, the branch that got furthest in.
+        error = max(exc.errors(), key=lambda e: len(e["loc"]))
         loc = error["loc"]
         param = _param_path(body, loc[:-1] if error["type"] == "missing" else loc)
         if error["type"] == "missing":

@@ -18,6 +18,12 @@ exactly as to vLLM. Its answers are scripted:
   ``crash`` (500), ``slow`` (waits ``slow_s`` before answering), ``die-mid-stream``
   (drops the connection after two chunks), ``no-done`` (ends without ``[DONE]``).
 
+``POST /v1/responses`` answers the same script (the last user message of ``input``) as
+vLLM 0.32 does: a reasoning item, a message, a function call, plain or as its event
+stream (created, in progress, each item added -> deltas -> done, completed), with
+``max_output_tokens`` making the response ``incomplete``; the failure models fail it too
+(``no-done`` ends the stream without its terminal event).
+
 Every request received is logged in ``app.state.received`` (a ``RequestLog``: the last
 1,000, and a count that only goes up), and each stream's fate in ``app.state.streams``
 ("finished" or "cancelled").
@@ -406,6 +412,7 @@ def _response_items(answer: Answer, wants_logprobs: bool) -> list[dict[str, Any]
                 "role": "assistant",
                 "status": "completed",
                 "type": "message",
+                "phase": None,
             }
         )
     if answer.call is not None:
@@ -606,6 +613,7 @@ class _ResponseEvents:
                 "role": "assistant",
                 "status": "in_progress",
                 "type": "message",
+                "phase": None,
             }
             part = {"annotations": [], "text": "", "type": "output_text", "logprobs": []}
         return [
@@ -655,6 +663,7 @@ class _ResponseEvents:
                 "role": "assistant",
                 "status": "completed",
                 "type": "message",
+                "phase": None,
             }
             out = [
                 self.emit(
