@@ -368,8 +368,8 @@ class _Reader:
                 pieces.append((item[key], (*base, key)))
         if "output" in item:
             pieces += self.content(f"{where}.output", item["output"], (*base, "output"))
-        for key in ("summary", "content"):
-            for number, part in enumerate(item.get(key) or [] if kind == "reasoning" else []):
+        for key in ("summary", "content") if kind == "reasoning" else ():
+            for number, part in enumerate(item.get(key) or []):
                 if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                     pieces.append((part["text"], (*base, key, number, "text")))
         return role, self.add(where, pieces, context)

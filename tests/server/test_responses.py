@@ -457,6 +457,31 @@ def test_keys_limits_metrics_and_audit_as_for_chat(fake_upstream: Fake, tmp_path
     assert [v["rail"] for v in line["verdicts"]] == ["secrets"]
 
 
+def test_the_audit_text_and_a_shadow_policy_read_responses_too(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    policy = write_policy(
+        tmp_path,
+        "name: responses\nmodels: {'*': null}\nshadow: candidate\naudit: {include_text: true}\n"
+        + forbidding(PHRASE),
+    )
+    candidate = write_policy(
+        tmp_path,
+        "name: candidate\nkeys_only: true\nmodels: {'*': null}\n" + INPUT_SECRETS + SECRETS_OUT,
+        "candidate.yaml",
+    )
+    log = tmp_path / "audit.log"
+    with serve_in_thread(guard_app(fake_upstream.url, [policy, candidate], audit_log=log)) as url:
+        body = {"model": "m", "instructions": f"key {SECRET}", "input": "say: the key is safe"}
+        assert post(url, body).status_code == 200
+        assert streamed_text(raw_events(url, body)) == "the key is safe"
+    plain, streamed = audit_lines(log, 2)
+    for line in (plain, streamed):
+        assert line["prompt"] == [f"key {SECRET}", "say: the key is safe"]
+        assert line["answers"] == ["the key is safe"]
+        assert line["shadow"]["verdict"] == "block"  # the shadow judged the instructions
+
+
 # -- the OpenAI Agents SDK, with its default (Responses) model --------------------
 
 
