@@ -10,6 +10,7 @@
 * ``closed_loop``: ``concurrency`` workers, each on its own connection, after a warm-up
   request on every connection; TTFT (stream: until the first chunk with content text;
   non-stream: the whole response), total latency, answer checks, CPU per process;
+  ``CHAT`` and ``RESPONSES`` say how to ask and check each API (chat by default);
 * ``quantile_ms``, ``summarize``, ``machine_info`` and a few cell formatters.
 
 Run the scripts from the repository root, e.g. ``.venv/bin/python bench/proxy_overhead.py``
@@ -47,8 +48,11 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 # The first chunk with content text: `"content":"` followed by anything but the closing quote.
 CONTENT_TEXT = re.compile(rb'"content":\s*"[^"]')
+# The first Responses event with text: a non-empty `"delta":"...`.
+DELTA_TEXT = re.compile(rb'"delta":\s*"[^"]')
 DONE_TAIL = b"data: [DONE]"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -374,13 +378,22 @@ class Connection:
                 await self.writer.wait_closed()
         self.reader = self.writer = None
 
-    async def post(self, path: str, body: bytes, watch_content: bool) -> Reply:
-        return await self.request("POST", path, body, watch_content)
+    async def post(
+        self, path: str, body: bytes, watch_content: bool, text: re.Pattern[bytes] = CONTENT_TEXT
+    ) -> Reply:
+        return await self.request("POST", path, body, watch_content, text)
 
     async def get(self, path: str) -> Reply:
         return await self.request("GET", path, b"", watch_content=False)
 
-    async def request(self, method: str, path: str, body: bytes, watch_content: bool) -> Reply:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        watch_content: bool,
+        text: re.Pattern[bytes] = CONTENT_TEXT,
+    ) -> Reply:
         reused = self.reader is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -417,7 +430,7 @@ class Connection:
                 chunk = (await reader.readexactly(size + 2))[:-2]
                 seen = len(data)
                 data += chunk
-                if watch_content and first is None and CONTENT_TEXT.search(data, max(0, seen - 16)):
+                if watch_content and first is None and text.search(data, max(0, seen - 16)):
                     first = time.perf_counter()
         elif b"content-length" in headers:
             data += await reader.readexactly(int(headers[b"content-length"]))
@@ -525,6 +538,64 @@ def check(reply: Reply, stream: bool, words: int | None) -> str | None:
     return None
 
 
+def responses_body(
+    model: str, prompt: str, stream: bool, max_output_tokens: int | None = None
+) -> bytes:
+    body: dict[str, Any] = {"model": model, "input": prompt, "stream": stream}
+    if max_output_tokens is not None:
+        body["max_output_tokens"] = max_output_tokens
+    return orjson.dumps(body)
+
+
+def check_response(reply: Reply, stream: bool, words: int | None) -> str | None:
+    """``check`` for the Responses API: HTTP 200, a stream that ends with
+    ``response.completed`` and no error event, not stopped by a rail, and ``words`` words
+    (or, when None, some text)."""
+    if reply.status != 200:
+        return f"HTTP {reply.status}: {reply.body[:200]!r}"
+    try:
+        if stream:
+            events = [
+                orjson.loads(block.split(b"data: ", 1)[1])
+                for block in reply.body.split(b"\n\n")
+                if b"data: " in block
+            ]
+            if not events or events[-1].get("type") != "response.completed":
+                return f"stream ended with {events[-1].get('type') if events else 'nothing'}"
+            text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        else:
+            response = orjson.loads(reply.body)
+            text = "".join(
+                part.get("text", "")
+                for item in response["output"]
+                if item["type"] == "message"
+                for part in item["content"]
+            )
+            if (response.get("incomplete_details") or {}).get("reason") == "content_filter":
+                return "blocked by a rail (content_filter)"
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return f"malformed answer: {exc!r}"
+    if words is not None and len(text.split()) != words:
+        return f"expected {words} words, got {len(text.split())}"
+    if words is None and not text:
+        return "empty answer"
+    return None
+
+
+@dataclass(frozen=True)
+class Api:
+    """How to ask one API and check its answers."""
+
+    path: str
+    text: re.Pattern[bytes]
+    """What marks the first text of a streamed answer."""
+    check: Callable[[Reply, bool, int | None], str | None]
+
+
+CHAT = Api(CHAT_PATH, CONTENT_TEXT, check)
+RESPONSES = Api(RESPONSES_PATH, DELTA_TEXT, check_response)
+
+
 async def closed_loop(
     target: Server,
     mode: str,
@@ -538,6 +609,7 @@ async def closed_loop(
     max_seconds: float,
     request_timeout: float,
     extract: Callable[[Reply], dict[str, float]] | None = None,
+    api: Api = CHAT,
 ) -> RunResult:
     """``count`` requests from ``concurrency`` workers, each on its own keep-alive
     connection, after one warm-up request (``warm_body``) per connection."""
@@ -547,7 +619,8 @@ async def closed_loop(
     try:
         # Warm-up: open every connection, and make guard open its upstream connections.
         warm = await asyncio.gather(
-            *(c.post(CHAT_PATH, warm_body, stream) for c in conns), return_exceptions=True
+            *(c.post(api.path, warm_body, stream, api.text) for c in conns),
+            return_exceptions=True,
         )
         for conn, outcome in zip(conns, warm, strict=True):
             if isinstance(outcome, BaseException):
@@ -565,14 +638,14 @@ async def closed_loop(
                 t0 = time.perf_counter()
                 try:
                     async with asyncio.timeout(request_timeout):
-                        reply = await conn.post(CHAT_PATH, body, stream)
+                        reply = await conn.post(api.path, body, stream, api.text)
                 except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                     result.errors.append(f"{type(exc).__name__}: {exc}")
                     await conn.close()
                     continue
                 t1 = time.perf_counter()
                 last_done = max(last_done, t1)
-                problem = check(reply, stream, expected_words)
+                problem = api.check(reply, stream, expected_words)
                 if problem:
                     result.errors.append(problem)
                     continue

@@ -16,6 +16,10 @@ guard the difference to direct. The client is a minimal HTTP/1.1 client on raw a
 streams (uvloop when installed): it costs both paths the same and far less CPU than httpx,
 which matters when all three processes share a small machine.
 
+``--api chat responses`` measures ``/v1/responses`` too (the same answer as its event
+stream; TTFT until the first ``"delta"`` with text), next to chat; the mode column then
+names the API.
+
 ``--upstream-url URL --model NAME`` benchmarks an existing server (e.g. vLLM) instead of
 starting the synthetic one; guard is then started with ``--policy``.
 
@@ -39,6 +43,9 @@ if __package__ in (None, ""):  # run as a file: python bench/proxy_overhead.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    CHAT,
+    RESPONSES,
+    Api,
     RunResult,
     Server,
     Summary,
@@ -51,6 +58,7 @@ from bench.harness import (
     machine_info,
     machine_line,
     pct,
+    responses_body,
     run_async,
     servers,
     stop_on_sigterm,
@@ -60,7 +68,14 @@ from bench.harness import (
 PROMPT = "Tell me a short story about a lighthouse."
 
 
-def request_body(args: argparse.Namespace, stream: bool, max_tokens: int | None) -> bytes:
+APIS = {"chat": CHAT, "responses": RESPONSES}
+
+
+def request_body(
+    args: argparse.Namespace, stream: bool, max_tokens: int | None, api: Api = CHAT
+) -> bytes:
+    if api is RESPONSES:
+        return responses_body(args.model, PROMPT, stream, max_tokens)
     extra = {}
     if args.upstream_url:
         extra["temperature"] = 0
@@ -76,6 +91,7 @@ async def run_once(
     mode: str,
     concurrency: int,
     count: int,
+    api: Api = CHAT,
 ) -> RunResult:
     stream = mode == "stream"
     expected = None if args.upstream_url else args.tokens
@@ -86,12 +102,13 @@ async def run_once(
         mode,
         concurrency,
         count,
-        request_body(args, stream, args.max_tokens),
-        request_body(args, stream, 1),
+        request_body(args, stream, args.max_tokens, api),
+        request_body(args, stream, 1, api),
         pids=pids,
         expected_words=expected,
         max_seconds=args.max_seconds,
         request_timeout=args.request_timeout,
+        api=api,
     )
 
 
@@ -154,21 +171,27 @@ async def benchmark(
         total = args.requests or max(50, 8 * concurrency)
         per_run = math.ceil(total / args.rounds)
         for mode in args.modes:
-            runs: dict[str, list[RunResult]] = {"upstream": [], "guard": []}
-            for round_ in range(args.rounds):
-                order = (upstream, guard) if round_ % 2 == 0 else (guard, upstream)
-                for target in order:
-                    run = await run_once(args, target, pids, mode, concurrency, per_run)
-                    runs[target.name].append(run)
-                    print(
-                        f"  c={concurrency:<4} {mode:<10} {target.name:<8} round {round_ + 1}: "
-                        f"{len(run.samples)} ok, {len(run.errors)} errors, {run.wall_s:.1f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            direct, via_guard = summarize(runs["upstream"]), summarize(runs["guard"])
-            direct.target = "direct"
-            pairs.append((direct, via_guard))
+            for name in args.api:
+                label = mode if args.api == ["chat"] else f"{name} {mode}"
+                runs: dict[str, list[RunResult]] = {"upstream": [], "guard": []}
+                for round_ in range(args.rounds):
+                    order = (upstream, guard) if round_ % 2 == 0 else (guard, upstream)
+                    for target in order:
+                        run = await run_once(
+                            args, target, pids, mode, concurrency, per_run, APIS[name]
+                        )
+                        runs[target.name].append(run)
+                        print(
+                            f"  c={concurrency:<4} {label:<20} {target.name:<8} "
+                            f"round {round_ + 1}: {len(run.samples)} ok, "
+                            f"{len(run.errors)} errors, {run.wall_s:.1f} s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                direct, via_guard = summarize(runs["upstream"]), summarize(runs["guard"])
+                direct.target = "direct"
+                direct.mode = via_guard.mode = label
+                pairs.append((direct, via_guard))
     return pairs
 
 
@@ -185,6 +208,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--modes", nargs="+", choices=["stream", "non-stream"], default=["stream", "non-stream"]
+    )
+    parser.add_argument(
+        "--api", nargs="+", choices=sorted(APIS), default=["chat"], help="the APIs to measure"
     )
     parser.add_argument(
         "--requests",

@@ -181,8 +181,9 @@ class Operations:
                 m.candidates_scored.labels(policy).inc(sum(s is not None for s in scores))
         usage = record.usage or {}
         extra = ctx.extra_usage() if ctx is not None else {}
-        for kind in ("prompt", "completion"):
-            if isinstance(tokens := usage.get(f"{kind}_tokens"), int) and tokens > 0:
+        for kind, responses_kind in (("prompt", "input"), ("completion", "output")):
+            tokens = usage.get(f"{kind}_tokens", usage.get(f"{responses_kind}_tokens"))
+            if isinstance(tokens, int) and tokens > 0:
                 m.tokens.labels(policy, record.key_name, kind).inc(tokens)
             if (spent := extra.get(f"{kind}_tokens", 0)) > 0:
                 m.tokens.labels(policy, record.key_name, f"{kind}_critique").inc(spent)

@@ -5,11 +5,13 @@ message keys its chat renderer passes to the template (``name``, ``task``,
 ``tool_calls``, ``reasoning``, ``tool_call_id``, a developer message's ``tools``, and a
 role name that is not a standard one, since vLLM renders any role string); every tool
 definition; ``documents``; every value of ``chat_template_kwargs`` (it can override any
-template variable, ``tools`` and ``documents`` included); and for text completions,
-every prompt and the ``suffix``; for embeddings and vLLM's pooling family, every text
-the request carries (``input``, ``messages``, a score's or rerank's queries and
-documents, ``instruction``, a tokenize ``prompt``...). docs/safety.md lists them with
-vLLM's sources.
+template variable, ``tools`` and ``documents`` included); for text completions,
+every prompt and the ``suffix``; for the Responses API, the ``instructions`` and every
+``input`` item (messages, tool calls and their outputs, reasoning), read as vLLM turns
+them into chat messages, and the same tools and template kwargs as chat; for embeddings
+and vLLM's pooling family, every text the request carries (``input``, ``messages``, a
+score's or rerank's queries and documents, ``instruction``, a tokenize ``prompt``...).
+docs/safety.md lists them with vLLM's sources.
 
 Each message (tool, document, prompt...) is one text, judged whole: its pieces joined
 in the order the template renders them, so a request split across parts is read as
@@ -19,7 +21,8 @@ a redaction rewrites each field at the right place.
 What no rail can read is refused with a 400 naming the field, unless the policy lets
 that kind through by name (``inputs.allow_unjudged``): a client's chat template, token
 ids, prompt embeddings, image, audio and video parts, ``kv_transfer_params``, a pooling
-plugin's ``data``.
+plugin's ``data``. A Responses ``previous_response_id`` (history the upstream stored) is
+let through and listed as unjudged: its turns were judged when they were sent.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from guard.pipeline.texts import KEY, Part, Path, joined, redact_fields
 from guard.policy.models import Inputs, Unjudged
 from guard.protocol.messages import COMPLETIONS
 from guard.protocol.pooling import ENDPOINT_OF
+from guard.protocol.responses import RESPONSES
 
 STANDARD_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 TEXT_PARTS = {
@@ -61,6 +65,15 @@ MEDIA_PARTS: dict[str, Unjudged] = {
     "prompt_embeds": "prompt_embeds",
 }
 """Content part type (or key, for a part without ``type``) -> what kind of input it is."""
+ITEM_ROLES = {
+    "function_call": "assistant",
+    "custom_tool_call": "assistant",
+    "reasoning": "assistant",
+    "function_call_output": "tool",
+    "custom_tool_call_output": "tool",
+}
+"""A Responses ``input`` item that is not a message -> the role of the chat message vLLM
+makes of it (what ``inputs.trusted_roles`` is matched against)."""
 
 
 @dataclass
@@ -109,6 +122,8 @@ def read_input(path: str, body: Mapping[str, Any], inputs: Inputs) -> InputPlan:
         reader.completion(body)
     elif path in ENDPOINT_OF:
         reader.pooling(body)
+    elif path == RESPONSES:
+        reader.responses(body)
     else:
         reader.chat(body)
     total = sum(len(part.text) for part in plan.parts)
@@ -165,27 +180,32 @@ class _Reader:
 
     def add(
         self, where: str, pieces: list[tuple[str, Path]], context: tuple[Any, ...] = ()
-    ) -> None:
+    ) -> Part | None:
         part = joined(where, pieces, context)
         if part is not None:
             self.plan.parts.append(part)
+        return part
 
-    # -- chat ---------------------------------------------------------------------
+    def trusted(self, where: str, role: Any) -> bool:
+        """Whether ``role`` is one the policy trusts (then noted as unjudged)."""
+        if not isinstance(role, str) or role not in self.inputs.trusted_roles:
+            return False
+        reason = f"trusted role {role}"
+        self.plan.unjudged.append({"field": where, "kind": "message", "reason": reason})
+        return True
 
-    def chat(self, body: Mapping[str, Any]) -> None:
+    # -- what chat and Responses share ----------------------------------------------
+
+    def transfer_params(self, body: Mapping[str, Any]) -> None:
         for key in ("kv_transfer_params", "ec_transfer_params"):
             if body.get(key) is not None:
                 self.unreadable(key, "kv_transfer_params", "vLLM transfer parameters")
-        if body.get("chat_template") is not None:
-            self.unreadable("chat_template", "chat_template", "a chat template sent by the client")
-        messages = body.get("messages") or []
-        for index, message in enumerate(messages):
-            if isinstance(message, Mapping):
-                self.message(index, message, tuple(messages[:index]))
+
+    def tools(self, body: Mapping[str, Any]) -> None:
         for index, tool in enumerate(body.get("tools") or []):
             self.add(f"tools[{index}]", list(_leaves(tool, ("tools", index))))
-        for index, document in enumerate(body.get("documents") or []):
-            self.add(f"documents[{index}]", list(_leaves(document, ("documents", index))))
+
+    def template_kwargs(self, body: Mapping[str, Any]) -> None:
         kwargs = body.get("chat_template_kwargs") or {}
         if isinstance(kwargs, Mapping):
             for key, value in kwargs.items():
@@ -197,21 +217,37 @@ class _Reader:
                 pieces += list(_leaves(value, ("chat_template_kwargs", key)))
                 self.add(where, pieces)
 
-    def message(self, index: int, message: Mapping[str, Any], context: tuple[Any, ...]) -> None:
-        where = f"messages[{index}]"
+    # -- chat ---------------------------------------------------------------------
+
+    def chat(self, body: Mapping[str, Any]) -> None:
+        self.transfer_params(body)
+        if body.get("chat_template") is not None:
+            self.unreadable("chat_template", "chat_template", "a chat template sent by the client")
+        messages = body.get("messages") or []
+        for index, message in enumerate(messages):
+            if isinstance(message, Mapping):
+                self.message(
+                    f"messages[{index}]", ("messages", index), message, tuple(messages[:index])
+                )
+        self.tools(body)
+        for index, document in enumerate(body.get("documents") or []):
+            self.add(f"documents[{index}]", list(_leaves(document, ("documents", index))))
+        self.template_kwargs(body)
+
+    def message(
+        self, where: str, base: Path, message: Mapping[str, Any], context: tuple[Any, ...]
+    ) -> Part | None:
+        """A chat message (or a Responses message item) at ``base`` in the body."""
         role = message.get("role")
-        if isinstance(role, str) and role in self.inputs.trusted_roles:
-            reason = f"trusted role {role}"
-            self.plan.unjudged.append({"field": where, "kind": "message", "reason": reason})
-            return
-        base: Path = ("messages", index)
+        if self.trusted(where, role):
+            return None
         pieces: list[tuple[str, Path]] = []
         if isinstance(role, str) and role not in STANDARD_ROLES:
             pieces.append((role, (*base, "role")))
         for key in ("name", "task"):
             if isinstance(message.get(key), str):
                 pieces.append((message[key], (*base, key)))
-        pieces += self.content(where, message.get("content"), (*base, "content"))
+        pieces += self.content(f"{where}.content", message.get("content"), (*base, "content"))
         for key in ("reasoning", "reasoning_content", "tool_call_id"):
             if isinstance(message.get(key), str):
                 pieces.append((message[key], (*base, key)))
@@ -219,9 +255,10 @@ class _Reader:
             pieces += list(_leaves(call, (*base, "tool_calls", number)))
         if message.get("tools") is not None:
             pieces += list(_leaves(message["tools"], (*base, "tools")))
-        self.add(where, pieces, context)
+        return self.add(where, pieces, context)
 
     def content(self, where: str, content: Any, base: Path) -> list[tuple[str, Path]]:
+        """The texts of a content field (``where`` names it): a string or a list of parts."""
         if content is None:
             return []
         if isinstance(content, str):
@@ -230,7 +267,7 @@ class _Reader:
             return list(_leaves(content, base))
         pieces: list[tuple[str, Path]] = []
         for number, part in enumerate(content):
-            here, path = f"{where}.content[{number}]", (*base, number)
+            here, path = f"{where}[{number}]", (*base, number)
             if isinstance(part, str):
                 pieces.append((part, path))
                 continue
@@ -254,9 +291,7 @@ class _Reader:
     # -- text completions ---------------------------------------------------------
 
     def completion(self, body: Mapping[str, Any]) -> None:
-        for key in ("kv_transfer_params", "ec_transfer_params"):
-            if body.get(key) is not None:
-                self.unreadable(key, "kv_transfer_params", "vLLM transfer parameters")
+        self.transfer_params(body)
         if body.get("prompt_embeds") is not None:
             self.unreadable("prompt_embeds", "prompt_embeds", "prompt embeddings")
         prompt = body.get("prompt")
@@ -275,6 +310,82 @@ class _Reader:
             self.unreadable("prompt", "token_ids", "a prompt given as token ids")
         if isinstance(body.get("suffix"), str):
             self.add("suffix", [(body["suffix"], ("suffix",))])
+
+    # -- the Responses API ----------------------------------------------------------
+
+    def responses(self, body: Mapping[str, Any]) -> None:
+        """What vLLM renders from a Responses request: ``instructions`` as a system
+        message, then each ``input`` item as the chat message it becomes."""
+        self.transfer_params(body)
+        if body.get("prompt") is not None:
+            self.refuse("prompt", "a stored prompt template, which guard cannot see")
+        if body.get("previous_response_id") is not None:
+            reason = "history the upstream stored: judged when it was sent"
+            self.plan.unjudged.append(
+                {"field": "previous_response_id", "kind": "stored_history", "reason": reason}
+            )
+        conversation: list[dict[str, Any]] = []
+        instructions = body.get("instructions")
+        if isinstance(instructions, str) and not self.trusted("instructions", "system"):
+            self.add("instructions", [(instructions, ("instructions",))])
+        if isinstance(instructions, str):
+            conversation.append({"role": "system", "content": instructions})
+        items = body.get("input")
+        if isinstance(items, str):
+            if not self.trusted("input", "user"):
+                self.add("input", [(items, ("input",))], tuple(conversation))
+        elif isinstance(items, list):
+            for index, item in enumerate(items):
+                if not isinstance(item, Mapping):
+                    raise InvalidRequest(
+                        f"input[{index}] is not an object.", param=f"input[{index}]"
+                    )
+                role, part = self.item(index, item, tuple(conversation))
+                conversation.append({"role": role, "content": part.text if part else ""})
+        self.tools(body)
+        self.template_kwargs(body)
+        for index, message in enumerate(body.get("previous_input_messages") or []):
+            where = f"previous_input_messages[{index}]"
+            self.add(where, list(_leaves(message, ("previous_input_messages", index))))
+
+    def item(
+        self, index: int, item: Mapping[str, Any], context: tuple[Any, ...]
+    ) -> tuple[str, Part | None]:
+        """One ``input`` item: the role of the chat message vLLM makes of it, and its part."""
+        where, base = f"input[{index}]", ("input", index)
+        kind = item.get("type")
+        if kind in (None, "message") and "role" in item:
+            return str(item["role"]), self.message(where, base, item, context)
+        role = ITEM_ROLES.get(str(kind))
+        if role is None:
+            raise InvalidRequest(
+                f"{where} has type {kind!r}, which is not an input item guard can read.",
+                param=where,
+                code="unjudgeable_input",
+            )
+        if self.trusted(where, role):
+            return role, None
+        if item.get("encrypted_content") is not None:
+            self.refuse(f"{where}.encrypted_content", "encrypted reasoning")
+        pieces: list[tuple[str, Path]] = []
+        for key in ("call_id", "namespace", "name", "arguments", "input"):
+            if isinstance(item.get(key), str):
+                pieces.append((item[key], (*base, key)))
+        if "output" in item:
+            pieces += self.content(f"{where}.output", item["output"], (*base, "output"))
+        for key in ("summary", "content") if kind == "reasoning" else ():
+            for number, part in enumerate(item.get(key) or []):
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                    pieces.append((part["text"], (*base, key, number, "text")))
+        return role, self.add(where, pieces, context)
+
+    def refuse(self, where: str, what: str) -> None:
+        raise InvalidRequest(
+            f"The input rails cannot read {what} ({where}), so this model's policy does not "
+            "accept it.",
+            param=where,
+            code="unjudgeable_input",
+        )
 
     # -- embeddings and vLLM's pooling family -------------------------------------
 
@@ -369,7 +480,9 @@ class _Reader:
             if isinstance(item, str):
                 self.add(where, [(item, path)])
             elif isinstance(item, Mapping) and "content" in item:
-                self.add(where, self.content(where, item["content"], (*path, "content")))
+                self.add(
+                    where, self.content(f"{where}.content", item["content"], (*path, "content"))
+                )
             else:
                 raise InvalidRequest(
                     f"{where} must be a text or an object with 'content' parts.", param=where

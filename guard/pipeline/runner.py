@@ -1,7 +1,9 @@
 """Runs one policy's stages for one request.
 
 The stages, in order: input rails -> generation -> best-of-n -> constitutional
-revision -> output rails. ``unsupported`` names every stage a policy asks for that
+revision -> output rails. On ``/v1/responses`` the stages are input rails ->
+generation -> output rails; a policy with best-of-n or constitutional critique answers
+that endpoint 400 rather than skip them. ``unsupported`` names every stage a policy asks for that
 this version cannot run yet; the server refuses to start on such a policy rather
 than silently skip a safety step.
 
@@ -27,21 +29,30 @@ from guard.components.registry import (
     build_classifier,
     build_reward,
 )
-from guard.errors import ContentFiltered, GuardError, PolicyError, RailFailed, RailsOverloaded
+from guard.errors import (
+    ContentFiltered,
+    GuardError,
+    InvalidRequest,
+    PolicyError,
+    RailFailed,
+    RailsOverloaded,
+)
 from guard.pipeline.best_of_n import BestOfNStage, check_n, upstream_request
 from guard.pipeline.constitutional import ConstitutionalStage, trigger_reason
 from guard.pipeline.inputs import InputPlan, read_input, with_redacted_input
 from guard.pipeline.pruning import Pruner, survivor_events
 from guard.pipeline.rails import SEVERITY, Judgement, Rail, Stage, judge
 from guard.pipeline.refusal import refusal
-from guard.pipeline.streaming import StreamGuard
-from guard.pipeline.subjects import output_parts
-from guard.pipeline.texts import redact_fields
+from guard.pipeline.response_stream import ResponseStreamGuard
+from guard.pipeline.streaming import Judge, StreamGuard
+from guard.pipeline.subjects import conversation, output_parts, response_part
+from guard.pipeline.texts import Part, redact_fields
 from guard.pipeline.trace import Trace
 from guard.pipeline.verdict_cache import VerdictCache
 from guard.policy.load import LoadedPolicy
 from guard.protocol.messages import COMPLETIONS, as_events, choice_text, set_choice_text
-from guard.protocol.relay import Relay, passed_through, replay
+from guard.protocol.relay import Relay, passed_through, passed_through_responses, replay
+from guard.protocol.responses import RESPONSES, refused_response, response_events, set_refused
 from guard.protocol.upstream import Upstream
 
 T = TypeVar("T")
@@ -208,6 +219,8 @@ class Pipeline:
     async def complete(
         self, path: str, body: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
+        if path == RESPONSES:
+            return await self._respond(body, ctx)
         self.check_request(body)
         try:
             if self.best_of_n is not None and self.best_of_n.spec.prune is not None:
@@ -366,6 +379,8 @@ class Pipeline:
 
     async def stream(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Relay:
         """Start a stream. Errors before the first byte still get a proper status."""
+        if path == RESPONSES:
+            return await self._stream_response(body, ctx)
         self.check_request(body)
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         unstreamed = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
@@ -454,12 +469,23 @@ class Pipeline:
                 passed_through(chunks, partial(self.guard_info, ctx)),
                 partial(self.upstream.close, response),
             )
-        conversation = tuple(body.get("messages") or ())
+        guard = StreamGuard(
+            self.loaded.policy.streaming,
+            self._stream_judge(path, body, ctx),
+            lambda: self.guard_info(ctx),
+            wants_usage=wants_usage,
+        )
+        return Relay(guard.run(chunks), partial(self.upstream.close, response))
+
+    def _stream_judge(self, path: str, body: dict[str, Any], ctx: RequestContext) -> Judge:
+        """Judges a streamed answer's window with the output rails. A fail-closed rail that
+        could not judge it raises the policy's error, unless the policy wants a refusal."""
+        context = conversation(path, body)
 
         async def judge_text(text: str, index: int) -> Judgement:
             with ctx.trace.timed("output_rails"):
                 [judgement] = await judge(
-                    self.output_rails, [Subject(text, "assistant", conversation)], "output"
+                    self.output_rails, [Subject(text, "assistant", context)], "output"
                 )
             ctx.stream_checks += 1
             if judgement.outcome != "pass":
@@ -468,13 +494,101 @@ class Pipeline:
                 self._refuses(judgement, ctx)  # raises unless the policy wants a refusal
             return judgement
 
-        guard = StreamGuard(
-            self.loaded.policy.streaming,
-            judge_text,
-            lambda: self.guard_info(ctx),
-            wants_usage=wants_usage,
+        return judge_text
+
+    # -- the Responses API --------------------------------------------------------
+
+    def _check_responses(self, body: dict[str, Any]) -> None:
+        """Refuse what this policy cannot do on /v1/responses: never skip a stage."""
+        stages = [
+            name
+            for name, stage in (
+                ("best_of_n", self.best_of_n),
+                ("constitutional", self.constitutional),
+            )
+            if stage is not None
+        ]
+        if stages:
+            raise InvalidRequest(
+                f"This model's policy '{self.name}' uses {' and '.join(stages)}, which guard "
+                "does not run on /v1/responses yet; use /v1/chat/completions for this model.",
+                code="unsupported_on_endpoint",
+            )
+        refused = self.loaded.policy.inputs.previous_response == "refuse"
+        if refused and body.get("previous_response_id") is not None:
+            raise InvalidRequest(
+                "This model's policy does not continue conversations the upstream stored: "
+                "guard cannot see them. Send the whole conversation as 'input' instead.",
+                param="previous_response_id",
+                code="stored_history_refused",
+            )
+
+    async def _respond(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        self._check_responses(body)
+        try:
+            result = await self._guarded_generation(
+                RESPONSES,
+                body,
+                ctx,
+                lambda b: self.upstream.post_json(RESPONSES, b, ctx.request_id),
+            )
+            ctx.trace.keep_result(RESPONSES, body, result)
+            await self._judge_response(body, result, ctx)
+        except Blocked:
+            result = self._refusal(RESPONSES, body, ctx)
+        result["guard"] = self.guard_info(ctx)
+        return result
+
+    async def _judge_response(
+        self, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext
+    ) -> None:
+        """Judge a finished Response's output: a block (or a failure the policy answers
+        with a refusal) replaces it by the refusal; a redaction rewrites each field it
+        touches, and drops that item's logprobs."""
+        if not self.output_rails:
+            return
+        part = response_part(body, result)
+        [judgement] = await self._judge(
+            self.output_rails, [part.subject("assistant")], "output", ctx
         )
-        return Relay(guard.run(chunks), partial(self.upstream.close, response))
+        message = self.loaded.policy.refusal.message
+        if self._refuses(judgement, ctx):
+            if self.loaded.policy.refusal.http_error and judgement.blocked:
+                raise ContentFiltered(message, self.guard_info(ctx))
+            set_refused(result, message, ctx.request_id)
+            return
+        redact_fields(result, [part], [judgement])
+        for index in _items_touched(part, judgement):
+            item = result["output"][index]
+            for content in item.get("content") or [] if item.get("type") == "message" else []:
+                if isinstance(content, dict) and content.get("logprobs") is not None:
+                    content["logprobs"] = None
+                    ctx.logprobs_dropped.append(index)
+
+    async def _stream_response(self, body: dict[str, Any], ctx: RequestContext) -> Relay:
+        self._check_responses(body)
+        try:
+            response = await self._guarded_generation(
+                RESPONSES,
+                body,
+                ctx,
+                lambda b: self.upstream.open_stream(RESPONSES, b, ctx.request_id),
+                discard=self.upstream.close,
+            )
+        except Blocked:
+            result = self._refusal(RESPONSES, body, ctx)
+            result["guard"] = self.guard_info(ctx)
+            return replay(response_events(result))
+        chunks = ctx.trace.upstream_chunks(self.upstream.iter_bytes(response))
+        close = partial(self.upstream.close, response)
+        if not self.output_rails:
+            return Relay(passed_through_responses(chunks, partial(self.guard_info, ctx)), close)
+        guard = ResponseStreamGuard(
+            self.loaded.policy.streaming,
+            self._stream_judge(RESPONSES, body, ctx),
+            lambda: self.guard_info(ctx),
+        )
+        return Relay(guard.run(chunks), close)
 
     # -- stages -------------------------------------------------------------------
 
@@ -601,6 +715,8 @@ class Pipeline:
         message = self.loaded.policy.refusal.message
         if self.loaded.policy.refusal.http_error:
             raise ContentFiltered(message, self.guard_info(ctx))
+        if path == RESPONSES:
+            return refused_response(body, message, ctx.request_id)
         return refusal(path, str(body.get("model")), message, body.get("n") or 1, ctx.request_id)
 
     def _upstream_body(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -624,6 +740,16 @@ def rail_failure(judgement: Judgement, guard: dict[str, Any]) -> GuardError:
         "policy does not serve what it cannot judge.",
         guard,
     )
+
+
+def _items_touched(part: Part, judgement: Judgement) -> set[int]:
+    """The output items of a Response a redaction of its part changed."""
+    return {
+        int(segment.path[1])
+        for start, end, _ in judgement.redactions
+        for segment in part.segments
+        if max(start, segment.start) < min(end, segment.end)
+    }
 
 
 def _cached(rail: Rail) -> Rail:

@@ -28,13 +28,17 @@ cancels that task and every check in flight.
 A block stops that choice: a last chunk with ``finish_reason: "content_filter"`` and
 the verdict under ``guard``; when every choice has stopped, the upstream request is
 closed, so vLLM stops generating.
+
+``WindowedStream`` is that machinery, whatever the wire; ``StreamGuard`` fits it to chat
+and text completion chunks, ``guard.pipeline.response_stream`` to Responses events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +105,7 @@ class ChoiceGuard:
 
     settings: Streaming
     held: list[dict[str, Any]] = field(default_factory=list)
-    """Upstream chunks (each carrying only this choice) not released yet."""
+    """Upstream chunks (each carrying only this choice), or events, not released yet."""
     texts: list[str] = field(default_factory=list)
     """The text of each held chunk."""
     checked: int = 0
@@ -122,15 +126,14 @@ class ChoiceGuard:
     done: bool = False
     """Everything this choice will ever send is sent."""
 
-    def hold(self, chunk: dict[str, Any]) -> None:
-        choice = chunk["choices"][0]
-        self.held.append(chunk)
-        text = chunk_text(choice)
+    def hold(self, item: dict[str, Any], text: str, finishes: bool) -> None:
+        """Hold ``item``, which adds ``text``; ``finishes``: it is the choice's last."""
+        self.held.append(item)
         self.texts.append(text)
         if text:
             self.held_count += 1
             self.new_count += 1
-        if choice.get("finish_reason") is not None:
+        if finishes:
             self.finished = True
 
     def _text_chunks(self, start: int, end: int) -> int:
@@ -207,20 +210,64 @@ class ChoiceGuard:
 
 
 @dataclass
-class StreamGuard:
-    """Runs the chunks of one upstream stream through the output rails, per choice."""
+class WindowedStream(ABC):
+    """Runs the events of one upstream stream through the output rails, per choice.
+
+    A wire fits it with how to read an upstream event (``_on_event``: hold its items),
+    the texts an item adds (``_fields``), how to send released items (``_emit``), what
+    a block sends (``_stopped``) and how the stream ends."""
 
     settings: Streaming
     judge: Judge
     guard_info: Callable[[], dict[str, Any]]
     choices: dict[int, ChoiceGuard] = field(default_factory=dict)
-    usage: dict[str, Any] | None = None
-    wants_usage: bool = False
-    tagged: bool = False
-    _head: dict[str, Any] = field(default_factory=dict)
-    """id, object, created, model of the upstream's chunks."""
     _inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     """Upstream events, check results and the end of the upstream, in arrival order."""
+
+    broken = "the upstream ended the stream without [DONE]"
+
+    # -- what a wire says ---------------------------------------------------------
+
+    @abstractmethod
+    def _on_event(self, event: bytes) -> list[bytes]:
+        """Hold what an upstream event adds; return anything to send at once."""
+
+    @abstractmethod
+    def _fields(self, item: dict[str, Any]) -> list[tuple[str, Path]]:
+        """The texts a held item adds, each with its path in the item."""
+
+    @abstractmethod
+    def _emit(self, items: list[dict[str, Any]]) -> list[bytes]:
+        """The events that send released items."""
+
+    @abstractmethod
+    def _stopped(self, index: int) -> list[bytes]:
+        """What a choice a rail stopped sends last."""
+
+    @abstractmethod
+    def _error(self, error: GuardError) -> bytes:
+        """The event that reports an error in the middle of the stream."""
+
+    @abstractmethod
+    def _unspell(self, item: dict[str, Any]) -> None:
+        """Forget what spelled an item's text before a redaction changed it (logprobs)."""
+
+    def _closing(self) -> Iterable[bytes]:
+        """What a stream that ran to its end sends after the last released item."""
+        return ()
+
+    def _ending(self) -> Iterable[bytes]:
+        """What every stream sends last, after an error too."""
+        return ()
+
+    def _complete(self) -> bool:
+        """Whether the upstream's stream, ended without ``[DONE]``, was whole all the same."""
+        return False
+
+    # -- the machinery ------------------------------------------------------------
+
+    def _text(self, item: dict[str, Any]) -> str:
+        return "".join(text for text, _ in self._fields(item))
 
     def _choice(self, index: int) -> ChoiceGuard:
         if index not in self.choices:
@@ -233,11 +280,12 @@ class StreamGuard:
             try:
                 async for out in self._serve():
                     yield out
-                if self.wants_usage and self.usage is not None:
-                    yield self._event({"choices": [], "usage": self.usage})
+                for out in self._closing():
+                    yield out
             except GuardError as exc:
-                yield error_event(exc)
-            yield DONE + b"\n\n"
+                yield self._error(exc)
+            for out in self._ending():
+                yield out
         finally:
             # A closed or cancelled stream must leave nothing running: the reader (so
             # the upstream can be closed) and every pending check.
@@ -255,6 +303,8 @@ class StreamGuard:
             elif kind == "checked":
                 outs = self._on_checked(*item)
             elif kind == "done":
+                if not item and not self._complete():
+                    raise UpstreamStreamBroken(self.broken)
                 upstream_done, outs = True, []
                 for choice in self.choices.values():
                     choice.finished = True
@@ -271,28 +321,17 @@ class StreamGuard:
         try:
             async for event in split_events(chunks):
                 if event == DONE:
-                    self._inbox.put_nowait(("done", None))
+                    self._inbox.put_nowait(("done", True))
                     return
                 self._inbox.put_nowait(("event", event))
-            raise UpstreamStreamBroken("the upstream ended the stream without [DONE]")
+            self._inbox.put_nowait(("done", False))
         except Exception as exc:  # handed to the stream, which reports it
             self._inbox.put_nowait(("error", exc))
 
-    def _on_event(self, event: bytes) -> list[bytes]:
-        try:
-            chunk = orjson.loads(event.removeprefix(b"data:").strip())
-        except orjson.JSONDecodeError:
-            return []
-        if not isinstance(chunk, dict) or "error" in chunk:
-            return [event + b"\n\n"]
-        self._head = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            state = self._choice(int(choice.get("index", 0)))
-            if not state.stopped:
-                state.hold({**self._head, "choices": [choice]})
-        return []
+    def _hold(self, index: int, item: dict[str, Any], finishes: bool) -> None:
+        state = self._choice(index)
+        if not state.stopped:
+            state.hold(item, self._text(item), finishes)
 
     def _start_due(self, index: int, state: ChoiceGuard) -> list[bytes]:
         check = state.next_check()
@@ -300,7 +339,7 @@ class StreamGuard:
             return []
         if not check.judged:
             state.done = True
-            return [self._event(chunk) for chunk in state.release(check.cut, check.end, True)]
+            return self._emit(state.release(check.cut, check.end, True))
         state.in_flight = asyncio.create_task(self._judge(index, check))
         return []
 
@@ -320,15 +359,15 @@ class StreamGuard:
         if judgement.stops:
             state.stopped = True
             state.held, state.texts = [], []
-            return [self._event({"choices": [self._stop(index)]})]
+            return self._stopped(index)
         if not judgement.redactions:
-            return [self._event(c) for c in state.release(check.cut, check.end, clean=True)]
+            return self._emit(state.release(check.cut, check.end, clean=True))
         return self._release_redacted(index, state, judgement, check)
 
     def _release_redacted(
         self, index: int, state: ChoiceGuard, judgement: Judgement, check: Check
     ) -> list[bytes]:
-        """Release the passed text with its spans replaced, as one chunk.
+        """Release the passed text with its spans replaced.
 
         The cut moves back before any span that would straddle it, so a redacted span
         is never released in part.
@@ -344,20 +383,69 @@ class StreamGuard:
         if not released:
             return []
         pieces = [
-            (text, (number, "choices", 0, *path))
-            for number, chunk in enumerate(released)
-            for text, path in chunk_fields(chunk["choices"][0])
+            (text, (number, *path))
+            for number, item in enumerate(released)
+            for text, path in self._fields(item)
         ]
         part = joined(f"choices[{index}]", pieces, separator="")
         spans = tuple((s - check.start, e - check.start, r) for s, e, r in judgement.redactions)
         if part is not None:
             redact_fields(released, [part], [Judgement((), spans)])
-        texts = [chunk_text(chunk["choices"][0]) for chunk in released]
-        for chunk, before in zip(released, state.released[-len(released) :], strict=True):
-            if chunk_text(chunk["choices"][0]) != before:
-                chunk["choices"][0]["logprobs"] = None  # they spelled the redacted text
+        texts = [self._text(item) for item in released]
+        for item, before in zip(released, state.released[-len(released) :], strict=True):
+            if self._text(item) != before:
+                self._unspell(item)  # what spelled the redacted text must go too
         state.released[-len(released) :] = texts
-        return [self._event(chunk) for chunk in released]
+        return self._emit(released)
+
+
+@dataclass
+class StreamGuard(WindowedStream):
+    """Chat and text completion chunks: a choice's held items are chunks carrying only
+    that choice."""
+
+    usage: dict[str, Any] | None = None
+    wants_usage: bool = False
+    tagged: bool = False
+    _head: dict[str, Any] = field(default_factory=dict)
+    """id, object, created, model of the upstream's chunks."""
+
+    def _on_event(self, event: bytes) -> list[bytes]:
+        try:
+            chunk = orjson.loads(event.removeprefix(b"data:").strip())
+        except orjson.JSONDecodeError:
+            return []
+        if not isinstance(chunk, dict) or "error" in chunk:
+            return [event + b"\n\n"]
+        self._head = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            finishes = choice.get("finish_reason") is not None
+            self._hold(int(choice.get("index", 0)), {**self._head, "choices": [choice]}, finishes)
+        return []
+
+    def _fields(self, item: dict[str, Any]) -> list[tuple[str, Path]]:
+        return [(text, ("choices", 0, *path)) for text, path in chunk_fields(item["choices"][0])]
+
+    def _unspell(self, item: dict[str, Any]) -> None:
+        item["choices"][0]["logprobs"] = None
+
+    def _emit(self, items: list[dict[str, Any]]) -> list[bytes]:
+        return [self._event(chunk) for chunk in items]
+
+    def _stopped(self, index: int) -> list[bytes]:
+        return [self._event({"choices": [self._stop(index)]})]
+
+    def _error(self, error: GuardError) -> bytes:
+        return error_event(error)
+
+    def _closing(self) -> Iterable[bytes]:
+        if self.wants_usage and self.usage is not None:
+            yield self._event({"choices": [], "usage": self.usage})
+
+    def _ending(self) -> Iterable[bytes]:
+        yield DONE + b"\n\n"
 
     def _is_chat(self) -> bool:
         return "chat" in str(self._head.get("object"))

@@ -18,6 +18,7 @@ import orjson
 from guard.errors import GuardError
 from guard.pipeline.streaming import chunk_text
 from guard.pipeline.subjects import output_subjects
+from guard.protocol.responses import event_payload
 from guard.protocol.sse import DONE, split_events
 
 A = TypeVar("A")
@@ -80,6 +81,13 @@ class Trace:
             self.add("generation", time.perf_counter() - started)
 
     def _keep_event(self, event: bytes) -> None:
+        if event.startswith(b"event:"):  # a Responses event: its deltas make one answer
+            payload = event_payload(event) or {}
+            if str(payload.get("type")).endswith(".delta") and isinstance(
+                payload.get("delta"), str
+            ):
+                self.answers[0] = self.answers.get(0, "") + payload["delta"]
+            return
         if event == DONE or not event.startswith(b"data:"):
             return
         try:

@@ -126,6 +126,11 @@ class Inputs(Section):
     lists them under ``guard.input.unjudged``."""
     max_chars: int = Field(default=262_144, ge=1)
     """The most text the input rails judge for one request; past it, 413."""
+    previous_response: Literal["allow", "refuse"] = "allow"
+    """A Responses ``previous_response_id``: the upstream's stored conversation, which
+    guard cannot see. ``allow``: forward it (its turns were judged when they were sent;
+    ``guard.input.unjudged`` lists it); ``refuse``: answer 400, so clients send the whole
+    conversation as ``input``, where the input rails read it (docs/safety.md)."""
 
 
 class Embeddings(Section):

@@ -37,11 +37,17 @@ def named_model(model: str) -> str:
 ModelName = Annotated[str, AfterValidator(named_model)]
 
 
-class GenerationRequest(WireModel):
-    """Fields shared by chat and text completions."""
+class ModelRequest(WireModel):
+    """Fields every generating request has: the model that routes it, and whether it
+    streams."""
 
     model: ModelName
     stream: bool | None = False
+
+
+class GenerationRequest(ModelRequest):
+    """Fields shared by chat and text completions."""
+
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=128)
 
@@ -82,3 +88,15 @@ class EmbeddingRequest(PoolingRequest):
         if value is not None and not isinstance(value, str | list):
             raise ValueError("must be a text, a list of texts, token ids or messages")
         return value
+
+
+class ResponsesRequest(ModelRequest):
+    """``POST /v1/responses``. ``input`` is a string or a list of items (each an object);
+    vLLM requires it, and so does guard."""
+
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    previous_response_id: str | None = None
+    store: bool | None = None

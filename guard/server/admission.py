@@ -15,6 +15,7 @@ from guard.pipeline.runner import Pipeline, RequestContext
 from guard.policy.models import WILDCARD
 from guard.policy.routing import Route
 from guard.protocol.relay import Relay
+from guard.protocol.responses import RESPONSES, event_payload
 from guard.server.middleware import record_of
 from guard.server.moderation import choose_pipeline
 
@@ -53,12 +54,13 @@ def admit_moderation(request: Request, model: str | None, configured: str | None
 
 
 def observe(
-    request: Request, ctx: RequestContext, body: dict[str, Any], stream: bool
+    request: Request, ctx: RequestContext, body: dict[str, Any], stream: bool, path: str
 ) -> dict[str, Any]:
     """Attach the request's context; returns the body to give the pipeline.
 
-    A stream is always asked for usage, to count its tokens; ``observed_relay``
-    removes the usage chunk again when the client did not ask for it.
+    A chat or completions stream is always asked for usage, to count its tokens;
+    ``observed_relay`` removes the usage chunk again when the client did not ask for it.
+    A Responses stream reports usage in its last event anyway.
     """
     record = record_of(request)
     assert record.pipeline is not None
@@ -67,17 +69,24 @@ def observe(
     shadow = (record.key.shadow if record.key else None) or policy.shadow
     record.shadow = record.runtime.pipelines[shadow] if shadow is not None else None
     ctx.trace.keep_answers = record.shadow is not None or policy.audit.include_text
-    if not stream or _wants_usage(body):
+    if not stream or path == RESPONSES or _wants_usage(body):
         return body
     return {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
 
 
-def observed_relay(request: Request, relay: Relay, body: dict[str, Any]) -> Relay:
+def observed_relay(request: Request, relay: Relay, body: dict[str, Any], path: str) -> Relay:
     record = record_of(request)
     wanted = _wants_usage(body)
 
     async def events() -> AsyncIterator[bytes]:
         async for event in relay.events:
+            if path == RESPONSES:
+                if b'"usage"' in event and event.startswith(b"event: response."):
+                    response = (event_payload(event) or {}).get("response")
+                    if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+                        record.usage = response["usage"]
+                yield event
+                continue
             if b'"usage"' in event and event.startswith(b"data: {"):
                 chunk = orjson.loads(event[6:])
                 if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):

@@ -44,7 +44,7 @@ async def forward(request: Request) -> Response:
             code="endpoint_not_enabled",
         )
     ctx = RequestContext(request.state.request_id, route.upstream_model, model)
-    observe(request, ctx, body, stream=False)
+    observe(request, ctx, body, stream=False, path=path)
     record = record_of(request)
     if record.shadow is not None and not record.shadow.loaded.policy.endpoints.judges_input(
         endpoint

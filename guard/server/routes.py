@@ -16,11 +16,13 @@ from guard.errors import GuardError, InvalidRequest, ModelNotFound, PayloadTooLa
 from guard.pipeline.runner import RequestContext
 from guard.protocol.messages import CHAT, COMPLETIONS
 from guard.protocol.relay import Relay
+from guard.protocol.responses import RESPONSES
 from guard.protocol.schema import (
     ChatCompletionRequest,
     CompletionRequest,
-    GenerationRequest,
+    ModelRequest,
     ModerationRequest,
+    ResponsesRequest,
 )
 from guard.server.admission import admit, admit_moderation, note_result, observe, observed_relay
 from guard.server.middleware import record_of
@@ -65,15 +67,19 @@ async def completions(request: Request) -> Response:
     return await _generate(request, COMPLETIONS, CompletionRequest)
 
 
-async def _generate(request: Request, path: str, schema: type[GenerationRequest]) -> Response:
+async def responses(request: Request) -> Response:
+    return await _generate(request, RESPONSES, ResponsesRequest)
+
+
+async def _generate(request: Request, path: str, schema: type[ModelRequest]) -> Response:
     state = guard_state(request)
     body = await read_json_object(request, state.settings.max_body_bytes)
     parsed = validated(schema, body)
     pipeline, route = admit(request, parsed.model)
     ctx = RequestContext(request.state.request_id, route.upstream_model, parsed.model)
-    sent = observe(request, ctx, body, bool(parsed.stream))
+    sent = observe(request, ctx, body, bool(parsed.stream), path)
     if parsed.stream:
-        relay = observed_relay(request, await pipeline.stream(path, sent, ctx), body)
+        relay = observed_relay(request, await pipeline.stream(path, sent, ctx), body, path)
         headers = _guard_headers(pipeline.name, ctx)
         return RelayResponse(
             relay, {**headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -180,7 +186,8 @@ def validated(schema: type[Schema], body: dict[str, Any]) -> Schema:
     try:
         return schema.model_validate(body)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        # The most specific error: of a union, the branch that got furthest in.
+        error = max(exc.errors(), key=lambda e: len(e["loc"]))
         loc = error["loc"]
         param = _param_path(body, loc[:-1] if error["type"] == "missing" else loc)
         if error["type"] == "missing":
@@ -208,6 +215,7 @@ def _param_path(body: Any, loc: tuple[int | str, ...]) -> str:
 ROUTES = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/responses", responses, methods=["POST"]),
     Route("/v1/moderations", moderations, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),

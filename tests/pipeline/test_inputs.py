@@ -23,6 +23,7 @@ from guard.pipeline.inputs import read_input, with_redacted_input
 from guard.pipeline.rails import Judgement
 from guard.policy.models import Inputs
 from guard.protocol.messages import CHAT, COMPLETIONS
+from guard.protocol.responses import RESPONSES
 from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import serve_in_thread
 
@@ -488,3 +489,164 @@ def test_pooling_shapes_no_rail_reads_are_refused_by_name() -> None:
         with pytest.raises(InvalidRequest) as caught:
             read_input(path, body, Inputs())
         assert caught.value.param == param, (path, body)
+
+
+# -- the Responses API: the same rule, read as vLLM renders its items -------------
+
+
+def responses_body(**fields: Any) -> dict[str, Any]:
+    return {"model": "fake-model", "input": "hello", **fields}
+
+
+def with_items(*items: dict[str, Any], **fields: Any) -> Callable[[str], dict[str, Any]]:
+    """A Responses body whose ``input`` items (and fields) hold ``{x}`` where the text goes."""
+
+    def make(text: str) -> dict[str, Any]:
+        return _fill(copy.deepcopy(responses_body(input=list(items), **fields)), text)
+
+    return make
+
+
+CALL = {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"}
+RESPONSES_CASES: dict[str, Callable[[str], dict[str, Any]]] = {
+    "instructions": lambda x: responses_body(instructions=x),
+    "input string": lambda x: responses_body(input=x),
+    "user message": with_items(user("{x}")),
+    "earlier user message": with_items(user("{x}"), {"role": "assistant", "content": "ok"},
+                                       user("go")),
+    "system message item": with_items({"role": "system", "content": "{x}"}, user("hi")),
+    "developer message item": with_items({"type": "message", "role": "developer",
+                                          "content": "{x}"}, user("hi")),
+    "input_text part": with_items({"role": "user", "content": [
+        {"type": "input_text", "text": "{x}"}]}),
+    "second input_text part": with_items({"role": "user", "content": [
+        {"type": "input_text", "text": "look:"}, {"type": "input_text", "text": "{x}"}]}),
+    "assistant output_text": with_items(user("hi"), {"type": "message", "role": "assistant",
+        "content": [{"type": "output_text", "text": "{x}", "annotations": []}]}, user("go")),
+    "assistant refusal part": with_items(user("hi"), {"type": "message", "role": "assistant",
+        "content": [{"type": "refusal", "refusal": "{x}"}]}, user("go")),
+    "message name": with_items({"role": "user", "name": "{x}", "content": "hi"}),
+    "custom role": with_items({"role": "narrator", "content": "{x}"}, user("hi")),
+    "function call arguments": with_items(
+        user("hi"), {**CALL, "arguments": '{"q": "{x}"}'}, user("go")),
+    "function call name": with_items(user("hi"), {**CALL, "name": "{x}"}, user("go")),
+    "function call output": with_items(user("hi"), CALL,
+        {"type": "function_call_output", "call_id": "c1", "output": "{x}"}),
+    "function call output part": with_items(user("hi"), CALL,
+        {"type": "function_call_output", "call_id": "c1",
+         "output": [{"type": "input_text", "text": "{x}"}]}),
+    "custom tool call input": with_items(user("hi"), {"type": "custom_tool_call",
+        "call_id": "c2", "name": "shell", "input": "{x}"}),
+    "custom tool call output": with_items(user("hi"), {"type": "custom_tool_call_output",
+        "call_id": "c2", "output": "{x}"}),
+    "reasoning summary": with_items(user("hi"), {"type": "reasoning", "id": "rs_1",
+        "summary": [{"type": "summary_text", "text": "{x}"}]}, user("go")),
+    "reasoning content": with_items(user("hi"), {"type": "reasoning", "id": "rs_1", "summary": [],
+        "content": [{"type": "reasoning_text", "text": "{x}"}]}, user("go")),
+    "function tool description": lambda x: responses_body(tools=[
+        {"type": "function", "name": "f", "description": x, "parameters": {}}]),
+    "function tool parameter description": lambda x: responses_body(tools=[
+        {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {
+            "q": {"type": "string", "description": x}}}}]),
+    "custom tool description": lambda x: responses_body(tools=[
+        {"type": "custom", "name": "shell", "description": x}]),
+    "chat_template_kwargs value": lambda x: responses_body(chat_template_kwargs={"documents": [
+        {"text": x}]}),
+    "previous_input_messages": lambda x: responses_body(previous_input_messages=[
+        {"author": {"role": "user"}, "content": [{"type": "text", "text": x}]}]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(RESPONSES_CASES))
+def test_a_secret_anywhere_in_a_responses_request_is_blocked(
+    fake_upstream: Fake, guard_url: str, case: str
+) -> None:
+    make = RESPONSES_CASES[case]
+    before = fake_upstream.app.state.received.count
+    blocked = post(guard_url, RESPONSES, make(SECRET))
+    assert blocked.status_code == 200, blocked.text
+    assert blocked.json()["incomplete_details"] == {"reason": "content_filter"}
+    assert blocked.headers["x-guard-verdict"] == "block" and SECRET not in blocked.text
+    assert fake_upstream.app.state.received.count == before, "the blocked text reached the upstream"
+    benign = post(guard_url, RESPONSES, make(BENIGN))
+    assert benign.status_code == 200, benign.text
+    assert benign.headers["x-guard-verdict"] == "pass"
+    assert fake_upstream.app.state.received.count == before + 1
+
+
+RESPONSES_UNREADABLE = {
+    "input_image part": (with_items({"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]})("x"),
+        "input[0].content[0]", "image"),
+    "input_image in a tool output": (with_items(user("hi"), CALL, {
+        "type": "function_call_output", "call_id": "c1", "output": [
+            {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]})("x"),
+        "input[2].output[0]", "image"),
+    "kv_transfer_params": (responses_body(kv_transfer_params={"prompt_token_ids": [1, 2]}),
+                           "kv_transfer_params", "kv_transfer_params"),
+    "input_file part": (with_items({"role": "user", "content": [
+        {"type": "input_file", "file_data": "AAAA", "filename": "a.pdf"}]})("x"),
+        "input[0].content[0]", None),
+    "item_reference": (with_items({"type": "item_reference", "id": "msg_1"})("x"), "input[0]",
+                       None),
+    "encrypted reasoning": (with_items({"type": "reasoning", "id": "rs_1", "summary": [],
+        "encrypted_content": "gAAA"})("x"), "input[0].encrypted_content", None),
+    "a stored prompt template": (responses_body(prompt={"id": "pmpt_1"}), "prompt", None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(RESPONSES_UNREADABLE))
+def test_what_no_rail_reads_in_a_responses_request_is_refused(
+    fake_upstream: Fake, tmp_path: Path, case: str
+) -> None:
+    body, param, kind = RESPONSES_UNREADABLE[case]
+    with guarded(fake_upstream, tmp_path) as url:
+        before = fake_upstream.app.state.received.count
+        refused = post(url, RESPONSES, body)
+        assert fake_upstream.app.state.received.count == before
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "unjudgeable_input" and error["param"] == param
+    if kind is None:
+        return
+    with guarded(fake_upstream, tmp_path, f"inputs:\n  allow_unjudged: [{kind}]\n") as url:
+        allowed = post(url, RESPONSES, body)
+    assert allowed.status_code == 200, allowed.text
+    assert [u["kind"] for u in allowed.json()["guard"]["input"]["unjudged"]] == [kind]
+
+
+def test_trusted_instructions_are_not_judged(fake_upstream: Fake, tmp_path: Path) -> None:
+    body = responses_body(instructions=SECRET, input=[user("hi")])
+    with guarded(fake_upstream, tmp_path, "inputs:\n  trusted_roles: [system]\n") as url:
+        response = post(url, RESPONSES, body)
+    assert response.headers["x-guard-verdict"] == "pass"
+    info = response.json()["guard"]["input"]
+    assert info["judged"] == ["input[0]"]
+    assert info["unjudged"] == [
+        {"field": "instructions", "kind": "message", "reason": "trusted role system"}
+    ]
+
+
+def test_responses_input_redaction_rewrites_the_right_fields(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    rails = "input_rails:\n  - kind: regex\n    presets: [pii]\n    action: redact\n"
+    policy = write_policy(tmp_path, listing_rails(f"name: r\nmodels: {{'*': null}}\n{rails}"))
+    body = responses_body(
+        instructions="reply to bob@example.com",
+        input=[
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": "say: hi ann@example.org"}],
+            },
+            CALL,
+            {"type": "function_call_output", "call_id": "c1", "output": "eve@example.net found"},
+        ],
+    )
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        assert post(url, RESPONSES, body).status_code == 200
+    sent = fake_upstream.last_request()["body"]
+    assert sent["instructions"] == "reply to [REDACTED]"
+    assert sent["input"][0]["content"][0]["text"] == "say: hi [REDACTED]"
+    assert sent["input"][1] == CALL
+    assert sent["input"][2]["output"] == "[REDACTED] found"
