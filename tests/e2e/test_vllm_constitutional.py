@@ -60,8 +60,11 @@ def test_flagged_draft_is_critiqued_revised_rechecked_and_refused(
     info = guard["constitutional"]
     assert info["triggered"] and info["reason"] == "flagged by no-paris"
     assert info["extra_calls"] == 2 and info["rounds"][0]["principles"] == ["harm"]
-    assert info["rounds"][0]["critique"]  # SmolLM2 really wrote a critique
-    outputs = [v for v in guard["verdicts"] if v["stage"] == "output"]
+    # SmolLM2 really wrote a critique; the output rails judged it before it was shown
+    assert info["rounds"][0]["critique"] or info["rounds"][0]["critique_withheld"]
+    critique = "constitutional.rounds[0].critique"
+    assert [v["part"] for v in guard["verdicts"]].count(critique) == 1
+    outputs = [v for v in guard["verdicts"] if v["stage"] == "output" and v["part"] != critique]
     assert len(outputs) == 2  # the draft, then the revision
     # told to repeat itself, the revision still names Paris: the refusal goes out
     assert info["final"] == "blocked"

@@ -20,7 +20,7 @@ from guard.demo.vllm_server import VLLMServer
 from guard.policy.routing import PolicySet
 from guard.server.app import create_app
 from guard.settings import Settings
-from tests.conftest import Fake
+from tests.conftest import Fake, listing_rails
 from tests.servers import serve_in_thread
 
 SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123"
@@ -91,7 +91,7 @@ def embed_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]
 @pytest.fixture(scope="module")
 def embed_guard(embed_vllm: VLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path = tmp_path_factory.mktemp("embed-policy") / "embed.yaml"
-    path.write_text(POLICY)
+    path.write_text(listing_rails(POLICY))
     app = create_app(Settings(upstream_url=embed_vllm.url), PolicySet.from_files([path]))
     with serve_in_thread(app) as url:
         yield url
