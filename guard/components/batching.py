@@ -43,6 +43,12 @@ Out = TypeVar("Out")
 Result = TypeVar("Result")
 
 
+PIECES_QUEUED = 65_536
+"""``max_queued`` for classifiers that submit a text's windows: about eight of the longest
+texts a policy judges (``inputs.max_chars``: 262,144 characters of prose make about
+7,000 windows and sentences). Past it only texts behind as long ones are refused."""
+
+
 class QueueFull(Exception):
     """The classifier cannot start this work in time; the caller should shed the request."""
 

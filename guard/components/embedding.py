@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import MicroBatcher, submit_in_pieces
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
@@ -52,12 +52,6 @@ PIECES_PER_BATCH = 16
 """Pieces (windows and sentences, up to 128 tokens) per model call: 16 full windows take
 about as long per window as 32 or 64, and a short text waits for at most this one
 batch in progress (about 0.2 s on two cores) whatever else is queued."""
-
-PIECES_QUEUED = 65_536
-"""Bound on the pieces queued ahead of a job (``MicroBatcher``'s ``max_queued``): about
-eight of the longest texts a policy judges (``inputs.max_chars``, 262,144 characters of
-prose make about 7,000 pieces). A text's pieces are one job, so one long text never
-makes a short one be refused."""
 
 
 def head_meta_path(head: Path) -> Path:

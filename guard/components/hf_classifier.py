@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import MicroBatcher, submit_in_pieces
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.specs import HFClassifierSpec
 
 
@@ -88,7 +88,7 @@ class HFClassifier(Classifier):
         """transformers' fast tokenizers may reconfigure themselves on a call, which fails
         while another thread is tokenizing with the same one."""
         self.batcher: MicroBatcher[list[int], dict[str, float]] = MicroBatcher(
-            self._probabilities, spec.max_batch_size, name="hf-classifier", max_queued=65_536
+            self._probabilities, spec.max_batch_size, name="hf-classifier", max_queued=PIECES_QUEUED
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
