@@ -3,14 +3,15 @@
 Callers ``await batcher.submit(items)``: a job. One worker runs the model function in a
 thread; while it runs, new jobs queue up and go together into the next call. So a lone
 request pays no waiting, and under load the batches grow by themselves, up to
-``max_batch_size`` items.
+``max_batch_size`` items and ``max_batch_cost`` (with ``cost`` an item's share of the
+work, such as its tokens; by default each item costs 1 and the two limits are one).
 
 A batch is shared out among the waiting jobs, round-robin: each gives one item in
-turn, and none more than its fair share, ``max_batch_size`` divided by the jobs
-waiting (rounded up); the jobs that could not give this time go first next time. So a
-job of thousands of items (a long text in windows) runs as many batches, and a small
-job that arrives meanwhile waits for the batch in progress, then shares the next one.
-A job's outputs come back, in order, when the last of its items is done.
+turn, and none more than its fair share of the cost, ``max_batch_cost`` divided by the
+jobs waiting (rounded up); the jobs that could not give this time go first next time.
+So a job of thousands of items (a long text in windows) runs as many batches, and a
+small job that arrives meanwhile waits for the batch in progress, then shares the next
+one. A job's outputs come back, in order, when the last of its items is done.
 
 Capacity is admitted, not assumed:
 
@@ -49,6 +50,11 @@ texts a policy judges (``inputs.max_chars``: 262,144 characters of prose make ab
 7,000 windows and sentences). Past it only texts behind as long ones are refused."""
 
 
+ON_LOOP_CHARS = 1_024
+"""Texts this short are cut into pieces on the event loop: tokenizing them takes a few
+hundred microseconds at most, less than handing them to a thread and back."""
+
+
 class QueueFull(Exception):
     """The classifier cannot start this work in time; the caller should shed the request."""
 
@@ -79,10 +85,14 @@ class MicroBatcher(Generic[In, Out]):
         max_batch_size: int = 32,
         name: str = "model",
         max_queued: int = 4096,
+        cost: Callable[[In], int] | None = None,
+        max_batch_cost: int | None = None,
     ):
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued
+        self._cost = cost or _one
+        self.max_batch_cost = max_batch_cost or max_batch_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"guard-{name}")
         self._pending: deque[_Job[In, Out]] = deque()
         """Jobs with items not yet taken, in the order they are served next."""
@@ -149,21 +159,30 @@ class MicroBatcher(Generic[In, Out]):
             self._queued_items -= job.waiting
 
     def _next_batch(self) -> list[tuple[_Job[In, Out], int]]:
-        """Up to ``max_batch_size`` (job, item index) pairs, taken round-robin."""
-        share = math.ceil(self.max_batch_size / len(self._pending))
+        """(job, item index) pairs for the next model call, taken round-robin."""
+        share = math.ceil(self.max_batch_cost / len(self._pending))
         batch: list[tuple[_Job[In, Out], int]] = []
+        cost = 0
         given: dict[_Job[In, Out], int] = {}
-        had_their_share: list[_Job[In, Out]] = []
+        skipped: list[_Job[In, Out]] = []
+        """Jobs whose next item did not fit in this batch: they go first next time."""
+        served: list[_Job[In, Out]] = []
+        """Jobs that gave their share: they go last."""
         while self._pending and len(batch) < self.max_batch_size:
             job = self._pending.popleft()
+            item_cost = self._cost(job.items[job.taken])
+            fits = not batch or cost + item_cost <= self.max_batch_cost
+            if not fits or (job in given and given[job] + item_cost > share):
+                (served if job in given else skipped).append(job)
+                continue
             batch.append((job, job.taken))
             job.taken += 1
-            given[job] = given.get(job, 0) + 1
-            if job.waiting and given[job] < share:
+            cost += item_cost
+            given[job] = given.get(job, 0) + item_cost
+            if job.waiting:
                 self._pending.append(job)
-            elif job.waiting:
-                had_their_share.append(job)
-        self._pending.extend(had_their_share)
+        self._pending.extendleft(reversed(skipped))
+        self._pending.extend(served)
         self._queued_items -= len(batch)
         return batch
 
@@ -209,18 +228,23 @@ class MicroBatcher(Generic[In, Out]):
 
 async def submit_in_pieces(
     batcher: MicroBatcher[In, Out],
+    texts: Sequence[str],
     expand: Callable[[], Sequence[Sequence[In]]],
     combine: Callable[[list[list[Out]]], Result],
     timeout_s: float | None = None,
     queue_timeout_s: float | None = None,
 ) -> Result:
-    """``combine`` of the outputs of each text's pieces. ``expand`` cuts the texts into
-    pieces (a long text into windows): tokenizing, CPU work that grows with the text, so
-    it runs in a thread, never on the event loop, and its time counts towards
-    ``timeout_s``. All the pieces go to the batcher as one job. ``combine`` runs in a
-    thread too when they were more than one batch."""
+    """``combine`` of the outputs of each text's pieces. ``expand`` cuts the ``texts``
+    into pieces (a long text into windows): tokenizing, CPU work that grows with the
+    text, so it runs in a thread, off the event loop (unless the texts are shorter than
+    ``ON_LOOP_CHARS``), and its time counts towards ``timeout_s``. All the pieces go to
+    the batcher as one job. ``combine`` runs in a thread too when they were more than
+    one batch."""
     began = time.monotonic()
-    groups = await asyncio.to_thread(expand)
+    if sum(len(text) for text in texts) <= ON_LOOP_CHARS:
+        groups = expand()
+    else:
+        groups = await asyncio.to_thread(expand)
     if timeout_s is not None:
         timeout_s -= time.monotonic() - began
         if timeout_s <= 0:
@@ -235,6 +259,10 @@ async def submit_in_pieces(
     if len(flat) > batcher.max_batch_size:
         return await asyncio.to_thread(combine, per_text)
     return combine(per_text)
+
+
+def _one(item: object) -> int:
+    return 1
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

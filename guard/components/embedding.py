@@ -48,10 +48,10 @@ HEAD = DATA_DIR / "embedding_head.safetensors"
 
 log = logging.getLogger(__name__)
 
-PIECES_PER_BATCH = 16
-"""Pieces (windows and sentences, up to 128 tokens) per model call: 16 full windows take
-about as long per window as 32 or 64, and a short text waits for at most this one
-batch in progress (about 0.2 s on two cores) whatever else is queued."""
+BATCH_TOKENS = 2048
+"""Tokens per model call (at most 64 pieces): 16 full windows, about 0.2 s on two
+cores, which is all a short text waits for whatever else is queued; many short
+prompts still go together."""
 
 
 def head_meta_path(head: Path) -> Path:
@@ -252,15 +252,18 @@ class EmbeddingClassifier(Classifier):
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
         self.batcher: MicroBatcher[list[int], torch.Tensor] = MicroBatcher(
             self.model.logit_rows,
-            max_batch_size=PIECES_PER_BATCH,
+            max_batch_size=64,
             name="embedding",
             max_queued=PIECES_QUEUED,
+            cost=len,
+            max_batch_cost=BATCH_TOKENS,
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         texts = [subject.text for subject in subjects]
         scores = await submit_in_pieces(
             self.batcher,
+            texts,
             partial(self.model.pieces, texts, self.spec.long_texts),
             self.model.combine,
             timeout_s=self.spec.timeout_s,

@@ -95,6 +95,7 @@ class HFClassifier(Classifier):
         texts = [subject.text for subject in subjects]
         return await submit_in_pieces(
             self.batcher,
+            texts,
             lambda: self.windows(texts),
             lambda per_text: [self._worst(rows) for rows in per_text],
             timeout_s=self.spec.timeout_s,

@@ -216,3 +216,51 @@ def test_a_failing_batch_fails_its_jobs_and_runs_no_more_of_them() -> None:
     assert isinstance(failed, ValueError) and isinstance(bystander, ValueError)
     assert seen[0] == [1, 5, -1, 6] and not any(2 in batch for batch in seen)
     assert after == [i * 10 for i in range(30, 40)]
+
+
+def test_batches_hold_at_most_their_cost_and_shares_are_counted_in_cost() -> None:
+    """An item's cost here is its hundreds digit: 500 costs 5, 900 costs 9."""
+
+    async def scenario() -> list[list[int]]:
+        gate, seen = threading.Event(), []
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            gated_model(gate, seen), max_batch_size=8, cost=lambda i: i // 100, max_batch_cost=10
+        )
+        first = asyncio.create_task(batcher.submit([500]))
+        await started(seen)
+        jobs = [[400, 401, 402, 403], list(range(100, 106)), [900]]
+        tasks = [asyncio.create_task(batcher.submit(job)) for job in jobs]
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(first, *tasks)
+        await batcher.aclose()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        [500],
+        [400, 100, 101, 102, 103],  # shares of 4 (10 / 3 jobs); 900 did not fit
+        [900, 104],  # so it goes first; 400's next did not fit either
+        [401, 105],
+        [402, 403],
+    ]
+
+
+def test_a_job_whose_item_did_not_fit_goes_first_next_time() -> None:
+    """Costs as above. Else a costly item could wait forever behind cheap ones."""
+
+    async def scenario() -> list[list[int]]:
+        gate, seen = threading.Event(), []
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            gated_model(gate, seen), max_batch_size=3, cost=lambda i: i // 100, max_batch_cost=10
+        )
+        first = asyncio.create_task(batcher.submit([500]))
+        await started(seen)
+        jobs = [[200, 201, 202], [900], [110, 111, 112]]
+        tasks = [asyncio.create_task(batcher.submit(job)) for job in jobs]
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(first, *tasks)
+        await batcher.aclose()
+        return seen
+
+    assert asyncio.run(scenario()) == [[500], [200, 110, 201], [900, 111], [202, 112]]
