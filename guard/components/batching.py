@@ -8,10 +8,12 @@ work, such as its tokens; by default each item costs 1 and the two limits are on
 
 A batch is shared out among the waiting jobs, round-robin: each gives one item in
 turn, and none more than its fair share of the cost, ``max_batch_cost`` divided by the
-jobs waiting (rounded up); the jobs that could not give this time go first next time.
-So a job of thousands of items (a long text in windows) runs as many batches, and a
-small job that arrives meanwhile waits for the batch in progress, then shares the next
-one. A job's outputs come back, in order, when the last of its items is done.
+jobs waiting (rounded up). A job whose next item did not fit goes first next time, the
+jobs that gave their share go last. So a job of thousands of items (a long text in
+windows, see ``submit_in_pieces``) runs as many batches, and a small job that arrives
+meanwhile waits for the batch in progress, then shares the next one. A job's outputs
+come back, in order, when the last of its items is done; a batch that fails fails
+every job with an item in it, and none of their other items run.
 
 Capacity is admitted, not assumed:
 
