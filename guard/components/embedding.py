@@ -220,9 +220,9 @@ class EmbeddingModel:
     def predict(self, texts: list[str], long_texts: LongTexts = "head_and_tail") -> list[Scores]:
         """Scores per text, read as ``pieces`` says; a text's score is its pieces' highest
         (each logit's highest over the pieces)."""
-        pieces = self.pieces(texts, long_texts)
         import torch
 
+        pieces = self.pieces(texts, long_texts)
         every = self.logits_of_ids([piece for row in pieces for piece in row])
         return self.scores(highest(torch.split(every, [len(row) for row in pieces])))
 
