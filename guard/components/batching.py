@@ -1,19 +1,39 @@
-"""Batch CPU-bound model calls across concurrent requests, off the event loop.
+"""Batch CPU-bound model calls across concurrent requests, off the event loop, fairly.
 
-Callers ``await batcher.submit(items)``. One worker runs the model function in a
-thread; while it runs, new submissions queue up and go together into the next
-call. So a lone request pays no waiting, and under load the batches grow by
-themselves, up to ``max_batch_size`` items.
+Callers ``await batcher.submit(items)``: a job. One worker runs the model function in a
+thread; while it runs, new jobs queue up and go together into the next call. So a lone
+request pays no waiting, and under load the batches grow by themselves, up to
+``max_batch_size`` items and ``max_batch_cost`` (with ``cost`` an item's share of the
+work, such as its tokens; by default each item costs 1 and the two limits are one).
 
-Capacity is admitted, not assumed. A submission that finds more than ``max_queued``
-items already waiting, or that waits longer than its ``queue_timeout_s`` for the
-worker, raises ``QueueFull``: that is load, never a verdict. A ``timeout_s`` counts
-only the submission's own work, from the moment its batch starts.
+A batch is shared out among the waiting jobs, round-robin: each gives one item in
+turn, and none more than its fair share of the cost, ``max_batch_cost`` divided by the
+jobs waiting (rounded up). A job whose next item did not fit goes first next time, the
+jobs that gave their share go last. So a job of thousands of items (a long text in
+windows, see ``submit_in_pieces``) runs as many batches, and a small job that arrives
+meanwhile waits for the batch in progress, then shares the next one. A job's outputs
+come back, in order, when the last of its items is done; a batch that fails fails
+every job with an item in it, and none of their other items run.
+
+Capacity is admitted, not assumed:
+
+* ``max_queued``: a job is refused (``QueueFull``) when the work queued ahead of its
+  last item would exceed it: its own items plus, from each job already waiting, as
+  many as it has itself (round-robin serves them side by side; a bigger job's surplus
+  runs after). So a small job is never refused because one big job waits, while a big
+  one that arrives behind others is. A job that finds nothing waiting is admitted
+  whatever its size.
+* ``queue_timeout_s``: a job whose first item has not started by then is refused
+  (``QueueFull``), and never runs. Both are load, never a verdict.
+* ``timeout_s`` counts only the job's own work: from its first item's start to its last
+  item's end (``TimeoutError``). A job whose caller stops waiting, by a time-out or by
+  being cancelled, leaves the queue: its remaining items never run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,18 +43,41 @@ from typing import Any, Generic, TypeVar
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+Result = TypeVar("Result")
+
+
+PIECES_QUEUED = 65_536
+"""``max_queued`` for classifiers that submit a text's windows: about eight of the longest
+texts a policy judges (``inputs.max_chars``: 262,144 characters of prose make about
+7,000 windows and sentences). Past it only texts behind as long ones are refused."""
+
+
+ON_LOOP_CHARS = 1_024
+"""Texts this short are cut into pieces on the event loop: tokenizing them takes a few
+hundred microseconds at most, less than handing them to a thread and back."""
 
 
 class QueueFull(Exception):
     """The classifier cannot start this work in time; the caller should shed the request."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job(Generic[In, Out]):
     items: Sequence[In]
     future: asyncio.Future[list[Out]]
     started: asyncio.Event = field(default_factory=asyncio.Event)
     queued_at: float = field(default_factory=time.monotonic)
+    taken: int = 0
+    """Items handed to the model so far; they are taken in order."""
+    finished: int = 0
+    outputs: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.outputs = [None] * len(self.items)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.items) - self.taken
 
 
 class MicroBatcher(Generic[In, Out]):
@@ -44,24 +87,39 @@ class MicroBatcher(Generic[In, Out]):
         max_batch_size: int = 32,
         name: str = "model",
         max_queued: int = 4096,
+        cost: Callable[[In], int] | None = None,
+        max_batch_cost: int | None = None,
     ):
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued
+        self._cost = cost or _one
+        self.max_batch_cost = max_batch_cost or max_batch_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"guard-{name}")
         self._pending: deque[_Job[In, Out]] = deque()
+        """Jobs with items not yet taken, in the order they are served next."""
+        self._unresolved: set[_Job[In, Out]] = set()
         self._queued_items = 0
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batch_sizes: deque[int] = deque(maxlen=1000)
         """Sizes of the latest batches run, to observe batching."""
         self.waits_s: deque[float] = deque(maxlen=1000)
-        """How long the latest jobs waited for the worker, to observe queueing."""
+        """How long the latest jobs waited for their first item to start, to observe queueing."""
 
     @property
     def queued(self) -> int:
         """Items waiting for the worker now."""
         return self._queued_items
+
+    @property
+    def jobs_waiting(self) -> int:
+        """Jobs with items waiting for the worker now."""
+        return len(self._pending)
+
+    def work_ahead(self, count: int) -> int:
+        """Items that would run before the last of a new job of ``count`` items."""
+        return count + sum(min(job.waiting, count) for job in self._pending)
 
     async def submit(
         self,
@@ -70,38 +128,65 @@ class MicroBatcher(Generic[In, Out]):
         queue_timeout_s: float | None = None,
     ) -> list[Out]:
         """The model's outputs for ``items``. ``QueueFull`` when the work cannot start
-        (``max_queued`` waiting, or not started within ``queue_timeout_s``);
+        (too much work ahead of it, or not started within ``queue_timeout_s``);
         ``TimeoutError`` when it started but took longer than ``timeout_s``."""
         if not items:
             return []
-        if self._queued_items and self._queued_items + len(items) > self.max_queued:
-            raise QueueFull(f"{self._queued_items} texts already wait for the classifier")
+        if self._queued_items and self.work_ahead(len(items)) > self.max_queued:
+            raise QueueFull(f"{self._queued_items} items already wait for the classifier")
         if self._wakeup is None or self._worker is None or self._worker.done():
             self._wakeup = asyncio.Event()
             self._worker = asyncio.create_task(self._work(self._wakeup))
         job: _Job[In, Out] = _Job(items, asyncio.get_running_loop().create_future())
         job.future.add_done_callback(_retrieve)
         self._pending.append(job)
+        self._unresolved.add(job)
         self._queued_items += len(items)
         self._wakeup.set()
         try:
-            await asyncio.wait_for(job.started.wait(), queue_timeout_s)
-        except TimeoutError:
-            raise QueueFull(f"waited {queue_timeout_s} s for the classifier to start") from None
+            try:
+                await asyncio.wait_for(job.started.wait(), queue_timeout_s)
+            except TimeoutError:
+                raise QueueFull(f"waited {queue_timeout_s} s for the classifier to start") from None
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
         finally:
-            if not job.started.is_set():
-                job.future.cancel()  # the worker skips it
-        return await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
+            if not job.future.done():
+                self._abandon(job)  # the worker runs no more of it
 
-    def _next_batch(self) -> list[_Job[In, Out]]:
-        jobs = [self._pending.popleft()]
-        size = len(jobs[0].items)
-        while self._pending and size + len(self._pending[0].items) <= self.max_batch_size:
-            jobs.append(self._pending.popleft())
-            size += len(jobs[-1].items)
-        for job in jobs:
-            self._queued_items -= len(job.items)
-        return [job for job in jobs if not job.future.done()]
+    def _abandon(self, job: _Job[In, Out]) -> None:
+        job.future.cancel()
+        self._unresolved.discard(job)
+        if job in self._pending:
+            self._pending.remove(job)
+            self._queued_items -= job.waiting
+
+    def _next_batch(self) -> list[tuple[_Job[In, Out], int]]:
+        """(job, item index) pairs for the next model call, taken round-robin."""
+        share = math.ceil(self.max_batch_cost / len(self._pending))
+        batch: list[tuple[_Job[In, Out], int]] = []
+        cost = 0
+        given: dict[_Job[In, Out], int] = {}
+        skipped: list[_Job[In, Out]] = []
+        """Jobs whose next item did not fit in this batch: they go first next time."""
+        served: list[_Job[In, Out]] = []
+        """Jobs that gave their share: they go last."""
+        while self._pending and len(batch) < self.max_batch_size:
+            job = self._pending.popleft()
+            item_cost = self._cost(job.items[job.taken])
+            fits = not batch or cost + item_cost <= self.max_batch_cost
+            if not fits or (job in given and given[job] + item_cost > share):
+                (served if job in given else skipped).append(job)
+                continue
+            batch.append((job, job.taken))
+            job.taken += 1
+            cost += item_cost
+            given[job] = given.get(job, 0) + item_cost
+            if job.waiting:
+                self._pending.append(job)
+        self._pending.extendleft(reversed(skipped))
+        self._pending.extend(served)
+        self._queued_items -= len(batch)
+        return batch
 
     async def _work(self, wakeup: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -109,38 +194,77 @@ class MicroBatcher(Generic[In, Out]):
             await wakeup.wait()
             wakeup.clear()
             while self._pending:
-                jobs = self._next_batch()
-                if not jobs:
-                    continue
+                batch = self._next_batch()
                 now = time.monotonic()
-                for job in jobs:
-                    job.started.set()
-                    self.waits_s.append(now - job.queued_at)
-                batch = [item for job in jobs for item in job.items]
+                for job, index in batch:
+                    if index == 0:
+                        job.started.set()
+                        self.waits_s.append(now - job.queued_at)
+                items = [job.items[index] for job, index in batch]
                 try:
-                    results = await loop.run_in_executor(self._executor, self._run, batch)
-                    if len(results) != len(batch):
-                        raise RuntimeError(f"model gave {len(results)} results for {len(batch)}")
+                    outputs = await loop.run_in_executor(self._executor, self._run, items)
+                    if len(outputs) != len(items):
+                        raise RuntimeError(f"model gave {len(outputs)} results for {len(items)}")
                 except Exception as exc:
-                    for job in jobs:
+                    for job, _ in batch:
                         if not job.future.done():
                             job.future.set_exception(exc)
+                            self._abandon(job)
                     continue
-                self.batch_sizes.append(len(batch))
-                start = 0
-                for job in jobs:
-                    end = start + len(job.items)
-                    if not job.future.done():
-                        job.future.set_result(results[start:end])
-                    start = end
+                self.batch_sizes.append(len(items))
+                for (job, index), output in zip(batch, outputs, strict=True):
+                    job.outputs[index] = output
+                    job.finished += 1
+                    if job.finished == len(job.items) and not job.future.done():
+                        job.future.set_result(job.outputs)
+                        self._unresolved.discard(job)
 
     async def aclose(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        for job in self._pending:
-            job.future.cancel()
+        for job in list(self._unresolved):
+            self._abandon(job)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def submit_in_pieces(
+    batcher: MicroBatcher[In, Out],
+    texts: Sequence[str],
+    expand: Callable[[], Sequence[Sequence[In]]],
+    combine: Callable[[list[list[Out]]], Result],
+    timeout_s: float | None = None,
+    queue_timeout_s: float | None = None,
+) -> Result:
+    """``combine`` of the outputs of each text's pieces. ``expand`` cuts the ``texts``
+    into pieces (a long text into windows): tokenizing, CPU work that grows with the
+    text, so it runs in a thread, off the event loop (unless the texts are shorter than
+    ``ON_LOOP_CHARS``), and its time counts towards ``timeout_s``. All the pieces go to
+    the batcher as one job. ``combine`` runs in a thread too when they were more than
+    one batch."""
+    began = time.monotonic()
+    if sum(len(text) for text in texts) <= ON_LOOP_CHARS:
+        groups = expand()
+    else:
+        groups = await asyncio.to_thread(expand)
+    if timeout_s is not None:
+        timeout_s -= time.monotonic() - began
+        if timeout_s <= 0:
+            raise TimeoutError("cutting the texts into pieces took the whole time limit")
+    flat = await batcher.submit(
+        [piece for group in groups for piece in group], timeout_s, queue_timeout_s
+    )
+    per_text, start = [], 0
+    for group in groups:
+        per_text.append(flat[start : start + len(group)])
+        start += len(group)
+    if len(flat) > batcher.max_batch_size:
+        return await asyncio.to_thread(combine, per_text)
+    return combine(per_text)
+
+
+def _one(item: object) -> int:
+    return 1
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

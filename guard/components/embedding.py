@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import MicroBatcher
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
@@ -47,6 +47,11 @@ HEAD = DATA_DIR / "embedding_head.safetensors"
 
 
 log = logging.getLogger(__name__)
+
+BATCH_TOKENS = 2048
+"""Tokens per model call (at most 64 pieces): 16 full windows, about 0.2 s on two
+cores, which is all a short text waits for whatever else is queued; many short
+prompts still go together."""
 
 
 def head_meta_path(head: Path) -> Path:
@@ -176,30 +181,57 @@ class EmbeddingModel:
                 out[chunk] = F.linear(pooled, self.head_w, self.head_b)
         return out
 
-    def predict(self, texts: list[str], long_texts: LongTexts = "head_and_tail") -> list[Scores]:
-        """Scores per text. A text longer than the model's window is cut to its start and
-        end (``head_and_tail``, how the head was trained), or read whole (``windows``): in
-        overlapping windows, and each of its sentences alone too, since mean pooling lets a
-        long benign window drown one harmful sentence; each score is then the highest."""
-        import torch
-
+    def pieces(
+        self, texts: Sequence[str], long_texts: LongTexts = "windows"
+    ) -> list[list[list[int]]]:
+        """Per text, the token id lists the model reads, each at most one window long. A
+        text longer than the window is cut to its start and end (``head_and_tail``, how
+        the head was trained), or read whole (``windows``): in overlapping windows, and
+        each of its sentences alone too, since mean pooling lets a long benign window
+        drown one harmful sentence."""
         if long_texts == "head_and_tail":
-            logits = self.logits(texts)
-        else:
-            encoded = self.encode(list(texts))
-            ids = [windows(row, self.max_length) for row in encoded]
-            for index, row in enumerate(encoded):
-                if len(row) > self.max_length:
-                    ids[index] += self.tokenize(sentences(texts[index]))
-            every = self.logits_of_ids([window for row in ids for window in row])
-            parts = torch.split(every, [len(row) for row in ids])
-            logits = torch.stack([part.amax(0) for part in parts])
+            return [[ids] for ids in self.tokenize(texts)]
+        encoded = self.encode(list(texts))
+        pieces = [windows(row, self.max_length) for row in encoded]
+        for index, row in enumerate(encoded):
+            if len(row) > self.max_length:
+                pieces[index] += self.tokenize(sentences(texts[index]))
+        return pieces
+
+    def logit_rows(self, ids: list[list[int]]) -> list[torch.Tensor]:
+        """``logits_of_ids`` as one row per token id list: a ``MicroBatcher``'s outputs."""
+        return list(self.logits_of_ids(ids))
+
+    def scores(self, logits: torch.Tensor) -> list[Scores]:
+        """Scores per row of head logits."""
         unsafe = logits[:, self.unsafe_columns] + self.unsafe_shifts
         probabilities: list[list[float]] = logits.sigmoid().tolist()
         return [
             Scores(score, {name: row[i] for name, i in self.category_columns.items()})
             for score, row in zip(unsafe.sigmoid().amax(1).tolist(), probabilities, strict=True)
         ]
+
+    def combine(self, per_text: Sequence[Sequence[torch.Tensor]]) -> list[Scores]:
+        """Scores per text from the logit rows of its pieces, as ``predict`` combines them."""
+        import torch
+
+        return self.scores(highest([torch.stack(list(rows)) for rows in per_text]))
+
+    def predict(self, texts: list[str], long_texts: LongTexts = "head_and_tail") -> list[Scores]:
+        """Scores per text, read as ``pieces`` says; a text's score is its pieces' highest
+        (each logit's highest over the pieces)."""
+        import torch
+
+        pieces = self.pieces(texts, long_texts)
+        every = self.logits_of_ids([piece for row in pieces for piece in row])
+        return self.scores(highest(torch.split(every, [len(row) for row in pieces])))
+
+
+def highest(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One row per part (a text's pieces' logits): each logit's highest over the part."""
+    import torch
+
+    return torch.stack([part.amax(0) for part in parts])
 
 
 @lru_cache(maxsize=4)
@@ -218,19 +250,26 @@ class EmbeddingClassifier(Classifier):
         head = Path(spec.head).expanduser() if spec.head else HEAD
         self.model = load_model(head.resolve(), backbone, spec.precision)
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
-        self.batcher: MicroBatcher[str, Scores] = MicroBatcher(
-            partial(self.model.predict, long_texts=spec.long_texts),
+        self.batcher: MicroBatcher[list[int], torch.Tensor] = MicroBatcher(
+            self.model.logit_rows,
             max_batch_size=64,
             name="embedding",
+            max_queued=PIECES_QUEUED,
+            cost=len,
+            max_batch_cost=BATCH_TOKENS,
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        scores = await self.batcher.submit(
-            [subject.text for subject in subjects],
+        texts = [subject.text for subject in subjects]
+        scores = await submit_in_pieces(
+            self.batcher,
+            texts,
+            partial(self.model.pieces, texts, self.spec.long_texts),
+            self.model.combine,
             timeout_s=self.spec.timeout_s,
             queue_timeout_s=self.spec.queue_timeout_s,
         )
-        return [self.verdict(score) for score in scores]
+        return [self.verdict(text_scores) for text_scores in scores]
 
     def verdict(self, scores: Scores) -> Verdict:
         flagged = scores.unsafe >= self.threshold

@@ -1,18 +1,21 @@
 """``hf_classifier``: any AutoModelForSequenceClassification, in process, batched.
 
-The model loads once, from a hub id or a local path. Calls from concurrent requests
-are batched in one worker thread (``MicroBatcher``), off the event loop. A text longer
-than ``max_length`` tokens is read whole, in overlapping windows; its worst window's
-verdict stands.
+The model loads once, from a hub id or a local path. A text longer than ``max_length``
+tokens is read whole, in overlapping windows; its worst window's verdict stands. Texts
+are cut into windows in a thread (tokenizing a long text is CPU work), and the windows
+of concurrent requests are batched in one worker thread (``MicroBatcher``), off the
+event loop, round-robin between requests: a long text's windows never hold up a short
+text for longer than one batch.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import MicroBatcher
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.specs import HFClassifierSpec
 
 
@@ -81,45 +84,44 @@ class HFClassifier(Classifier):
         unknown = [label for label in spec.thresholds if label not in self.labels]
         if unknown:
             raise ValueError(f"{spec.model} has labels {self.labels}; thresholds name {unknown}")
-        self.batcher: MicroBatcher[str, list[dict[str, float]]] = MicroBatcher(
-            self._probabilities, spec.max_batch_size, name="hf-classifier"
+        self._tokenizing = threading.Lock()
+        """transformers' fast tokenizers may reconfigure themselves on a call, which fails
+        while another thread is tokenizing with the same one."""
+        self.batcher: MicroBatcher[list[int], dict[str, float]] = MicroBatcher(
+            self._probabilities, spec.max_batch_size, name="hf-classifier", max_queued=PIECES_QUEUED
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        per_text = await self.batcher.submit(
-            [subject.text for subject in subjects],
+        texts = [subject.text for subject in subjects]
+        return await submit_in_pieces(
+            self.batcher,
+            texts,
+            lambda: self.windows(texts),
+            lambda per_text: [self._worst(rows) for rows in per_text],
             timeout_s=self.spec.timeout_s,
             queue_timeout_s=self.spec.queue_timeout_s,
         )
-        return [self._worst(rows) for rows in per_text]
 
     def _worst(self, windows: list[dict[str, float]]) -> Verdict:
         verdicts = [verdict_from_probabilities(row, self.spec.thresholds) for row in windows]
         return max(verdicts, key=lambda v: (v.flagged, v.score or 0.0))
 
-    def _probabilities(self, texts: list[str]) -> list[list[dict[str, float]]]:
-        """Per text, the label probabilities of each of its windows."""
-        torch: Any = self._torch
+    def windows(self, texts: list[str]) -> list[list[list[int]]]:
+        """Per text, the token ids of its windows, each framed by the special tokens."""
         first, last = self.special_ids
         size = self.spec.max_length - len(first) - len(last)
-        bodies = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        windows = [token_windows(ids, size) for ids in bodies]
-        flat = [[*first, *w, *last] for ws in windows for w in ws]
-        rows: list[dict[str, float]] = []
-        for start in range(0, len(flat), self.spec.max_batch_size):
-            encoded = self.tokenizer.pad(
-                {"input_ids": flat[start : start + self.spec.max_batch_size]},
-                return_tensors="pt",
-            )
-            with torch.inference_mode():
-                logits = self.model(**encoded).logits.float()
-            probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
-            rows += [dict(zip(self.labels, row.tolist(), strict=True)) for row in probabilities]
-        out, start = [], 0
-        for ws in windows:
-            out.append(rows[start : start + len(ws)])
-            start += len(ws)
-        return out
+        with self._tokenizing:
+            bodies = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [[[*first, *w, *last] for w in token_windows(ids, size)] for ids in bodies]
+
+    def _probabilities(self, windows: list[list[int]]) -> list[dict[str, float]]:
+        """The label probabilities of each window (at most ``max_batch_size`` of them)."""
+        torch: Any = self._torch
+        encoded = self.tokenizer.pad({"input_ids": windows}, return_tensors="pt")
+        with torch.inference_mode():
+            logits = self.model(**encoded).logits.float()
+        probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+        return [dict(zip(self.labels, row.tolist(), strict=True)) for row in probabilities]
 
     async def aclose(self) -> None:
         await self.batcher.aclose()

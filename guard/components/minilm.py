@@ -8,6 +8,7 @@ tokenizers are imported only when one is loaded.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -280,9 +281,13 @@ def load_backbone(backbone: str, replaced: dict[str, torch.Tensor]) -> tuple[Enc
 
         hub_tokenizer = AutoTokenizer.from_pretrained(source)
         state = dict(AutoModel.from_pretrained(source).state_dict())
+        # transformers' fast tokenizers may reconfigure themselves on a call, which fails
+        # while another thread tokenizes with the same one (texts are cut in threads).
+        tokenizing = threading.Lock()
 
         def encode(texts: list[str]) -> list[list[int]]:
-            ids: list[list[int]] = hub_tokenizer(texts, verbose=False)["input_ids"]
+            with tokenizing:
+                ids: list[list[int]] = hub_tokenizer(texts, verbose=False)["input_ids"]
             return ids
 
     state.update({k: v.float() for k, v in replaced.items() if k.startswith("encoder.")})

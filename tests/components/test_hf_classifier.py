@@ -23,11 +23,14 @@ TEXTS = [
 ]
 
 
-def classifier(path: Path, threshold: float = 0.5, batch: int = 32) -> HFClassifier:
+def classifier(
+    path: Path, threshold: float = 0.5, batch: int = 32, max_length: int = 512
+) -> HFClassifier:
     spec = HFClassifierSpec(
         kind="hf_classifier",
         model=str(path),
         max_batch_size=batch,
+        max_length=max_length,
         thresholds={"unsafe": threshold},
     )
     return HFClassifier(spec)
@@ -61,6 +64,31 @@ def test_concurrent_calls_are_batched_and_match_single_calls(tiny_classifier: Pa
     assert together == pytest.approx(alone, abs=1e-5)
     assert max(model.batcher.batch_sizes) > 1
     assert max(model.batcher.batch_sizes) <= 4
+
+
+def test_a_long_texts_windows_go_through_as_batches_and_its_worst_window_stands(
+    tiny_classifier: Path,
+) -> None:
+    import torch
+
+    model = classifier(tiny_classifier, batch=4, max_length=16)
+    long = " ".join(TEXTS) * 3
+
+    async def run() -> list[float | None]:
+        verdicts = await model.classify([Subject(long), Subject(TEXTS[1])])
+        await model.aclose()
+        return [v.score for v in verdicts]
+
+    scores = asyncio.run(run())
+    per_text = model.windows([long, TEXTS[1]])
+    assert len(per_text[0]) > 8 and len(per_text[1]) == 1
+    alone = []
+    for windows in per_text:
+        with torch.inference_mode():
+            rows = [model.model(input_ids=torch.tensor([w])).logits.softmax(-1) for w in windows]
+        alone.append(max(float(row[0, 1]) for row in rows))
+    assert scores == pytest.approx(alone, abs=1e-5)
+    assert len(model.batcher.batch_sizes) > 2 and max(model.batcher.batch_sizes) <= 4
 
 
 def test_unknown_threshold_label_is_refused(tiny_classifier: Path) -> None:
