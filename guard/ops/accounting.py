@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guard.errors import (
     Forbidden,
     GuardError,
+    LimitStoreUnavailable,
     Overloaded,
     PolicyError,
     RailFailed,
@@ -33,7 +35,7 @@ from guard.errors import (
 from guard.logs import log_field
 from guard.ops.audit import AuditLog
 from guard.ops.keys import ApiKey
-from guard.ops.limits import ConcurrencyLimit, RateLimiter
+from guard.ops.limits import ConcurrencyLimit, KeyConcurrency, Lease, RateLimiter
 from guard.ops.metrics import NO_KEY, Metrics
 from guard.ops.runtime import Runtime, Runtimes
 from guard.ops.shadow import run_shadow, shadow_summary
@@ -41,6 +43,9 @@ from guard.pipeline.inputs import input_subjects
 from guard.pipeline.rails import Judgement, Stage
 from guard.pipeline.runner import Pipeline, RequestContext
 from guard.settings import Settings
+
+if TYPE_CHECKING:
+    from guard.ops.shared_limits import SharedLimits
 
 log = logging.getLogger("guard")
 access_log = logging.getLogger("guard.access")
@@ -86,7 +91,18 @@ class Operations:
         self.runtimes = runtimes
         self.metrics = metrics
         self.limiter = RateLimiter()
+        self.key_concurrency = KeyConcurrency()
         self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
+        self.shared: SharedLimits | None = None
+        """Each key's limits in Redis, for every replica (``GUARD_REDIS_URL``); None: in
+        this process's memory. The replica's own concurrency limit stays here."""
+        if settings.redis_url is not None:
+            from guard.ops.shared_limits import SharedLimits  # the Redis client, only if used
+
+            try:
+                self.shared = SharedLimits(settings, metrics.limit_store_errors)
+            except ValueError as exc:
+                raise PolicyError([f"GUARD_REDIS_URL: {exc}"]) from None
         self.audit: AuditLog | None = None
         if settings.audit_log is not None:
             try:
@@ -101,6 +117,37 @@ class Operations:
                     [f"GUARD_AUDIT_LOG: cannot open {settings.audit_log}: {exc.strerror or exc}"]
                 ) from exc
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def admit(self, key: ApiKey) -> Lease | ApiKey | None:
+        """Take one request from ``key``'s limits; what to ``release`` when it ends (its
+        place among the key's concurrent requests), if anything. Raises ``RateLimited``,
+        or ``LimitStoreUnavailable``."""
+        if self.shared is not None:
+            return await self.shared.admit(key)
+        counted = self.key_concurrency.enter(key)
+        try:
+            self.limiter.admit(key)
+        except BaseException:
+            if counted:
+                self.key_concurrency.leave(key)
+            raise
+        return key if counted else None
+
+    async def release(self, held: Lease | ApiKey) -> None:
+        if isinstance(held, Lease):
+            assert self.shared is not None
+            await self.shared.release(held)
+        else:
+            self.key_concurrency.leave(held)
+
+    def start(self) -> None:
+        if self.shared is not None:
+            self.shared.start()
+            log.info(
+                "limits shared through Redis at %s; when it fails: %s",
+                self.shared.where(),
+                self.settings.redis_on_error,
+            )
 
     def finish(self, record: RequestRecord) -> None:
         """Account for a finished request; shadow work goes on in the background."""
@@ -119,9 +166,7 @@ class Operations:
         except Exception:
             log.exception("request %s: accounting failed", record.request_id)
         if record.shadow is not None and record.ctx is not None and record.body is not None:
-            task = asyncio.get_running_loop().create_task(self._shadow(record, duration))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background(self._shadow(record, duration))
             return
         self._write_audit(record, duration, None)
         self.runtimes.release(record.runtime)
@@ -147,6 +192,12 @@ class Operations:
         finally:
             self._write_audit(record, duration, summary)
             self.runtimes.release(record.runtime)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the request; ``aclose`` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _count(self, record: RequestRecord, duration: float) -> None:
         m = self.metrics
@@ -190,7 +241,11 @@ class Operations:
         total = usage.get("total_tokens")
         if record.key is not None and isinstance(total, int):
             # A key pays for every token its request cost, the critiques' included.
-            self.limiter.charge_tokens(record.key, total + sum(extra.values()))
+            spent = total + sum(extra.values())
+            if self.shared is None:
+                self.limiter.charge_tokens(record.key, spent)
+            else:
+                self._background(self.shared.charge_tokens(record.key, spent))
 
     def _count_verdicts(
         self, policy: str, judgements: list[tuple[Stage, Judgement]], mode: str
@@ -221,6 +276,8 @@ class Operations:
         await asyncio.gather(*late, return_exceptions=True)
         if self.audit is not None:
             self.audit.close()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 def audit_entry(
@@ -276,6 +333,8 @@ def _rejection(error: GuardError | None) -> str | None:
         return "overloaded"
     if isinstance(error, RateLimited):
         return f"rate_limit_{error.error_type}"
+    if isinstance(error, LimitStoreUnavailable):
+        return "limit_store_unavailable"
     return None
 
 
