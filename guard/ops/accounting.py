@@ -73,6 +73,9 @@ class RequestRecord:
     stream: bool = False
     usage: dict[str, Any] | None = None
     shadow: Pipeline | None = None
+    held: Lease | ApiKey | None = None
+    """The request's place among its key's concurrent requests (``Operations.admit``),
+    given back by ``Operations.finish``."""
 
     @property
     def key_name(self) -> str:
@@ -119,9 +122,9 @@ class Operations:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def admit(self, key: ApiKey) -> Lease | ApiKey | None:
-        """Take one request from ``key``'s limits; what to ``release`` when it ends (its
-        place among the key's concurrent requests), if anything. Raises ``RateLimited``,
-        or ``LimitStoreUnavailable``."""
+        """Take one request from ``key``'s limits; its place among the key's concurrent
+        requests, if the key has such a limit (``RequestRecord.held``: ``finish`` gives it
+        back). Raises ``RateLimited``, or ``LimitStoreUnavailable``."""
         if self.shared is not None:
             return await self.shared.admit(key)
         counted = self.key_concurrency.enter(key)
@@ -132,13 +135,6 @@ class Operations:
                 self.key_concurrency.leave(key)
             raise
         return key if counted else None
-
-    async def release(self, held: Lease | ApiKey) -> None:
-        if isinstance(held, Lease):
-            assert self.shared is not None
-            await self.shared.release(held)
-        else:
-            self.key_concurrency.leave(held)
 
     def start(self) -> None:
         if self.shared is not None:
@@ -152,8 +148,9 @@ class Operations:
     def finish(self, record: RequestRecord) -> None:
         """Account for a finished request; shadow work goes on in the background."""
         duration = time.perf_counter() - record.started
+        unpaid = None
         try:
-            self._count(record, duration)
+            unpaid = self._count(record, duration)
             access_log.info(
                 "%s %s -> %d (%s, policy %s, %.1f ms)",
                 log_field(record.path),
@@ -165,6 +162,12 @@ class Operations:
             )
         except Exception:
             log.exception("request %s: accounting failed", record.request_id)
+        if isinstance(record.held, ApiKey):
+            self.key_concurrency.leave(record.held)
+        elif self.shared is not None and record.key is not None and (record.held or unpaid):
+            # One round trip gives back the request's place and charges its tokens.
+            lease = record.held if isinstance(record.held, Lease) else None
+            self._background(self.shared.settle(record.key, lease, unpaid or 0))
         if record.shadow is not None and record.ctx is not None and record.body is not None:
             self._background(self._shadow(record, duration))
             return
@@ -199,7 +202,9 @@ class Operations:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _count(self, record: RequestRecord, duration: float) -> None:
+    def _count(self, record: RequestRecord, duration: float) -> int | None:
+        """Count the request in the metrics and charge its tokens in memory; with shared
+        limits, the tokens still to charge."""
         m = self.metrics
         m.requests.labels(
             record.policy_name,
@@ -215,7 +220,7 @@ class Operations:
         if (reason := _upstream_reason(upstream_error)) is not None:
             m.upstream_errors.labels(reason).inc()
         if record.pipeline is None:
-            return
+            return None
         policy = record.pipeline.name
         if isinstance(record.error, RailFailed):
             m.rail_failures.labels(policy, str(record.error.code)).inc()
@@ -242,10 +247,10 @@ class Operations:
         if record.key is not None and isinstance(total, int):
             # A key pays for every token its request cost, the critiques' included.
             spent = total + sum(extra.values())
-            if self.shared is None:
-                self.limiter.charge_tokens(record.key, spent)
-            else:
-                self._background(self.shared.charge_tokens(record.key, spent))
+            if self.shared is not None:
+                return spent
+            self.limiter.charge_tokens(record.key, spent)
+        return None
 
     def _count_verdicts(
         self, policy: str, judgements: list[tuple[Stage, Judgement]], mode: str

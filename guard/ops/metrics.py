@@ -141,8 +141,8 @@ class Metrics:
         self.limit_store_errors = Counter(
             "guard_limit_store_errors",
             "Calls to the shared limits' Redis that failed or timed out, by operation: admit "
-            "(the request was then allowed or blocked, as GUARD_REDIS_ON_ERROR says), "
-            "charge, release or renew.",
+            "(the request was then allowed or blocked, as GUARD_REDIS_ON_ERROR says), settle "
+            "(a request's tokens and place after it ended) or renew (leases).",
             ["operation"],
             registry=r,
         )
@@ -162,7 +162,7 @@ class Metrics:
             self.upstream_errors.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
-        for operation in ("admit", "charge", "release", "renew"):
+        for operation in ("admit", "settle", "renew"):
             self.limit_store_errors.labels(operation)
 
     def policies_loaded(self, policies: list[Any]) -> None:

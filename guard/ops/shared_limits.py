@@ -20,8 +20,8 @@ also work on Redis Cluster.
 Redis down or slow is a fault: every call is bounded by the connect and command
 timeouts (no retries), counted in ``guard_limit_store_errors_total``, and the settings
 decide (``GUARD_REDIS_ON_ERROR``): ``allow`` serves the request unchecked, ``block``
-answers 503 with Retry-After. A charge or a release that fails is counted and dropped;
-the request is over by then.
+answers 503 with Retry-After. After a request, one call (``settle``) gives back its place
+and charges its tokens; if it fails, it is counted and dropped: the request is over.
 """
 
 from __future__ import annotations
@@ -96,11 +96,14 @@ return {0, 0}
 """
 )
 
-CHARGE = (
+SETTLE = (
     _BUCKET
     + """
--- KEYS: tokens bucket. ARGV: tokens per minute, tokens spent.
-save(KEYS[1], tonumber(ARGV[1]), level(KEYS[1], tonumber(ARGV[1])) - tonumber(ARGV[2]))
+-- KEYS: tokens bucket, leases. ARGV: tokens per minute (0: no such limit), tokens spent,
+-- the request's lease id ('': it holds none).
+local tpm, spent = tonumber(ARGV[1]), tonumber(ARGV[2])
+if tpm > 0 and spent > 0 then save(KEYS[1], tpm, level(KEYS[1], tpm) - spent) end
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
 return 0
 """
 )
@@ -136,7 +139,7 @@ class SharedLimits:
         self.errors = errors
         self.lease_s = lease_s
         self._admit = self.redis.register_script(ADMIT)
-        self._charge = self.redis.register_script(CHARGE)
+        self._settle = self.redis.register_script(SETTLE)
         self._renew = self.redis.register_script(RENEW)
         self._replica = uuid.uuid4().hex[:16]
         self._count = 0
@@ -149,9 +152,10 @@ class SharedLimits:
         return f"{self.prefix}:limits:{{{self.prefix}:{name}}}"
 
     async def admit(self, key: ApiKey) -> Lease | None:
-        """Take one request from ``key``'s limits; the lease to release when it ends, if
-        it has a concurrent-requests limit. Raises ``RateLimited``, or
-        ``LimitStoreUnavailable`` when Redis fails and the settings say block."""
+        """Take one request from ``key``'s limits; the lease that ``settle`` gives back
+        when the request ends, if the key has a concurrent-requests limit. Raises
+        ``RateLimited``, or ``LimitStoreUnavailable`` when Redis fails and the settings
+        say block."""
         limit = key.rate_limit
         if limit is None:
             return None
@@ -185,28 +189,28 @@ class SharedLimits:
         self._held.setdefault(leases, set()).add(member)
         return Lease(leases, member)
 
-    async def release(self, lease: Lease) -> None:
-        held = self._held.get(lease.leases_key)
-        if held is not None:
-            held.discard(lease.member)
-            if not held:
-                del self._held[lease.leases_key]
-        try:
-            async with asyncio.timeout(self.budget_s):
-                await self.redis.zrem(lease.leases_key, lease.member)
-        except STORE_FAILURES as exc:
-            self._failed("release", exc)  # not renewed, so it lapses within LEASE_S
-
-    async def charge_tokens(self, key: ApiKey, tokens: int) -> None:
+    async def settle(self, key: ApiKey, lease: Lease | None, tokens: int) -> None:
+        """After a request: give back its place among the key's concurrent requests (if it
+        holds one) and charge the tokens it spent, in one round trip. A failure is counted
+        and dropped: the request is over, and a lease not given back lapses."""
+        if lease is not None:
+            held = self._held.get(lease.leases_key)
+            if held is not None:
+                held.discard(lease.member)
+                if not held:
+                    del self._held[lease.leases_key]
         limit = key.rate_limit
-        if limit is None or not limit.tokens_per_minute or tokens <= 0:
+        tpm = (limit.tokens_per_minute or 0) if limit is not None else 0
+        if lease is None and (not tpm or tokens <= 0):
             return
-        tpm = limit.tokens_per_minute
+        base = self._keys(key.name)
+        keys = [f"{base}:tpm:{tpm}", f"{base}:concurrent"]
+        args: list[str | int] = [tpm, max(0, tokens), lease.member if lease else ""]
         try:
             async with asyncio.timeout(self.budget_s):
-                await self._charge(keys=[f"{self._keys(key.name)}:tpm:{tpm}"], args=[tpm, tokens])
+                await self._settle(keys=keys, args=args)
         except STORE_FAILURES as exc:
-            self._failed("charge", exc)
+            self._failed("settle", exc)
 
     def leases(self) -> list[Lease]:
         """The leases this replica holds now."""

@@ -39,7 +39,6 @@ class Gate:
         record = RequestRecord(scope["path"], state.get("request_id", "-"), ops.runtimes.acquire())
         state[_RECORD] = record
         entered = False
-        held = None
         try:
             try:
                 record.key = authenticate(record.runtime.keys, scope)
@@ -47,7 +46,7 @@ class Gate:
                 entered = True
                 ops.metrics.in_flight.inc()
                 if record.key is not None:
-                    held = await ops.admit(record.key)
+                    record.held = await ops.admit(record.key)
             except GuardError as exc:
                 record.error, record.status = exc, exc.status_code
                 await error_response(exc)(scope, receive, send)
@@ -67,8 +66,6 @@ class Gate:
             if entered:
                 ops.concurrency.leave()
                 ops.metrics.in_flight.dec()
-            if held is not None:
-                await ops.release(held)
             ops.finish(record)
 
 

@@ -1,5 +1,6 @@
-"""A key's concurrent requests, in memory and in Redis alike: one more than its limit gets
-429 while the others run, and the key is served again once one ends."""
+"""A key's limits through guard, in memory and in Redis alike: one request more than its
+concurrent requests gets 429 while the others run, and the key is served again once one
+ends; the tokens an answer spent are charged after it, and its place given back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_sync
+from starlette.applications import Starlette
 
 from guard.ops.keys import hash_key
 from tests.conftest import Fake, guard_app, write_policy
@@ -26,15 +29,15 @@ def ask(url: str) -> httpx.Response:
     return httpx.post(f"{url}{CHAT}", json=body, headers=HEADERS, timeout=30)
 
 
-@pytest.mark.parametrize("store", ["memory", "redis"])
-def test_a_keys_concurrent_requests_are_capped(
-    store: str, paced_upstream: Fake, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def keyed_app(
+    store: str, upstream: Fake, tmp_path: Path, request: pytest.FixtureRequest, limit: str
+) -> Starlette:
+    """guard with one key of ``limit``, its limits in memory or in the session's Redis."""
     policy = write_policy(tmp_path, POLICY)
     keys = write_policy(
         tmp_path,
         f"keys:\n  - name: tenant\n    sha256: {hash_key(KEY)}\n    models: '*'\n"
-        "    rate_limit: {concurrent_requests: 1}\n",
+        f"    rate_limit: {limit}\n",
         "keys.yaml",
     )
     shared: dict[str, object] = {}
@@ -42,7 +45,14 @@ def test_a_keys_concurrent_requests_are_capped(
         redis: RedisServer = request.getfixturevalue("redis")
         shared = {"redis_url": redis.url, "redis_key_prefix": f"t{uuid.uuid4().hex[:12]}"}
         shared |= {"redis_connect_timeout_s": 5.0, "redis_timeout_s": 5.0}
-    app = guard_app(paced_upstream.url, [policy], keys_file=keys, **shared)
+    return guard_app(upstream.url, [policy], keys_file=keys, **shared)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_a_keys_concurrent_requests_are_capped(
+    store: str, paced_upstream: Fake, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    app = keyed_app(store, paced_upstream, tmp_path, request, "{concurrent_requests: 1}")
     long_answer = {
         "model": "m",
         "stream": True,
@@ -65,3 +75,28 @@ def test_a_keys_concurrent_requests_are_capped(
                 break
             time.sleep(0.1)
         assert served.status_code == 200
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_an_answers_tokens_are_charged_and_its_place_given_back(
+    store: str, fake_upstream: Fake, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    limit = "{tokens_per_minute: 5, concurrent_requests: 3}"
+    app = keyed_app(store, fake_upstream, tmp_path, request, limit)
+    with serve_in_thread(app) as url:
+        first = ask(url)
+        assert first.status_code == 200 and first.json()["usage"]["total_tokens"] > 5
+        for _ in range(100):  # bounded: 10 s (in Redis the charge follows the answer)
+            if (refused := ask(url)).status_code == 429:
+                break
+            time.sleep(0.1)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["type"] == "tokens"
+        ops = app.state.guard.ops
+        if store == "memory":
+            assert ops.key_concurrency.in_flight == {}
+        else:
+            assert ops.shared.leases() == []
+            prefix = ops.settings.redis_key_prefix
+            leases = f"{prefix}:limits:{{{prefix}:tenant}}:concurrent"
+            assert redis_sync.Redis.from_url(ops.settings.redis_url).zcard(leases) == 0

@@ -105,25 +105,28 @@ def test_admissions_at_once_from_two_replicas_never_overshoot(redis: RedisServer
 
 
 def test_tokens_charged_on_one_replica_hold_on_the_other(redis: RedisServer) -> None:
-    async def run() -> tuple[str, str, int]:
+    async def run() -> tuple[str, int, int]:
         shared = prefix()
         (a, _), (b, _) = replica(redis.url, shared), replica(redis.url, shared)
-        key = a_key(tokens_per_minute=60)
+        key = a_key(tokens_per_minute=60, concurrent_requests=5)
         try:
-            first = await outcome(a, key)
-            await a.charge_tokens(key, 120)  # one token a second: 61 s of debt
+            lease = await a.admit(key)
+            assert lease is not None
+            await a.settle(key, lease, 120)  # one token a second: 61 s of debt
+            in_flight = await a.redis.zcard(lease.leases_key)
             try:
                 await b.admit(key)
             except RateLimited as exc:
-                return first, exc.error_type, exc.retry_after
-            return first, "admitted", 0
+                return exc.error_type, exc.retry_after, in_flight
+            return "admitted", 0, in_flight
         finally:
             await a.aclose()
             await b.aclose()
 
-    first, second, retry_after = asyncio.run(run())
-    assert (first, second) == ("admitted", "tokens")
+    refused, retry_after, in_flight = asyncio.run(run())
+    assert refused == "tokens"
     assert 55 <= retry_after <= 62
+    assert in_flight == 0  # the same call gave the request's place back
 
 
 def test_a_changed_limit_starts_a_fresh_full_bucket(redis: RedisServer) -> None:
@@ -148,12 +151,12 @@ def test_concurrent_requests_count_across_replicas_until_released(redis: RedisSe
             first, second = await a.admit(key), await b.admit(key)
             assert first is not None and second is not None
             seen.append(await outcome(a, key))
-            await b.release(second)
+            await b.settle(key, second, 0)
             third = await a.admit(key)
             assert third is not None
             seen.append(await outcome(b, key))
-            await a.release(first)
-            await a.release(third)
+            await a.settle(key, first, 0)
+            await a.settle(key, third, 0)
             seen.append(await outcome(b, key))
             return seen
         finally:
@@ -187,7 +190,7 @@ def test_a_dead_replicas_leases_lapse_and_a_live_one_renews_its_own(redis: Redis
             await live.renew()
             after = await live.redis.zscore(held.leases_key, held.member)
             assert before is not None and after is not None
-            await live.release(held)
+            await live.settle(key, held, 0)
             left = await live.redis.zcard(held.leases_key)
             return refused, before, after, left
         finally:
@@ -214,7 +217,7 @@ def test_redis_unreachable_obeys_the_setting_and_is_counted(on_error: str) -> No
                 except LimitStoreUnavailable as exc:
                     assert exc.status_code == 503 and exc.headers == {"retry-after": "1"}
                     results.append("blocked")
-            await limits.charge_tokens(key, 5)  # counted, never raised: the request is over
+            await limits.settle(key, None, 5)  # counted, never raised: the request is over
             assert set(results) == {"admitted" if on_error == "allow" else "blocked"}
             return results[0], metrics
         finally:
@@ -223,7 +226,7 @@ def test_redis_unreachable_obeys_the_setting_and_is_counted(on_error: str) -> No
     result, metrics = asyncio.run(run())
     assert result == ("admitted" if on_error == "allow" else "blocked")
     assert store_errors(metrics, "admit") == 3
-    assert store_errors(metrics, "charge") == 1
+    assert store_errors(metrics, "settle") == 1
 
 
 @contextmanager
