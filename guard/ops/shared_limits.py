@@ -142,13 +142,13 @@ class SharedLimits:
         self._settle = self.redis.register_script(SETTLE)
         self._renew = self.redis.register_script(RENEW)
         self._replica = uuid.uuid4().hex[:16]
-        self._count = 0
+        self._issued = 0
         self._held: dict[str, set[str]] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._logged_at = -math.inf
         self._unlogged = 0
 
-    def _keys(self, name: str) -> str:
+    def _base(self, name: str) -> str:
         return f"{self.prefix}:limits:{{{self.prefix}:{name}}}"
 
     async def admit(self, key: ApiKey) -> Lease | None:
@@ -159,11 +159,13 @@ class SharedLimits:
         limit = key.rate_limit
         if limit is None:
             return None
-        base = self._keys(key.name)
+        base = self._base(key.name)
         rpm, tpm = limit.requests_per_minute or 0, limit.tokens_per_minute or 0
         most = limit.concurrent_requests or 0
-        self._count += 1
-        member = f"{self._replica}:{self._count}"
+        if not (rpm or tpm or most):
+            return None
+        self._issued += 1
+        member = f"{self._replica}:{self._issued}"
         leases = f"{base}:concurrent"
         keys = [f"{base}:rpm:{rpm}", f"{base}:tpm:{tpm}", leases]
         args: list[str | int] = [rpm, tpm, most, member, math.ceil(self.lease_s * 1000)]
@@ -203,7 +205,7 @@ class SharedLimits:
         tpm = (limit.tokens_per_minute or 0) if limit is not None else 0
         if lease is None and (not tpm or tokens <= 0):
             return
-        base = self._keys(key.name)
+        base = self._base(key.name)
         keys = [f"{base}:tpm:{tpm}", f"{base}:concurrent"]
         args: list[str | int] = [tpm, max(0, tokens), lease.member if lease else ""]
         try:
@@ -222,7 +224,10 @@ class SharedLimits:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            await self.renew()
+            try:
+                await self.renew()
+            except Exception:  # never let renewing stop: leases would lapse under requests
+                log.exception("renewing the leases of requests in flight failed")
 
     async def renew(self) -> None:
         """Extend every lease this replica holds, in one round trip."""
@@ -232,8 +237,9 @@ class SharedLimits:
         try:
             async with asyncio.timeout(self.budget_s):
                 pipe = self.redis.pipeline(transaction=False)
-                for leases, members in self._held.items():
-                    await self._renew(keys=[leases], args=[lease_ms, *members], client=pipe)
+                for leases, members in list(self._held.items()):
+                    args: list[str | int] = [lease_ms, *sorted(members)]
+                    await self._renew(keys=[leases], args=args, client=pipe)
                 await pipe.execute()
         except STORE_FAILURES as exc:
             self._failed("renew", exc)
