@@ -357,6 +357,8 @@ class Connection:
 
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
+        self.headers = ""
+        """More header lines (``Name: value\r\n`` each) for every request, e.g. a key."""
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -397,7 +399,8 @@ class Connection:
         reused = self.reader is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{self.headers}\r\n"
         ).encode()
         try:
             response_head = await self._send(head + body)
@@ -610,12 +613,16 @@ async def closed_loop(
     request_timeout: float,
     extract: Callable[[Reply], dict[str, float]] | None = None,
     api: Api = CHAT,
+    api_key: str | None = None,
 ) -> RunResult:
     """``count`` requests from ``concurrency`` workers, each on its own keep-alive
-    connection, after one warm-up request (``warm_body``) per connection."""
+    connection, after one warm-up request (``warm_body``) per connection; ``api_key`` is
+    sent as a bearer token."""
     stream = mode == "stream"
     result = RunResult(target.name, mode, concurrency)
     conns = [Connection.to(target.url) for _ in range(concurrency)]
+    for conn in conns:
+        conn.headers = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
     try:
         # Warm-up: open every connection, and make guard open its upstream connections.
         warm = await asyncio.gather(

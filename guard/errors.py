@@ -20,6 +20,7 @@ reaches a client: it stops the server from starting.
     ├── UpstreamStreamBroken  -    the upstream died after streaming began
     │   └── UpstreamEventTooLarge  -  one of its events passed GUARD_UPSTREAM_MAX_EVENT_BYTES
     ├── RewardUnavailable     503  best-of-n's reward failed and the policy says fail
+    ├── LimitStoreUnavailable 503  shared limits' Redis failed and GUARD_REDIS_ON_ERROR=block
     ├── ContentFiltered       400  a rail blocked and the policy wants an HTTP error
     ├── RailFailed            503  a fail-closed rail errored or timed out (not a verdict)
     └── RailsOverloaded       503  a fail-closed rail could not start in time; Retry-After
@@ -226,6 +227,20 @@ class RewardUnavailable(GuardError):
     status_code = 503
     error_type = "service_unavailable"
     code = "reward_unavailable"
+
+
+class LimitStoreUnavailable(GuardError):
+    """The shared limits' store (Redis) did not answer in time or failed, and the settings
+    say a request must not pass unchecked: a fault, not a verdict on the key."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "limit_store_unavailable"
+    retry_after = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 class ContentFiltered(GuardError):

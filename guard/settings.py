@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     """Reload policies and keys when their files change (polled)."""
     watch_interval_s: float = Field(default=1.0, gt=0)
 
+    # -- several replicas (docs/operations.md, "Running several replicas") ---------
+    redis_url: str | None = None
+    """Redis (or Valkey) where every replica keeps the keys' rate limits and concurrent
+    requests (``redis://``, ``rediss://`` for TLS, ``unix://``); none: each replica keeps
+    them in its own memory."""
+    redis_on_error: Literal["allow", "block"] = "allow"
+    """When Redis fails or is slow: ``allow`` serves the request without checking the
+    key's limits, ``block`` answers 503 with Retry-After."""
+    redis_connect_timeout_s: float = Field(default=0.1, gt=0)
+    redis_timeout_s: float = Field(default=0.1, gt=0)
+    """The longest wait for one limit check (a Lua script) once connected."""
+    redis_key_prefix: str = Field(default="guard", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """Starts every Redis key guard writes; replicas that share limits share the prefix."""
+
     @field_validator("policies", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:

@@ -12,7 +12,7 @@ from guard.policy.routing import PolicySet
 from guard.server.app import create_app
 from guard.settings import Settings
 from guard.testing.fake_upstream import create_fake_upstream
-from tests.servers import serve_in_thread
+from tests.servers import RedisServer, redis_server, serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +52,13 @@ def paced_upstream() -> Iterator[Fake]:
     app = create_fake_upstream(tokens=8, pace_s=0.05)
     with serve_in_thread(app) as url:
         yield Fake(app, url)
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real Redis on loopback for the whole session; tests keep apart by key prefix."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 def write_policy(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:

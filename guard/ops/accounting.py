@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guard.errors import (
     Forbidden,
     GuardError,
+    LimitStoreUnavailable,
     Overloaded,
     PolicyError,
     RailFailed,
@@ -33,7 +35,7 @@ from guard.errors import (
 from guard.logs import log_field
 from guard.ops.audit import AuditLog
 from guard.ops.keys import ApiKey
-from guard.ops.limits import ConcurrencyLimit, RateLimiter
+from guard.ops.limits import ConcurrencyLimit, KeyConcurrency, Lease, RateLimiter
 from guard.ops.metrics import NO_KEY, Metrics
 from guard.ops.runtime import Runtime, Runtimes
 from guard.ops.shadow import run_shadow, shadow_summary
@@ -41,6 +43,9 @@ from guard.pipeline.inputs import input_subjects
 from guard.pipeline.rails import Judgement, Stage
 from guard.pipeline.runner import Pipeline, RequestContext
 from guard.settings import Settings
+
+if TYPE_CHECKING:
+    from guard.ops.shared_limits import SharedLimits
 
 log = logging.getLogger("guard")
 access_log = logging.getLogger("guard.access")
@@ -68,6 +73,9 @@ class RequestRecord:
     stream: bool = False
     usage: dict[str, Any] | None = None
     shadow: Pipeline | None = None
+    held: Lease | ApiKey | None = None
+    """The request's place among its key's concurrent requests (``Operations.admit``),
+    given back by ``Operations.finish``."""
 
     @property
     def key_name(self) -> str:
@@ -86,7 +94,18 @@ class Operations:
         self.runtimes = runtimes
         self.metrics = metrics
         self.limiter = RateLimiter()
+        self.key_concurrency = KeyConcurrency()
         self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
+        self.shared: SharedLimits | None = None
+        """Each key's limits in Redis, for every replica (``GUARD_REDIS_URL``); None: in
+        this process's memory. The replica's own concurrency limit stays here."""
+        if settings.redis_url is not None:
+            from guard.ops.shared_limits import SharedLimits  # the Redis client, only if used
+
+            try:
+                self.shared = SharedLimits(settings, metrics.limit_store_errors)
+            except ValueError as exc:
+                raise PolicyError([f"GUARD_REDIS_URL: {exc}"]) from None
         self.audit: AuditLog | None = None
         if settings.audit_log is not None:
             try:
@@ -102,11 +121,36 @@ class Operations:
                 ) from exc
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def admit(self, key: ApiKey) -> Lease | ApiKey | None:
+        """Take one request from ``key``'s limits; its place among the key's concurrent
+        requests, if the key has such a limit (``RequestRecord.held``: ``finish`` gives it
+        back). Raises ``RateLimited``, or ``LimitStoreUnavailable``."""
+        if self.shared is not None:
+            return await self.shared.admit(key)
+        counted = self.key_concurrency.enter(key)
+        try:
+            self.limiter.admit(key)
+        except BaseException:
+            if counted:
+                self.key_concurrency.leave(key)
+            raise
+        return key if counted else None
+
+    def start(self) -> None:
+        if self.shared is not None:
+            self.shared.start()
+            log.info(
+                "limits shared through Redis at %s; when it fails: %s",
+                self.shared.where(),
+                self.settings.redis_on_error,
+            )
+
     def finish(self, record: RequestRecord) -> None:
         """Account for a finished request; shadow work goes on in the background."""
         duration = time.perf_counter() - record.started
+        unpaid = None
         try:
-            self._count(record, duration)
+            unpaid = self._count(record, duration)
             access_log.info(
                 "%s %s -> %d (%s, policy %s, %.1f ms)",
                 log_field(record.path),
@@ -118,10 +162,14 @@ class Operations:
             )
         except Exception:
             log.exception("request %s: accounting failed", record.request_id)
+        if isinstance(record.held, ApiKey):
+            self.key_concurrency.leave(record.held)
+        elif self.shared is not None and record.key is not None and (record.held or unpaid):
+            # One round trip gives back the request's place and charges its tokens.
+            lease = record.held if isinstance(record.held, Lease) else None
+            self._background(self.shared.settle(record.key, lease, unpaid or 0))
         if record.shadow is not None and record.ctx is not None and record.body is not None:
-            task = asyncio.get_running_loop().create_task(self._shadow(record, duration))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background(self._shadow(record, duration))
             return
         self._write_audit(record, duration, None)
         self.runtimes.release(record.runtime)
@@ -148,7 +196,15 @@ class Operations:
             self._write_audit(record, duration, summary)
             self.runtimes.release(record.runtime)
 
-    def _count(self, record: RequestRecord, duration: float) -> None:
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the request; ``aclose`` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _count(self, record: RequestRecord, duration: float) -> int | None:
+        """Count the request in the metrics and charge its tokens in memory; with shared
+        limits, the tokens still to charge."""
         m = self.metrics
         m.requests.labels(
             record.policy_name,
@@ -164,7 +220,7 @@ class Operations:
         if (reason := _upstream_reason(upstream_error)) is not None:
             m.upstream_errors.labels(reason).inc()
         if record.pipeline is None:
-            return
+            return None
         policy = record.pipeline.name
         if isinstance(record.error, RailFailed):
             m.rail_failures.labels(policy, str(record.error.code)).inc()
@@ -190,7 +246,11 @@ class Operations:
         total = usage.get("total_tokens")
         if record.key is not None and isinstance(total, int):
             # A key pays for every token its request cost, the critiques' included.
-            self.limiter.charge_tokens(record.key, total + sum(extra.values()))
+            spent = total + sum(extra.values())
+            if self.shared is not None:
+                return spent
+            self.limiter.charge_tokens(record.key, spent)
+        return None
 
     def _count_verdicts(
         self, policy: str, judgements: list[tuple[Stage, Judgement]], mode: str
@@ -221,6 +281,8 @@ class Operations:
         await asyncio.gather(*late, return_exceptions=True)
         if self.audit is not None:
             self.audit.close()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 def audit_entry(
@@ -276,6 +338,8 @@ def _rejection(error: GuardError | None) -> str | None:
         return "overloaded"
     if isinstance(error, RateLimited):
         return f"rate_limit_{error.error_type}"
+    if isinstance(error, LimitStoreUnavailable):
+        return "limit_store_unavailable"
     return None
 
 

@@ -48,6 +48,8 @@ class RateLimit(_Section):
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     """Prompt plus completion tokens, as the upstream reports them in ``usage``."""
+    concurrent_requests: int | None = Field(default=None, ge=1)
+    """This key's requests in flight at once (a stream until its last byte)."""
 
 
 class ApiKey(_Section):

@@ -1,4 +1,5 @@
-"""Per-key rate limits (in-memory token buckets) and the concurrent-request limit.
+"""Per-key rate limits (in-memory token buckets), per-key concurrent requests, and the
+replica's concurrent-request limit.
 
 A requests bucket holds up to a minute's worth of requests and refills evenly; a
 request takes one. A tokens bucket is checked before a request (it must not be in
@@ -6,7 +7,8 @@ debt) and charged after it, with the usage the upstream reported, since nobody
 knows beforehand how many tokens an answer will take. A long answer can leave the
 bucket in debt; the key then waits until the refill pays it back.
 
-Buckets live in memory, per process: limits hold per guard replica.
+Buckets and counts live in memory, per process: limits hold per guard replica.
+``guard.ops.shared_limits`` keeps the same per-key limits in Redis, for all replicas.
 """
 
 from __future__ import annotations
@@ -65,22 +67,12 @@ class RateLimiter:
             buckets.tokens.refill(now)
             if buckets.tokens.level <= 0:
                 wait = buckets.tokens.seconds_until(1.0)
-                raise RateLimited(
-                    f"Rate limit reached for API key '{key.name}' on tokens per minute: "
-                    f"limit {buckets.tokens.per_minute}. Retry in {wait:.1f} s.",
-                    math.ceil(wait),
-                    error_type="tokens",
-                )
+                raise over_limit(key, "tokens", buckets.tokens.per_minute, wait)
         if buckets.requests is not None:
             buckets.requests.refill(now)
             if buckets.requests.level < 1:
                 wait = buckets.requests.seconds_until(1.0)
-                raise RateLimited(
-                    f"Rate limit reached for API key '{key.name}' on requests per minute: "
-                    f"limit {buckets.requests.per_minute}. Retry in {wait:.1f} s.",
-                    math.ceil(wait),
-                    error_type="requests",
-                )
+                raise over_limit(key, "requests", buckets.requests.per_minute, wait)
             buckets.requests.level -= 1
 
     def charge_tokens(self, key: ApiKey, tokens: int) -> None:
@@ -108,6 +100,61 @@ class RateLimiter:
             )
             self._buckets[key.name] = found
         return found
+
+
+def over_limit(key: ApiKey, kind: str, limit: int, wait_s: float) -> RateLimited:
+    """The 429 for a key over its ``kind`` (``requests`` or ``tokens``) per minute."""
+    return RateLimited(
+        f"Rate limit reached for API key '{key.name}' on {kind} per minute: "
+        f"limit {limit}. Retry in {wait_s:.1f} s.",
+        math.ceil(wait_s),
+        error_type=kind,
+    )
+
+
+def over_concurrency(key: ApiKey, limit: int) -> RateLimited:
+    """The 429 for a key at its limit of concurrent requests."""
+    return RateLimited(
+        f"Rate limit reached for API key '{key.name}' on concurrent requests: "
+        f"limit {limit}. Retry when one of its requests ends.",
+        1,
+        error_type="concurrent",
+    )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A request's place among its key's concurrent requests, in Redis
+    (``guard.ops.shared_limits``): the sorted set, and the request's member in it."""
+
+    leases_key: str
+    member: str
+
+
+class KeyConcurrency:
+    """Each key's requests in flight, for keys whose rate limit says ``concurrent_requests``."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+
+    def enter(self, key: ApiKey) -> bool:
+        """Count one more request of ``key``; False when its limit says nothing to count.
+        Raises ``RateLimited`` at the limit."""
+        limit = key.rate_limit.concurrent_requests if key.rate_limit else None
+        if limit is None:
+            return False
+        count = self.in_flight.get(key.name, 0)
+        if count >= limit:
+            raise over_concurrency(key, limit)
+        self.in_flight[key.name] = count + 1
+        return True
+
+    def leave(self, key: ApiKey) -> None:
+        count = self.in_flight.get(key.name, 0) - 1
+        if count > 0:
+            self.in_flight[key.name] = count
+        else:
+            self.in_flight.pop(key.name, None)
 
 
 class ConcurrencyLimit:

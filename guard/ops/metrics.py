@@ -138,6 +138,14 @@ class Metrics:
             ["policy", "sha256"],
             registry=r,
         )
+        self.limit_store_errors = Counter(
+            "guard_limit_store_errors",
+            "Calls to the shared limits' Redis that failed or timed out, by operation: admit "
+            "(the request was then allowed or blocked, as GUARD_REDIS_ON_ERROR says), settle "
+            "(a request's tokens and place after it ended) or renew (leases).",
+            ["operation"],
+            registry=r,
+        )
         self.audit_failures = Counter(
             "guard_audit_write_failures",
             "Audit lines that could not be written.",
@@ -154,6 +162,8 @@ class Metrics:
             self.upstream_errors.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
+        for operation in ("admit", "settle", "renew"):
+            self.limit_store_errors.labels(operation)
 
     def policies_loaded(self, policies: list[Any]) -> None:
         """Show the policies now served (``LoadedPolicy`` items) and zero their counters."""

@@ -71,6 +71,7 @@ def create_app(
             shutdown.push_async_callback(ops.aclose, settings.shutdown_timeout_s)
             shutdown.push_async_callback(reloader.stop)
             reloader.start()
+            ops.start()
             yield
 
     app = Starlette(

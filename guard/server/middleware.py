@@ -1,8 +1,9 @@
-"""The gate every request passes: API key, concurrency limit, rate limit.
+"""The gate every request passes: API key, concurrency limit, the key's limits.
 
 ``Gate`` is ASGI middleware. It leases the current runtime (policies, keys,
 pipelines) for the whole request, refuses what it must with an OpenAI-shaped
-error (401, 429 with Retry-After), and hands the finished request to
+error (401, 429 with Retry-After; 503 when the shared limits' Redis fails and the
+settings say block), and hands the finished request to
 ``Operations.finish``. Only ``/health``, ``/livez`` and ``/metrics`` bypass it
 (``/metrics`` checks a key itself when ``GUARD_METRICS_AUTH`` is on): a route added
 later, with or without ``/v1`` (vLLM's ``/rerank``, ``/tokenize``...), is behind the
@@ -45,7 +46,7 @@ class Gate:
                 entered = True
                 ops.metrics.in_flight.inc()
                 if record.key is not None:
-                    ops.limiter.admit(record.key)
+                    record.held = await ops.admit(record.key)
             except GuardError as exc:
                 record.error, record.status = exc, exc.status_code
                 await error_response(exc)(scope, receive, send)

@@ -37,8 +37,6 @@ FOLDERS = ["base", *OVERLAYS]
 # The oldest Kubernetes these manifests are written for, and the newest the installed
 # kubernetes-validate knows.
 VERSIONS = ["1.30", kubernetes_validate.latest_version()]
-# GUARD_* variables the manifests set that guard does not read yet.
-NOT_YET_SETTINGS = {"GUARD_REDIS_URL"}  # the shared-limits work reads it
 
 Doc = dict[str, Any]
 
@@ -175,7 +173,7 @@ def test_every_guard_variable_is_a_setting_guard_reads(
     docs = render(folder)
     known = {f"GUARD_{name.upper()}" for name in Settings.model_fields}
     named = {e["name"] for e in guard_container(docs)["env"]}
-    assert named - known <= NOT_YET_SETTINGS
+    assert named <= known
     settings = guard_settings(docs, monkeypatch)
     assert settings.host == "0.0.0.0"
     assert settings.port == guard_container(docs)["ports"][0]["containerPort"]

@@ -16,7 +16,6 @@ from guard.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yaml"
 REPLICAS = ["guard-a", "guard-b"]
-NOT_YET_SETTINGS = {"GUARD_REDIS_URL"}  # the shared-limits work reads it
 
 
 def services() -> dict[str, Any]:
@@ -56,7 +55,7 @@ def test_each_replica_reaches_vllm_and_redis(replica: str, monkeypatch: pytest.M
     found = services()
     service = found[replica]
     known = {f"GUARD_{name.upper()}" for name in Settings.model_fields}
-    assert set(service["environment"]) - known <= NOT_YET_SETTINGS
+    assert set(service["environment"]) <= known
     settings = settings_of(service, monkeypatch)
     assert urlsplit(settings.upstream_url).hostname == "vllm"
     redis = urlsplit(service["environment"]["GUARD_REDIS_URL"])
