@@ -157,8 +157,8 @@ def test_each_package_declares_its_public_names(package: str) -> None:
 def test_import_guard_loads_no_server_and_no_torch() -> None:
     probe = (
         "import sys, guard, guard.demo.vllm_server, guard.errors;"
-        "print(sorted(m for m in ('starlette', 'aiohttp', 'torch', 'pydantic', 'uvicorn')"
-        " if m in sys.modules))"
+        "print(sorted(m for m in ('starlette', 'aiohttp', 'torch', 'pydantic', 'uvicorn',"
+        " 'opentelemetry') if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

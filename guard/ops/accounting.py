@@ -320,13 +320,23 @@ def audit_entry(
             entry["error"]["message"] = without_credentials(error.message)
     if shadow is not None:
         entry["shadow"] = shadow
-    if pipeline and ctx and record.body and pipeline.loaded.policy.audit.include_text:
-        try:
-            entry["prompt"] = [s.text for s in input_subjects(record.path, record.body)]
-        except GuardError:
-            entry["prompt"] = None
-        entry["answers"] = [ctx.trace.answers[i] for i in sorted(ctx.trace.answers)]
+    texts = audit_texts(record)
+    if texts is not None:
+        entry["prompt"], entry["answers"] = texts
     return entry
+
+
+def audit_texts(record: RequestRecord) -> tuple[list[str] | None, list[str]] | None:
+    """The prompt's texts (None when the request cannot be read) and the answers as
+    generated, where the policy opts in (``audit.include_text``); None where it does not."""
+    pipeline, ctx = record.pipeline, record.ctx
+    if not (pipeline and ctx and record.body and pipeline.loaded.policy.audit.include_text):
+        return None
+    try:
+        prompt: list[str] | None = [s.text for s in input_subjects(record.path, record.body)]
+    except GuardError:
+        prompt = None
+    return prompt, [ctx.trace.answers[i] for i in sorted(ctx.trace.answers)]
 
 
 def _rejection(error: GuardError | None) -> str | None:

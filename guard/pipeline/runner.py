@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
+from opentelemetry.trace import Span
+
 from guard.components.base import Subject
 from guard.components.registry import (
     CLASSIFIERS,
@@ -41,7 +43,7 @@ from guard.pipeline.best_of_n import BestOfNStage, check_n, upstream_request
 from guard.pipeline.constitutional import ConstitutionalStage, trigger_reason
 from guard.pipeline.inputs import InputPlan, read_input, with_redacted_input
 from guard.pipeline.pruning import Pruner, survivor_events
-from guard.pipeline.rails import SEVERITY, Judgement, Rail, Stage, judge
+from guard.pipeline.rails import SEVERITY, Judgement, Outcome, Rail, Stage, judge
 from guard.pipeline.refusal import refusal
 from guard.pipeline.response_stream import ResponseStreamGuard
 from guard.pipeline.streaming import Judge, StreamGuard
@@ -483,10 +485,11 @@ class Pipeline:
         context = conversation(path, body)
 
         async def judge_text(text: str, index: int) -> Judgement:
-            with ctx.trace.timed("output_rails"):
+            with ctx.trace.timed("output_rails") as span:
                 [judgement] = await judge(
                     self.output_rails, [Subject(text, "assistant", context)], "output"
                 )
+                note_judgements(span, [judgement])
             ctx.stream_checks += 1
             if judgement.outcome != "pass":
                 ctx.judgements.append(("output", judgement))
@@ -602,7 +605,10 @@ class Pipeline:
     ) -> T:
         """Generate behind the input rails. Raises ``Blocked`` if a rail blocks."""
         body = self._upstream_body(body, ctx)
-        generate = ctx.trace.timed_call("generation", generate)
+        if discard is None:
+            generate = ctx.trace.timed_call("generation", generate)
+        else:  # a stream (the one kind with ``discard``): its span ends with it
+            generate = ctx.trace.stream_call(generate)
         if not self.input_rails:
             return await generate(body)
         plan = ctx.input_plan = read_input(path, body, self.loaded.policy.inputs)
@@ -706,8 +712,9 @@ class Pipeline:
     async def _judge(
         self, rails: list[Rail], subjects: list[Any], stage: Stage, ctx: RequestContext
     ) -> list[Judgement]:
-        with ctx.trace.timed(f"{stage}_rails"):
+        with ctx.trace.timed(f"{stage}_rails") as span:
             judgements = await judge(rails, subjects, stage)
+            note_judgements(span, judgements)
         ctx.judgements += [(stage, j) for j in judgements]
         return judgements
 
@@ -739,6 +746,25 @@ def rail_failure(judgement: Judgement, guard: dict[str, Any]) -> GuardError:
         f"The rail {names} could not judge this request ({reasons}), and this model's "
         "policy does not serve what it cannot judge.",
         guard,
+    )
+
+
+def note_judgements(span: Span, judgements: list[Judgement]) -> None:
+    """A rails span's attributes: how many texts were judged, each rail's most severe
+    outcome, and the stage's. Names and outcomes only: never the text."""
+    if not span.is_recording():
+        return
+    worst: dict[str, Outcome] = {}
+    for report in (r for j in judgements for r in j.reports):
+        seen = worst.get(report.rail, "pass")
+        worst[report.rail] = max(seen, report.outcome, key=SEVERITY.__getitem__)
+    span.set_attributes(
+        {
+            "guard.texts": len(judgements),
+            "guard.rails": list(worst),
+            "guard.rail_outcomes": list(worst.values()),
+            "guard.outcome": max(worst.values(), key=SEVERITY.__getitem__, default="pass"),
+        }
     )
 
 

@@ -11,6 +11,10 @@ is to guard (``name``: "the upstream", "the model endpoint") and the kind of fai
 never its URL; the URL (credentials taken out) and the client library's own words go
 to the server log, with the request id.
 
+Each request carries the W3C ``traceparent`` of the span current when it is sent (a
+generation or rail span, ``guard.pipeline.trace``), so vLLM started with
+``--otlp-traces-endpoint`` continues guard's trace; untraced, nothing is added.
+
 The client is aiohttp rather than httpx: under concurrent load httpx's connection
 pool rescans every connection on each request start and end, which cost guard up
 to 15 ms of CPU per request at 64 in flight (see docs/benchmarks.md).
@@ -26,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry.propagate import inject
 
 from guard.errors import (
     UpstreamError,
@@ -108,7 +113,7 @@ class Upstream:
             async with self._client().post(
                 self.base_url + path,
                 data=orjson.dumps(body),
-                headers={**_JSON, "x-request-id": request_id},
+                headers=_request_headers(request_id),
             ) as response:
                 content = await response.read()
         if response.status >= 400:
@@ -127,7 +132,7 @@ class Upstream:
             response = await self._client().post(
                 self.base_url + path,
                 data=orjson.dumps(body),
-                headers={**_JSON, "x-request-id": request_id},
+                headers=_request_headers(request_id),
             )
             if response.status >= 400:
                 try:
@@ -170,7 +175,9 @@ class Upstream:
     async def get_json(self, path: str, timeout_s: float | None = None) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
         with self._translated(path, None):
-            async with self._client().get(self.base_url + path, timeout=timeout) as response:
+            async with self._client().get(
+                self.base_url + path, timeout=timeout, headers=_trace_context()
+            ) as response:
                 content = await response.read()
         if response.status >= 400:
             raise _http_error(response.status, content)
@@ -224,6 +231,18 @@ def failure_kind(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         return "the HTTP exchange failed"
     return type(exc).__name__
+
+
+def _request_headers(request_id: str) -> dict[str, str]:
+    return {**_JSON, "x-request-id": request_id, **_trace_context()}
+
+
+def _trace_context() -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``, baggage) of the current span, by the
+    propagators ``OTEL_PROPAGATORS`` names (W3C trace context and baggage unless set)."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
 
 
 def _parse_object(content: bytes, name: str) -> dict[str, Any]:

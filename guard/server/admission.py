@@ -69,6 +69,7 @@ def observe(
     shadow = (record.key.shadow if record.key else None) or policy.shadow
     record.shadow = record.runtime.pipelines[shadow] if shadow is not None else None
     ctx.trace.keep_answers = record.shadow is not None or policy.audit.include_text
+    ctx.trace.tracer = request.app.state.guard.tracer
     if not stream or path == RESPONSES or _wants_usage(body):
         return body
     return {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from opentelemetry.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guard import __version__
 from guard.components.registry import BuildContext
 from guard.errors import GuardError, MethodNotAllowed, NotFound, without_credentials
 from guard.logs import REQUEST_ID
@@ -22,12 +25,14 @@ from guard.ops.accounting import Operations
 from guard.ops.metrics import Metrics
 from guard.ops.reload import Reloader
 from guard.ops.runtime import Runtimes, build_runtime
+from guard.ops.tracing import tracer_provider_from_env
 from guard.policy.routing import PolicySet
 from guard.protocol.upstream import Upstream
 from guard.server.middleware import Gate, metrics_endpoint, note_error
 from guard.server.pooling import POOLING_ROUTES
 from guard.server.routes import ROUTES, ORJSONResponse
 from guard.server.state import GuardState
+from guard.server.tracing import Traced
 from guard.settings import Settings
 
 log = logging.getLogger("guard")
@@ -38,9 +43,15 @@ _CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 def create_app(
     settings: Settings,
     policies: PolicySet | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
     """Load and check the policies and build their components now, so that an invalid
     policy or a model that cannot load stops start-up here.
+
+    Traces go to ``tracer_provider``, or, without one, to the provider the ``OTEL_*``
+    environment configures (``guard.ops.tracing``), which the app shuts down with itself;
+    with neither, nothing is traced.
 
     Raises ``PolicyError`` listing the problems found.
     """
@@ -54,10 +65,13 @@ def create_app(
     ops = Operations(settings, runtimes, metrics)
     files = list(dict.fromkeys(item.source for item in policies.policies))
     reloader = Reloader(settings, files, upstream, runtimes, metrics)
+    owned_provider = tracer_provider_from_env() if tracer_provider is None else None
+    tracer_provider = tracer_provider or owned_provider
+    tracer = tracer_provider.get_tracer("guard", __version__) if tracer_provider else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.guard = GuardState(settings, upstream, ops, reloader)
+        app.state.guard = GuardState(settings, upstream, ops, reloader, tracer)
         if not runtime.keys.enabled:
             log.warning(
                 "no API keys configured: guard serves every caller "
@@ -66,6 +80,8 @@ def create_app(
         async with AsyncExitStack() as shutdown:
             # Run last to first, each one even if one before it raised: a failing step
             # (say, an audit log on a full disk) must not leave the upstream client open.
+            if owned_provider is not None:  # last: it sends the spans still batched
+                shutdown.push_async_callback(asyncio.to_thread, owned_provider.shutdown)
             shutdown.push_async_callback(upstream.aclose)
             shutdown.push_async_callback(runtimes.aclose)
             shutdown.push_async_callback(ops.aclose, settings.shutdown_timeout_s)
@@ -84,6 +100,8 @@ def create_app(
         },
     )
     app.add_middleware(Gate, ops=ops)
+    if tracer is not None:
+        app.add_middleware(Traced, tracer=tracer)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -100,9 +100,15 @@ def record_of(request: Request) -> RequestRecord:
     return record
 
 
+def scope_record(scope: Scope) -> RequestRecord | None:
+    """The request's record, once the gate made one (none on an open path)."""
+    record: RequestRecord | None = scope.get("state", {}).get(_RECORD)
+    return record
+
+
 def note_error(request: Request, exc: GuardError) -> None:
     """Called by the error handler, so the record knows why the request failed."""
-    record = request.scope.get("state", {}).get(_RECORD)
+    record = scope_record(request.scope)
     if record is not None:
         record.error = exc
 

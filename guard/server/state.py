@@ -1,4 +1,5 @@
-"""What the running app holds: settings, the upstream client, operations, the reloader.
+"""What the running app holds: settings, the upstream client, operations, the reloader,
+and the tracer when tracing is on (``guard.ops.tracing``).
 
 Policies, keys and pipelines are in ``ops.runtimes``: a reload swaps them, and each
 request uses the runtime it leased when it started (``guard.server.middleware``).
@@ -7,6 +8,8 @@ request uses the runtime it leased when it started (``guard.server.middleware``)
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from opentelemetry.trace import Tracer
 
 from guard.ops.accounting import Operations
 from guard.ops.reload import Reloader
@@ -20,3 +23,4 @@ class GuardState:
     upstream: Upstream
     ops: Operations
     reloader: Reloader
+    tracer: Tracer | None = None
