@@ -10,7 +10,7 @@ from guard.errors import PolicyError
 
 def check_files(files: list[Path], keys: Path | None = None) -> int:
     from guard.ops.keys import load_keys
-    from guard.pipeline.runner import unsupported
+    from guard.pipeline.checks import unsupported
     from guard.policy.load import load_policy_file
     from guard.policy.routing import PolicySet
 

@@ -15,7 +15,8 @@ from guard.components.registry import BuildContext
 from guard.components.specs import ClassifierSpec
 from guard.errors import PolicyError
 from guard.eval.runner import print_progress, report, score_examples
-from guard.pipeline.runner import Pipeline, check_runnable
+from guard.pipeline.checks import check_runnable
+from guard.pipeline.runner import Pipeline
 from guard.policy.load import LoadedPolicy, load_policy_file
 from guard.protocol.upstream import Upstream
 from guard.settings import Settings

@@ -39,9 +39,10 @@ from guard.ops.limits import ConcurrencyLimit, KeyConcurrency, Lease, RateLimite
 from guard.ops.metrics import NO_KEY, Metrics
 from guard.ops.runtime import Runtime, Runtimes
 from guard.ops.shadow import run_shadow, shadow_summary
+from guard.pipeline.context import RequestContext
 from guard.pipeline.inputs import input_subjects
 from guard.pipeline.rails import Judgement, Stage
-from guard.pipeline.runner import Pipeline, RequestContext
+from guard.pipeline.runner import Pipeline
 from guard.settings import Settings
 
 if TYPE_CHECKING:

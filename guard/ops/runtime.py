@@ -15,7 +15,8 @@ from pathlib import Path
 from guard.components.registry import BuildContext
 from guard.errors import PolicyError
 from guard.ops.keys import ApiKey, KeyRing, load_keys
-from guard.pipeline.runner import Pipeline, check_runnable
+from guard.pipeline.checks import check_runnable
+from guard.pipeline.runner import Pipeline
 from guard.policy.load import Contents
 from guard.policy.models import WILDCARD
 from guard.policy.routing import PolicySet, Route, model_not_found

@@ -2,9 +2,11 @@
 revision, output rails, guarded streaming.
 """
 
+from guard.pipeline.checks import check_runnable, unsupported
+from guard.pipeline.context import RequestContext
 from guard.pipeline.inputs import input_subjects
 from guard.pipeline.rails import SEVERITY, Judgement, Rail, RailReport, Stage, judge
-from guard.pipeline.runner import Pipeline, RequestContext, check_runnable, unsupported
+from guard.pipeline.runner import Pipeline
 from guard.pipeline.subjects import output_subjects
 from guard.pipeline.trace import Trace
 

@@ -13,10 +13,11 @@ What the critic reads of the conversation, the draft and its own critique is neu
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.components.base import Candidate, Reward
+from guard.components.base import Candidate, Reward, Subject
 from guard.components.neutralize import neutralize, neutralize_messages
 from guard.pipeline.rails import Judgement
 from guard.policy.models import Constitutional, Principle
@@ -201,3 +202,31 @@ class ConstitutionalStage:
         for key in spent:
             spent[key] += int(usage.get(key) or 0)
         return str(answer["choices"][0]["message"].get("content") or "").strip()
+
+
+async def judge_critiques(
+    info: dict[str, Any],
+    context: tuple[Any, ...],
+    judge: Callable[[list[Subject]], Awaitable[list[Judgement]]],
+) -> None:
+    """Critiques shown under ``guard.constitutional`` are answers the client reads: the
+    output rails (``judge``) judge them. One a rail stops is withheld (the verdict names
+    it, not its text); one it redacts is shown redacted."""
+    rounds = [
+        (number, r)
+        for number, r in enumerate(info.get("rounds", []))
+        if isinstance(r.get("critique"), str)
+    ]
+    if not rounds:
+        return
+    subjects = [
+        Subject(r["critique"], "assistant", context, f"constitutional.rounds[{n}].critique")
+        for n, r in rounds
+    ]
+    judgements = await judge(subjects)
+    for (_, round_info), judgement in zip(rounds, judgements, strict=True):
+        if judgement.stops:
+            round_info["critique"] = None
+            round_info["critique_withheld"] = "failed" if not judgement.blocked else "blocked"
+        elif judgement.redactions:
+            round_info["critique"] = judgement.redacted(round_info["critique"])

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import QueueFull
+from guard.components.registry import BuildContext, build_classifier
 from guard.components.specs import ClassifierSpec
 from guard.errors import client_safe, without_credentials
 from guard.logs import REQUEST_ID
@@ -332,3 +333,15 @@ def _redactions(
         else:
             merged.append((start, end, replacement))
     return tuple(merged)
+
+
+def cached_rail(rail: Rail) -> Rail:
+    """The rail, and its escalation, with a verdict cache (for input rails)."""
+    escalation = cached_rail(rail.escalation) if rail.escalation else None
+    return replace(rail, escalation=escalation, cache=VerdictCache())
+
+
+def build_rail(spec: Any, components: BuildContext) -> Rail:
+    """The rail of a spec, with the rail it escalates to."""
+    escalation = build_rail(spec.escalate.to, components) if spec.escalate else None
+    return Rail(spec, build_classifier(spec, components), escalation)

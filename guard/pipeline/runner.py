@@ -17,40 +17,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
-from opentelemetry.trace import Span
-
 from guard.components.base import Subject
 from guard.components.registry import (
-    CLASSIFIERS,
-    REWARDS,
     BuildContext,
-    build_classifier,
     build_reward,
 )
 from guard.errors import (
     ContentFiltered,
-    GuardError,
-    InvalidRequest,
-    PolicyError,
-    RailFailed,
-    RailsOverloaded,
 )
 from guard.pipeline.best_of_n import BestOfNStage, check_n, upstream_request
-from guard.pipeline.constitutional import ConstitutionalStage, trigger_reason
+from guard.pipeline.checks import built, check_responses
+from guard.pipeline.constitutional import ConstitutionalStage, judge_critiques, trigger_reason
+from guard.pipeline.context import Blocked, RequestContext, note_judgements, rail_failure
 from guard.pipeline.inputs import InputPlan, read_input, with_redacted_input
 from guard.pipeline.pruning import Pruner, survivor_events
-from guard.pipeline.rails import SEVERITY, Judgement, Outcome, Rail, Stage, judge
+from guard.pipeline.rails import Judgement, Rail, Stage, build_rail, cached_rail, judge
 from guard.pipeline.refusal import refusal
 from guard.pipeline.response_stream import ResponseStreamGuard
 from guard.pipeline.streaming import Judge, StreamGuard
-from guard.pipeline.subjects import conversation, output_parts, response_part
-from guard.pipeline.texts import Part, redact_fields
-from guard.pipeline.trace import Trace
-from guard.pipeline.verdict_cache import VerdictCache
+from guard.pipeline.subjects import conversation, items_touched, output_parts, response_part
+from guard.pipeline.texts import redact_fields
 from guard.policy.load import LoadedPolicy
 from guard.protocol.messages import COMPLETIONS, as_events, choice_text, set_choice_text
 from guard.protocol.relay import Relay, passed_through, passed_through_responses, replay
@@ -60,88 +49,13 @@ from guard.protocol.upstream import Upstream
 T = TypeVar("T")
 
 
-def unsupported(loaded: LoadedPolicy) -> list[str]:
-    """What the policy asks for that this version of guard cannot run, in words."""
-    policy = loaded.policy
-    rails = [*policy.input_rails, *policy.output_rails]
-    rails += [rail.escalate.to for rail in rails if rail.escalate]
-    asked = [
-        *(f"rail kind '{rail.kind}'" for rail in rails if rail.kind not in CLASSIFIERS),
-        *(
-            [f"reward kind '{policy.best_of_n.reward.kind}'"]
-            if policy.best_of_n and policy.best_of_n.reward.kind not in REWARDS
-            else []
-        ),
-        *(
-            [f"reward kind '{policy.constitutional.reward.kind}'"]
-            if policy.constitutional
-            and policy.constitutional.reward
-            and policy.constitutional.reward.kind not in REWARDS
-            else []
-        ),
-    ]
-    return [
-        f"{loaded.source}: policy '{policy.name}' uses {what}, which this version of guard "
-        "cannot run yet; remove it or upgrade guard"
-        for what in asked
-    ]
-
-
-def check_runnable(policies: list[LoadedPolicy]) -> None:
-    problems = [problem for loaded in policies for problem in unsupported(loaded)]
-    if problems:
-        raise PolicyError(problems)
-
-
-@dataclass
-class RequestContext:
-    request_id: str
-    upstream_model: str
-    requested_model: str = ""
-    judgements: list[tuple[Stage, Judgement]] = field(default_factory=list)
-    best_of_n: dict[str, Any] | None = None
-    winner_judgements: list[Judgement] | None = None
-    """Output-rail judgements of the chosen candidates, when best-of-n already made them."""
-    constitutional: dict[str, Any] | None = None
-    input_plan: InputPlan | None = None
-    """What the input rails read (and what they let through unjudged), once they ran."""
-    input_judgements: list[Judgement] = field(default_factory=list)
-    logprobs_dropped: list[int] = field(default_factory=list)
-    """Choices whose logprobs were dropped: a redaction changed their text."""
-    stream_checks: int = 0
-    """How many times output rails judged a streamed answer (only non-passing ones are kept)."""
-    trace: Trace = field(default_factory=Trace)
-    """Stage timings (and answers, when asked) for metrics and the audit log."""
-
-    def extra_usage(self) -> dict[str, int]:
-        """Tokens guard spent beyond the answer's own usage: critiques and revisions."""
-        infos = []
-        if self.constitutional is not None:
-            infos = self.constitutional.get("choices", [self.constitutional])
-        spent = {"prompt_tokens": 0, "completion_tokens": 0}
-        for info in infos:
-            for key, value in (info.get("extra_usage") or {}).items():
-                spent[key] = spent.get(key, 0) + int(value)
-        return spent
-
-    @property
-    def verdict(self) -> str:
-        """The most severe outcome of every rail that ran: the ``x-guard-verdict`` header."""
-        outcomes = [j.outcome for _, j in self.judgements]
-        return max(outcomes, key=SEVERITY.__getitem__, default="pass")
-
-
-class Blocked(Exception):
-    """Internal signal: a rail blocked; the caller answers with the refusal."""
-
-
 class Pipeline:
     def __init__(self, loaded: LoadedPolicy, upstream: Upstream, components: BuildContext):
         self.loaded = loaded
         self.upstream = upstream
         policy = loaded.policy
         self.input_rails = [
-            _cached(rail)
+            cached_rail(rail)
             for rail in self._build_rails(policy.input_rails, "input_rails", components)
         ]
         self.output_rails = self._build_rails(policy.output_rails, "output_rails", components)
@@ -149,7 +63,8 @@ class Pipeline:
         self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
         self.best_of_n = None
         if policy.best_of_n is not None:
-            reward = self._build(
+            reward = built(
+                self.loaded,
                 "best_of_n.reward",
                 policy.best_of_n.reward,
                 lambda spec: build_reward(spec, components),
@@ -160,8 +75,11 @@ class Pipeline:
             spec = policy.constitutional
             critic = components.endpoint(spec.critic) if spec.critic else upstream
             judge_reward = (
-                self._build(
-                    "constitutional.reward", spec.reward, lambda r: build_reward(r, components)
+                built(
+                    self.loaded,
+                    "constitutional.reward",
+                    spec.reward,
+                    lambda r: build_reward(r, components),
                 )
                 if spec.reward is not None
                 else None
@@ -170,21 +88,9 @@ class Pipeline:
 
     def _build_rails(self, specs: list[Any], section: str, components: BuildContext) -> list[Rail]:
         return [
-            self._build(f"{section}[{index}]", spec, lambda s: _build_rail(s, components))
+            built(self.loaded, f"{section}[{index}]", spec, lambda s: build_rail(s, components))
             for index, spec in enumerate(specs)
         ]
-
-    def _build(self, where: str, spec: Any, build: Callable[[Any], T]) -> T:
-        """Build a component; a failure names the policy, the place and the kind."""
-        try:
-            return build(spec)
-        except Exception as exc:
-            raise PolicyError(
-                [
-                    f"{self.loaded.source}: policy '{self.name}': {where} ({spec.kind}) "
-                    f"could not be built: {type(exc).__name__}: {exc}"
-                ]
-            ) from exc
 
     @property
     def name(self) -> str:
@@ -365,7 +271,12 @@ class Pipeline:
                 )
             set_choice_text(path, choice, outcome.text, filtered=False)
             outcome.info["final"] = "passed"
-            await self._judge_critiques(outcome.info, body, ctx)
+            if self.output_rails:
+                await judge_critiques(
+                    outcome.info,
+                    tuple(body.get("messages") or ()),
+                    lambda subjects: self._judge(self.output_rails, subjects, "output", ctx),
+                )
             if self.output_rails:
                 [final] = await self._judge_choices(path, body, [choice], ctx)
                 if self._refuses(final, ctx):
@@ -501,33 +412,8 @@ class Pipeline:
 
     # -- the Responses API --------------------------------------------------------
 
-    def _check_responses(self, body: dict[str, Any]) -> None:
-        """Refuse what this policy cannot do on /v1/responses: never skip a stage."""
-        stages = [
-            name
-            for name, stage in (
-                ("best_of_n", self.best_of_n),
-                ("constitutional", self.constitutional),
-            )
-            if stage is not None
-        ]
-        if stages:
-            raise InvalidRequest(
-                f"This model's policy '{self.name}' uses {' and '.join(stages)}, which guard "
-                "does not run on /v1/responses yet; use /v1/chat/completions for this model.",
-                code="unsupported_on_endpoint",
-            )
-        refused = self.loaded.policy.inputs.previous_response == "refuse"
-        if refused and body.get("previous_response_id") is not None:
-            raise InvalidRequest(
-                "This model's policy does not continue conversations the upstream stored: "
-                "guard cannot see them. Send the whole conversation as 'input' instead.",
-                param="previous_response_id",
-                code="stored_history_refused",
-            )
-
     async def _respond(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        self._check_responses(body)
+        check_responses(self.loaded.policy, body)
         try:
             result = await self._guarded_generation(
                 RESPONSES,
@@ -561,7 +447,7 @@ class Pipeline:
             set_refused(result, message, ctx.request_id)
             return
         redact_fields(result, [part], [judgement])
-        for index in _items_touched(part, judgement):
+        for index in items_touched(part, judgement):
             item = result["output"][index]
             for content in item.get("content") or [] if item.get("type") == "message" else []:
                 if isinstance(content, dict) and content.get("logprobs") is not None:
@@ -569,7 +455,7 @@ class Pipeline:
                     ctx.logprobs_dropped.append(index)
 
     async def _stream_response(self, body: dict[str, Any], ctx: RequestContext) -> Relay:
-        self._check_responses(body)
+        check_responses(self.loaded.policy, body)
         try:
             response = await self._guarded_generation(
                 RESPONSES,
@@ -650,32 +536,6 @@ class Pipeline:
             return True
         raise rail_failure(judgement, self.guard_info(ctx))
 
-    async def _judge_critiques(
-        self, info: dict[str, Any], body: dict[str, Any], ctx: RequestContext
-    ) -> None:
-        """Critiques shown under ``guard.constitutional`` are answers the client reads: the
-        output rails judge them. One a rail stops is withheld (the verdict names it, not its
-        text); one it redacts is shown redacted."""
-        rounds = [
-            (number, r)
-            for number, r in enumerate(info.get("rounds", []))
-            if isinstance(r.get("critique"), str)
-        ]
-        if not rounds or not self.output_rails:
-            return
-        context = tuple(body.get("messages") or ())
-        subjects = [
-            Subject(r["critique"], "assistant", context, f"constitutional.rounds[{n}].critique")
-            for n, r in rounds
-        ]
-        judgements = await self._judge(self.output_rails, subjects, "output", ctx)
-        for (_, round_info), judgement in zip(rounds, judgements, strict=True):
-            if judgement.stops:
-                round_info["critique"] = None
-                round_info["critique_withheld"] = "failed" if not judgement.blocked else "blocked"
-            elif judgement.redactions:
-                round_info["critique"] = judgement.redacted(round_info["critique"])
-
     async def _judge_output(
         self, path: str, body: dict[str, Any], result: dict[str, Any], ctx: RequestContext
     ) -> None:
@@ -728,65 +588,6 @@ class Pipeline:
 
     def _upstream_body(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         return {**body, "model": ctx.upstream_model}
-
-
-def rail_failure(judgement: Judgement, guard: dict[str, Any]) -> GuardError:
-    """The error for a text a fail-closed rail could not judge: 503, with Retry-After
-    when the cause was load. ``guard`` goes in the error body, as for a block."""
-    closed = [r for r in judgement.reports if r.fail_closed]
-    names = ", ".join(sorted({f"'{r.rail}'" for r in closed}))
-    if judgement.overloaded:
-        return RailsOverloaded(
-            f"The rail {names} is overloaded and could not judge this request in time; "
-            "retry later.",
-            guard,
-        )
-    reasons = "; ".join(sorted({f"{r.rail}: {r.error}" for r in closed}))
-    return RailFailed(
-        f"The rail {names} could not judge this request ({reasons}), and this model's "
-        "policy does not serve what it cannot judge.",
-        guard,
-    )
-
-
-def note_judgements(span: Span, judgements: list[Judgement]) -> None:
-    """A rails span's attributes: how many texts were judged, each rail's most severe
-    outcome, and the stage's. Names and outcomes only: never the text."""
-    if not span.is_recording():
-        return
-    worst: dict[str, Outcome] = {}
-    for report in (r for j in judgements for r in j.reports):
-        seen = worst.get(report.rail, "pass")
-        worst[report.rail] = max(seen, report.outcome, key=SEVERITY.__getitem__)
-    span.set_attributes(
-        {
-            "guard.texts": len(judgements),
-            "guard.rails": list(worst),
-            "guard.rail_outcomes": list(worst.values()),
-            "guard.outcome": max(worst.values(), key=SEVERITY.__getitem__, default="pass"),
-        }
-    )
-
-
-def _items_touched(part: Part, judgement: Judgement) -> set[int]:
-    """The output items of a Response a redaction of its part changed."""
-    return {
-        int(segment.path[1])
-        for start, end, _ in judgement.redactions
-        for segment in part.segments
-        if max(start, segment.start) < min(end, segment.end)
-    }
-
-
-def _cached(rail: Rail) -> Rail:
-    """The rail, and its escalation, with a verdict cache (for input rails)."""
-    escalation = _cached(rail.escalation) if rail.escalation else None
-    return replace(rail, escalation=escalation, cache=VerdictCache())
-
-
-def _build_rail(spec: Any, components: BuildContext) -> Rail:
-    escalation = _build_rail(spec.escalate.to, components) if spec.escalate else None
-    return Rail(spec, build_classifier(spec, components), escalation)
 
 
 async def _cancel(task: asyncio.Future[T], discard: Callable[[T], Awaitable[None]] | None) -> None:

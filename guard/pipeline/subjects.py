@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from guard.components.base import Subject
+from guard.pipeline.rails import Judgement
 from guard.pipeline.texts import Part, joined
 from guard.protocol.messages import COMPLETIONS, answer_fields
 from guard.protocol.responses import RESPONSES, output_fields
@@ -49,3 +50,13 @@ def output_subjects(path: str, body: dict[str, Any], result: dict[str, Any]) -> 
     if path == RESPONSES:
         return [response_part(body, result).subject("assistant")]
     return [part.subject("assistant") for part in output_parts(path, body, result["choices"])]
+
+
+def items_touched(part: Part, judgement: Judgement) -> set[int]:
+    """The output items of a Response a redaction of its part changed."""
+    return {
+        int(segment.path[1])
+        for start, end, _ in judgement.redactions
+        for segment in part.segments
+        if max(start, segment.start) < min(end, segment.end)
+    }

@@ -11,7 +11,8 @@ import orjson
 from starlette.requests import Request
 
 from guard.errors import InvalidRequest
-from guard.pipeline.runner import Pipeline, RequestContext
+from guard.pipeline.context import RequestContext
+from guard.pipeline.runner import Pipeline
 from guard.policy.models import WILDCARD
 from guard.policy.routing import Route
 from guard.protocol.relay import Relay

@@ -25,8 +25,9 @@ from typing import Any
 
 from guard.components.base import Subject
 from guard.errors import InvalidRequest, NotFound, PayloadTooLarge
+from guard.pipeline.context import rail_failure
 from guard.pipeline.rails import Judgement, judge
-from guard.pipeline.runner import Pipeline, rail_failure
+from guard.pipeline.runner import Pipeline
 from guard.policy.routing import PolicySet
 
 MAX_INPUTS = 32

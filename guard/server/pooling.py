@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from guard.errors import InvalidRequest, NotFound, UpstreamHTTPError
-from guard.pipeline.runner import RequestContext
+from guard.pipeline.context import RequestContext
 from guard.protocol.pooling import ENDPOINT_OF, PATHS
 from guard.protocol.schema import EmbeddingRequest, PoolingRequest
 from guard.server.admission import admit, note_result, observe

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from guard.errors import GuardError, InvalidRequest, ModelNotFound, PayloadTooLarge
-from guard.pipeline.runner import RequestContext
+from guard.pipeline.context import RequestContext
 from guard.protocol.messages import CHAT, COMPLETIONS
 from guard.protocol.relay import Relay
 from guard.protocol.responses import RESPONSES

@@ -213,7 +213,7 @@ def test_a_long_text_is_read_in_many_batches_and_scores_as_predict_scores_it() -
         return verdicts
 
     for precision in ("float32", "int8"):
-        classifier = EmbeddingClassifier(spec(precision=precision))
+        classifier = EmbeddingClassifier(spec(precision=precision, timeout_s=600))
         verdicts = asyncio.run(judged(classifier))
         expected = classifier.model.predict(texts, long_texts="windows")
         scores = [v.score for v in verdicts]
@@ -227,7 +227,7 @@ def test_a_long_text_is_read_in_many_batches_and_scores_as_predict_scores_it() -
 
 
 def test_a_short_text_is_judged_while_a_long_one_is_still_being_read() -> None:
-    classifier = EmbeddingClassifier(spec())
+    classifier = EmbeddingClassifier(spec(timeout_s=600))  # a busy CI machine is slow
     gate, batches = threading.Event(), []
 
     def held(ids: list[list[int]]) -> list[torch.Tensor]:
@@ -268,7 +268,7 @@ def test_a_short_text_is_judged_while_a_long_one_is_still_being_read() -> None:
 def test_a_long_text_is_cut_and_combined_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    classifier = EmbeddingClassifier(spec())
+    classifier = EmbeddingClassifier(spec(timeout_s=600))
     threads: dict[str, threading.Thread] = {}
     model = classifier.model
 

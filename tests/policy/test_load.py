@@ -9,7 +9,7 @@ import pytest
 from guard.cli.main import main
 from guard.components.registry import REWARDS
 from guard.errors import PolicyError
-from guard.pipeline.runner import check_runnable
+from guard.pipeline.checks import check_runnable
 from guard.policy.load import load_policy_file
 from guard.policy.routing import PolicySet
 from guard.server.app import create_app
