@@ -3,7 +3,9 @@
 The request's span (kind server, named ``POST /v1/chat/completions``: the method and
 the route) is current while the request runs, so the pipeline's stage spans are its
 children (``guard.pipeline.trace``) and the upstream is sent their ``traceparent``. An
-incoming W3C ``traceparent`` is continued: the span joins the client's trace. A stream's
+incoming W3C ``traceparent`` is continued: the span joins the client's trace. Only the
+trace context is taken from the client: what the propagators read is the span's parent,
+never the current context, so a client's baggage goes no further. A stream's
 span ends when the stream has been sent, not with its headers. ``/health``, ``/livez``
 and ``/metrics`` are not traced: probes and scrapes would bury the requests.
 
