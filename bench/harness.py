@@ -1,9 +1,10 @@
 """What the benchmarks share: server processes, a lean HTTP client, closed loops, summaries.
 
 * processes: ``upstream_server`` (the synthetic upstream ``guard.testing.fake_upstream``, or an
-  existing server by URL), ``guard_server`` (``guard.cli serve --policy ...``) and
-  ``servers`` (both), each started on 127.0.0.1 with a free port, waited for on
-  ``/health`` and stopped (its whole process group) however the block ends;
+  existing server by URL), ``guard_server`` (``guard.cli serve --policy ...``),
+  ``servers`` (both) and ``otlp_sink`` (a trace collector that keeps nothing), each
+  started on 127.0.0.1 with a free port, waited for on ``/health`` and stopped (its
+  whole process group) however the block ends;
 * ``Connection``: one keep-alive HTTP/1.1 connection on raw asyncio streams; enough of
   the protocol for uvicorn and vLLM, and much cheaper in CPU than httpx, which matters
   when the load generator shares a small machine with the servers;
@@ -131,10 +132,13 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 
 def server_env() -> dict[str, str]:
-    """The environment for started servers: quiet guard, no GUARD_* settings leaking in."""
+    """The environment for started servers: quiet guard, no GUARD_* settings and no
+    OTEL_* tracing leaking in (``otlp_sink`` turns tracing on where a benchmark asks)."""
     env = {**os.environ, "GUARD_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
     for key in ("GUARD_POLICIES", "GUARD_UPSTREAM_URL", "GUARD_PORT", "GUARD_HOST"):
         env.pop(key, None)
+    for key in [key for key in env if key.startswith("OTEL_")]:
+        env.pop(key)
     return env
 
 
@@ -191,14 +195,36 @@ def servers(
     upstream_url: str | None = None,
     upstream_args: Sequence[str] = (),
     health_timeout_s: float = 30.0,
+    guard_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Server, Server]]:
-    """Start the upstream (unless ``upstream_url`` is given) and guard with ``policy``;
-    stop both however this ends."""
+    """Start the upstream (unless ``upstream_url`` is given) and guard with ``policy``
+    (and ``guard_env`` added to its environment); stop both however this ends."""
     with (
         upstream_server(upstream_url, upstream_args) as upstream,
-        guard_server(policy, upstream.url, health_timeout_s) as guard,
+        guard_server(policy, upstream.url, health_timeout_s, env=guard_env) as guard,
     ):
         yield upstream, guard
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[Server]:
+    """``bench.otlp_sink``: an OTLP/HTTP collector that counts spans and keeps none.
+    Point guard at it with ``OTEL_EXPORTER_OTLP_ENDPOINT=<its url>``."""
+    with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.otlp_sink", "--port", str(port)]
+        sink = start("otlp-sink", argv, server_env(), Path(tmp), f"http://127.0.0.1:{port}")
+        try:
+            wait_healthy(sink)
+            yield sink
+        finally:
+            stop(sink)
+
+
+def sink_stats(sink: Server) -> dict[str, int]:
+    with urllib.request.urlopen(sink.url + "/stats", timeout=5) as response:
+        stats: dict[str, int] = orjson.loads(response.read())
+        return stats
 
 
 # ---------------------------------------------------------------- rails with a real classifier

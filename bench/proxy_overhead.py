@@ -20,6 +20,11 @@ which matters when all three processes share a small machine.
 stream; TTFT until the first ``"delta"`` with text), next to chat; the mode column then
 names the API.
 
+``--trace`` runs guard with OpenTelemetry tracing on, exporting every request's spans
+over OTLP/HTTP to ``bench.otlp_sink`` (a collector that counts them and keeps none);
+compare with a run without it for what tracing costs. The report says how many spans
+arrived.
+
 ``--upstream-url URL --model NAME`` benchmarks an existing server (e.g. vLLM) instead of
 starting the synthetic one; guard is then started with ``--policy``.
 
@@ -32,6 +37,7 @@ starting the synthetic one; guard is then started with ``--policy``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -57,10 +63,12 @@ from bench.harness import (
     fmt,
     machine_info,
     machine_line,
+    otlp_sink,
     pct,
     responses_body,
     run_async,
     servers,
+    sink_stats,
     stop_on_sigterm,
     summarize,
 )
@@ -239,6 +247,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="real upstream: do not send vLLM's ignore_eos (answers may then differ in length)",
     )
     parser.add_argument("--policy", type=Path, default=Path("policies/passthrough.yaml"))
+    parser.add_argument(
+        "--trace", action="store_true", help="guard exports traces (OTLP/HTTP) to a local sink"
+    )
     parser.add_argument("--json", type=Path, help="save raw numbers here")
     args = parser.parse_args(argv)
     real = bool(args.upstream_url)
@@ -259,14 +270,27 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     machine = machine_info()
     upstream_args = ["--tokens", str(args.tokens), "--pace-ms", str(args.pace_ms)]
+    traced = ""
     try:
-        with servers(args.policy, args.upstream_url, upstream_args) as (upstream, guard):
-            print(f"upstream {upstream.url}, guard {guard.url}", file=sys.stderr)
-            pairs = run_async(benchmark(args, upstream, guard))
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(otlp_sink()) if args.trace else None
+            guard_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url} if sink else None
+            with servers(args.policy, args.upstream_url, upstream_args, guard_env=guard_env) as (
+                upstream,
+                guard,
+            ):
+                print(f"upstream {upstream.url}, guard {guard.url}", file=sys.stderr)
+                pairs = run_async(benchmark(args, upstream, guard))
+            if sink is not None:  # guard has stopped: its shutdown sent the last spans
+                stats = sink_stats(sink)
+                traced = (
+                    f"\n\nTracing on: the sink received {stats['spans']} spans "
+                    f"in {stats['exports']} exports."
+                )
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
-    print(report(pairs, machine, command))
+    print(report(pairs, machine, command) + traced)
     if args.json:
         raw = {
             "command": command,

@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from guard.policy.routing import PolicySet
 from guard.server.app import create_app
@@ -59,6 +64,43 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A real Redis on loopback for the whole session; tests keep apart by key prefix."""
     with redis_server(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@dataclass
+class Collector:
+    """An OTLP/HTTP trace collector on loopback: its base URL and the exports it got."""
+
+    url: str
+    exports: list[Any]
+
+    def spans(self) -> list[tuple[dict[str, str], Any]]:
+        """Every span received, with its resource's string attributes."""
+        return [
+            ({a.key: a.value.string_value for a in resource_spans.resource.attributes}, span)
+            for export in self.exports
+            for resource_spans in export.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        ]
+
+
+@contextmanager
+def otlp_collector() -> Iterator[Collector]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    exports: list[Any] = []
+
+    async def export(request: Request) -> Response:
+        exports.append(ExportTraceServiceRequest.FromString(await request.body()))
+        answer = ExportTraceServiceResponse().SerializeToString()
+        return Response(answer, media_type="application/x-protobuf")
+
+    app = Starlette(routes=[Route("/v1/traces", export, methods=["POST"])])
+    with serve_in_thread(app) as url:
+        yield Collector(url, exports)
 
 
 def write_policy(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:

@@ -51,10 +51,10 @@ def tracing_configured() -> bool:
             f"OTEL_TRACES_EXPORTER={environ['OTEL_TRACES_EXPORTER']}: guard exports traces "
             "over OTLP only; set it to 'otlp' (or 'none' for no traces)"
         )
-    protocol = next((environ[name] for name in _PROTOCOLS if environ.get(name)), "")
-    if protocol.strip() not in ("", "http/protobuf"):
+    named = next((name for name in _PROTOCOLS if environ.get(name, "").strip()), None)
+    if named is not None and environ[named].strip() != "http/protobuf":
         problems.append(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: guard exports traces over OTLP/HTTP "
+            f"{named}={environ[named]}: guard exports traces over OTLP/HTTP "
             "(http/protobuf); point the endpoint at the collector's HTTP port (4318)"
         )
     if problems:

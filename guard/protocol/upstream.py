@@ -238,8 +238,9 @@ def _request_headers(request_id: str) -> dict[str, str]:
 
 
 def _trace_context() -> dict[str, str]:
-    """``traceparent`` (and ``tracestate``, baggage) of the current span, by the
-    propagators ``OTEL_PROPAGATORS`` names (W3C trace context and baggage unless set)."""
+    """``traceparent`` (and ``tracestate``) of the current span, by the propagators
+    ``OTEL_PROPAGATORS`` names (W3C trace context unless set). A client's baggage is not
+    in guard's context (``guard.server.tracing``), so none of it goes on."""
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier

@@ -3,7 +3,9 @@
 The request's span (kind server, named ``POST /v1/chat/completions``: the method and
 the route) is current while the request runs, so the pipeline's stage spans are its
 children (``guard.pipeline.trace``) and the upstream is sent their ``traceparent``. An
-incoming W3C ``traceparent`` is continued: the span joins the client's trace. A stream's
+incoming W3C ``traceparent`` is continued: the span joins the client's trace. Only the
+trace context is taken from the client: what the propagators read is the span's parent,
+never the current context, so a client's baggage goes no further. A stream's
 span ends when the stream has been sent, not with its headers. ``/health``, ``/livez``
 and ``/metrics`` are not traced: probes and scrapes would bury the requests.
 
@@ -13,6 +15,8 @@ them only where its policy opts in (``guard.ops.tracing``).
 
 from __future__ import annotations
 
+import logging
+
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guard.ops.tracing import request_attributes
 from guard.pipeline.trace import current
 from guard.server.middleware import OPEN_PATHS, scope_record
+
+log = logging.getLogger("guard")
 
 
 class Traced:
@@ -60,11 +66,16 @@ class Traced:
             raise
         finally:
             record = scope_record(scope)
-            if record is not None:
-                if record.ctx is not None:
+            try:
+                if record is not None and record.ctx is not None:
                     record.ctx.trace.end()
-                span.set_attributes(request_attributes(record))
-            _describe_http(span, scope, status or (record.status if record else 0))
+                if record is not None and span.is_recording():
+                    span.set_attributes(request_attributes(record))
+                _describe_http(span, scope, status or (record.status if record else 0))
+            except Exception:  # the request is over: a span must never fail it
+                log.exception(
+                    "request %s: its span could not be described", state.get("request_id")
+                )
             span.end()
 
 

@@ -1,4 +1,6 @@
-"""One real vLLM (CPU build) serving SmolLM2 for the whole test session, and guard before it."""
+"""One real vLLM (CPU build) serving SmolLM2 for the whole test session, and guard before it.
+The vLLM exports its traces to a collector on loopback, so that a test can see it continue
+guard's."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from guard.demo.model import ensure_demo_model
 from guard.demo.vllm_server import DEMO_ARGS, VLLMServer
 from guard.server.app import create_app
 from guard.settings import Settings
-from tests.conftest import make_tiny_llama_classifier
+from tests.conftest import Collector, make_tiny_llama_classifier, otlp_collector
 from tests.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,13 +27,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+def vllm_collector() -> Iterator[Collector]:
+    """Where the session's vLLM sends its spans (tests/e2e/test_vllm_tracing.py)."""
+    with otlp_collector() as collector:
+        yield collector
+
+
+@pytest.fixture(scope="session")
+def vllm(
+    tmp_path_factory: pytest.TempPathFactory, vllm_collector: Collector
+) -> Iterator[VLLMServer]:
     model_dir = ensure_demo_model()
     log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
-    with VLLMServer(
-        model_dir, served_name="smollm2", log_path=log_path, extra_args=DEMO_ARGS
-    ) as server:
+    traces = ("--otlp-traces-endpoint", f"{vllm_collector.url}/v1/traces")
+    server = VLLMServer(
+        model_dir, served_name="smollm2", log_path=log_path, extra_args=(*DEMO_ARGS, *traces)
+    )
+    with pytest.MonkeyPatch.context() as env:  # for vLLM's process only
+        env.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")  # not its gRPC
+        env.setenv("OTEL_SERVICE_NAME", "vllm")
+        server.start()
+    try:
+        server.wait_ready()
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -14,18 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from guard.errors import PolicyError
 from guard.ops.tracing import tracing_configured
-from tests.conftest import ROOT, Fake, guard_app, write_policy
+from tests.conftest import ROOT, Collector, Fake, guard_app, otlp_collector, write_policy
 from tests.servers import serve_in_thread
 
 POLICY = """
@@ -46,34 +38,25 @@ def no_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
-    """An OTLP/HTTP trace collector on loopback: its URL, and the exports it received."""
-    received: list[ExportTraceServiceRequest] = []
-
-    async def export(request: Request) -> Response:
-        received.append(ExportTraceServiceRequest.FromString(await request.body()))
-        answer = ExportTraceServiceResponse().SerializeToString()
-        return Response(answer, media_type="application/x-protobuf")
-
-    with serve_in_thread(Starlette(routes=[Route("/v1/traces", export, methods=["POST"])])) as url:
-        yield url, received
+def collector() -> Iterator[Collector]:
+    with otlp_collector() as collector:
+        yield collector
 
 
-def chat(url: str, text: str) -> httpx.Response:
+def chat(url: str, text: str, headers: dict[str, str] | None = None) -> httpx.Response:
     body = {"model": "fake-model", "messages": [{"role": "user", "content": text}]}
-    return httpx.post(f"{url}{CHAT}", json=body, timeout=30)
+    return httpx.post(f"{url}{CHAT}", json=body, headers=headers, timeout=30)
 
 
 @pytest.mark.parametrize("service_name", [None, "guard-eu-1"])
 def test_the_otel_environment_exports_over_otlp_http(
     fake_upstream: Fake,
     tmp_path: Path,
-    collector: tuple[str, list[ExportTraceServiceRequest]],
+    collector: Collector,
     monkeypatch: pytest.MonkeyPatch,
     service_name: str | None,
 ) -> None:
-    collector_url, received = collector
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
     if service_name is not None:
         monkeypatch.setenv("OTEL_SERVICE_NAME", service_name)
     app = guard_app(fake_upstream.url, [write_policy(tmp_path, POLICY)])
@@ -82,18 +65,10 @@ def test_the_otel_environment_exports_over_otlp_http(
         response = chat(url, "say: hello")
         [sent] = fake_upstream.app.state.received.since(mark)
     # Spans are sent in batches; the app's shutdown sent the last one.
-    spans = [
-        (resource_spans.resource, span)
-        for export in received
-        for resource_spans in export.resource_spans
-        for scope_spans in resource_spans.scope_spans
-        for span in scope_spans.spans
-    ]
+    spans = collector.spans()
     names = sorted(span.name for _, span in spans)
     assert names == ["POST /v1/chat/completions", "guard.generation", "guard.input_rails"]
-    resource = spans[0][0]
-    attributes = {a.key: a.value.string_value for a in resource.attributes}
-    assert attributes["service.name"] == (service_name or "guard")
+    assert {resource["service.name"] for resource, _ in spans} == {service_name or "guard"}
     [root] = [span for _, span in spans if span.name.startswith("POST")]
     request_id = {a.key: a.value.string_value for a in root.attributes}["guard.request_id"]
     assert request_id == response.headers["x-request-id"]
@@ -101,17 +76,20 @@ def test_the_otel_environment_exports_over_otlp_http(
 
 
 def test_without_an_endpoint_nothing_is_traced(
-    fake_upstream: Fake, tmp_path: Path, collector: tuple[str, list[ExportTraceServiceRequest]]
+    fake_upstream: Fake, tmp_path: Path, collector: Collector
 ) -> None:
-    _, received = collector
     app = guard_app(fake_upstream.url, [write_policy(tmp_path, POLICY)])
     with serve_in_thread(app) as url:
         assert app.state.guard.tracer is None
         mark = fake_upstream.app.state.received.count
-        assert chat(url, "say: hello").status_code == 200
+        client_context = {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "baggage": "tenant=a",
+        }
+        assert chat(url, "say: hello", client_context).status_code == 200
         [sent] = fake_upstream.app.state.received.since(mark)
-    assert "traceparent" not in sent["headers"]
-    assert received == []
+    assert "traceparent" not in sent["headers"] and "baggage" not in sent["headers"]
+    assert collector.exports == []
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
@@ -134,7 +112,7 @@ def test_without_an_endpoint_the_sdk_is_not_even_imported(tmp_path: Path) -> Non
     ("variables", "named"),
     [
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"),
-        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, "PROTOCOL=http/json"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, "TRACES_PROTOCOL=http/json"),
         ({"OTEL_TRACES_EXPORTER": "console"}, "OTEL_TRACES_EXPORTER=console"),
     ],
 )

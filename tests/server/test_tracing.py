@@ -270,7 +270,11 @@ def test_an_incoming_traceparent_is_continued(
     fake_upstream: Fake, tmp_path: Path, exporter: InMemorySpanExporter
 ) -> None:
     client_trace, client_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
-    incoming = {"traceparent": f"00-{client_trace}-{client_span}-01"}
+    incoming = {
+        "traceparent": f"00-{client_trace}-{client_span}-01",
+        "tracestate": "vendor=x",
+        "baggage": "tenant=a",
+    }
     with traced_guard(fake_upstream, tmp_path, RAILED, exporter) as url:
         mark = fake_upstream.app.state.received.count
         response = chat(url, "say: hello", headers=incoming)
@@ -280,7 +284,23 @@ def test_an_incoming_traceparent_is_continued(
     assert format_trace_id(root.context.trace_id) == client_trace
     assert format_span_id(root.parent.span_id) == client_span and root.parent.is_remote
     assert sent["headers"]["traceparent"].split("-")[1] == client_trace
+    assert sent["headers"]["tracestate"] == "vendor=x"  # part of the trace context
+    assert "baggage" not in sent["headers"]  # guard passes on no header of the client's
     assert len(stages) == 3
+
+
+def test_a_client_that_does_not_sample_its_trace_is_not_recorded(
+    fake_upstream: Fake, tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    client_trace = "0af7651916cd43dd8448eb211c80319c"
+    incoming = {"traceparent": f"00-{client_trace}-b7ad6b7169203331-00"}
+    with traced_guard(fake_upstream, tmp_path, RAILED, exporter) as url:
+        mark = fake_upstream.app.state.received.count
+        assert chat(url, f"say: {MARK}", headers=incoming).status_code == 200
+        [sent] = fake_upstream.app.state.received.since(mark)
+    assert exporter.get_finished_spans() == ()
+    _, trace_id, _, flags = sent["headers"]["traceparent"].split("-")
+    assert (trace_id, flags) == (client_trace, "00")  # vLLM is told not to record it either
 
 
 def test_a_streamed_request_span_ends_with_the_stream(
