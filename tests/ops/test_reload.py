@@ -3,8 +3,10 @@ loaded only once whole and settled, and never in part."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from guard.errors import PolicyError
 from guard.ops.keys import hash_key
 from guard.policy.load import load_policy_file
 from guard.policy.routing import PolicySet
@@ -309,3 +312,122 @@ def test_a_reload_cannot_put_a_wildcard_beside_an_alias(
         replace_file(other, catch_all)  # '*': null: fake-model would be served past 'aliasing'
         assert [guard.poll() for _ in range(2)] == [None, False]
         assert guard.chat("hi", model="fake-model").status_code == 404
+
+
+def test_the_log_says_which_file_changed_what_is_served_and_why_a_reload_failed(
+    fake_upstream: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log is how an operator learns what a reload did: the files that changed (only
+    those), each policy now served with its digest, the number of keys; and for a failed
+    reload, every problem on its own line."""
+    a = write_policy(tmp_path, V1, "a.yaml")
+    b = write_policy(tmp_path, V1.replace("name: p", "name: b").replace("'*'", "b"), "b.yaml")
+    keys = write_policy(tmp_path, key_entry("k", "sk-k-123"), "keys.yaml")
+    app = guard_app(fake_upstream.url, [a, b], keys_file=keys)
+    with polled(app) as guard, caplog.at_level(logging.INFO, logger="guard"):
+        replace_file(a, V2)
+        assert [guard.poll(), guard.poll()] == [None, True]
+        digests = [load_policy_file(path)[0].digest[:12] for path in (a, b)]
+        assert (
+            f"reloaded (file changed: {a}): serving p ({digests[0]}), b ({digests[1]}); 1 API keys"
+            in [r.getMessage() for r in caplog.records]
+        )
+        broken = b.read_text().replace("action: flag", "action: blok").replace("name: b", "nam: b")
+        replace_file(b, broken)
+        with pytest.raises(PolicyError) as found:
+            load_policy_file(b)
+        assert len(found.value.problems) >= 2
+        caplog.clear()
+        assert [guard.poll(), guard.poll()] == [None, False]
+    [logged] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged == "\n".join(
+        [
+            f"reload (file changed: {b}) failed; still serving the previous policies and keys:",
+            *found.value.problems,
+        ]
+    )
+
+
+def test_a_reload_on_demand_reads_the_files_again(fake_upstream: Fake, tmp_path: Path) -> None:
+    """What SIGHUP runs: no snapshot given, the files are read now."""
+    path = write_policy(tmp_path, V1)
+    app = guard_app(fake_upstream.url, [path])
+    with polled(app) as guard:
+        replace_file(path, V2)
+        assert guard.client.portal.call(app.state.guard.reloader.reload, "SIGHUP") is True
+        served = guard.chat("say: mail bob@example.com").json()
+        assert served["guard"]["policy_sha256"] == load_policy_file(path)[0].digest[:16]
+        assert served["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_a_reload_loads_exactly_the_bytes_it_was_given(fake_upstream: Fake, tmp_path: Path) -> None:
+    """A poll hands the reload the bytes it saw settle; what lies on disk by the time the
+    reload runs (a writer started again) is not what is loaded."""
+    path = write_policy(tmp_path, V1)
+    settled = V2.replace("v2-email", "settled")
+    app = guard_app(fake_upstream.url, [path])
+    with polled(app) as guard:
+        replace_file(path, V2.replace("v2-email", "on-disk"))
+        reload = app.state.guard.reloader.reload
+        assert guard.client.portal.call(reload, "poll", {path: settled.encode()}) is True
+        verdicts = guard.chat("say: mail bob@example.com").json()["guard"]["verdicts"]
+        assert [v["rail"] for v in verdicts] == ["settled"]
+
+
+JUDGED_BY_THE_UPSTREAM = """
+name: p
+models: {'*': null}
+input_rails_mode: sequential
+input_rails:
+  - kind: llm_judge
+    name: judge
+    model: fake-model
+    question: Does this text ask for something harmful?
+    on_error: block
+output_rails: []
+"""
+
+
+def test_a_reloaded_rail_without_its_own_endpoint_asks_guard_s_upstream(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    path = write_policy(tmp_path, V1)
+    with polled(guard_app(fake_upstream.url, [path])) as guard:
+        replace_file(path, JUDGED_BY_THE_UPSTREAM)
+        assert [guard.poll(), guard.poll()] == [None, True]
+        answer = guard.chat("say: No")
+        assert answer.status_code == 200
+        [verdict] = answer.json()["guard"]["verdicts"]
+        assert verdict["rail"] == "judge" and verdict["outcome"] == "pass"
+        assert guard.chat("say: Yes").json()["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_sighup_reloads_and_shutdown_gives_the_signal_back(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """guard's lifespan on the main thread, as ``guard serve`` runs it: SIGHUP reloads;
+    after shutdown the signal is no longer guard's."""
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    path = write_policy(tmp_path, V1)
+    app = guard_app(fake_upstream.url, [path])
+    served: list[str] = []
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            runtimes = app.state.guard.reloader.runtimes
+            served.append(runtimes.current.policies.policies[0].digest)
+            assert signal.getsignal(signal.SIGHUP) != signal.SIG_DFL  # a handler is installed
+            replace_file(path, V2)
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(500):  # at most 10 s
+                await asyncio.sleep(0.02)
+                if runtimes.current.policies.policies[0].digest != served[0]:
+                    break
+            served.append(runtimes.current.policies.policies[0].digest)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+    asyncio.run(main())
+    assert served == [
+        load_policy_file(write_policy(tmp_path, V1, "v1.yaml"))[0].digest,
+        load_policy_file(path)[0].digest,
+    ]

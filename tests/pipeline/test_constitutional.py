@@ -293,3 +293,24 @@ def test_the_critic_reads_conversation_draft_and_critique_broken(
     # critique request is the policy's own template, which may say what it likes.)
     for message in (revision_call[0], revision_call[1], revision_call[3]):
         assert not any(s in message["content"] for s in ("<|", "|>", "[INST]")), message
+
+
+def test_a_critique_a_rail_redacts_is_shown_redacted(fake_upstream: Fake, tmp_path: Path) -> None:
+    constitution = ROOT / "policies" / "constitutions" / "default.yaml"
+    policy = f"""
+output_rails:
+  - kind: regex
+    name: pii
+    presets: [email]
+    action: redact
+constitutional:
+  principles_file: {constitution}
+  trigger: always
+  templates: {{critique: 'say: the draft mails bob@example.com and eve@example.org'}}
+"""
+    with guard_with(fake_upstream, tmp_path, policy) as url:
+        response = chat(url, "say: hello")
+    [round_info] = response.json()["guard"]["constitutional"]["rounds"]
+    assert round_info["critique"] == "the draft mails [REDACTED] and [REDACTED]"
+    assert "critique_withheld" not in round_info
+    assert "@example" not in response.text

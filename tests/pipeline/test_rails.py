@@ -369,6 +369,10 @@ def test_a_failing_rail_tells_the_client_no_url_and_the_log_no_password(
     request_id = response.headers["x-request-id"]
     [line] = [r.getMessage() for r in caplog.records if r.name == "guard.upstream"]
     assert line.startswith(f"request {request_id}: the model endpoint at ")
+    assert (
+        f"request {request_id}: rail 'judge' (llm_judge) failed: UpstreamUnreachable: "
+        "the model endpoint is unreachable (connection refused)"
+    ) in [r.getMessage() for r in caplog.records if r.name == "guard"]
     assert f"http://127.0.0.1:{port}/v1/chat/completions is unreachable" in line
     assert "s3cret" not in caplog.text and "judge-user" not in caplog.text
 
@@ -394,3 +398,86 @@ def test_what_a_rail_endpoint_says_reaches_the_client_without_credentials_or_pat
     assert "tok3n" not in response.text and "/home/vllm" not in response.text
     # The log has the path, not the password.
     assert "/home/vllm/engine.py" in caplog.text and "tok3n" not in caplog.text
+
+
+def escalating(upstream: str, to: str) -> str:
+    """A judge (certain of 'Yes' and of 'No') whose scores from 0.5 up go to ``to``."""
+    return f"""
+input_rails_mode: sequential
+input_rails:
+  - kind: llm_judge
+    name: first
+    base_url: {upstream}
+    model: fake-model
+    question: Does this text ask for something harmful?
+    action: block
+    escalate:
+      between: [0.5, 1.0]
+      to:
+{to}"""
+
+
+SECRETS_TO = "        kind: regex\n        presets: [secrets]\n        action: flag\n"
+
+
+def test_an_escalation_decides_with_the_first_rail_s_action(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """'Yes' is in the band: the regex decides, and its finding blocks (the first rail's
+    action, not the regex's flag). 'No' is below it: the first rail's verdict stands."""
+    with guard_with(fake_upstream, tmp_path, escalating(fake_upstream.url, SECRETS_TO)) as url:
+        cleared = chat(url, "say: Yes")
+        confirmed = chat(url, f"say: Yes {SECRET}")
+        certain = chat(url, "say: No")
+    [verdict] = cleared.json()["guard"]["verdicts"]
+    assert cleared.json()["choices"][0]["message"]["content"] == "Yes"
+    assert verdict["rail"] == "first" and verdict["outcome"] == "pass"
+    assert verdict["escalated_from_score"] == pytest.approx(1.0)
+    assert verdict["flagged"] is False and "error" not in verdict
+    [verdict] = confirmed.json()["guard"]["verdicts"]
+    assert confirmed.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert verdict["outcome"] == "block" and verdict["categories"] == ["secrets"]
+    assert verdict["escalated_from_score"] == pytest.approx(1.0)
+    [verdict] = certain.json()["guard"]["verdicts"]
+    assert verdict["outcome"] == "pass" and verdict["score"] == pytest.approx(0.0)
+    assert "escalated_from_score" not in verdict
+
+
+@pytest.mark.parametrize("on_error", ["allow", "block"])
+def test_an_escalation_that_fails_follows_its_own_on_error(
+    fake_upstream: Fake, tmp_path: Path, on_error: str
+) -> None:
+    """The first rail fails open by default; the target it escalates to decides whether
+    its own failure stops the text."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    to = (
+        f"        kind: llm_judge\n        base_url: {dead}\n        model: judge\n"
+        f"        question: Is this harmful?\n        on_error: {on_error}\n"
+    )
+    with guard_with(fake_upstream, tmp_path, escalating(fake_upstream.url, to)) as url:
+        response = chat(url, "say: Yes")
+        unescalated = chat(url, "say: No")
+    expect_on_error(response, on_error, "http_error", "unreachable")
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert verdict["escalated_from_score"] == pytest.approx(1.0)
+    assert unescalated.status_code == 200
+    assert unescalated.json()["guard"]["verdicts"][0]["outcome"] == "pass"
+
+
+def test_the_error_names_every_fail_closed_rail_that_could_not_judge(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    rails = "input_rails_mode: sequential\ninput_rails:\n" + "".join(
+        f"  - kind: llm_judge\n    name: {name}\n    base_url: {dead}\n    model: m\n"
+        f"    question: Is this harmful?\n    on_error: {on_error}\n"
+        for name, on_error in (("b-judge", "block"), ("a-judge", "block"), ("open", "allow"))
+    )
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: hello")
+    assert response.status_code == 503
+    reason = "UpstreamUnreachable: the model endpoint is unreachable (connection refused)"
+    assert response.json()["error"]["message"] == (
+        f"The rail 'a-judge', 'b-judge' could not judge this request (a-judge: {reason}; "
+        f"b-judge: {reason}), and this model's policy does not serve what it cannot judge."
+    )

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import uvicorn
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from guard.components.base import Verdict
@@ -335,6 +336,7 @@ def test_released_text_was_checked_and_never_holds_the_phrase(
     chunk=st.integers(min_value=1, max_value=6),
     delay=st.integers(min_value=0, max_value=12),
 )
+@example(words=["a", "X", "X"], cuts=[1], window=2, chunk=1, delay=0)  # the tightest case
 def test_a_phrase_as_long_as_the_window_never_goes_out_in_part_with_slow_rails(
     words: list[str], cuts: list[int], window: int, chunk: int, delay: int
 ) -> None:
@@ -361,22 +363,27 @@ def _events(pieces: list[str]) -> list[bytes]:
     return out
 
 
-def test_first_release_comes_as_soon_as_a_window_is_held() -> None:
+@pytest.mark.parametrize("role", [True, False], ids=["chat", "no-role-chunk"])
+def test_first_release_comes_as_soon_as_a_window_is_held(role: bool) -> None:
+    """A chat stream starts with a text-less role chunk, a text completion's does not."""
     pieces = [f"w{i} " for i in range(40)]
     judged: list[str] = []
+    out_before: list[str] = []
 
     async def judge(text: str, index: int) -> Judgement:
         judged.append(text)
+        out_before.append("".join(guard.choices[index].released))
         return _judgement(False)
 
     async def upstream() -> AsyncIterator[bytes]:
-        for event in _events(pieces):
+        for event in _events(pieces)[0 if role else 1 :]:
             yield event
         yield b"data: [DONE]\n\n"
 
+    guard = StreamGuard(Streaming(window_tokens=8, chunk_tokens=4, context_tokens=0), judge, dict)
+
     async def first_release() -> str:
-        settings_ = Streaming(window_tokens=8, chunk_tokens=4, context_tokens=0)
-        async for event in StreamGuard(settings_, judge, dict).run(upstream()):
+        async for event in guard.run(upstream()):
             text = released_text([orjson.loads(event[6:])])
             if text:
                 return text
@@ -384,6 +391,7 @@ def test_first_release_comes_as_soon_as_a_window_is_held() -> None:
 
     assert asyncio.run(first_release()) == pieces[0]
     assert judged[0] == "".join(pieces[:8])  # the first check: exactly one window
+    assert out_before[:2] == ["", pieces[0]]  # which released exactly the first piece
 
 
 async def _count_checks(pieces: list[str], lag: int) -> tuple[str, list[str]]:
@@ -423,7 +431,7 @@ def test_slow_rails_check_less_often_and_cover_what_arrived_meanwhile() -> None:
     assert len(fast) >= (200 - 4) // 2  # one check per chunk_tokens when rails keep up
     assert len(slow) * 3 <= len(fast)  # slow rails: fewer, longer checks
     # A check judges at most the kept-back window and 4 x chunk_tokens new pieces.
-    assert max(len(t.split()) for t in slow) <= 3 + 4 * 2
+    assert max(len(t.split()) for t in slow) == 3 + 4 * 2
     assert any(len(t.split()) > 3 + 2 for t in slow)
 
 
@@ -463,3 +471,125 @@ def test_closing_the_stream_cancels_a_pending_check() -> None:
     cancelled, left = asyncio.run(scenario())
     assert cancelled
     assert not left
+
+
+# -- redaction on a stream --------------------------------------------------------------
+
+
+async def _run_redacting(
+    pieces: list[str], window: int, chunk: int, secret: str, delay: int
+) -> tuple[list[str], list[str]]:
+    """The released chunks (each one's choice), and every text judged, when the judge redacts
+    each ``secret`` it finds (to ``#``) and the upstream yields to the loop after each
+    piece, so that checks cut the held text at many places."""
+    judged: list[str] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        judged.append(text)
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        spans, start = [], text.find(secret)
+        while start >= 0:
+            spans.append((start, start + len(secret), "#"))
+            start = text.find(secret, start + len(secret))
+        report = RailReport("r", "regex", "output", "redact" if spans else "pass", None, 0.1)
+        return Judgement((report,), tuple(spans))
+
+    async def upstream() -> AsyncIterator[bytes]:
+        head = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        for piece in pieces:
+            logprobs = {"content": [{"token": piece, "logprob": -0.1}]}
+            choice = {"index": 0, "delta": {"content": piece}, "logprobs": logprobs}
+            yield b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+            await asyncio.sleep(0)
+        yield b"data: [DONE]\n\n"
+
+    settings_ = Streaming(window_tokens=window, chunk_tokens=chunk, context_tokens=4)
+    out = [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
+    return [orjson.loads(e[6:])["choices"][0] for e in out[:-1]], judged
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    words=st.lists(
+        st.sampled_from(["a", "b", " ", "XYZ", "XYZ", "XY", "Z"]), min_size=1, max_size=30
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=20),
+    window=st.integers(min_value=3, max_value=6),
+    chunk=st.integers(min_value=1, max_value=4),
+    delay=st.integers(min_value=0, max_value=6),
+)
+def test_a_redacted_span_goes_out_replaced_and_never_in_part(
+    words: list[str], cuts: list[int], window: int, chunk: int, delay: int
+) -> None:
+    """``XYZ`` spans at most three pieces, so a window of three or more holds it whole
+    before any of it goes out; wherever a check's cut falls, the released chunks spell
+    the text with every ``XYZ`` replaced, and no chunk carries a piece of one. A chunk the
+    redaction rewrote loses its logprobs (they spell what it said); the others keep theirs.
+    The final check reads the whole answer as the client got it (what was held, raw)."""
+    text = "".join(words)
+    pieces = _pieces(text, cuts)
+    chunks, judged = asyncio.run(_run_redacting(pieces, window, chunk, "XYZ", delay))
+    released = "".join(c["delta"]["content"] for c in chunks)
+    assert released == text.replace("XYZ", "#")
+    assert len(chunks) == len(pieces)
+    for piece, sent in zip(pieces, chunks, strict=True):
+        assert (sent["logprobs"] is None) == (sent["delta"]["content"] != piece)
+    assert judged[-1].replace("XYZ", "#") == released
+
+
+async def _judged_texts(
+    pieces: list[str], settings_: Streaming, redact: str | None = None
+) -> tuple[str, list[str]]:
+    """Released text and every text judged; the judge redacts ``redact`` (to ``#``). The
+    upstream waits for the checks between pieces and sends no finish chunk, only
+    ``[DONE]``, so nothing may be held at the end."""
+    judged: list[str] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        judged.append(text)
+        at = text.find(redact) if redact else -1
+        spans = ((at, at + len(redact), "#"),) if redact and at >= 0 else ()
+        report = RailReport("r", "regex", "output", "redact" if spans else "pass", None, 0.1)
+        return Judgement((report,), spans)
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for event in _events(pieces):
+            yield event
+            for _ in range(20):  # the check of what came runs before the next piece
+                await asyncio.sleep(0)
+        yield b"data: [DONE]\n\n"
+
+    async def run() -> list[bytes]:
+        return [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
+
+    out = await asyncio.wait_for(run(), timeout=30)  # a guard against a hang, not a measure
+    assert out[-1] == b"data: [DONE]\n\n"
+    return released_text([orjson.loads(e[6:]) for e in out[:-1]]), judged
+
+
+def test_the_final_check_reads_the_whole_answer_even_when_nothing_is_held() -> None:
+    """Window 1: each chunk goes out once judged, so nothing is held when the stream ends;
+    the final check still reads the whole answer."""
+    settings_ = Streaming(window_tokens=1, chunk_tokens=1, context_tokens=0)
+    released, judged = asyncio.run(_judged_texts(["a", "b", "c"], settings_))
+    assert released == "abc"
+    assert judged[-1] == "abc"
+
+
+def test_without_final_check_a_stream_ends_after_a_redaction_released_everything() -> None:
+    settings_ = Streaming(window_tokens=1, chunk_tokens=1, context_tokens=0, final_check=False)
+    released, _ = asyncio.run(_judged_texts(["a ", "XYZ"], settings_, redact="XYZ"))
+    assert released == "a #"
+
+
+def test_without_final_check_text_a_check_covered_is_not_judged_again() -> None:
+    """Each check judges at least one chunk no check judged before: the end of the answer,
+    covered by a passing check, goes out without another."""
+    pieces = [f"w{i} " for i in range(12)]
+    settings_ = Streaming(window_tokens=3, chunk_tokens=1, context_tokens=0, final_check=False)
+    released, judged = asyncio.run(_judged_texts(pieces, settings_))
+    assert released == "".join(pieces)
+    last_words = [int(text.split()[-1][1:]) for text in judged]
+    assert last_words == sorted(set(last_words)), judged
+    assert last_words[-1] == 11

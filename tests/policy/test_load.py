@@ -263,3 +263,37 @@ def test_endpoint_mistakes_are_explained(tmp_path: Path) -> None:
         ),
     )
     assert ":4: endpoints.detokenize.input_rails: unknown key" in detokenize
+
+
+WITH_PRINCIPLES = (
+    "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
+    "constitutional:\n  trigger: always\n  principles_file: c.yaml\n"
+)
+
+
+def test_a_principles_file_s_problems_name_both_files_and_the_line(tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, WITH_PRINCIPLES)
+    principles = tmp_path / "c.yaml"
+    where = f"{policy}: policy 'p': {principles}"
+    cases = [
+        (None, f"{where}: cannot read the principles file: No such file or directory"),
+        ("\n", f"{where}: the principles file is empty; it should hold a list of principles"),
+        ("- name: a\n  critique: c\n", f"{where}:1: [0]: the required key 'revision' is missing"),
+    ]
+    for text, expected in cases:
+        if text is not None:
+            principles.write_text(text)
+        with pytest.raises(PolicyError) as found:
+            load_policy_file(policy)
+        assert found.value.problems == [expected]
+
+
+def test_principles_already_read_are_loaded_as_read(tmp_path: Path) -> None:
+    """A reload hands over the bytes it saw settle, the principles file's too."""
+    policy = write_policy(tmp_path, WITH_PRINCIPLES)
+    principles = write_policy(tmp_path, "- {name: on-disk, critique: c, revision: r}\n", "c.yaml")
+    read = b"- {name: as-read, critique: c, revision: r}\n"
+    [loaded] = load_policy_file(policy, {principles: read})
+    assert loaded.policy.constitutional is not None
+    assert [p.name for p in loaded.policy.constitutional.principles] == ["as-read"]
+    assert loaded.principles_file == principles

@@ -129,3 +129,29 @@ def test_without_keys_a_404_lists_every_model(fake_upstream: Fake, tmp_path: Pat
         response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
     assert response.status_code == 404
     assert response.json()["error"]["message"].endswith("Models served here: a, b.")
+
+
+def test_an_api_key_s_policy_routes_and_its_404_names_only_its_models(tmp_path: Path) -> None:
+    """``route`` with a key's policy: that policy serves the name, whatever another policy
+    says of it, and a name it does not serve is refused listing only its own models."""
+    rails = "input_rails: []\noutput_rails: []\n"
+    pinned = f"name: pinned\nkeys_only: true\nmodels: {{m: up-pinned}}\n{rails}"
+    other = f"name: other\nmodels: {{m: up-other, n: null}}\n{rails}"
+    paths = [write_policy(tmp_path, pinned, "p.yaml"), write_policy(tmp_path, other, "o.yaml")]
+    policies = PolicySet.from_files(paths)
+    assert policies.route("m").upstream_model == "up-other"
+    route = policies.route("m", "pinned")
+    assert route.policy.policy.name == "pinned" and route.upstream_model == "up-pinned"
+    with pytest.raises(ModelNotFound) as refused:
+        policies.route("n", "pinned")
+    assert str(refused.value) == "The model 'n' does not exist. Models served here: m."
+
+
+def test_a_404_with_no_model_to_offer_says_none(tmp_path: Path) -> None:
+    only_for_keys = (
+        "name: k\nkeys_only: true\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
+    )
+    policies = PolicySet.from_files([write_policy(tmp_path, only_for_keys)])
+    with pytest.raises(ModelNotFound) as refused:
+        policies.route("m")
+    assert str(refused.value) == "The model 'm' does not exist. Models served here: none."

@@ -63,6 +63,9 @@ def test_more_than_the_classifier_can_start_is_shed_not_refused(
     for response in shed:
         assert response.headers["retry-after"] == "1"
         assert response.json()["error"]["code"] == "rails_overloaded"
+        assert response.json()["error"]["message"] == (
+            "The rail 'tiny' is overloaded and could not judge this request in time; retry later."
+        )
         assert response.json()["guard"]["verdict"] == "error"
     for response in served:
         data = response.json()
