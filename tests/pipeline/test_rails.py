@@ -573,7 +573,9 @@ def test_a_streamed_answer_is_judged_as_the_assistant_s_turn_of_the_conversation
 
 
 class Windowed(Classifier):
-    """A classifier that reads 16 characters at once: flags ``bad``, scores by ``x``s."""
+    """A classifier that reads 16 characters at once: flags ``bad``, scores by ``x``s, and
+    has no score for a window with a ``?`` (as Llama Guard, when its answer has no
+    logprobs for safe or unsafe)."""
 
     window_chars = 16
 
@@ -582,12 +584,16 @@ class Windowed(Classifier):
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         self.read += [s.text for s in subjects]
-        return [Verdict("bad" in s.text, s.text.count("x") / 16) for s in subjects]
+        return [
+            Verdict("bad" in s.text, None if "?" in s.text else s.text.count("x") / 16)
+            for s in subjects
+        ]
 
 
 def test_a_long_text_is_read_in_overlapping_windows_and_the_worst_one_speaks() -> None:
     """Windows of 16 overlap by a quarter and the last ends with the text; a flagged
-    window outweighs any score, and among the unflagged the highest score stands."""
+    window outweighs any score, and among the unflagged the highest score stands (no
+    score counts as 0)."""
     assert char_windows(16, 16) == [(0, 16)]
     assert char_windows(40, 16) == [(0, 16), (12, 28), (24, 40)]
     for length in range(17, 80):
@@ -598,13 +604,19 @@ def test_a_long_text_is_read_in_overlapping_windows_and_the_worst_one_speaks() -
     spec = RegexSpec(kind="regex", name="windowed", patterns=["x"])
     classifier = Windowed()
     rail = Rail(spec, classifier)
-    texts = ["x" * 12 + "a" * 16 + "bad" + "a" * 9, "a" * 16 + "xxxx" + "a" * 20]
-    flagged, scored = asyncio.run(judge([rail], [Subject(t) for t in texts], "output"))
+    texts = [
+        "x" * 12 + "a" * 16 + "bad" + "a" * 9,
+        "a" * 16 + "xxxx" + "a" * 20,
+        "?" + "a" * 27 + "xx" + "a" * 10,
+    ]
+    flagged, scored, unscored = asyncio.run(judge([rail], [Subject(t) for t in texts], "output"))
     assert classifier.read[:3] == [texts[0][:16], texts[0][12:28], texts[0][24:40]]
     [report] = flagged.reports
     assert report.outcome == "block" and report.verdict == Verdict(True, 0.0)
     [report] = scored.reports
     assert report.outcome == "pass" and report.verdict == Verdict(False, 4 / 16)
+    [report] = unscored.reports  # a window without a score counts as scoring 0
+    assert report.outcome == "pass" and report.verdict == Verdict(False, 2 / 16)
 
 
 def test_an_escalation_at_the_edge_of_its_band_and_from_the_cache(
