@@ -105,11 +105,16 @@ def selected(names: list[str], patterns: list[str]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
-def diff_of(name: str) -> str:
-    out = subprocess.run(
-        [str(mutmut_command()), "show", name], cwd=ROOT, capture_output=True, text=True
-    )
-    return out.stdout.strip()
+def diff_of(name: str) -> list[str]:
+    """The lines a mutant changes (``mutmut show``, in this process: much faster)."""
+    from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+
+    diff = get_diff_for_mutant(name, path=find_mutant(name).path)
+    return [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "-+" and not line.startswith(("---", "+++"))
+    ]
 
 
 def run_mutmut(names: list[str], max_children: int) -> tuple[list[str], int]:
@@ -124,7 +129,9 @@ def run_mutmut(names: list[str], max_children: int) -> tuple[list[str], int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="mutant names or globs (default: SCOPE)")
+    parser.add_argument(
+        "names", nargs="*", help="mutant names or globs, run again if decided (default: SCOPE)"
+    )
     parser.add_argument("--all", action="store_true", help="every mutant of [tool.mutmut]")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="run nothing; summarize")
@@ -136,6 +143,7 @@ def main() -> None:
         help="run the scope's mutants of this status again ('survived', 'no tests', ...)",
     )
     args = parser.parse_args()
+    os.chdir(ROOT)  # mutmut reads its configuration and mutants/ from here
 
     patterns = args.names or (["*"] if args.all else SCOPE)
     load_before = os.getloadavg()
@@ -149,6 +157,8 @@ def main() -> None:
         wanted = set(args.rerun) or {"not checked"}
         in_scope = selected(list(known), patterns)
         to_run = [n for n in in_scope if known[n]["status"] in wanted] if known else patterns
+        if args.names and not args.rerun:
+            to_run = args.names  # named: run them, decided or not
         if to_run:
             command, returncode = run_mutmut(to_run, args.max_children)
     wall_s = time.time() - started

@@ -326,12 +326,13 @@ def test_the_log_says_which_file_changed_what_is_served_and_why_a_reload_failed(
     app = guard_app(fake_upstream.url, [a, b], keys_file=keys)
     with polled(app) as guard, caplog.at_level(logging.INFO, logger="guard"):
         replace_file(a, V2)
+        replace_file(keys, key_entry("k", "sk-k-123") + key_entry("l", "sk-l-456")[5:])
         assert [guard.poll(), guard.poll()] == [None, True]
         digests = [load_policy_file(path)[0].digest[:12] for path in (a, b)]
         assert (
-            f"reloaded (file changed: {a}): serving p ({digests[0]}), b ({digests[1]}); 1 API keys"
-            in [r.getMessage() for r in caplog.records]
-        )
+            f"reloaded (file changed: {a}, {keys}): serving p ({digests[0]}), b ({digests[1]}); "
+            "2 API keys"
+        ) in [r.getMessage() for r in caplog.records]
         broken = b.read_text().replace("action: flag", "action: blok").replace("name: b", "nam: b")
         replace_file(b, broken)
         with pytest.raises(PolicyError) as found:
@@ -403,7 +404,7 @@ def test_a_reloaded_rail_without_its_own_endpoint_asks_guard_s_upstream(
 
 
 def test_sighup_reloads_and_shutdown_gives_the_signal_back(
-    fake_upstream: Fake, tmp_path: Path
+    fake_upstream: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """guard's lifespan on the main thread, as ``guard serve`` runs it: SIGHUP reloads;
     after shutdown the signal is no longer guard's."""
@@ -411,9 +412,11 @@ def test_sighup_reloads_and_shutdown_gives_the_signal_back(
     path = write_policy(tmp_path, V1)
     app = guard_app(fake_upstream.url, [path])
     served: list[str] = []
+    caplog.set_level(logging.INFO, logger="guard")
 
     async def main() -> None:
         async with app.router.lifespan_context(app):
+            logged = len(caplog.records)
             runtimes = app.state.guard.reloader.runtimes
             served.append(runtimes.current.policies.policies[0].digest)
             assert signal.getsignal(signal.SIGHUP) != signal.SIG_DFL  # a handler is installed
@@ -424,6 +427,8 @@ def test_sighup_reloads_and_shutdown_gives_the_signal_back(
                 if runtimes.current.policies.policies[0].digest != served[0]:
                     break
             served.append(runtimes.current.policies.policies[0].digest)
+            reloaded = [r.getMessage() for r in caplog.records[logged:]]
+            assert any(m.startswith("reloaded (SIGHUP): serving p (") for m in reloaded)
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
 
     asyncio.run(main())

@@ -314,3 +314,28 @@ constitutional:
     assert round_info["critique"] == "the draft mails [REDACTED] and [REDACTED]"
     assert "critique_withheld" not in round_info
     assert "@example" not in response.text
+
+
+def test_logprobs_dropped_names_each_revised_choice_by_its_index(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """Two choices, each revised into a text a rail redacts: each is judged on its own, and
+    ``guard.logprobs_dropped`` names the choices by their own index."""
+    constitution = ROOT / "policies" / "constitutions" / "default.yaml"
+    policy = f"""
+output_rails:
+  - kind: regex
+    name: pii
+    presets: [email]
+    action: redact
+constitutional:
+  principles_file: {constitution}
+  trigger: always
+  templates: {{revision: 'say: mail bob@example.com'}}
+"""
+    with guard_with(fake_upstream, tmp_path, policy) as url:
+        response = chat(url, "say: one | two", n=2, logprobs=True)
+    data = response.json()
+    assert [c["message"]["content"] for c in data["choices"]] == ["mail [REDACTED]"] * 2
+    assert [c["logprobs"] for c in data["choices"]] == [None, None]
+    assert data["guard"]["logprobs_dropped"] == [0, 1]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from guard.components.base import Classifier, Subject, Verdict
+from guard.components.specs import RegexSpec
+from guard.pipeline.rails import Rail, char_windows, judge
 from tests.conftest import Fake, guard_app, listing_rails, write_policy
+from tests.scrape import metric
 from tests.servers import free_port, serve_in_thread
 
 CHAT = "/v1/chat/completions"
@@ -481,3 +487,147 @@ def test_the_error_names_every_fail_closed_rail_that_could_not_judge(
         f"The rail 'a-judge', 'b-judge' could not judge this request (a-judge: {reason}; "
         f"b-judge: {reason}), and this model's policy does not serve what it cannot judge."
     )
+
+
+def test_a_text_completion_s_answer_is_judged(fake_upstream: Fake, tmp_path: Path) -> None:
+    with guard_with(fake_upstream, tmp_path, OUTPUT_RAILS) as url:
+        blocked = httpx.post(
+            f"{url}/v1/completions", json={"model": "m", "prompt": f"say: here {SECRET}"}
+        )
+        redacted = httpx.post(
+            f"{url}/v1/completions", json={"model": "m", "prompt": "say: mail bob@example.com"}
+        )
+    assert blocked.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert blocked.json()["choices"][0]["text"] == "I'm sorry, but I can't help with that."
+    assert SECRET not in blocked.text
+    assert redacted.json()["choices"][0]["text"] == "mail <email>"
+
+
+def test_an_output_rail_reads_the_answer_as_the_assistant_s_turn(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """Llama Guard is told who wrote what: the prompt as the user's turn, the answer (what
+    the rail judges) as the assistant's."""
+    rails = (
+        "output_rails:\n  - kind: llama_guard\n"
+        f"    base_url: {fake_upstream.url}\n    model: fake-model\n"
+    )
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, "say: safe")
+        sent = fake_upstream.last_request()["body"]
+    assert response.json()["guard"]["verdicts"][0]["outcome"] == "pass"
+    assert sent["messages"] == [
+        {"role": "user", "content": "say: safe"},
+        {"role": "assistant", "content": "safe"},
+    ]
+
+
+def test_a_blocked_answer_is_replaced_not_redacted(fake_upstream: Fake, tmp_path: Path) -> None:
+    """Blocked and with an address to redact: the refusal replaces the whole choice, and
+    no logprobs are said to be dropped for a redaction that did not happen."""
+    with guard_with(fake_upstream, tmp_path, OUTPUT_RAILS) as url:
+        response = chat(url, f"say: {SECRET} for bob@example.com", logprobs=True)
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter" and choice["logprobs"] is None
+    assert choice["message"]["content"] == "I'm sorry, but I can't help with that."
+    assert "logprobs_dropped" not in response.json()["guard"]
+
+
+def test_a_streamed_answer_is_judged_as_the_assistant_s_turn_of_the_conversation(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """On a stream too, Llama Guard reads the conversation and the answer as the assistant's
+    turn (a text completion continues a prompt, not a conversation: the answer alone);
+    the checks are counted, and a block is an output verdict."""
+    rails = (
+        "output_rails:\n  - kind: llama_guard\n"
+        f"    base_url: {fake_upstream.url}\n    model: fake-model\n"
+        "  - kind: regex\n    name: secrets\n    presets: [secrets]\n"
+    )
+    sent = []
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        events = stream_events(url, "say: safe")
+        sent.append(fake_upstream.last_request()["body"]["messages"])
+        for path, body in [
+            ("/v1/responses", {"model": "m", "input": "say: safe", "stream": True}),
+            ("/v1/completions", {"model": "m", "prompt": "say: safe", "stream": True}),
+        ]:
+            with httpx.stream("POST", f"{url}{path}", json=body, timeout=30) as answer:
+                assert answer.status_code == 200 and list(answer.iter_lines())
+            sent.append(fake_upstream.last_request()["body"]["messages"])
+        blocked = stream_events(url, f"say: {SECRET}")
+        counted = metric(url, "guard_rail_verdicts_total", rail="secrets", outcome="block")
+        counted_as_output = metric(
+            url, "guard_rail_verdicts_total", rail="secrets", outcome="block", stage="output"
+        )
+    assert counted == counted_as_output == 1
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
+    assert events[0]["guard"]["stream_checks"] == 1  # one word: the final check alone
+    conversation = [
+        {"role": "user", "content": "say: safe"},
+        {"role": "assistant", "content": "safe"},
+    ]
+    assert sent == [conversation, conversation, conversation[1:]]
+    [verdict] = [v for v in blocked[-1]["guard"]["verdicts"] if v["outcome"] == "block"]
+    assert verdict["rail"] == "secrets" and verdict["stage"] == "output"
+
+
+class Windowed(Classifier):
+    """A classifier that reads 16 characters at once: flags ``bad``, scores by ``x``s, and
+    has no score for a window with a ``?`` (as Llama Guard, when its answer has no
+    logprobs for safe or unsafe)."""
+
+    window_chars = 16
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
+        self.read += [s.text for s in subjects]
+        return [
+            Verdict("bad" in s.text, None if "?" in s.text else s.text.count("x") / 16)
+            for s in subjects
+        ]
+
+
+def test_a_long_text_is_read_in_overlapping_windows_and_the_worst_one_speaks() -> None:
+    """Windows of 16 overlap by a quarter and the last ends with the text; a flagged
+    window outweighs any score, and among the unflagged the highest score stands (no
+    score counts as 0)."""
+    assert char_windows(16, 16) == [(0, 16)]
+    assert char_windows(40, 16) == [(0, 16), (12, 28), (24, 40)]
+    for length in range(17, 80):
+        windows = char_windows(length, 16)
+        assert windows[0][0] == 0 and windows[-1][1] == length
+        assert all(end - start == 16 for start, end in windows)
+        assert all(b[0] <= a[1] - 4 for a, b in pairwise(windows))
+    spec = RegexSpec(kind="regex", name="windowed", patterns=["x"])
+    classifier = Windowed()
+    rail = Rail(spec, classifier)
+    texts = [
+        "x" * 12 + "a" * 16 + "bad" + "a" * 9,
+        "a" * 16 + "xxxx" + "a" * 20,
+        "?" + "a" * 27 + "xx" + "a" * 10,
+    ]
+    flagged, scored, unscored = asyncio.run(judge([rail], [Subject(t) for t in texts], "output"))
+    assert classifier.read[:3] == [texts[0][:16], texts[0][12:28], texts[0][24:40]]
+    [report] = flagged.reports
+    assert report.outcome == "block" and report.verdict == Verdict(True, 0.0)
+    [report] = scored.reports
+    assert report.outcome == "pass" and report.verdict == Verdict(False, 4 / 16)
+    [report] = unscored.reports  # a window without a score counts as scoring 0
+    assert report.outcome == "pass" and report.verdict == Verdict(False, 2 / 16)
+
+
+def test_an_escalation_at_the_edge_of_its_band_and_from_the_cache(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """A score on the band's edge is escalated; asked again, both verdicts come from the
+    input rails' cache, and the verdict says so."""
+    rails = escalating(fake_upstream.url, SECRETS_TO).replace("[0.5, 1.0]", "[1.0, 1.0]")
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        first = chat(url, "say: Yes").json()["guard"]["verdicts"][0]
+        again = chat(url, "say: Yes").json()["guard"]["verdicts"][0]
+    assert first["escalated_from_score"] == 1.0 and "cached" not in first
+    assert again["escalated_from_score"] == 1.0 and again["cached"] is True
+    assert again["outcome"] == first["outcome"] == "pass"

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from guard.components.base import Verdict
 from guard.pipeline.rails import Judgement, RailReport
-from guard.pipeline.streaming import StreamGuard
+from guard.pipeline.streaming import StreamGuard, chunk_fields
 from guard.policy.models import Streaming
 from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.servers import serve_in_thread
@@ -428,11 +428,14 @@ def test_slow_rails_check_less_often_and_cover_what_arrived_meanwhile() -> None:
     fast_text, fast = asyncio.run(_count_checks(pieces, lag=0))
     slow_text, slow = asyncio.run(_count_checks(pieces, lag=8))
     assert fast_text == slow_text == "".join(pieces)
-    assert len(fast) >= (200 - 4) // 2  # one check per chunk_tokens when rails keep up
-    assert len(slow) * 3 <= len(fast)  # slow rails: fewer, longer checks
-    # A check judges at most the kept-back window and 4 x chunk_tokens new pieces.
-    assert max(len(t.split()) for t in slow) == 3 + 4 * 2
-    assert any(len(t.split()) > 3 + 2 for t in slow)
+    # Rails that keep up: the first window, then one check per chunk_tokens new pieces,
+    # each judging them and the 3 kept back.
+    assert [len(t.split()) for t in fast] == [4] + [3 + 2] * 98
+    # Slow rails: fewer, longer checks, each at most the kept-back window and
+    # 4 x chunk_tokens new pieces.
+    slow_sizes = [len(t.split()) for t in slow]
+    assert slow_sizes[0] == 4 and set(slow_sizes[1:-1]) == {3 + 4 * 2}
+    assert len(slow) * 3 <= len(fast)
 
 
 def test_closing_the_stream_cancels_a_pending_check() -> None:
@@ -477,8 +480,8 @@ def test_closing_the_stream_cancels_a_pending_check() -> None:
 
 
 async def _run_redacting(
-    pieces: list[str], window: int, chunk: int, secret: str, delay: int
-) -> tuple[list[str], list[str]]:
+    pieces: list[str], window: int, chunk: int, secret: str, delay: int, final_check: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The released chunks (each one's choice), and every text judged, when the judge redacts
     each ``secret`` it finds (to ``#``) and the upstream yields to the loop after each
     piece, so that checks cut the held text at many places."""
@@ -504,7 +507,9 @@ async def _run_redacting(
             await asyncio.sleep(0)
         yield b"data: [DONE]\n\n"
 
-    settings_ = Streaming(window_tokens=window, chunk_tokens=chunk, context_tokens=4)
+    settings_ = Streaming(
+        window_tokens=window, chunk_tokens=chunk, context_tokens=4, final_check=final_check
+    )
     out = [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
     return [orjson.loads(e[6:])["choices"][0] for e in out[:-1]], judged
 
@@ -518,24 +523,28 @@ async def _run_redacting(
     window=st.integers(min_value=3, max_value=6),
     chunk=st.integers(min_value=1, max_value=4),
     delay=st.integers(min_value=0, max_value=6),
+    final_check=st.booleans(),
 )
+@example(words=["XYZ"], cuts=[1], window=3, chunk=1, delay=0, final_check=False)
 def test_a_redacted_span_goes_out_replaced_and_never_in_part(
-    words: list[str], cuts: list[int], window: int, chunk: int, delay: int
+    words: list[str], cuts: list[int], window: int, chunk: int, delay: int, final_check: bool
 ) -> None:
     """``XYZ`` spans at most three pieces, so a window of three or more holds it whole
     before any of it goes out; wherever a check's cut falls, the released chunks spell
     the text with every ``XYZ`` replaced, and no chunk carries a piece of one. A chunk the
     redaction rewrote loses its logprobs (they spell what it said); the others keep theirs.
-    The final check reads the whole answer as the client got it (what was held, raw)."""
+    The final check reads the whole answer as the client got it (what was held, raw);
+    without it, what a redacting check held back is judged again before it goes out."""
     text = "".join(words)
     pieces = _pieces(text, cuts)
-    chunks, judged = asyncio.run(_run_redacting(pieces, window, chunk, "XYZ", delay))
+    chunks, judged = asyncio.run(_run_redacting(pieces, window, chunk, "XYZ", delay, final_check))
     released = "".join(c["delta"]["content"] for c in chunks)
     assert released == text.replace("XYZ", "#")
     assert len(chunks) == len(pieces)
     for piece, sent in zip(pieces, chunks, strict=True):
         assert (sent["logprobs"] is None) == (sent["delta"]["content"] != piece)
-    assert judged[-1].replace("XYZ", "#") == released
+    if final_check:
+        assert judged[-1].replace("XYZ", "#") == released
 
 
 async def _judged_texts(
@@ -583,13 +592,46 @@ def test_without_final_check_a_stream_ends_after_a_redaction_released_everything
     assert released == "a #"
 
 
-def test_without_final_check_text_a_check_covered_is_not_judged_again() -> None:
-    """Each check judges at least one chunk no check judged before: the end of the answer,
-    covered by a passing check, goes out without another."""
+@pytest.mark.parametrize(
+    ("chunk", "ends"),
+    [(1, list(range(2, 12))), (2, [2, 4, 6, 8, 10, 11]), (3, [2, 5, 8, 11])],
+)
+def test_without_final_check_text_a_check_covered_is_not_judged_again(
+    chunk: int, ends: list[int]
+) -> None:
+    """With rails that keep up, the first check judges the first window and each next one
+    the chunk_tokens pieces that arrived since (the last check: what is left); the end of
+    the answer, covered by a passing check, goes out without another."""
     pieces = [f"w{i} " for i in range(12)]
-    settings_ = Streaming(window_tokens=3, chunk_tokens=1, context_tokens=0, final_check=False)
+    settings_ = Streaming(window_tokens=3, chunk_tokens=chunk, context_tokens=0, final_check=False)
     released, judged = asyncio.run(_judged_texts(pieces, settings_))
     assert released == "".join(pieces)
-    last_words = [int(text.split()[-1][1:]) for text in judged]
-    assert last_words == sorted(set(last_words)), judged
-    assert last_words[-1] == 11
+    assert [int(text.split()[-1][1:]) for text in judged] == ends, judged
+
+
+def test_every_text_a_streamed_choice_adds_is_read() -> None:
+    """Reasoning, content, refusal and each tool call's name and arguments, with where each
+    lies in the choice (so a redaction rewrites it in place); a text completion's text."""
+    choice = {
+        "index": 0,
+        "delta": {
+            "reasoning_content": "r",
+            "content": "c",
+            "refusal": "no",
+            "tool_calls": [
+                {"index": 0, "function": {"name": "lookup", "arguments": "{}"}},
+                {"index": 1, "function": {"arguments": '{"q": 1}'}},
+            ],
+        },
+    }
+    assert chunk_fields(choice) == [
+        ("r", ("delta", "reasoning_content")),
+        ("c", ("delta", "content")),
+        ("no", ("delta", "refusal")),
+        ("lookup", ("delta", "tool_calls", 0, "function", "name")),
+        ("{}", ("delta", "tool_calls", 0, "function", "arguments")),
+        ('{"q": 1}', ("delta", "tool_calls", 1, "function", "arguments")),
+    ]
+    assert chunk_fields({"index": 0, "text": "t"}) == [("t", ("text",))]
+    assert chunk_fields({"index": 0, "text": None}) == [("", ("text",))]
+    assert chunk_fields({"index": 0, "delta": {"role": "assistant"}}) == []

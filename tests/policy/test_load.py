@@ -286,6 +286,13 @@ def test_a_principles_file_s_problems_name_both_files_and_the_line(tmp_path: Pat
         with pytest.raises(PolicyError) as found:
             load_policy_file(policy)
         assert found.value.problems == [expected]
+    principles.write_text("- name: a\n  critque: c\n  revision: r\n")
+    with pytest.raises(PolicyError) as found:
+        load_policy_file(policy)
+    assert found.value.problems[-1] == (
+        f"{where}:2: [0].critque: unknown key 'critque'. Did you mean 'critique'? "
+        "Allowed keys here: name, critique, revision."
+    )
 
 
 def test_principles_already_read_are_loaded_as_read(tmp_path: Path) -> None:
