@@ -18,6 +18,7 @@ POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 TRAINERS = {
     "train-embedding-head": ("guard.train.embedding_head", "train the embedding classifier's head"),
     "train-embedding-reward": ("guard.train.reward_head", "train the embedding reward head"),
+    "train-attack-head": ("guard.train.attack_head", "train the attacks detector's head"),
 }
 """Commands that hand all their arguments to a training module's own ``main``."""
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.components.attacks import AttackClassifier
 from guard.components.base import Classifier, Reward
 from guard.components.embedding import EmbeddingClassifier
 from guard.components.embedding_reward import EmbeddingReward
@@ -63,6 +64,7 @@ CLASSIFIERS: dict[str, Builder] = {
     "vllm_classify": lambda spec, ctx: VLLMClassifier(spec, ctx.endpoint(spec)),
     "hf_classifier": lambda spec, ctx: HFClassifier(spec),
     "embedding": lambda spec, ctx: EmbeddingClassifier(spec),
+    "attacks": lambda spec, ctx: AttackClassifier(spec),
 }
 
 

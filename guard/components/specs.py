@@ -158,6 +158,14 @@ class LlamaGuardSpec(ClassifierSpec, RemoteModel, Windowed):
         return self
 
 
+def probabilities(thresholds: dict[str, float]) -> dict[str, float]:
+    """``thresholds`` unchanged, if every value is a probability."""
+    outside = [label for label, value in thresholds.items() if not 0 <= value <= 1]
+    if outside:
+        raise ValueError(f"thresholds must lie between 0 and 1; check {outside}")
+    return thresholds
+
+
 class LabelThresholds(Spec):
     thresholds: dict[str, float] = Field(min_length=1)
     """Label -> probability at or above which the text is unsafe. Other labels are ignored."""
@@ -165,10 +173,7 @@ class LabelThresholds(Spec):
     @field_validator("thresholds")
     @classmethod
     def _probabilities(cls, thresholds: dict[str, float]) -> dict[str, float]:
-        outside = [label for label, value in thresholds.items() if not 0 <= value <= 1]
-        if outside:
-            raise ValueError(f"thresholds must lie between 0 and 1; check {outside}")
-        return thresholds
+        return probabilities(thresholds)
 
 
 class HFClassifierSpec(ClassifierSpec, LabelThresholds):
@@ -207,8 +212,36 @@ class EmbeddingSpec(ClassifierSpec):
     """Rails read a long text whole, in overlapping windows; there is no other choice."""
 
 
+ATTACK_LABELS: Final = ("jailbreak", "prompt_injection")
+AttackLabel = Literal["jailbreak", "prompt_injection"]
+
+
+class AttacksSpec(ClassifierSpec):
+    """The built-in jailbreak and prompt-injection detector (``guard.components.attacks``)."""
+
+    kind: Literal["attacks"]
+    labels: list[AttackLabel] = Field(default=list(ATTACK_LABELS), min_length=1)
+    """Which attacks this rail looks for; the verdict names the ones that fired."""
+    thresholds: dict[AttackLabel, float] | None = None
+    """Per label, the probability at or above which the text is flagged; a label left
+    out keeps the threshold calibrated with the shipped head."""
+    head: str | None = None
+    """Path of a head trained with ``guard train-attack-head``; None uses the shipped one."""
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, thresholds: dict[str, float] | None) -> dict[str, float] | None:
+        return None if thresholds is None else probabilities(thresholds)
+
+
 AnyClassifier = Annotated[
-    RegexSpec | LlamaGuardSpec | HFClassifierSpec | VLLMClassifySpec | LLMJudgeSpec | EmbeddingSpec,
+    RegexSpec
+    | LlamaGuardSpec
+    | HFClassifierSpec
+    | VLLMClassifySpec
+    | LLMJudgeSpec
+    | EmbeddingSpec
+    | AttacksSpec,
     Field(discriminator="kind"),
 ]
 
@@ -236,6 +269,7 @@ for _spec in (
     VLLMClassifySpec,
     LLMJudgeSpec,
     EmbeddingSpec,
+    AttacksSpec,
 ):
     _spec.model_rebuild()
 

@@ -38,6 +38,7 @@ from guard.datasets.readers import (
     read_mitre_frr,
     read_openai_moderation,
     read_prompt_injection,
+    read_prompt_injection_benign,
     read_simplesafetytests,
     read_toxicchat,
     read_xstest,
@@ -196,6 +197,13 @@ DATASETS: dict[str, Dataset] = {
             MIT,
             read_prompt_injection,
             "CyberSecEval prompt-injection user inputs; all unsafe (injection)",
+        ),
+        Dataset(
+            "prompt_injection_benign",
+            "cyberseceval/prompt_injection.dev.json",
+            MIT,
+            read_prompt_injection_benign,
+            "CyberSecEval prompt-injection apps' own instructions (system prompts); all safe",
         ),
         Dataset(
             "do_not_answer",

@@ -320,6 +320,17 @@ def read_prompt_injection(path: Path) -> list[Example]:
     ]
 
 
+def read_prompt_injection_benign(path: Path) -> list[Example]:
+    """The applications' own instructions of the prompt-injection set, each once: what an
+    injection detector must not flag."""
+    first: dict[str, str] = {}
+    for row in _json(path):
+        first.setdefault(row["test_case_prompt"], f"injection:{row['prompt_id']}")
+    return [
+        Example(text, False, (), "prompt_injection_benign", group) for text, group in first.items()
+    ]
+
+
 def read_do_not_answer(root: Path) -> list[Example]:
     files = [root] if root.is_file() else sorted(root.glob("*.jsonl"))
     examples = []

@@ -1,0 +1,253 @@
+"""``attacks``: the built-in jailbreak and prompt-injection detector.
+
+A linear head over two kinds of features of a text, both from the built-in MiniLM
+backbone (no download):
+
+* hashed counts of its WordPiece token n-grams (1 to 3 tokens): the wording of
+  jailbreak templates ("you are DAN", "stay in character", "developer mode") and of
+  injected instructions ("ignore the previous instructions", "new system message"),
+  and the odd token soup of optimised suffixes;
+* the backbone's mean-pooled sentence embedding, for what the wording alone misses:
+  reworded role-play framings, and instructions phrased in new words.
+
+A text is read whole, as the model will read it: the n-grams of all of it, plus the
+n-grams of every window of ``WINDOW_TOKENS`` tokens (an instruction injected into a long
+document would be diluted in the whole text's counts), plus the embedding of its first
+and last tokens (``fit_length``). Each label's score is its highest over those pieces.
+
+Each label (``jailbreak``, ``prompt_injection``) has its own threshold, chosen by
+cross-validation (``guard train-attack-head``, docs/safety.md); a verdict names the labels
+that fired. torch is imported only when a classifier of this kind is built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guard.components.base import Classifier, Subject, Verdict
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
+from guard.components.minilm import (
+    PACKAGED_BACKBONE,
+    Encode,
+    Encoder,
+    fit_length,
+    load_backbone,
+    mean_pool,
+)
+from guard.components.specs import ATTACK_LABELS, AttacksSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from numpy.typing import NDArray
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+ATTACK_HEAD = DATA_DIR / "attack_head.safetensors"
+"""The shipped head; its settings, thresholds and metrics are in the ``.json`` beside it."""
+
+NGRAM_ORDERS = (1, 2, 3)
+NGRAM_BUCKETS = 1 << 18
+WINDOW_TOKENS = 48
+EMBEDDING_TOKENS = 128
+_PRIME = 1_000_003
+
+
+def ngram_counts(ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The hashed n-gram buckets of a token id sequence, and their weights: log(1 + count),
+    scaled to unit length. Training and serving both use this function."""
+    import numpy as np
+
+    keys = []
+    for order in NGRAM_ORDERS:
+        if len(ids) < order:
+            continue
+        key = np.zeros(len(ids) - order + 1, dtype=np.int64)
+        for offset in range(order):
+            key = key * _PRIME + ids[offset : len(ids) - order + 1 + offset]
+        keys.append(key * 31 + order)
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    buckets, counts = np.unique(np.concatenate(keys) % NGRAM_BUCKETS, return_counts=True)
+    weights = np.log1p(counts).astype(np.float32)
+    return buckets, weights / np.linalg.norm(weights)
+
+
+def windows_of(ids: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+    """Windows of ``WINDOW_TOKENS`` overlapping by half that cover a longer text; none for
+    a text that fits in one (its whole is read anyway)."""
+    if len(ids) <= WINDOW_TOKENS:
+        return []
+    starts = [*range(0, len(ids) - WINDOW_TOKENS, WINDOW_TOKENS // 2), len(ids) - WINDOW_TOKENS]
+    return [ids[start : start + WINDOW_TOKENS] for start in starts]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What the head reads of a text: all of it (``embed`` set: its cut ids for the
+    embedding) or one window (n-grams only)."""
+
+    ngrams: tuple[NDArray[np.int64], NDArray[np.float32]]
+    embed: list[int] | None = None
+
+
+@dataclass
+class AttackModel:
+    encoder: Encoder
+    encode: Encode
+    ngram_weights: NDArray[np.float32]
+    """(labels, NGRAM_BUCKETS)"""
+    embedding_weights: NDArray[np.float32]
+    """(labels, hidden)"""
+    bias: NDArray[np.float32]
+    meta: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @staticmethod
+    def load(head: Path = ATTACK_HEAD, backbone: str | None = None) -> AttackModel:
+        import numpy as np
+        from safetensors.numpy import load_file
+
+        meta = json.loads(head.with_suffix(".json").read_text())
+        if meta.get("format") != 1 or meta.get("ngram_buckets") != NGRAM_BUCKETS:
+            raise ValueError(f"{head}: not an attack head of this guard version")
+        tensors = load_file(str(head))
+        encoder, encode = load_backbone(backbone or meta.get("backbone", PACKAGED_BACKBONE), {})
+        return AttackModel(
+            encoder,
+            encode,
+            tensors["ngram_weights"].astype(np.float32),
+            tensors["embedding_weights"].astype(np.float32),
+            tensors["bias"].astype(np.float32),
+            meta,
+        )
+
+    def pieces(self, texts: Sequence[str]) -> list[list[Piece]]:
+        """Per text: its whole, then its windows."""
+        import numpy as np
+
+        out = []
+        for ids in self.encode(list(texts)):
+            body = np.asarray(ids[1:-1], dtype=np.int64)  # without [CLS] and [SEP]
+            whole = Piece(ngram_counts(body), fit_length(ids, EMBEDDING_TOKENS))
+            out.append([whole, *(Piece(ngram_counts(w)) for w in windows_of(body))])
+        return out
+
+    def logit_rows(self, pieces: list[Piece]) -> list[NDArray[np.float32]]:
+        """One row of label logits per piece: a ``MicroBatcher``'s outputs."""
+        rows = [
+            self.ngram_weights[:, buckets] @ weights + self.bias
+            for buckets, weights in (piece.ngrams for piece in pieces)
+        ]
+        whole = [i for i, piece in enumerate(pieces) if piece.embed is not None]
+        if whole:
+            embedded = self.embeddings([pieces[i].embed or [] for i in whole])
+            for i, row in zip(whole, embedded @ self.embedding_weights.T, strict=True):
+                rows[i] = rows[i] + row
+        return rows
+
+    def embeddings(self, ids: list[list[int]]) -> NDArray[np.float32]:
+        """Unit-length mean-pooled backbone states, one row per id list."""
+        import torch
+
+        length = max(len(row) for row in ids)
+        batch = torch.zeros(len(ids), length, dtype=torch.long)
+        attention = torch.zeros(len(ids), length, dtype=torch.long)
+        for i, row in enumerate(ids):
+            batch[i, : len(row)] = torch.tensor(row)
+            attention[i, : len(row)] = 1
+        with torch.inference_mode():
+            pooled = mean_pool(self.encoder.hidden(batch, attention, packed=True), attention)
+            unit: torch.Tensor = torch.nn.functional.normalize(pooled, dim=-1)
+        return unit.numpy()
+
+    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """Per text, each label's probability: its highest over the text's pieces."""
+        return combine(self.labels, [self.logit_rows(p) for p in self.pieces(texts)])
+
+
+def combine(
+    labels: list[str], per_text: Sequence[Sequence[NDArray[np.float32]]]
+) -> list[dict[str, float]]:
+    import numpy as np
+
+    out = []
+    for rows in per_text:
+        highest = np.max(np.stack(rows), axis=0)
+        out.append({label: _sigmoid(float(x)) for label, x in zip(labels, highest, strict=True)})
+    return out
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+@lru_cache(maxsize=4)
+def load_attack_model(head: Path = ATTACK_HEAD, backbone: str | None = None) -> AttackModel:
+    """One loaded model per head and backbone, shared by the classifiers using it."""
+    return AttackModel.load(head, backbone)
+
+
+class AttackClassifier(Classifier):
+    times_itself = True
+
+    def __init__(self, spec: AttacksSpec, backbone: str | None = None):
+        self.spec = spec
+        head = Path(spec.head).expanduser() if spec.head else ATTACK_HEAD
+        self.model = load_attack_model(head.resolve(), backbone)
+        shipped: dict[str, float] = self.model.meta["thresholds"]
+        self.thresholds = {
+            label: (spec.thresholds or {}).get(label, shipped[label]) for label in spec.labels
+        }
+        self.batcher: MicroBatcher[Piece, NDArray[np.float32]] = MicroBatcher(
+            self.model.logit_rows,
+            max_batch_size=64,
+            name="attacks",
+            max_queued=PIECES_QUEUED,
+            cost=_cost,
+            max_batch_cost=2_048,
+        )
+
+    async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
+        texts = [subject.text for subject in subjects]
+        probabilities = await submit_in_pieces(
+            self.batcher,
+            texts,
+            partial(self.model.pieces, texts),
+            partial(combine, self.model.labels),
+            timeout_s=self.spec.timeout_s,
+            queue_timeout_s=self.spec.queue_timeout_s,
+        )
+        return [self.verdict(scores) for scores in probabilities]
+
+    def verdict(self, probabilities: dict[str, float]) -> Verdict:
+        """Flagged when a label reaches its own threshold. ``score`` is the highest label
+        probability, shifted in logit space so that each label's threshold lands on 0.5."""
+        shifted = {
+            label: _sigmoid(_logit(probabilities[label]) - _logit(threshold))
+            for label, threshold in self.thresholds.items()
+        }
+        fired = tuple(label for label, score in shifted.items() if score >= 0.5)
+        scores = {label: round(probabilities[label], 6) for label in ATTACK_LABELS}
+        return Verdict(bool(fired), max(shifted.values()), fired, scores)
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
+
+
+def _cost(piece: Piece) -> int:
+    """A window's n-grams cost about as much as one token of the embedding."""
+    return len(piece.embed) if piece.embed is not None else 1
