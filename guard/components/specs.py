@@ -207,6 +207,17 @@ class HFClassifierSpec(ClassifierSpec, LabelThresholds):
     max_batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=512, ge=8)
     """The model's window in tokens; longer texts are read whole, in overlapping windows."""
+    labels: list[str] = []
+    """Label names by class index, in place of the model config's ``id2label`` (which may say
+    only ``LABEL_0``, ``LABEL_1``); ``thresholds`` then name these. The model must have as
+    many classes."""
+
+    @model_validator(mode="after")
+    def _thresholds_name_labels(self) -> HFClassifierSpec:
+        unknown = [label for label in self.thresholds if self.labels and label not in self.labels]
+        if unknown:
+            raise ValueError(f"thresholds name {unknown}, which 'labels' {self.labels} lacks")
+        return self
 
 
 class VLLMClassifySpec(ClassifierSpec, RemoteModel, LabelThresholds, Windowed):
