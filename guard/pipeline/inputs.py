@@ -16,7 +16,9 @@ docs/safety.md lists them with vLLM's sources.
 Each message (tool, document, prompt...) is one text, judged whole: its pieces joined
 in the order the template renders them, so a request split across parts is read as
 the model reads it. ``Part.segments`` maps the text back onto the request's fields, so
-a redaction rewrites each field at the right place.
+a redaction rewrites each field at the right place. ``Part.kind`` says which part of the
+request it is (a message by its role, ``tool_definitions``, ``documents``...), for input
+rails set to judge only some (``parts``).
 
 What no rail can read is refused with a 400 naming the field, unless the policy lets
 that kind through by name (``inputs.allow_unjudged``): a client's chat template, token
