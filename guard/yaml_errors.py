@@ -7,6 +7,7 @@ from the YAML node tree, found by walking the error's location through it.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,10 @@ def _describe(error: ErrorDetails, loc: Loc, schema: Any) -> str:
     if kind == "union_tag_not_found":
         return "this component has no 'kind'; every component needs one"
     if kind == "literal_error":
-        return f"{given!r} is not allowed here; use one of {ctx.get('expected')}"
+        expected = str(ctx.get("expected"))
+        close = _closest(str(given), re.findall(r"'([^']*)'", expected))
+        hint = f" Did you mean '{close}'?" if close else ""
+        return f"{given!r} is not allowed here; use one of {expected}.{hint}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping of keys to values, got {_shown(given)}"
     if kind == "list_type":

@@ -1,6 +1,7 @@
 """``hf_classifier``: any AutoModelForSequenceClassification, in process, batched.
 
-The model loads once, from a hub id or a local path. A text longer than ``max_length``
+The model loads once, from a hub id or a local path; ``labels`` can name its classes where
+its config does not. A text longer than ``max_length``
 tokens is read whole, in overlapping windows; its worst window's verdict stands. Texts
 are cut into windows in a thread (tokenizing a long text is CPU work), and the windows
 of concurrent requests are batched in one worker thread (``MicroBatcher``), off the
@@ -76,7 +77,14 @@ class HFClassifier(Classifier):
         self._torch = torch
         self.tokenizer, self.model = load_sequence_classifier(spec.model)
         config = self.model.config
-        self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+        if spec.labels and len(spec.labels) != config.num_labels:
+            raise ValueError(
+                f"{spec.model} has {config.num_labels} classes; this rail's labels name "
+                f"{len(spec.labels)}: {spec.labels}"
+            )
+        self.labels = list(spec.labels) or [
+            str(config.id2label[i]) for i in range(config.num_labels)
+        ]
         self.multi_label = (
             config.num_labels == 1 or config.problem_type == "multi_label_classification"
         )

@@ -25,6 +25,25 @@ overlapping windows (the highest score wins), or only its start and end (how the
 trained; offline tools only: a rail must never leave the middle of a text unread)."""
 
 
+PartKind = Literal[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "custom_role",
+    "tool_definitions",
+    "documents",
+    "template_kwargs",
+    "prompt",
+    "input",
+]
+"""The parts of a request an input rail can be set to judge (``parts``). Messages count by
+their role (a Responses item by the role of the chat message vLLM makes of it: a tool
+call is ``assistant``, its output ``tool``; ``instructions`` are ``system``); the rest by
+field. docs/safety.md, "Which parts a rail judges", lists each."""
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -47,6 +66,9 @@ class ClassifierSpec(Spec):
     text passes, the verdict says error) or fail closed (the request stops, as an error)."""
     escalate: Escalation | None = None
     """Ask a second classifier when this one's score is uncertain (a cascade)."""
+    parts: list[PartKind] | None = None
+    """Input rails: the parts of a request this rail judges (e.g. ``[tool, documents]``, where
+    indirect injections arrive); unset, every part. Other rails judge what this one skips."""
 
     can_redact: ClassVar[bool] = False
     """Whether the kind locates what it found, so that ``action: redact`` can work."""
@@ -54,6 +76,13 @@ class ClassifierSpec(Spec):
     @property
     def display_name(self) -> str:
         return self.name or self.kind
+
+    @field_validator("parts")
+    @classmethod
+    def _judges_something(cls, parts: list[PartKind] | None) -> list[PartKind] | None:
+        if parts is not None and not parts:
+            raise ValueError("'parts: []' judges nothing; leave 'parts' out to judge every part")
+        return parts
 
     @model_validator(mode="after")
     def _redact_needs_spans(self) -> ClassifierSpec:
@@ -183,6 +212,17 @@ class HFClassifierSpec(ClassifierSpec, LabelThresholds):
     max_batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=512, ge=8)
     """The model's window in tokens; longer texts are read whole, in overlapping windows."""
+    labels: list[str] = []
+    """Label names by class index, in place of the model config's ``id2label`` (which may say
+    only ``LABEL_0``, ``LABEL_1``); ``thresholds`` then name these. The model must have as
+    many classes."""
+
+    @model_validator(mode="after")
+    def _thresholds_name_labels(self) -> HFClassifierSpec:
+        unknown = [label for label in self.thresholds if self.labels and label not in self.labels]
+        if unknown:
+            raise ValueError(f"thresholds name {unknown}, which 'labels' {self.labels} lacks")
+        return self
 
 
 class VLLMClassifySpec(ClassifierSpec, RemoteModel, LabelThresholds, Windowed):
@@ -251,6 +291,16 @@ class Escalation(Spec):
 
     between: tuple[float, float]
     to: AnyClassifier
+
+    @field_validator("to")
+    @classmethod
+    def _judges_what_it_is_given(cls, target: ClassifierSpec) -> ClassifierSpec:
+        if target.parts is not None:
+            raise ValueError(
+                "an escalation target judges the texts its rail hands it; set 'parts' on "
+                "the rail itself"
+            )
+        return target
 
     @field_validator("between")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 from guard.components.base import Subject
 from guard.errors import GuardError
-from guard.pipeline.inputs import input_subjects
+from guard.pipeline.inputs import InputPlan, read_input
 from guard.pipeline.rails import SEVERITY, Judgement, Stage, judge
 from guard.pipeline.runner import Pipeline
 
@@ -25,15 +25,17 @@ async def run_shadow(
     """Every judgement the shadow's rails make, and how long they took (ms)."""
     started = time.perf_counter()
     try:
-        prompts = (
-            input_subjects(path, body, shadow.loaded.policy.inputs) if shadow.input_rails else []
+        plan = (
+            read_input(path, body, shadow.loaded.policy.inputs)
+            if shadow.input_rails
+            else InputPlan()
         )
     except GuardError:
-        prompts = []  # a token-id prompt: the active policy answered it already
+        plan = InputPlan()  # a token-id prompt: the active policy answered it already
     context = tuple(body.get("messages") or ())
     outputs = [Subject(answers[i], "assistant", context) for i in sorted(answers)]
     inputs, outs = await asyncio.gather(
-        judge(shadow.input_rails, prompts, "input"),
+        judge(shadow.input_rails, plan.subjects, "input", plan.kinds),
         judge(shadow.output_rails, outputs if shadow.output_rails else [], "output"),
     )
     judgements: list[tuple[Stage, Judgement]] = [

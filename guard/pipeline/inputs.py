@@ -16,7 +16,9 @@ docs/safety.md lists them with vLLM's sources.
 Each message (tool, document, prompt...) is one text, judged whole: its pieces joined
 in the order the template renders them, so a request split across parts is read as
 the model reads it. ``Part.segments`` maps the text back onto the request's fields, so
-a redaction rewrites each field at the right place.
+a redaction rewrites each field at the right place. ``Part.kind`` says which part of the
+request it is (a message by its role, ``tool_definitions``, ``documents``...), for input
+rails set to judge only some (``parts``).
 
 What no rail can read is refused with a 400 naming the field, unless the policy lets
 that kind through by name (``inputs.allow_unjudged``): a client's chat template, token
@@ -34,8 +36,9 @@ from typing import Any
 import orjson
 
 from guard.components.base import Subject
+from guard.components.specs import PartKind
 from guard.errors import InvalidRequest, PayloadTooLarge
-from guard.pipeline.rails import Judgement
+from guard.pipeline.rails import Judgement, Rail, judges
 from guard.pipeline.texts import KEY, Part, Path, joined, redact_fields
 from guard.policy.models import Inputs, Unjudged
 from guard.protocol.messages import COMPLETIONS
@@ -88,9 +91,13 @@ class InputPlan:
     def subjects(self) -> list[Subject]:
         return [part.subject() for part in self.parts]
 
-    def summary(self, judgements: Sequence[Judgement]) -> dict[str, Any]:
-        """``guard.input``: what was judged, what was not and why, and which rail stopped
-        which part; never the text itself."""
+    @property
+    def kinds(self) -> list[str]:
+        return [part.kind for part in self.parts]
+
+    def summary(self, judgements: Sequence[Judgement], rails: Sequence[Rail]) -> dict[str, Any]:
+        """``guard.input``: what was judged, what was not and why, which parts each rail
+        with ``parts`` judged, and which rail stopped which part; never the text itself."""
         stopped = [
             {"part": part.where, "rail": report.rail, "outcome": report.outcome}
             for part, judgement in zip(self.parts, judgements, strict=False)
@@ -106,6 +113,17 @@ class InputPlan:
             info["cached"] = cached
         if self.unjudged:
             info["unjudged"] = self.unjudged
+        scoped = [
+            {
+                "rail": rail.name,
+                "parts": list(rail.spec.parts),
+                "judged": [part.where for part in self.parts if judges(rail, part.kind)],
+            }
+            for rail in rails
+            if rail.spec.parts is not None
+        ]
+        if scoped:
+            info["scoped"] = scoped
         if stopped:
             info["stopped"] = stopped
         return info
@@ -179,10 +197,15 @@ class _Reader:
         )
 
     def add(
-        self, where: str, pieces: list[tuple[str, Path]], context: tuple[Any, ...] = ()
+        self,
+        where: str,
+        kind: PartKind,
+        pieces: list[tuple[str, Path]],
+        context: tuple[Any, ...] = (),
     ) -> Part | None:
         part = joined(where, pieces, context)
         if part is not None:
+            part = replace(part, kind=kind)
             self.plan.parts.append(part)
         return part
 
@@ -203,7 +226,7 @@ class _Reader:
 
     def tools(self, body: Mapping[str, Any]) -> None:
         for index, tool in enumerate(body.get("tools") or []):
-            self.add(f"tools[{index}]", list(_leaves(tool, ("tools", index))))
+            self.add(f"tools[{index}]", "tool_definitions", list(_leaves(tool, ("tools", index))))
 
     def template_kwargs(self, body: Mapping[str, Any]) -> None:
         kwargs = body.get("chat_template_kwargs") or {}
@@ -215,7 +238,7 @@ class _Reader:
                     continue
                 pieces = [(str(key), KEY)] if _wordy(key) else []
                 pieces += list(_leaves(value, ("chat_template_kwargs", key)))
-                self.add(where, pieces)
+                self.add(where, "template_kwargs", pieces)
 
     # -- chat ---------------------------------------------------------------------
 
@@ -231,7 +254,8 @@ class _Reader:
                 )
         self.tools(body)
         for index, document in enumerate(body.get("documents") or []):
-            self.add(f"documents[{index}]", list(_leaves(document, ("documents", index))))
+            pieces = list(_leaves(document, ("documents", index)))
+            self.add(f"documents[{index}]", "documents", pieces)
         self.template_kwargs(body)
 
     def message(
@@ -255,7 +279,7 @@ class _Reader:
             pieces += list(_leaves(call, (*base, "tool_calls", number)))
         if message.get("tools") is not None:
             pieces += list(_leaves(message["tools"], (*base, "tools")))
-        return self.add(where, pieces, context)
+        return self.add(where, role_part(role), pieces, context)
 
     def content(self, where: str, content: Any, base: Path) -> list[tuple[str, Path]]:
         """The texts of a content field (``where`` names it): a string or a list of parts."""
@@ -296,20 +320,20 @@ class _Reader:
             self.unreadable("prompt_embeds", "prompt_embeds", "prompt embeddings")
         prompt = body.get("prompt")
         if isinstance(prompt, str):
-            self.add("prompt", [(prompt, ("prompt",))])
+            self.add("prompt", "prompt", [(prompt, ("prompt",))])
         elif isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
             self.unreadable("prompt", "token_ids", "a prompt given as token ids")
         elif isinstance(prompt, list):
             for index, item in enumerate(prompt):
                 if isinstance(item, str):
-                    self.add(f"prompt[{index}]", [(item, ("prompt", index))])
+                    self.add(f"prompt[{index}]", "prompt", [(item, ("prompt", index))])
                 else:
                     where = f"prompt[{index}]"
                     self.unreadable(where, "token_ids", "a prompt given as token ids")
         elif prompt is not None:
             self.unreadable("prompt", "token_ids", "a prompt given as token ids")
         if isinstance(body.get("suffix"), str):
-            self.add("suffix", [(body["suffix"], ("suffix",))])
+            self.add("suffix", "prompt", [(body["suffix"], ("suffix",))])
 
     # -- the Responses API ----------------------------------------------------------
 
@@ -327,13 +351,13 @@ class _Reader:
         conversation: list[dict[str, Any]] = []
         instructions = body.get("instructions")
         if isinstance(instructions, str) and not self.trusted("instructions", "system"):
-            self.add("instructions", [(instructions, ("instructions",))])
+            self.add("instructions", "system", [(instructions, ("instructions",))])
         if isinstance(instructions, str):
             conversation.append({"role": "system", "content": instructions})
         items = body.get("input")
         if isinstance(items, str):
             if not self.trusted("input", "user"):
-                self.add("input", [(items, ("input",))], tuple(conversation))
+                self.add("input", "user", [(items, ("input",))], tuple(conversation))
         elif isinstance(items, list):
             for index, item in enumerate(items):
                 if not isinstance(item, Mapping):
@@ -346,7 +370,8 @@ class _Reader:
         self.template_kwargs(body)
         for index, message in enumerate(body.get("previous_input_messages") or []):
             where = f"previous_input_messages[{index}]"
-            self.add(where, list(_leaves(message, ("previous_input_messages", index))))
+            kind = role_part(_harmony_role(message))
+            self.add(where, kind, list(_leaves(message, ("previous_input_messages", index))))
 
     def item(
         self, index: int, item: Mapping[str, Any], context: tuple[Any, ...]
@@ -377,7 +402,7 @@ class _Reader:
             for number, part in enumerate(item.get(key) or []):
                 if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                     pieces.append((part["text"], (*base, key, number, "text")))
-        return role, self.add(where, pieces, context)
+        return role, self.add(where, role_part(role), pieces, context)
 
     def refuse(self, where: str, what: str) -> None:
         raise InvalidRequest(
@@ -410,7 +435,7 @@ class _Reader:
             if key in body:
                 self.score_input(key, body[key])
         if isinstance(body.get("instruction"), str):
-            self.add("instruction", [(body["instruction"], ("instruction",))])
+            self.add("instruction", "input", [(body["instruction"], ("instruction",))])
         if body.get("tokens") is not None:
             self.unreadable("tokens", "token_ids", "token ids")
         if body.get("data") is not None:
@@ -419,7 +444,7 @@ class _Reader:
     def pooling_input(self, value: Any) -> None:
         """``input``: a text, texts, token ids, a conversation or conversations."""
         if isinstance(value, str):
-            self.add("input", [(value, ("input",))])
+            self.add("input", "input", [(value, ("input",))])
             return
         if not isinstance(value, list):
             raise InvalidRequest(
@@ -434,7 +459,7 @@ class _Reader:
         for index, item in enumerate(value):
             where = f"input[{index}]"
             if isinstance(item, str):
-                self.add(where, [(item, ("input", index))])
+                self.add(where, "input", [(item, ("input", index))])
             elif isinstance(item, list) and _is_token_ids(item):
                 self.unreadable(where, "token_ids", "an input given as token ids")
             elif isinstance(item, list) and _is_conversation(item):
@@ -477,12 +502,12 @@ class _Reader:
         for index, item in items:
             where = key if index is None else f"{key}[{index}]"
             path: Path = (key,) if index is None else (key, index)
+            kind: PartKind = "documents" if key == "documents" else "input"
             if isinstance(item, str):
-                self.add(where, [(item, path)])
+                self.add(where, kind, [(item, path)])
             elif isinstance(item, Mapping) and "content" in item:
-                self.add(
-                    where, self.content(f"{where}.content", item["content"], (*path, "content"))
-                )
+                pieces = self.content(f"{where}.content", item["content"], (*path, "content"))
+                self.add(where, kind, pieces)
             else:
                 raise InvalidRequest(
                     f"{where} must be a text or an object with 'content' parts.", param=where
@@ -501,6 +526,30 @@ _SCORE_FIELDS = (
     "query", "queries", "documents", "items", "data_1", "data_2", "text_1", "text_2"
 )  # fmt: skip
 """The texts a score or rerank request pairs (vLLM's ``ScoreInput`` fields)."""
+
+
+ROLE_PARTS: dict[str, PartKind] = {
+    "system": "system",
+    "developer": "developer",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
+
+
+def role_part(role: Any) -> PartKind:
+    """The part a message of ``role`` is: its role, ``tool`` for tool and function results,
+    ``custom_role`` for any other role (vLLM renders any role string)."""
+    return ROLE_PARTS.get(role, "custom_role") if isinstance(role, str) else "custom_role"
+
+
+def _harmony_role(message: Any) -> Any:
+    """A Harmony message's role: ``author.role`` (or ``role``, as chat writes it)."""
+    if not isinstance(message, Mapping):
+        return None
+    author = message.get("author")
+    return author.get("role") if isinstance(author, Mapping) else message.get("role")
 
 
 def _is_conversation(value: Any) -> bool:

@@ -9,6 +9,9 @@ normalised text, and redaction spans are mapped back onto the original. A classi
 with a window (``window_chars``) reads a longer text whole, in overlapping windows; the
 worst window's verdict stands.
 
+An input rail with ``parts`` judges only the parts of a request of those kinds (tool results,
+documents...); the others judge every part.
+
 A failure is never a verdict. A rail that errs, times out or finds its classifier too
 busy to start reports ``error``; under ``on_error: block`` it is ``fail_closed`` and the
 text stops (``Judgement.failed``), but nothing says the text was unsafe.
@@ -142,10 +145,20 @@ class Judgement:
         return text
 
 
+def judges(rail: Rail, kind: str) -> bool:
+    """Whether ``rail`` judges a part of this kind (``parts``; unset: every part)."""
+    return rail.spec.parts is None or kind in rail.spec.parts
+
+
 async def judge(
-    rails: Sequence[Rail], subjects: Sequence[Subject], stage: Stage
+    rails: Sequence[Rail],
+    subjects: Sequence[Subject],
+    stage: Stage,
+    kinds: Sequence[str] | None = None,
 ) -> list[Judgement]:
-    """Run every rail on every subject; one ``Judgement`` per subject, in order."""
+    """Run the rails on the subjects; one ``Judgement`` per subject, in order. With the
+    ``kinds`` of the subjects (the parts of a request they are), a rail with ``parts``
+    judges only those of its kinds; without, every rail judges every subject."""
     if not rails or not subjects:
         return [Judgement(()) for _ in subjects]
     if sum(len(s.text) for s in subjects if not s.text.isascii()) > OFF_LOOP_CHARS:
@@ -155,15 +168,29 @@ async def judge(
     as_read = [
         replace(subject, text=norm.text) for subject, norm in zip(subjects, readable, strict=True)
     ]
-    per_rail = await asyncio.gather(*(_run_rail(rail, as_read, stage) for rail in rails))
-    judgements = []
-    for index, subject in enumerate(subjects):
-        reports = tuple(replace(r[index], part=subject.where or None) for r in per_rail)
-        judgements.append(Judgement(reports, _redactions(rails, reports, readable[index])))
-    return judgements
+    chosen = [
+        [i for i in range(len(subjects)) if kinds is None or judges(rail, kinds[i])]
+        for rail in rails
+    ]
+    per_rail = await asyncio.gather(
+        *(
+            _run_rail(rail, [as_read[i] for i in picked], stage)
+            for rail, picked in zip(rails, chosen, strict=True)
+        )
+    )
+    judged: list[list[tuple[Rail, RailReport]]] = [[] for _ in subjects]
+    for rail, picked, reports in zip(rails, chosen, per_rail, strict=True):
+        for index, report in zip(picked, reports, strict=True):
+            judged[index].append((rail, replace(report, part=subjects[index].where or None)))
+    return [
+        Judgement(tuple(report for _, report in pairs), _redactions(pairs, readable[index]))
+        for index, pairs in enumerate(judged)
+    ]
 
 
 async def _run_rail(rail: Rail, subjects: Sequence[Subject], stage: Stage) -> list[RailReport]:
+    if not subjects:
+        return []
     started = time.perf_counter()
     cache, context = rail.cache, rail.classifier.reads_context
     keys = [cache.key(subject, context) for subject in subjects] if cache is not None else []
@@ -316,11 +343,11 @@ def _outcome(spec: ClassifierSpec, verdict: Verdict) -> Outcome:
 
 
 def _redactions(
-    rails: Sequence[Rail], reports: Sequence[RailReport], readable: Normalized
+    judged: Sequence[tuple[Rail, RailReport]], readable: Normalized
 ) -> tuple[tuple[int, int, str], ...]:
     """The spans to redact, in the original text's offsets."""
     found: list[tuple[int, int, str]] = []
-    for rail, report in zip(rails, reports, strict=True):
+    for rail, report in judged:
         if report.outcome == "redact" and report.verdict is not None:
             replacement = str(getattr(rail.spec, "replacement", "[REDACTED]"))
             for start, end in report.verdict.spans:

@@ -106,7 +106,7 @@ class Pipeline:
             "verdicts": verdicts,
         }
         if ctx.input_plan is not None:
-            info["input"] = ctx.input_plan.summary(ctx.input_judgements)
+            info["input"] = ctx.input_plan.summary(ctx.input_judgements, self.input_rails)
         if ctx.logprobs_dropped:
             info["logprobs_dropped"] = ctx.logprobs_dropped
         if ctx.stream_checks:
@@ -515,7 +515,9 @@ class Pipeline:
         return await generation
 
     async def _judge_input(self, plan: InputPlan, ctx: RequestContext) -> list[Judgement]:
-        ctx.input_judgements = await self._judge(self.input_rails, plan.subjects, "input", ctx)
+        ctx.input_judgements = await self._judge(
+            self.input_rails, plan.subjects, "input", ctx, plan.kinds
+        )
         return ctx.input_judgements
 
     def _stop_on(self, judgements: list[Judgement], ctx: RequestContext) -> None:
@@ -570,10 +572,15 @@ class Pipeline:
         return judgements
 
     async def _judge(
-        self, rails: list[Rail], subjects: list[Any], stage: Stage, ctx: RequestContext
+        self,
+        rails: list[Rail],
+        subjects: list[Any],
+        stage: Stage,
+        ctx: RequestContext,
+        kinds: list[str] | None = None,
     ) -> list[Judgement]:
         with ctx.trace.timed(f"{stage}_rails") as span:
-            judgements = await judge(rails, subjects, stage)
+            judgements = await judge(rails, subjects, stage, kinds)
             note_judgements(span, judgements)
         ctx.judgements += [(stage, j) for j in judgements]
         return judgements

@@ -39,6 +39,9 @@ class Part:
     text: str
     segments: tuple[Segment, ...]
     context: tuple[Mapping[str, Any], ...] = ()
+    kind: str = ""
+    """Which part of a request it is (``tool``, ``documents``...: ``PartKind``), for input
+    rails set to judge only some; empty for an answer."""
 
     def subject(self, role: Role = "user") -> Subject:
         return Subject(self.text, role, self.context, self.where)

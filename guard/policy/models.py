@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from guard.components.specs import AnyClassifier, AnyReward, RemoteModel
+from guard.components.specs import AnyClassifier, AnyReward, PartKind, RemoteModel
 from guard.protocol.pooling import PoolingEndpoint
 
 WILDCARD = "*"
@@ -19,6 +19,17 @@ RAILS_REQUIRED = (
     "every policy lists its rails, '[]' for none, so that a file cut short before them "
     "does not load as a policy without rails"
 )
+
+
+TRUSTED_BY: dict[PartKind, set[str]] = {
+    "system": {"system"},
+    "developer": {"developer"},
+    "user": {"user"},
+    "assistant": {"assistant"},
+    "tool": {"tool", "function"},
+}
+"""A part that is messages of some roles -> the roles that make it (``inputs.trusted_roles``
+leaves a part unjudged only when it trusts all of them)."""
 
 
 class Section(BaseModel):
@@ -236,6 +247,31 @@ class Policy(Section):
                 "constitutional trigger 'flagged' needs output_rails to flag the draft; "
                 "add one, or use trigger 'always' or 'low_reward'"
             )
+        return self
+
+    @field_validator("output_rails")
+    @classmethod
+    def _output_rails_judge_the_answer(cls, rails: list[AnyClassifier]) -> list[AnyClassifier]:
+        for index, rail in enumerate(rails):
+            if rail.parts is not None:
+                raise ValueError(
+                    f"output_rails[{index}] ('{rail.display_name}') has 'parts', which picks the "
+                    "parts of a request an input rail judges; an output rail judges the answer"
+                )
+        return rails
+
+    @model_validator(mode="after")
+    def _parts_beyond_trusted_roles(self) -> Policy:
+        trusted = set(self.inputs.trusted_roles)
+        for index, rail in enumerate(self.input_rails):
+            if rail.parts is not None and all(
+                part in TRUSTED_BY and TRUSTED_BY[part] <= trusted for part in rail.parts
+            ):
+                raise ValueError(
+                    f"input_rails[{index}] ('{rail.display_name}') judges only the parts "
+                    f"{rail.parts}, and inputs.trusted_roles leaves every one of them unjudged, "
+                    "so the rail would never judge anything"
+                )
         return self
 
     @model_validator(mode="after")

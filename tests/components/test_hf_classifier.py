@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from guard.components.base import Subject
 from guard.components.hf_classifier import HFClassifier
 from guard.components.specs import HFClassifierSpec
-from tests.conftest import Fake
+from tests.conftest import ROOT, Fake, guard_app, write_policy
 from tests.pipeline.test_rails import chat, guard_with
+from tests.servers import serve_in_thread
 
 TEXTS = [
     "hello there",
@@ -193,3 +195,145 @@ def test_a_remote_classifier_reads_a_long_text_in_windows(
     assert "".join(windows).count("unsafe") >= 1 and windows[-1].endswith("something unsafe")
     assert blocked.json()["choices"][0]["finish_reason"] == "content_filter"
     assert blocked.json()["guard"]["verdicts"][0]["score"] == pytest.approx(0.8)
+
+
+# -- the shipped Prompt Guard 2 rail (policies/safety-gpu.yaml) --------------------------
+
+SHIPPED = ROOT / "policies" / "safety-gpu.yaml"
+PROMPT_GUARD = "meta-llama/Llama-Prompt-Guard-2-86M"
+LLAMA_GUARD_URL = "http://127.0.0.1:8001"
+HUB_LABELS = ["LABEL_0", "LABEL_1"]
+"""The names the hub's config.json gives Prompt Guard 2's classes, as users report them."""
+CARD_LABELS = ["BENIGN", "MALICIOUS"]
+"""The names Meta's model card prints (``model.config.id2label``)."""
+
+
+def make_tiny_prompt_guard(path: Path, labels: list[str], malicious: float) -> Path:
+    """A randomly initialised ``DebertaV2ForSequenceClassification`` shaped like Prompt
+    Guard 2 (DeBERTa-v3: relative attention with position buckets, no absolute positions,
+    512 positions, two classes named ``labels``), saved to ``path`` with a DeBERTa-v2
+    tokenizer over single characters: Meta's own 251,000-piece tokenizer cannot be
+    downloaded here. Its classifier's weights are zero and its bias set so that every
+    text scores ``malicious`` for class 1."""
+    import math
+    import string
+
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, DebertaV2Tokenizer
+
+    chars = string.ascii_letters + string.digits + string.punctuation
+    vocab = [("[PAD]", 0.0), ("[CLS]", 0.0), ("[SEP]", 0.0), ("[UNK]", 0.0), ("▁", -2.0)]
+    vocab += [(c, -5.0) for c in chars] + [("▁" + c, -4.0) for c in chars] + [("[MASK]", 0.0)]
+    tokenizer = DebertaV2Tokenizer(vocab=vocab, unk_id=3)
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=256,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        type_vocab_size=0,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=2,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    model = DebertaV2ForSequenceClassification(config)
+    half = math.log(malicious / (1 - malicious)) / 2
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([-half, half]))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def shipped_with(model: Path, llama_guard_url: str) -> str:
+    """policies/safety-gpu.yaml with only Prompt Guard's model id (and Llama Guard's address,
+    for the fake upstream to answer) replaced."""
+    text = SHIPPED.read_text()
+    assert text.count(PROMPT_GUARD) == 1 and LLAMA_GUARD_URL in text
+    return text.replace(PROMPT_GUARD, str(model)).replace(LLAMA_GUARD_URL, llama_guard_url)
+
+
+@pytest.mark.parametrize("labels", [HUB_LABELS, CARD_LABELS], ids=["hub-config", "model-card"])
+@pytest.mark.parametrize(("malicious", "outcome"), [(0.85, "pass"), (0.95, "block")])
+def test_the_shipped_prompt_guard_rail_blocks_class_1_at_its_threshold(
+    fake_upstream: Fake, tmp_path: Path, labels: list[str], malicious: float, outcome: str
+) -> None:
+    model = make_tiny_prompt_guard(tmp_path / "prompt-guard", labels, malicious)
+    policy = write_policy(tmp_path, shipped_with(model, fake_upstream.url))
+    # The fake upstream answers what follows "say:": the chat model and Llama Guard alike.
+    body = {
+        "model": "llama-3.1-8b",
+        "messages": [
+            {"role": "system", "content": "Be brief. say: safe"},
+            {"role": "user", "content": "say: safe"},
+        ],
+    }
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+    info = response.json()["guard"]
+    [verdict] = [v for v in info["verdicts"] if v["rail"] == "prompt-guard"]
+    assert verdict["kind"] == "hf_classifier" and verdict["part"] == "messages[1]"
+    assert verdict["outcome"] == outcome
+    assert verdict["score"] == pytest.approx(malicious, abs=1e-4)
+    assert verdict["category_scores"] == {
+        "BENIGN": pytest.approx(1 - malicious, abs=1e-4),
+        "MALICIOUS": pytest.approx(malicious, abs=1e-4),
+    }
+    assert verdict["categories"] == (["MALICIOUS"] if outcome == "block" else [])
+    [scoped] = info["input"]["scoped"]
+    assert scoped["rail"] == "prompt-guard" and scoped["judged"] == ["messages[1]"]
+    assert info["verdict"] == outcome
+    finish = response.json()["choices"][0]["finish_reason"]
+    assert finish == ("content_filter" if outcome == "block" else "stop")
+
+
+def test_the_shipped_prompt_guard_rail_reads_a_long_text_in_512_token_windows(
+    tmp_path: Path,
+) -> None:
+    from guard.policy.load import load_policy_file
+
+    model = make_tiny_prompt_guard(tmp_path / "prompt-guard", HUB_LABELS, 0.5)
+    policy = write_policy(tmp_path, shipped_with(model, "http://127.0.0.1:1"))
+    [loaded] = load_policy_file(policy)
+    [spec] = [r for r in loaded.policy.input_rails if r.name == "prompt-guard"]
+    assert isinstance(spec, HFClassifierSpec) and spec.max_length == 512
+    rail = HFClassifier(spec)
+    text = " ".join(f"w{i % 10}" for i in range(1200))  # 2,400 tokens: "▁w", then the digit
+    [windows] = rail.windows([text])
+    body = rail.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(body) == 2400 and len(windows) == 6
+    assert all(len(w) <= 512 for w in windows)
+    assert all(
+        w[0] == rail.tokenizer.cls_token_id and w[-1] == rail.tokenizer.sep_token_id
+        for w in windows
+    )
+    assert windows[0][1:-1] == body[:510] and windows[-1][1:-1] == body[-510:]
+    covered = {tuple(w[1:-1]) for w in windows}
+    assert sum(len(w) for w in covered) >= len(body)
+
+
+def test_labels_name_the_classes_in_place_of_the_config(tiny_classifier: Path) -> None:
+    spec = HFClassifierSpec(
+        kind="hf_classifier",
+        model=str(tiny_classifier),
+        labels=["ok", "bad"],
+        thresholds={"bad": 0.0},
+    )
+    [verdict] = asyncio.run(HFClassifier(spec).classify([Subject("hi")]))
+    assert verdict.categories == ("bad",) and set(verdict.category_scores) == {"ok", "bad"}
+    with pytest.raises(ValueError, match="has 2 classes; this rail's labels name 3"):
+        HFClassifier(spec.model_copy(update={"labels": ["a", "b", "bad"]}))
+    with pytest.raises(ValueError, match=r"thresholds name \['unsafe'\], which 'labels'"):
+        HFClassifierSpec(
+            kind="hf_classifier", model="m", labels=["ok", "bad"], thresholds={"unsafe": 0.5}
+        )

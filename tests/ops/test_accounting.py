@@ -411,3 +411,28 @@ def test_the_access_line_cannot_be_forged_by_a_model_name(
     line = formatter.format(records[1])
     message = json.loads(line)["message"] if log_format == "json" else line
     assert '"fake-model\\n2026-01-01 00:00:00,000 INFO' in message
+
+
+def test_a_shadow_rail_with_parts_judges_only_those_parts(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    scoped = CANDIDATE.replace("    action: block\n", "    action: block\n    parts: [tool]\n")
+    lenient = write_policy(tmp_path, SHADOWED, "lenient.yaml")
+    write_policy(tmp_path, scoped, "candidate.yaml")
+    log = tmp_path / "audit.log"
+    tool_turn = [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": f"found {SECRET}"},
+    ]  # fmt: skip
+    app = guard_app(fake_upstream.url, [lenient, tmp_path / "candidate.yaml"], audit_log=log)
+    with serve_in_thread(app) as url:
+        assert chat(url, f"my key {SECRET}").status_code == 200
+        body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}, *tool_turn]}
+        assert httpx.post(f"{url}{CHAT}", json=body, timeout=30).status_code == 200
+        in_user, in_tool = audit_lines(log, 2)
+    assert in_user["shadow"]["verdict"] == "pass"
+    assert [v["part"] for v in in_user["shadow"]["verdicts"] if v["stage"] == "input"] == []
+    assert in_tool["shadow"]["verdict"] == "block"
+    inputs = [v for v in in_tool["shadow"]["verdicts"] if v["stage"] == "input"]
+    assert [(v["part"], v["outcome"]) for v in inputs] == [("messages[2]", "block")]

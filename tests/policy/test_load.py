@@ -304,3 +304,44 @@ def test_principles_already_read_are_loaded_as_read(tmp_path: Path) -> None:
     assert loaded.policy.constitutional is not None
     assert [p.name for p in loaded.policy.constitutional.principles] == ["as-read"]
     assert loaded.principles_file == principles
+
+
+SCOPED = "name: p\nmodels: {m: null}\ninput_rails:\n  - kind: regex\n    patterns: ['x']\n"
+
+
+def test_an_unknown_part_is_explained_with_a_suggestion(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, SCOPED + "    parts: [tool, documnets]\noutput_rails: []\n")
+    assert ":6: input_rails[0].parts[1]: 'documnets' is not allowed here" in problem
+    assert "'tool_definitions'" in problem and problem.endswith("Did you mean 'documents'?")
+
+
+def test_parts_that_judge_nothing_are_refused(tmp_path: Path) -> None:
+    [empty] = problems_of(tmp_path, SCOPED + "    parts: []\noutput_rails: []\n")
+    assert ":6: input_rails[0].parts: 'parts: []' judges nothing" in empty
+    trusted = "inputs: {trusted_roles: [system, tool, function]}\n"
+    [all_trusted] = problems_of(
+        tmp_path, trusted + SCOPED + "    parts: [system, tool]\noutput_rails: []\n"
+    )
+    assert "judges only the parts ['system', 'tool']" in all_trusted
+    assert "would never judge anything" in all_trusted
+    function_untrusted = "inputs: {trusted_roles: [system, tool]}\n"
+    assert load_policy_file(
+        write_policy(
+            tmp_path, function_untrusted + SCOPED + "    parts: [system, tool]\noutput_rails: []\n"
+        )
+    )
+
+
+def test_parts_belong_to_input_rails_only(tmp_path: Path) -> None:
+    [output] = problems_of(
+        tmp_path,
+        "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails:\n"
+        "  - kind: regex\n    name: out\n    patterns: ['x']\n    parts: [user]\n",
+    )
+    assert ":4: output_rails: output_rails[0] ('out') has 'parts'" in output
+    [escalation] = problems_of(
+        tmp_path,
+        SCOPED + "    escalate:\n      between: [0.1, 0.2]\n"
+        "      to: {kind: regex, patterns: ['y'], parts: [user]}\noutput_rails: []\n",
+    )
+    assert ":8: input_rails[0].escalate.to: an escalation target judges the texts" in escalation
