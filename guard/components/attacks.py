@@ -11,9 +11,10 @@ backbone (no download):
   reworded role-play framings, and instructions phrased in new words.
 
 A text is read whole, as the model will read it: the n-grams of all of it, plus the
-n-grams of every window of ``WINDOW_TOKENS`` tokens (an instruction injected into a long
-document would be diluted in the whole text's counts), plus the embedding of its first
-and last tokens (``fit_length``). Each label's score is its highest over those pieces.
+n-grams of every window of ``WINDOW_TOKENS`` tokens and of every sentence (an
+instruction injected into a long document would be diluted in the whole text's counts),
+plus the embedding of its first and last tokens (``fit_length``). Each label's score is
+its highest over those pieces.
 
 Each label (``jailbreak``, ``prompt_injection``) has its own threshold, chosen by
 cross-validation (``guard train-attack-head``, docs/safety.md); a verdict names the labels
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
+from guard.components.embedding import sentences
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
@@ -87,6 +89,31 @@ def windows_of(ids: NDArray[np.int64]) -> list[NDArray[np.int64]]:
     return [ids[start : start + WINDOW_TOKENS] for start in starts]
 
 
+SENTENCE_LABELS = ("prompt_injection",)
+"""Labels that read a text's sentences alone too: an instruction injected into a document
+is a sentence or two, and alone it reads as what it is. A jailbreak is the whole
+template; its sentences alone add false positives, not recall."""
+
+
+def read(
+    encode: Encode, texts: Sequence[str]
+) -> list[tuple[list[int], NDArray[np.int64], list[tuple[NDArray[np.int64], bool]]]]:
+    """Per text: its token ids, its body (the ids without [CLS] and [SEP]), and the parts
+    read besides the whole, each with whether it is a sentence: its windows, and its
+    sentences when it has more than one. Training and serving both use this function."""
+    import numpy as np
+
+    out = []
+    for text, ids in zip(texts, encode(list(texts)), strict=True):
+        body = np.asarray(ids[1:-1], dtype=np.int64)
+        parts = [(window, False) for window in windows_of(body)]
+        split = sentences(text)
+        if len(split) > 1:
+            parts += [(np.asarray(i[1:-1], dtype=np.int64), True) for i in encode(split)]
+        out.append((ids, body, parts))
+    return out
+
+
 @dataclass(frozen=True)
 class Piece:
     """What the head reads of a text: all of it (``embed`` set: its cut ids for the
@@ -94,6 +121,7 @@ class Piece:
 
     ngrams: tuple[NDArray[np.int64], NDArray[np.float32]]
     embed: list[int] | None = None
+    sentence: bool = False
 
 
 @dataclass
@@ -101,15 +129,26 @@ class AttackModel:
     encoder: Encoder
     encode: Encode
     ngram_weights: NDArray[np.float32]
-    """(labels, NGRAM_BUCKETS)"""
+    """(labels, NGRAM_BUCKETS): the whole text's n-grams"""
     embedding_weights: NDArray[np.float32]
-    """(labels, hidden)"""
+    """(labels, hidden): the whole text's embedding"""
     bias: NDArray[np.float32]
+    part_weights: NDArray[np.float32]
+    """(labels, NGRAM_BUCKETS): a window's or a sentence's n-grams"""
+    part_bias: NDArray[np.float32]
     meta: dict[str, Any]
 
     @property
     def labels(self) -> list[str]:
         return list(self.meta["labels"])
+
+    @property
+    def sentence_bias(self) -> NDArray[np.float32]:
+        """The bias of a sentence piece: labels that do not read sentences never fire on one."""
+        import numpy as np
+
+        reads = [label in self.meta.get("sentence_labels", ()) for label in self.labels]
+        return np.where(reads, self.part_bias, np.float32(-1e4)).astype(np.float32)
 
     @staticmethod
     def load(head: Path = ATTACK_HEAD, backbone: str | None = None) -> AttackModel:
@@ -117,7 +156,7 @@ class AttackModel:
         from safetensors.numpy import load_file
 
         meta = json.loads(head.with_suffix(".json").read_text())
-        if meta.get("format") != 1 or meta.get("ngram_buckets") != NGRAM_BUCKETS:
+        if meta.get("format") != 2 or meta.get("ngram_buckets") != NGRAM_BUCKETS:
             raise ValueError(f"{head}: not an attack head of this guard version")
         tensors = load_file(str(head))
         encoder, encode = load_backbone(backbone or meta.get("backbone", PACKAGED_BACKBONE), {})
@@ -127,32 +166,35 @@ class AttackModel:
             tensors["ngram_weights"].astype(np.float32),
             tensors["embedding_weights"].astype(np.float32),
             tensors["bias"].astype(np.float32),
+            tensors["part_ngram_weights"].astype(np.float32),
+            tensors["part_bias"].astype(np.float32),
             meta,
         )
 
     def pieces(self, texts: Sequence[str]) -> list[list[Piece]]:
-        """Per text: its whole, then its windows."""
-        import numpy as np
-
-        out = []
-        for ids in self.encode(list(texts)):
-            body = np.asarray(ids[1:-1], dtype=np.int64)  # without [CLS] and [SEP]
-            whole = Piece(ngram_counts(body), fit_length(ids, EMBEDDING_TOKENS))
-            out.append([whole, *(Piece(ngram_counts(w)) for w in windows_of(body))])
-        return out
+        """Per text: its whole, then its windows and sentences."""
+        return [
+            [Piece(ngram_counts(body), fit_length(ids, EMBEDDING_TOKENS))]
+            + [Piece(ngram_counts(part), sentence=sentence) for part, sentence in parts]
+            for ids, body, parts in read(self.encode, texts)
+        ]
 
     def logit_rows(self, pieces: list[Piece]) -> list[NDArray[np.float32]]:
         """One row of label logits per piece: a ``MicroBatcher``'s outputs."""
-        rows = [
-            self.ngram_weights[:, buckets] @ weights + self.bias
-            for buckets, weights in (piece.ngrams for piece in pieces)
-        ]
+        rows = [self.part_logits(piece) for piece in pieces]
         whole = [i for i, piece in enumerate(pieces) if piece.embed is not None]
         if whole:
             embedded = self.embeddings([pieces[i].embed or [] for i in whole])
             for i, row in zip(whole, embedded @ self.embedding_weights.T, strict=True):
-                rows[i] = rows[i] + row
+                buckets, weights = pieces[i].ngrams
+                rows[i] = self.ngram_weights[:, buckets] @ weights + self.bias + row
         return rows
+
+    def part_logits(self, piece: Piece) -> NDArray[np.float32]:
+        buckets, weights = piece.ngrams
+        bias = self.sentence_bias if piece.sentence else self.part_bias
+        logits: NDArray[np.float32] = self.part_weights[:, buckets] @ weights + bias
+        return logits
 
     def embeddings(self, ids: list[list[int]]) -> NDArray[np.float32]:
         """Unit-length mean-pooled backbone states, one row per id list."""

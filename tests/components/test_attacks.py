@@ -71,7 +71,7 @@ def judge(detector: AttackClassifier, texts: list[str]) -> list[Verdict]:
 
 def test_shipped_head_is_small_and_records_its_training() -> None:
     meta = json.loads(ATTACK_HEAD.with_suffix(".json").read_text())
-    assert ATTACK_HEAD.stat().st_size < 3_000_000
+    assert ATTACK_HEAD.stat().st_size < 5_000_000  # two linear layers over 2**18 n-grams
     assert set(meta["thresholds"]) == {"jailbreak", "prompt_injection"}
     assert all(0 < value < 1 for value in meta["thresholds"].values())
     trained = set(meta["training_data_sha256"])
@@ -173,7 +173,7 @@ def test_attack_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> None
         response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
     data = response.json()
     assert data["choices"][0]["finish_reason"] == "content_filter"
-    [verdict] = data["guard"]["verdicts"]
+    [verdict] = [v for v in data["guard"]["verdicts"] if v["outcome"] != "pass"]
     assert verdict["kind"] == "attacks" and verdict["outcome"] == "block"
     assert "prompt_injection" in verdict["categories"]
     assert data["guard"]["input"]["stopped"] == [
