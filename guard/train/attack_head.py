@@ -409,6 +409,10 @@ def out_of_fold(
     return oof
 
 
+BY_KIND = ("jbb_artifacts", "prompt_injection")
+"""Sets whose tables also give each kind of row apart (attack, injection type)."""
+
+
 def source(row: Row) -> str:
     return row.example.source
 
@@ -422,8 +426,13 @@ def table(
         [probabilities[:, i] >= thresholds[label] for i, label in enumerate(ATTACK_LABELS)], 1
     )
     out: dict[str, dict[str, float]] = {}
-    for name in sorted({source(row) for row in rows}):
-        index = np.array([source(row) == name for row in rows])
+    names = {source(row) for row in rows} | {
+        f"{source(row)}/{row.example.subset}" for row in rows if source(row) in BY_KIND
+    }
+    for name in sorted(names):
+        index = np.array(
+            [name in (source(row), f"{source(row)}/{row.example.subset}") for row in rows]
+        )
         truth = np.array([any(row.labels) for row in rows])[index]
         entry: dict[str, float] = {"rows": int(index.sum()), "attacks": int(truth.sum())}
         for i, label in enumerate([*ATTACK_LABELS, "either"]):
@@ -554,7 +563,10 @@ def run(
     root: Path | None = None,
     log: Any = print,
     misses: Path | None = None,
+    scores: Path | None = None,
 ) -> dict[str, Any]:
+    """Cross-validate, train on every row, write the head to ``out``; ``misses`` gets every
+    miss (Markdown) and ``scores`` every row's out-of-fold scores (JSON lines)."""
     started = time.perf_counter()
     rows = training_rows(config, root)
     y = np.array([row.labels for row in rows])
@@ -604,6 +616,17 @@ def run(
     write(final, hidden, config, out, meta)
     if misses is not None:
         write_misses(misses, rows, oof, thresholds)
+    if scores is not None:
+        with scores.open("w") as lines:
+            for row, probabilities in zip(rows, oof, strict=True):
+                record = {
+                    "source": source(row),
+                    "kind": row.example.subset,
+                    "attack": any(row.labels),
+                    "jailbreak": round(float(probabilities[0]), 6),
+                    "prompt_injection": round(float(probabilities[1]), 6),
+                }
+                lines.write(json.dumps(record) + "\n")
     log(f"wrote {out} and {out.with_suffix('.json').name} in {meta['seconds']:.0f} s")
     return meta
 
@@ -639,10 +662,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="data folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--misses", type=Path, help="write every miss here (Markdown)")
+    parser.add_argument("--scores", type=Path, help="write out-of-fold scores (JSON lines)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     log = lambda message: print(message, flush=True)  # noqa: E731
-    meta = run(Config(), args.out, args.data, log, args.misses)
+    meta = run(Config(), args.out, args.data, log, args.misses, args.scores)
     for label, goals in meta["goals"].items():
         for goal in goals:
             sign = ">=" if goal["at_least"] else "<="
