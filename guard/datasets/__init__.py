@@ -11,6 +11,7 @@ from guard.datasets.catalog import (
     data_root,
     load,
     names,
+    sha256,
     trainable,
 )
 from guard.datasets.readers import OPENAI_CATEGORIES, Example, text_group
@@ -25,6 +26,7 @@ __all__ = [
     "data_root",
     "load",
     "names",
+    "sha256",
     "text_group",
     "trainable",
 ]

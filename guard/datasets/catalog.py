@@ -14,6 +14,7 @@ may train on it. ToxicChat and Do-Not-Answer are non-commercial: evaluation only
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -267,6 +268,17 @@ def load(name_or_path: str | Path, root: Path | None = None) -> list[Example]:
     if dataset_for_file is not None:
         return dataset_for_file.read(path)
     return read_generic(path)
+
+
+def sha256(name: str, root: Path | None = None) -> str:
+    """The sha256 of a set's files (a folder's files in name order), to record what a
+    model was trained on."""
+    path = (root or data_root()) / DATASETS[name].file
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def _resolve(root: Path, file: str) -> Path:

@@ -479,17 +479,10 @@ def choose_threshold(rows: Sequence[Row], scores: NDArray[np.float64], label: st
 
 
 def dataset_hashes(root: Path | None) -> dict[str, str]:
-    base = root or datasets.data_root()
-    hashes = {}
     names = (*JAILBREAK_SETS, *INJECTION_SETS, *NEGATIVE_SETS, "gptfuzz_templates")
-    for name in sorted(set(names)):
-        path = base / datasets.DATASETS[name].file
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        digest = hashlib.sha256()
-        for file in files:
-            digest.update(file.read_bytes())
-        hashes[name] = digest.hexdigest()
-    hashes["hh_rlhf_requests"] = hashlib.sha256((base / HH_RLHF).read_bytes()).hexdigest()
+    hashes = {name: datasets.sha256(name, root) for name in sorted(set(names))}
+    hh_rlhf = (root or datasets.data_root()) / HH_RLHF
+    hashes["hh_rlhf_requests"] = hashlib.sha256(hh_rlhf.read_bytes()).hexdigest()
     for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS):
         hashes[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()
     return hashes

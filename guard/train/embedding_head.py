@@ -298,15 +298,7 @@ def cross_validate(
 
 
 def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
-    base = root or datasets.data_root()
-    hashes = {}
-    for name in TRAIN_SETS:
-        path = base / datasets.DATASETS[name].file
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        digest = hashlib.sha256()
-        for file in files:
-            digest.update(file.read_bytes())
-        hashes[name] = digest.hexdigest()
+    hashes = {name: datasets.sha256(name, root) for name in TRAIN_SETS}
     hashes["authored_benign"] = hashlib.sha256(AUTHORED.read_bytes()).hexdigest()
     if config.lookalikes:
         hashes["authored_lookalikes"] = hashlib.sha256(LOOKALIKES.read_bytes()).hexdigest()
