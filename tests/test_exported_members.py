@@ -130,6 +130,7 @@ EXPORTS = {
         "data_root",
         "load",
         "names",
+        "sha256",
         "text_group",
         "trainable",
     ],

@@ -1,4 +1,5 @@
-"""Training the built-in heads offline: the embedding classifier's head and the
+"""Training the built-in heads offline: the embedding classifier's head, the attack
+detector's head (``guard.train.attack_head``) and the
 embedding reward's head, from dev data alone. Never imported by the serving path.
 """
 
