@@ -408,7 +408,17 @@ def test_sighup_reloads_and_shutdown_gives_the_signal_back(
 ) -> None:
     """guard's lifespan on the main thread, as ``guard serve`` runs it: SIGHUP reloads;
     after shutdown the signal is no longer guard's."""
-    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    # Under nohup (or any runner that ignores SIGHUP) the test starts from the default.
+    inherited = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        sighup_reloads_and_gives_the_signal_back(fake_upstream, tmp_path, caplog)
+    finally:
+        signal.signal(signal.SIGHUP, inherited)
+
+
+def sighup_reloads_and_gives_the_signal_back(
+    fake_upstream: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = write_policy(tmp_path, V1)
     app = guard_app(fake_upstream.url, [path])
     served: list[str] = []
