@@ -206,6 +206,13 @@ class UpstreamStreamBroken(UpstreamError):
     code = "upstream_stream_broken"
 
 
+class UpstreamResponseTooLarge(UpstreamError):
+    """A whole (not streamed) answer of the upstream grew past ``upstream_max_response_bytes``:
+    guard stops reading it and cuts the connection."""
+
+    code = "upstream_response_too_large"
+
+
 class UpstreamEventTooLarge(UpstreamStreamBroken):
     """One event of the upstream's stream grew past ``upstream_max_event_bytes``: guard
     stops reading (a retry will not help, unlike a broken connection)."""

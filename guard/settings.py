@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     """The longest event of an upstream stream guard reads (a vLLM event is one JSON chunk,
     a few KB). Past it the client gets an error event (``upstream_event_too_large``) and
     ``[DONE]``, and the upstream connection is cut."""
+    upstream_max_response_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    """The largest whole (not streamed) answer guard reads from the upstream or a model
+    endpoint (``n`` answers with logprobs can reach tens of MB). Past it the client gets a
+    502 (``upstream_response_too_large``) and the connection is cut."""
     moderation_policy: str | None = None
     """The policy whose input rails answer /v1/moderations when ``model`` names none."""
     log_level: str = "info"

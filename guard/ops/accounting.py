@@ -27,6 +27,7 @@ from guard.errors import (
     UpstreamError,
     UpstreamEventTooLarge,
     UpstreamHTTPError,
+    UpstreamResponseTooLarge,
     UpstreamStreamBroken,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -363,6 +364,8 @@ def _upstream_reason(error: GuardError | None) -> str | None:
         return "unreachable"
     if isinstance(error, UpstreamEventTooLarge):
         return "event_too_large"
+    if isinstance(error, UpstreamResponseTooLarge):
+        return "response_too_large"
     if isinstance(error, UpstreamStreamBroken):
         return "stream_broken"
     if isinstance(error, UpstreamHTTPError):

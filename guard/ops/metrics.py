@@ -158,6 +158,7 @@ class Metrics:
             "http_5xx",
             "stream_broken",
             "event_too_large",
+            "response_too_large",
         ):
             self.upstream_errors.labels(reason)
         for result in ("success", "failure"):

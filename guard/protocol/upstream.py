@@ -5,7 +5,8 @@ sees a client-library exception: refused or reset connections are
 ``UpstreamUnreachable``, time-outs ``UpstreamTimeout``, error statuses
 ``UpstreamHTTPError``, and a stream that dies after it began ``UpstreamStreamBroken``
 (``UpstreamEventTooLarge`` when one of its events outgrows ``max_event_bytes``: a stream
-is read one whole event at a time, and no more than that is ever held).
+is read one whole event at a time, and no more than that is ever held; a whole answer
+past ``max_response_bytes`` is ``UpstreamResponseTooLarge``).
 Their messages reach clients (a 502, a rail's error), so they name the server by what it
 is to guard (``name``: "the upstream", "the model endpoint") and the kind of failure,
 never its URL; the URL (credentials taken out) and the client library's own words go
@@ -35,6 +36,7 @@ from opentelemetry.propagate import inject
 from guard.errors import (
     UpstreamError,
     UpstreamHTTPError,
+    UpstreamResponseTooLarge,
     UpstreamStreamBroken,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -69,6 +71,7 @@ class Upstream:
         max_connections: int = 1024,
         name: str = "the upstream",
         max_event_bytes: int = 8 * 1024 * 1024,
+        max_response_bytes: int = 256 * 1024 * 1024,
     ):
         self.base_url = server_root(base_url)
         self.name = name
@@ -80,6 +83,7 @@ class Upstream:
         self._connect_timeout_s = connect_timeout_s
         self._max_connections = max_connections
         self.max_event_bytes = max_event_bytes
+        self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -91,6 +95,7 @@ class Upstream:
             connect_timeout_s=settings.upstream_connect_timeout_s,
             max_connections=settings.upstream_max_connections,
             max_event_bytes=settings.upstream_max_event_bytes,
+            max_response_bytes=settings.upstream_max_response_bytes,
         )
 
     def _client(self) -> aiohttp.ClientSession:
@@ -115,10 +120,23 @@ class Upstream:
                 data=orjson.dumps(body),
                 headers=_request_headers(request_id),
             ) as response:
-                content = await response.read()
+                content = await self._read(response)
         if response.status >= 400:
             raise _http_error(response.status, content)
         return _parse_object(content, self.name)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, up to ``max_response_bytes``; past it the connection is cut."""
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > self.max_response_bytes:
+                response.close()
+                raise UpstreamResponseTooLarge(
+                    f"{self.name}'s answer grew past {self.max_response_bytes} bytes "
+                    "(upstream_max_response_bytes); guard stopped reading it"
+                )
+        return bytes(body)
 
     async def open_stream(
         self, path: str, body: dict[str, Any], request_id: str
@@ -136,7 +154,7 @@ class Upstream:
             )
             if response.status >= 400:
                 try:
-                    content = await response.read()
+                    content = await self._read(response)
                 finally:
                     response.release()
                 raise _http_error(response.status, content)
@@ -178,7 +196,7 @@ class Upstream:
             async with self._client().get(
                 self.base_url + path, timeout=timeout, headers=_trace_context()
             ) as response:
-                content = await response.read()
+                content = await self._read(response)
         if response.status >= 400:
             raise _http_error(response.status, content)
         return _parse_object(content, self.name) if content else {}

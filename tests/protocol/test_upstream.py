@@ -142,3 +142,35 @@ def test_the_event_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Upstream.from_settings(Settings()).max_event_bytes == 8 * 1024 * 1024
     monkeypatch.setenv("GUARD_UPSTREAM_MAX_EVENT_BYTES", "65536")
     assert Upstream.from_settings(Settings()).max_event_bytes == 65536
+
+
+def test_a_whole_answer_over_the_limit_is_a_502_and_guard_keeps_serving(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path, listing_rails("name: p\nmodels: {'*': null}\n"))
+    app = guard_app(fake_upstream.url, [policy], upstream_max_response_bytes=64 * 1024)
+    long_answer = "word " * 20_000  # about 100 KB of answer
+    with serve_in_thread(app) as url:
+        too_large = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": f"say: {long_answer}"}]},
+            timeout=30,
+        )
+        metrics = httpx.get(f"{url}/metrics").text
+        after = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "say: still here"}]},
+            timeout=30,
+        )
+    assert too_large.status_code == 502
+    error = too_large.json()["error"]
+    assert error["code"] == "upstream_response_too_large" and "65536 bytes" in error["message"]
+    assert "word word" not in too_large.text
+    assert 'guard_upstream_errors_total{reason="response_too_large"} 1.0' in metrics
+    assert after.json()["choices"][0]["message"]["content"] == "still here"
+
+
+def test_the_answer_limit_comes_from_the_settings() -> None:
+    assert Upstream.from_settings(Settings()).max_response_bytes == 256 * 1024 * 1024
+    limited = Settings(upstream_max_response_bytes=1024)
+    assert Upstream.from_settings(limited).max_response_bytes == 1024
