@@ -609,6 +609,45 @@ def test_without_final_check_text_a_check_covered_is_not_judged_again(
     assert [int(text.split()[-1][1:]) for text in judged] == ends, judged
 
 
+def test_check_at_sentence_checks_at_sentence_ends_at_most_four_chunks_apart() -> None:
+    """``check_at: sentence``: a check runs when the text held ends a sentence (its
+    punctuation, then perhaps whitespace in a chunk of its own), or as soon as 4 x
+    chunk_tokens new chunks wait; never more often than every chunk_tokens. Each check is
+    recorded with the number of pieces the upstream had sent when it ran."""
+    pieces = ["Hi", " there.", "Two.", " ", *[f"{c} " for c in "abcdefghi"], "j"]
+    sent = 0
+    checks: list[tuple[int, str]] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        checks.append((sent, text))
+        return _judgement(False)
+
+    async def upstream() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for number, event in enumerate(_events(pieces)):
+            sent = number  # the role chunk first, then the pieces
+            yield event
+            for _ in range(20):  # the check of what came runs before the next piece
+                await asyncio.sleep(0)
+        yield b"data: [DONE]\n\n"
+
+    settings_ = Streaming(
+        window_tokens=2, chunk_tokens=2, context_tokens=0, check_at="sentence", final_check=False
+    )
+
+    async def run() -> list[bytes]:
+        return [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
+
+    out = asyncio.run(asyncio.wait_for(run(), timeout=30))  # against a hang, not a measure
+    assert released_text([orjson.loads(e[6:]) for e in out[:-1]]) == "".join(pieces)
+    assert checks == [
+        (2, "Hi there."),  # the first window ends a sentence
+        (4, " there.Two. "),  # "Two." is one new chunk (fewer than chunk_tokens); " " ends it
+        (12, " a b c d e f g h "),  # no sentence end: a check once 8 new chunks wait
+        (14, "h i j"),  # what is left, at the end
+    ]
+
+
 def test_every_text_a_streamed_choice_adds_is_read() -> None:
     """Reasoning, content, refusal and each tool call's name and arguments, with where each
     lies in the choice (so a redaction rewrites it in place); a text completion's text."""
