@@ -241,7 +241,9 @@ class Pipeline:
         ctx: RequestContext,
         judged: bool,
     ) -> None:
-        """Critique and revise the choices that trigger; judge every final text."""
+        """Critique and revise the choices that trigger; judge every final text. A revised
+        choice's logprobs spell the draft: they are dropped, and ``guard.logprobs_dropped``
+        lists the choice."""
         assert self.constitutional is not None
         stage = self.constitutional
         conversation = list(body.get("messages") or [])
@@ -270,6 +272,10 @@ class Pipeline:
                     conversation, draft, ctx.upstream_model, reason, ctx.request_id, limit
                 )
             set_choice_text(path, choice, outcome.text, filtered=False)
+            if choice.get("logprobs") is not None:
+                # They spell the draft, token by token: the text the revision removed.
+                choice["logprobs"] = None
+                ctx.logprobs_dropped.append(int(choice.get("index", index)))
             outcome.info["final"] = "passed"
             if self.output_rails:
                 await judge_critiques(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 
 from guard.pipeline.constitutional import (
@@ -16,8 +18,9 @@ from guard.pipeline.constitutional import (
 from guard.pipeline.rails import Judgement, RailReport
 from guard.policy.load import load_principles
 from guard.policy.models import Constitutional
+from guard.protocol.messages import COMPLETIONS
 from tests.conftest import Fake
-from tests.pipeline.test_rails import chat, guard_with
+from tests.pipeline.test_rails import chat, guard_with, stream_events
 
 ROOT = Path(__file__).resolve().parents[2]
 P = [{"name": f"p{i}", "critique": f"critique {i}.", "revision": f"revise {i}."} for i in range(4)]
@@ -339,3 +342,33 @@ constitutional:
     assert [c["message"]["content"] for c in data["choices"]] == ["mail [REDACTED]"] * 2
     assert [c["logprobs"] for c in data["choices"]] == [None, None]
     assert data["guard"]["logprobs_dropped"] == [0, 1]
+
+
+@pytest.mark.parametrize("shape", ["chat", "text", "stream"])
+def test_a_revised_choice_loses_the_draft_s_logprobs(
+    fake_upstream: Fake, tmp_path: Path, shape: str
+) -> None:
+    """The draft's logprobs spell the draft token by token: once the revision replaces it,
+    they are dropped, and ``guard.logprobs_dropped`` lists the choice (chat, a text
+    completion, and a chat stream, which replays the revised answer)."""
+    leak = "say: write to bob@example.com"
+    with guard_with(fake_upstream, tmp_path, rails()) as url:
+        if shape == "chat":
+            data = chat(url, leak, logprobs=True, top_logprobs=1).json()
+            choices, info = data["choices"], data["guard"]
+            text = choices[0]["message"]["content"]
+        elif shape == "text":
+            body = {"model": "fake-model", "prompt": leak, "logprobs": 1}
+            data = httpx.post(f"{url}{COMPLETIONS}", json=body, timeout=30).json()
+            choices, info = data["choices"], data["guard"]
+            text = choices[0]["text"]
+        else:
+            events = stream_events(url, leak, logprobs=True, top_logprobs=1)
+            choices = [c for e in events for c in e["choices"]]
+            info = events[0]["guard"]
+            text = "".join((c["delta"].get("content") or "") for c in choices)
+    assert info["constitutional"]["triggered"] and info["constitutional"]["final"] == "passed"
+    assert text.startswith("tok") and "bob@" not in text
+    assert [c.get("logprobs") for c in choices] == [None] * len(choices)
+    assert b"bob@" not in orjson.dumps(choices)
+    assert info["logprobs_dropped"] == [0]

@@ -78,8 +78,17 @@ def test_input_block_answers_with_the_refusal_and_skips_generation(
     assert choice["finish_reason"] == "content_filter"
     assert choice["message"]["content"] == "I'm sorry, but I can't help with that."
     [verdict] = data["guard"]["verdicts"]
-    assert verdict["rail"] == "secrets" and verdict["stage"] == "input"
-    assert verdict["outcome"] == "block" and verdict["categories"] == ["secrets"]
+    assert verdict.pop("latency_ms") >= 0
+    assert verdict == {
+        "rail": "secrets",
+        "kind": "regex",
+        "stage": "input",
+        "outcome": "block",
+        "flagged": True,
+        "score": 1.0,
+        "categories": ["secrets"],
+        "part": "messages[0]",
+    }
     assert SECRET not in response.text
 
 
@@ -195,6 +204,26 @@ def test_block_as_http_error(fake_upstream: Fake, tmp_path: Path) -> None:
         assert answer.json()["error"]["code"] == "content_filter"
         assert answer.json()["error"]["message"] == "Not allowed."
         assert answer.json()["guard"]["verdicts"][0]["outcome"] == "block"
+
+
+def test_an_output_block_as_http_error(fake_upstream: Fake, tmp_path: Path) -> None:
+    """An answer an output rail blocks, under ``refusal.http_error``: a 400
+    ``content_filter`` with the policy's message and the verdict, never the answer."""
+    rails = (
+        "output_rails:\n  - kind: regex\n    name: secrets\n    presets: [secrets]\n"
+        "    action: block\nrefusal:\n  message: Not allowed.\n  http_error: true\n"
+    )
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        response = chat(url, f"say: the key is {SECRET}")
+        clean = chat(url, "say: no key here")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "content_filter"
+    assert response.json()["error"]["message"] == "Not allowed."
+    [verdict] = response.json()["guard"]["verdicts"]
+    assert verdict["stage"] == "output" and verdict["outcome"] == "block"
+    assert SECRET not in response.text
+    assert clean.status_code == 200
+    assert clean.json()["choices"][0]["message"]["content"] == "no key here"
 
 
 def test_token_id_prompts_cannot_pass_input_rails_unchecked(

@@ -609,6 +609,45 @@ def test_without_final_check_text_a_check_covered_is_not_judged_again(
     assert [int(text.split()[-1][1:]) for text in judged] == ends, judged
 
 
+def test_check_at_sentence_checks_at_sentence_ends_at_most_four_chunks_apart() -> None:
+    """``check_at: sentence``: a check runs when the text held ends a sentence (its
+    punctuation, then perhaps whitespace in a chunk of its own), or as soon as 4 x
+    chunk_tokens new chunks wait; never more often than every chunk_tokens. Each check is
+    recorded with the number of pieces the upstream had sent when it ran."""
+    pieces = ["Hi", " there.", "Two.", " ", *[f"{c} " for c in "abcdefghi"], "j"]
+    sent = 0
+    checks: list[tuple[int, str]] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        checks.append((sent, text))
+        return _judgement(False)
+
+    async def upstream() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for number, event in enumerate(_events(pieces)):
+            sent = number  # the role chunk first, then the pieces
+            yield event
+            for _ in range(20):  # the check of what came runs before the next piece
+                await asyncio.sleep(0)
+        yield b"data: [DONE]\n\n"
+
+    settings_ = Streaming(
+        window_tokens=2, chunk_tokens=2, context_tokens=0, check_at="sentence", final_check=False
+    )
+
+    async def run() -> list[bytes]:
+        return [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
+
+    out = asyncio.run(asyncio.wait_for(run(), timeout=30))  # against a hang, not a measure
+    assert released_text([orjson.loads(e[6:]) for e in out[:-1]]) == "".join(pieces)
+    assert checks == [
+        (2, "Hi there."),  # the first window ends a sentence
+        (4, " there.Two. "),  # "Two." is one new chunk (fewer than chunk_tokens); " " ends it
+        (12, " a b c d e f g h "),  # no sentence end: a check once 8 new chunks wait
+        (14, "h i j"),  # what is left, at the end
+    ]
+
+
 def test_every_text_a_streamed_choice_adds_is_read() -> None:
     """Reasoning, content, refusal and each tool call's name and arguments, with where each
     lies in the choice (so a redaction rewrites it in place); a text completion's text."""
@@ -635,3 +674,55 @@ def test_every_text_a_streamed_choice_adds_is_read() -> None:
     assert chunk_fields({"index": 0, "text": "t"}) == [("t", ("text",))]
     assert chunk_fields({"index": 0, "text": None}) == [("", ("text",))]
     assert chunk_fields({"index": 0, "delta": {"role": "assistant"}}) == []
+
+
+@pytest.mark.parametrize("final_check", [True, False])
+def test_a_choice_a_rail_stopped_is_never_judged_again_while_another_streams(
+    final_check: bool,
+) -> None:
+    """Choice 0 is blocked early while choice 1 streams on, and both end: choice 0 sends
+    one ``content_filter`` chunk and asks the rails nothing more (no check of what it
+    released, nor a final one); choice 1 is judged and released to its end."""
+    first = ["a ", "b ", "BAD ", "c ", "d ", "e ", "f "]
+    second = [f"w{i} " for i in range(12)]
+    judged: list[tuple[int, str]] = []
+
+    async def judge(text: str, index: int) -> Judgement:
+        judged.append((index, text))
+        return _judgement("BAD" in text)
+
+    def event(index: int, piece: str, finish: str | None = None) -> bytes:
+        head = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        choice = {"index": index, "delta": {"content": piece}, "finish_reason": finish}
+        return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for position in range(len(second)):
+            for index, pieces in enumerate((first, second)):
+                if position < len(pieces):
+                    yield event(index, pieces[position])
+                for _ in range(20):  # the check of what came runs before the next piece
+                    await asyncio.sleep(0)
+        yield event(0, "", "stop")
+        yield event(1, "", "stop")
+        yield b"data: [DONE]\n\n"
+
+    settings_ = Streaming(
+        window_tokens=2, chunk_tokens=1, context_tokens=2, final_check=final_check
+    )
+
+    async def run() -> list[bytes]:
+        return [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
+
+    out = asyncio.run(asyncio.wait_for(run(), timeout=30))  # against a hang, not a measure
+    chunks = [orjson.loads(e[6:]) for e in out[:-1]]
+    stops = [
+        c for chunk in chunks for c in chunk["choices"] if c["finish_reason"] == "content_filter"
+    ]
+    assert [c["index"] for c in stops] == [0]
+    assert "BAD" not in released_text(chunks, 0)
+    checks_of_first = [text for index, text in judged if index == 0]
+    assert "BAD" in checks_of_first[-1] and sum("BAD" in t for t in checks_of_first) == 1
+    assert released_text(chunks, 1) == "".join(second) and finish_of(chunks, 1) == "stop"
+    if final_check:  # which reads choice 1's whole answer
+        assert [text for index, text in judged if index == 1][-1] == "".join(second)

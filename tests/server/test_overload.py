@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from textwrap import indent
 
 import httpx
+import pytest
 
 from tests.conftest import Fake, guard_app, write_policy
 from tests.scrape import metric
@@ -15,19 +17,36 @@ from tests.servers import serve_in_thread
 REQUESTS = 48
 
 
-def policy(model: Path) -> str:
+BUSY = """kind: hf_classifier
+name: tiny
+model: {model}
+thresholds: {{unsafe: 0.5}}
+max_batch_size: 1
+queue_timeout_s: 0.001
+"""
+
+ESCALATING = """kind: regex
+name: screen
+presets: [secrets]
+action: block
+escalate:
+  between: [0.0, 1.0]
+  to:
+"""
+"""A first rail that escalates every text (a regex scores 0 or 1) to the busy one, which
+fails closed (the default ``on_error``)."""
+
+
+def policy(model: Path, escalated: bool = False) -> str:
+    busy = BUSY.format(model=model)
+    rail = ESCALATING + indent(busy, "    ") if escalated else busy
     return f"""
 name: busy
 models: {{'*': null}}
 output_rails: []
 input_rails_mode: sequential
 input_rails:
-  - kind: hf_classifier
-    name: tiny
-    model: {model}
-    thresholds: {{unsafe: 0.5}}
-    max_batch_size: 1
-    queue_timeout_s: 0.001
+  - {indent(rail, "    ").strip()}
 """
 
 
@@ -49,13 +68,17 @@ async def burst(url: str) -> list[httpx.Response]:
         )
 
 
+@pytest.mark.parametrize("escalated", [False, True], ids=["first-rail", "escalation"])
 def test_more_than_the_classifier_can_start_is_shed_not_refused(
-    fake_upstream: Fake, tiny_classifier: Path, tmp_path: Path
+    fake_upstream: Fake, tiny_classifier: Path, tmp_path: Path, escalated: bool
 ) -> None:
-    app = guard_app(fake_upstream.url, [write_policy(tmp_path, policy(tiny_classifier))])
+    """The busy classifier is the rail itself, or the one a rail escalates to: either way
+    its overload is said as overload (the rail named is the policy's, the first one)."""
+    app = guard_app(fake_upstream.url, [write_policy(tmp_path, policy(tiny_classifier, escalated))])
     with serve_in_thread(app) as url:
         responses = asyncio.run(burst(url))
         counted = metric(url, "guard_rail_failures_total", policy="busy", code="rails_overloaded")
+    rail = "screen" if escalated else "tiny"
     shed = [r for r in responses if r.status_code == 503]
     served = [r for r in responses if r.status_code == 200]
     assert len(shed) + len(served) == REQUESTS, {r.status_code for r in responses}
@@ -64,14 +87,19 @@ def test_more_than_the_classifier_can_start_is_shed_not_refused(
         assert response.headers["retry-after"] == "1"
         assert response.json()["error"]["code"] == "rails_overloaded"
         assert response.json()["error"]["message"] == (
-            "The rail 'tiny' is overloaded and could not judge this request in time; retry later."
+            f"The rail '{rail}' is overloaded and could not judge this request in time; "
+            "retry later."
         )
         assert response.json()["guard"]["verdict"] == "error"
+        [verdict] = response.json()["guard"]["verdicts"]
+        assert verdict["rail"] == rail and verdict["error"].startswith("overloaded: ")
+        assert ("escalated_from_score" in verdict) is escalated
     for response in served:
         data = response.json()
         assert data["guard"]["verdict"] in ("pass", "block")
         for verdict in data["guard"]["verdicts"]:
             assert verdict["outcome"] != "error" and verdict["score"] is not None
+            assert ("escalated_from_score" in verdict) is escalated
         if data["choices"][0]["finish_reason"] == "content_filter":
             assert data["guard"]["verdict"] == "block"  # a refusal only from a real verdict
     assert counted == len(shed)
