@@ -22,8 +22,10 @@ timeout per file, and writes the summary with every survivor's name and diff to
 
 Results are kept in ``mutants/`` between runs: the script gives mutmut only the mutants
 of the scope not decided yet, so an interrupted run resumes; ``--rerun survived`` (and
-``--rerun 'no tests'``) runs those of the scope again, after new tests. Delete
-``mutants/`` after changing guard itself.
+``--rerun 'no tests'``, ``--rerun timeout``) runs those of the scope again, after new
+tests. Keep ``mutants/`` after changing guard: mutmut keeps a hash of every function and
+forgets only the results of the functions that changed (new tests are mapped when it
+starts). A change to ``[tool.mutmut]``'s pytest arguments forgets every result.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ SCOPE = [
     "guard.pipeline.runner.xǁPipelineǁ_judge_output*",
     "guard.pipeline.runner.xǁPipelineǁ_judge_choices*",
     "guard.pipeline.runner.xǁPipelineǁ_stream_judge*",
-    "guard.pipeline.runner.x_rail_failure*",
+    # the error a fail-closed rail's failure answers (in runner.py until 700d8eb)
+    "guard.pipeline.context.x_rail_failure*",
 ]
 """What docs/testing.md reports on: the issue's list, less what one hour on two cores
 cannot run (the rest of streaming.py and runner.py)."""
@@ -157,6 +160,9 @@ def main() -> None:
         wanted = set(args.rerun) or {"not checked"}
         in_scope = selected(list(known), patterns)
         to_run = [n for n in in_scope if known[n]["status"] in wanted] if known else patterns
+        # a pattern no known mutant matches (a file just added to [tool.mutmut]): mutmut
+        # generates its mutants when it starts, so give it the pattern itself
+        to_run += [p for p in patterns if known and not selected(list(known), [p])]
         if args.names and not args.rerun:
             to_run = args.names  # named: run them, decided or not
         if to_run:
