@@ -29,7 +29,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,6 @@ from guard.components.minilm import (
     Encoder,
     fit_length,
     load_backbone,
-    mean_pool,
 )
 from guard.components.specs import ATTACK_LABELS, AttacksSpec
 
@@ -159,18 +158,18 @@ class AttackModel:
     """(labels, NGRAM_BUCKETS): a window's or a sentence's n-grams"""
     part_bias: NDArray[np.float32]
     meta: dict[str, Any]
+    sentence_bias: NDArray[np.float32] = field(init=False)
+    """The bias of a sentence piece: labels that do not read sentences never fire on one."""
 
-    @property
-    def labels(self) -> list[str]:
-        return list(self.meta["labels"])
-
-    @property
-    def sentence_bias(self) -> NDArray[np.float32]:
-        """The bias of a sentence piece: labels that do not read sentences never fire on one."""
+    def __post_init__(self) -> None:
         import numpy as np
 
         reads = [label in self.meta.get("sentence_labels", ()) for label in self.labels]
-        return np.where(reads, self.part_bias, np.float32(-1e4)).astype(np.float32)
+        self.sentence_bias = np.where(reads, self.part_bias, np.float32(-1e4)).astype(np.float32)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta.get("labels", ()))
 
     @staticmethod
     def load(head: Path = ATTACK_HEAD, backbone: str | None = None) -> AttackModel:
@@ -203,14 +202,20 @@ class AttackModel:
 
     def logit_rows(self, pieces: list[Piece]) -> list[NDArray[np.float32]]:
         """One row of label logits per piece: a ``MicroBatcher``'s outputs."""
-        rows = [self.part_logits(piece) for piece in pieces]
         whole = [i for i, piece in enumerate(pieces) if piece.embed is not None]
+        embedded: dict[int, NDArray[np.float32]] = {}
         if whole:
-            embedded = self.embeddings([pieces[i].embed or [] for i in whole])
-            for i, row in zip(whole, embedded @ self.embedding_weights.T, strict=True):
-                buckets, weights = pieces[i].ngrams
-                rows[i] = self.ngram_weights[:, buckets] @ weights + self.bias + row
-        return rows
+            vectors = self.embeddings([pieces[i].embed or [] for i in whole])
+            embedded = dict(zip(whole, vectors @ self.embedding_weights.T, strict=True))
+        return [
+            self.whole_logits(piece, embedded[i]) if i in embedded else self.part_logits(piece)
+            for i, piece in enumerate(pieces)
+        ]
+
+    def whole_logits(self, piece: Piece, embedded: NDArray[np.float32]) -> NDArray[np.float32]:
+        buckets, weights = piece.ngrams
+        logits: NDArray[np.float32] = self.ngram_weights[:, buckets] @ weights + self.bias
+        return logits + embedded
 
     def part_logits(self, piece: Piece) -> NDArray[np.float32]:
         buckets, weights = piece.ngrams
@@ -222,14 +227,8 @@ class AttackModel:
         """Unit-length mean-pooled backbone states, one row per id list."""
         import torch
 
-        length = max(len(row) for row in ids)
-        batch = torch.zeros(len(ids), length, dtype=torch.long)
-        attention = torch.zeros(len(ids), length, dtype=torch.long)
-        for i, row in enumerate(ids):
-            batch[i, : len(row)] = torch.tensor(row)
-            attention[i, : len(row)] = 1
         with torch.inference_mode():
-            pooled = mean_pool(self.encoder.hidden(batch, attention, packed=True), attention)
+            pooled = self.encoder.pooled(ids)
             unit: torch.Tensor = torch.nn.functional.normalize(pooled, dim=-1)
         return unit.numpy()
 

@@ -31,7 +31,6 @@ from guard.components.minilm import (
     Encoder,
     fit_length,
     load_backbone,
-    mean_pool,
     windows,
 )
 from guard.components.specs import EmbeddingSpec, LongTexts, Precision
@@ -171,13 +170,7 @@ class EmbeddingModel:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                length = max(len(ids[i]) for i in chunk)
-                batch = torch.zeros(len(chunk), length, dtype=torch.long)
-                attention = torch.zeros(len(chunk), length, dtype=torch.long)
-                for row, i in enumerate(chunk):
-                    batch[row, : len(ids[i])] = torch.tensor(ids[i])
-                    attention[row, : len(ids[i])] = 1
-                pooled = mean_pool(self.encoder.hidden(batch, attention, packed=True), attention)
+                pooled = self.encoder.pooled([ids[i] for i in chunk])
                 out[chunk] = F.linear(pooled, self.head_w, self.head_b)
         return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +213,19 @@ class Encoder:
 
         x = F.embedding(ids, self.word) + self.position[: ids.shape[1]] + self.token_type[0]
         return F.layer_norm(x, (x.shape[-1],), self.ln_w, self.ln_b, 1e-12)
+
+    def pooled(self, ids: Sequence[list[int]]) -> torch.Tensor:
+        """Mean-pooled final states, one row per token id list (padded into one batch, run
+        packed)."""
+        import torch
+
+        length = max(len(row) for row in ids)
+        batch = torch.zeros(len(ids), length, dtype=torch.long)
+        attention = torch.zeros(len(ids), length, dtype=torch.long)
+        for i, row in enumerate(ids):
+            batch[i, : len(row)] = torch.tensor(row)
+            attention[i, : len(row)] = 1
+        return mean_pool(self.hidden(batch, attention, packed=True), attention)
 
     def hidden(
         self,
