@@ -298,9 +298,10 @@ def test_the_critic_reads_conversation_draft_and_critique_broken(
         assert not any(s in message["content"] for s in ("<|", "|>", "[INST]")), message
 
 
-def test_a_critique_a_rail_redacts_is_shown_redacted(fake_upstream: Fake, tmp_path: Path) -> None:
+def redacting(templates: str) -> str:
+    """A policy that always critiques, with ``templates``, and redacts emails in answers."""
     constitution = ROOT / "policies" / "constitutions" / "default.yaml"
-    policy = f"""
+    return f"""
 output_rails:
   - kind: regex
     name: pii
@@ -309,8 +310,12 @@ output_rails:
 constitutional:
   principles_file: {constitution}
   trigger: always
-  templates: {{critique: 'say: the draft mails bob@example.com and eve@example.org'}}
+  templates: {templates}
 """
+
+
+def test_a_critique_a_rail_redacts_is_shown_redacted(fake_upstream: Fake, tmp_path: Path) -> None:
+    policy = redacting("{critique: 'say: the draft mails bob@example.com and eve@example.org'}")
     with guard_with(fake_upstream, tmp_path, policy) as url:
         response = chat(url, "say: hello")
     [round_info] = response.json()["guard"]["constitutional"]["rounds"]
@@ -324,18 +329,7 @@ def test_logprobs_dropped_names_each_revised_choice_by_its_index(
 ) -> None:
     """Two choices, each revised into a text a rail redacts: each is judged on its own, and
     ``guard.logprobs_dropped`` names the choices by their own index."""
-    constitution = ROOT / "policies" / "constitutions" / "default.yaml"
-    policy = f"""
-output_rails:
-  - kind: regex
-    name: pii
-    presets: [email]
-    action: redact
-constitutional:
-  principles_file: {constitution}
-  trigger: always
-  templates: {{revision: 'say: mail bob@example.com'}}
-"""
+    policy = redacting("{revision: 'say: mail bob@example.com'}")
     with guard_with(fake_upstream, tmp_path, policy) as url:
         response = chat(url, "say: one | two", n=2, logprobs=True)
     data = response.json()
