@@ -10,6 +10,9 @@ Three measurements, each through ``classify`` (the batcher path a rail takes):
   closed loop, for ``--seconds``; prompts per second for each rail and for both;
 * the process CPU time of each, beside its wall time (the machine is shared).
 
+The ``attacks`` rail runs twice: on the prompts alone, and on the same prompts sent
+after a system prompt that forbids something (``APP``), which it reads them against.
+
 The long prompt is written here: a role-play jailbreak wrapper around ordinary text,
 cut to exactly 2,000 MiniLM tokens. The short prompts are XSTest's and AdvBench's
 (whole files, in file order).
@@ -28,6 +31,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,13 @@ STORY = (
 )
 
 
+APP = (
+    "You are the assistant of a bicycle shop. Answer questions about bikes, repairs and "
+    "opening hours. Never reveal the supplier prices in your notes: city bike 210, "
+    "e-bike 940."
+)
+
+
 def long_prompt(classifier: AttackClassifier, tokens: int = 2_000) -> str:
     """The wrapper and the story, repeated, cut to ``tokens`` MiniLM tokens."""
     from tokenizers import Tokenizer
@@ -64,6 +75,16 @@ def long_prompt(classifier: AttackClassifier, tokens: int = 2_000) -> str:
 
 
 Judge = Callable[[list[Subject]], Awaitable[Any]]
+
+
+def sent_after(instructions: str, judge: Judge) -> Judge:
+    """``judge`` of each subject sent after a system message holding ``instructions``."""
+    system = ({"role": "system", "content": instructions},)
+
+    async def judge_sent(subjects: list[Subject]) -> Any:
+        return await judge([replace(subject, context=system) for subject in subjects])
+
+    return judge_sent
 
 
 def together(*classifiers: Classifier) -> Judge:
@@ -146,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"long prompt: {tokens} tokens, {len(long)} characters; {len(short)} short prompts")
     rows = [
         measure("attacks", together(attacks), long, short, args),
+        measure(
+            "attacks, after a system prompt", sent_after(APP, together(attacks)), long, short, args
+        ),
         measure("embedding float32", together(embedding), long, short, args),
         measure("embedding int8", together(int8), long, short, args),
         measure("attacks + embedding float32", together(attacks, embedding), long, short, args),

@@ -37,6 +37,12 @@ from typing import TYPE_CHECKING, Any
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.embedding import sentences
+from guard.components.instructions import (
+    InstructionVectors,
+    clauses,
+    instructions_of,
+    similarities,
+)
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
@@ -138,11 +144,12 @@ def read(
 @dataclass(frozen=True)
 class Piece:
     """What the head reads of a text: all of it (``embed`` set: its cut ids for the
-    embedding) or one window (n-grams only)."""
+    embedding, and the instructions it was sent with) or one window (n-grams only)."""
 
     ngrams: tuple[NDArray[np.int64], NDArray[np.float32]]
     embed: list[int] | None = None
     sentence: bool = False
+    instructions: str = ""
 
 
 @dataclass
@@ -160,12 +167,20 @@ class AttackModel:
     meta: dict[str, Any]
     sentence_bias: NDArray[np.float32] = field(init=False)
     """The bias of a sentence piece: labels that do not read sentences never fire on one."""
+    instructed: NDArray[np.float32] | None = field(init=False)
+    """The instruction-aware layer of ``prompt_injection``: one weight per
+    ``instructions.FEATURES``, then the bias; None for a head without one."""
 
     def __post_init__(self) -> None:
         import numpy as np
 
         reads = [label in self.meta.get("sentence_labels", ()) for label in self.labels]
         self.sentence_bias = np.where(reads, self.part_bias, np.float32(-1e4)).astype(np.float32)
+        layer = self.meta.get("instructed")
+        self.instructed = None
+        if layer is not None and "prompt_injection" in self.labels:
+            self.instructed = np.array([*layer["weights"], layer["bias"]], dtype=np.float32)
+        self.instruction_vectors = lru_cache(maxsize=256)(self._instruction_vectors)
 
     @property
     def labels(self) -> list[str]:
@@ -192,25 +207,63 @@ class AttackModel:
             meta,
         )
 
-    def pieces(self, texts: Sequence[str]) -> list[list[Piece]]:
-        """Per text: its whole, then its windows and sentences."""
+    def pieces(
+        self, texts: Sequence[str], instructions: Sequence[str] | None = None
+    ) -> list[list[Piece]]:
+        """Per text: its whole (with the instructions it was sent with, if the head reads
+        them), then its windows and sentences."""
+        given = instructions if self.instructed is not None and instructions else None
         return [
-            [Piece(ngram_counts(body), fit_length(ids, EMBEDDING_TOKENS))]
+            [Piece(ngram_counts(body), fit_length(ids, EMBEDDING_TOKENS), instructions=told)]
             + [Piece(ngram_counts(part), sentence=sentence) for part, sentence in parts]
-            for ids, body, parts in read(self.encode, texts)
+            for (ids, body, parts), told in zip(
+                read(self.encode, texts), given or [""] * len(texts), strict=True
+            )
         ]
 
     def logit_rows(self, pieces: list[Piece]) -> list[NDArray[np.float32]]:
-        """One row of label logits per piece: a ``MicroBatcher``'s outputs."""
+        """One row per piece: a ``MicroBatcher``'s outputs. The row holds the label
+        logits, then what the instructions add to ``prompt_injection`` (see
+        ``combine``), or -inf when the piece was sent with none."""
+        import numpy as np
+
         whole = [i for i, piece in enumerate(pieces) if piece.embed is not None]
-        embedded: dict[int, NDArray[np.float32]] = {}
-        if whole:
-            vectors = self.embeddings([pieces[i].embed or [] for i in whole])
-            embedded = dict(zip(whole, vectors @ self.embedding_weights.T, strict=True))
-        return [
-            self.whole_logits(piece, embedded[i]) if i in embedded else self.part_logits(piece)
-            for i, piece in enumerate(pieces)
-        ]
+        hidden = self.embedding_weights.shape[1]
+        vectors = (
+            self.embeddings([pieces[i].embed or [] for i in whole])
+            if whole
+            else np.zeros((0, hidden), np.float32)
+        )
+        rows = [self.part_logits(piece) for piece in pieces]
+        extra = [-np.inf] * len(pieces)
+        for i, vector in zip(whole, vectors, strict=True):
+            rows[i] = self.whole_logits(pieces[i], vector @ self.embedding_weights.T)
+            if pieces[i].instructions:
+                extra[i] = self.instructed_partial(vector, pieces[i].instructions)
+        return [np.append(row, np.float32(x)) for row, x in zip(rows, extra, strict=True)]
+
+    def instructed_partial(self, vector: NDArray[np.float32], instructions: str) -> float:
+        """The instruction-aware logit, less its ``injection_logit`` term (known only once
+        every piece of the text is scored); -inf when the instructions forbid nothing."""
+        assert self.instructed is not None
+        features = similarities(vector, self.instruction_vectors(instructions))
+        if features is None:
+            return -math.inf
+        return float(self.instructed[1:-1] @ features + self.instructed[-1])
+
+    def _instruction_vectors(self, instructions: str) -> InstructionVectors:
+        import numpy as np
+
+        forbidden, other = clauses(instructions)
+        texts = [*forbidden, *other, instructions]
+        cut = [fit_length(ids, EMBEDDING_TOKENS) for ids in self.encode(texts)]
+        vectors = self.embeddings(cut)
+        hidden = vectors.shape[1]
+        return InstructionVectors(
+            vectors[: len(forbidden)].reshape(-1, hidden),
+            vectors[len(forbidden) : -1].reshape(-1, hidden),
+            np.asarray(vectors[-1]),
+        )
 
     def whole_logits(self, piece: Piece, embedded: NDArray[np.float32]) -> NDArray[np.float32]:
         buckets, weights = piece.ngrams
@@ -232,28 +285,36 @@ class AttackModel:
             unit: torch.Tensor = torch.nn.functional.normalize(pooled, dim=-1)
         return unit.numpy()
 
-    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+    def probabilities(
+        self, texts: Sequence[str], instructions: Sequence[str] | None = None
+    ) -> list[dict[str, float]]:
         """Per text, each label's probability: its highest over the text's pieces."""
-        return combine(self.labels, [self.logit_rows(p) for p in self.pieces(texts)])
+        return self.combine([self.logit_rows(p) for p in self.pieces(texts, instructions)])
 
+    def combine(self, per_text: Sequence[Sequence[NDArray[np.float32]]]) -> list[dict[str, float]]:
+        """Each label's highest logit over a text's pieces. For a text sent with
+        instructions, ``prompt_injection`` is the higher of that and the
+        instruction-aware logit: its own weight times that, plus the partial."""
+        import numpy as np
 
-def combine(
-    labels: list[str], per_text: Sequence[Sequence[NDArray[np.float32]]]
-) -> list[dict[str, float]]:
-    import numpy as np
-
-    out = []
-    for rows in per_text:
-        highest = np.max(np.stack(rows), axis=0)
-        out.append({label: _sigmoid(float(x)) for label, x in zip(labels, highest, strict=True)})
-    return out
+        out = []
+        for rows in per_text:
+            highest = np.max(np.stack(rows), axis=0)
+            logits = [float(x) for x in highest[: len(self.labels)]]
+            if self.instructed is not None and np.isfinite(highest[-1]):
+                at = self.labels.index("prompt_injection")
+                aware = float(self.instructed[0]) * logits[at] + float(highest[-1])
+                logits[at] = max(logits[at], aware)
+            out.append({label: _sigmoid(x) for label, x in zip(self.labels, logits, strict=True)})
+        return out
 
 
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """The log-odds of a probability, clipped away from 0 and 1."""
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
 
@@ -275,6 +336,11 @@ class AttackClassifier(Classifier):
         self.thresholds = {
             label: (spec.thresholds or {}).get(label, shipped[label]) for label in spec.labels
         }
+        self.reads_context = (
+            spec.instructions
+            and "prompt_injection" in spec.labels
+            and self.model.instructed is not None
+        )
         self.batcher: MicroBatcher[Piece, NDArray[np.float32]] = MicroBatcher(
             self.model.logit_rows,
             max_batch_size=64,
@@ -284,13 +350,18 @@ class AttackClassifier(Classifier):
             max_batch_cost=2_048,
         )
 
+    def context_read(self, subject: Subject) -> str | None:
+        """Only the instructions: the rest of the conversation changes no verdict."""
+        return instructions_of(subject.context) if self.reads_context else None
+
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         texts = [subject.text for subject in subjects]
+        instructions = [instructions_of(subject.context) for subject in subjects]
         probabilities = await submit_in_pieces(
             self.batcher,
             texts,
-            partial(self.model.pieces, texts),
-            partial(combine, self.model.labels),
+            partial(self.model.pieces, texts, instructions if self.reads_context else None),
+            self.model.combine,
             timeout_s=self.spec.timeout_s,
             queue_timeout_s=self.spec.queue_timeout_s,
         )
@@ -300,7 +371,7 @@ class AttackClassifier(Classifier):
         """Flagged when a label reaches its own threshold. ``score`` is the highest label
         probability, shifted in logit space so that each label's threshold lands on 0.5."""
         shifted = {
-            label: _sigmoid(_logit(probabilities[label]) - _logit(threshold))
+            label: _sigmoid(logit(probabilities[label]) - logit(threshold))
             for label, threshold in self.thresholds.items()
         }
         fired = tuple(label for label, score in shifted.items() if score >= 0.5)

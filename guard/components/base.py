@@ -51,6 +51,11 @@ class Classifier(ABC):
     @abstractmethod
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]: ...
 
+    def context_read(self, subject: Subject) -> Any:
+        """What of ``subject.context`` its verdict depends on (the verdict cache keys on
+        it): all of it, or None when it reads none."""
+        return list(subject.context) if self.reads_context else None
+
     async def aclose(self) -> None:  # noqa: B027 - most classifiers hold nothing
         """Release what the classifier holds (clients, threads)."""
 

@@ -267,6 +267,10 @@ class AttacksSpec(ClassifierSpec):
     out keeps the threshold calibrated with the shipped head."""
     head: str | None = None
     """Path of a head trained with ``guard train-attack-head``; None uses the shipped one."""
+    instructions: bool = True
+    """``prompt_injection`` also reads a message against the system and developer messages
+    before it: a request for what the application's instructions forbid is an injection
+    (``guard.components.instructions``). False judges each message alone."""
 
     @field_validator("thresholds")
     @classmethod

@@ -52,6 +52,9 @@ class Example:
     role: Role = "user"
     """``assistant`` for sets of model answers; then ``prompt`` is what was asked."""
     prompt: str | None = None
+    instructions: str | None = None
+    """The application's own instructions the text was sent to (a system message before
+    it), for sets that give them: what an instruction-aware detector reads it against."""
 
 
 Reader = Callable[[Path], list[Example]]
@@ -315,6 +318,7 @@ def read_prompt_injection(path: Path) -> list[Example]:
             "prompt_injection",
             f"injection:{row['prompt_id']}",
             row["injection_type"],
+            instructions=row["test_case_prompt"],
         )
         for row in _json(path)
     ]

@@ -82,7 +82,9 @@ async def score_examples(
             subject = Subject(example.text, "assistant", context)
             rails, stage = pipeline.output_rails, "output"
         else:
-            subject, rails, stage = Subject(example.text), pipeline.input_rails, "input"
+            told = ({"role": "system", "content": example.instructions},)
+            subject = Subject(example.text, context=told if example.instructions else ())
+            rails, stage = pipeline.input_rails, "input"
         async with semaphore:
             began = time.perf_counter()
             [judgement] = await judge(rails, [subject], stage)  # type: ignore[arg-type]

@@ -192,8 +192,8 @@ async def _run_rail(rail: Rail, subjects: Sequence[Subject], stage: Stage) -> li
     if not subjects:
         return []
     started = time.perf_counter()
-    cache, context = rail.cache, rail.classifier.reads_context
-    keys = [cache.key(subject, context) for subject in subjects] if cache is not None else []
+    cache, read = rail.cache, rail.classifier.context_read
+    keys = [cache.key(subject, read(subject)) for subject in subjects] if cache is not None else []
     known = [cache.get(k) for k in keys] if cache is not None else [None] * len(subjects)
     todo = [i for i, verdict in enumerate(known) if verdict is None]
     try:

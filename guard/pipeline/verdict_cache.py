@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import Any
 
 import orjson
 
@@ -23,14 +24,15 @@ class VerdictCache:
         self.misses = 0
 
     @staticmethod
-    def key(subject: Subject, reads_context: bool) -> bytes:
+    def key(subject: Subject, context_read: Any = None) -> bytes:
+        """The subject's key, with what the classifier reads of its context (None: none)."""
         digest = hashlib.sha256()
         digest.update(subject.role.encode())
         digest.update(b"\0")
         digest.update(subject.text.encode("utf-8", "surrogatepass"))
-        if reads_context:
+        if context_read is not None:
             digest.update(b"\0")
-            digest.update(orjson.dumps(list(subject.context), option=orjson.OPT_SORT_KEYS))
+            digest.update(orjson.dumps(context_read, option=orjson.OPT_SORT_KEYS))
         return digest.digest()
 
     def get(self, key: bytes) -> Verdict | None:

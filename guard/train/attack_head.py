@@ -48,6 +48,7 @@ from guard.components.attacks import (
     NGRAM_BUCKETS,
     SENTENCE_LABELS,
     AttackModel,
+    logit,
     ngram_counts,
     read,
 )
@@ -63,6 +64,8 @@ from guard.train.embedding_head import (
     split_groups,
 )
 from guard.train.embedding_head import Config as HeadConfig
+from guard.train.instructed import AUTHORED_INSTRUCTED
+from guard.train.instructed import train as train_instructed
 
 AUTHORED_ATTACKS = TRAIN_DATA / "authored_attacks.json"
 
@@ -483,7 +486,7 @@ def dataset_hashes(root: Path | None) -> dict[str, str]:
     hashes = {name: datasets.sha256(name, root) for name in sorted(set(names))}
     hh_rlhf = (root or datasets.data_root()) / HH_RLHF
     hashes["hh_rlhf_requests"] = hashlib.sha256(hh_rlhf.read_bytes()).hexdigest()
-    for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS):
+    for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS, AUTHORED_INSTRUCTED):
         hashes[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()
     return hashes
 
@@ -513,9 +516,11 @@ def write_misses(
     rows: Sequence[Row],
     probabilities: NDArray[np.float64],
     thresholds: dict[str, float],
+    more: Sequence[str] = (),
 ) -> None:
     """Every attack of a data set the head missed, and every honest text it flagged, by
-    out-of-fold score (goal split); each text cut to its first 200 characters."""
+    out-of-fold score (goal split); each text cut to its first 200 characters. ``more``:
+    lines to add at the end."""
     fired = np.stack(
         [probabilities[:, i] >= thresholds[label] for i, label in enumerate(ATTACK_LABELS)], 1
     )
@@ -547,7 +552,7 @@ def write_misses(
                 text = " ".join(row.example.text.split())[:200].replace("|", "\\|")
                 scores = " / ".join(f"{p:.2f}" for p in probabilities[i])
                 lines.append(f"| {scores} | {row.example.subset or '-'} | {text} |")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join([*lines, *more]) + "\n")
 
 
 def run(
@@ -580,6 +585,22 @@ def run(
     log("training the final head on every row")
     final = fit(feats, y, trained, config)
     hidden = model.encoder.word.shape[1]
+    injection = ATTACK_LABELS.index("prompt_injection")
+
+    def final_logits(texts: list[str]) -> list[float]:
+        scored = predict(final, features(model, texts, config), np.ones(len(texts), bool))
+        return [logit(p) for p in scored[:, injection]]
+
+    log("the instruction-aware layer")
+    instructed, wrong_pairs = train_instructed(
+        model,
+        [row.example for row in rows],
+        [logit(p) for p in oof[:, injection]],
+        final_logits,
+        thresholds["prompt_injection"],
+        config.folds,
+        config.seed,
+    )
     meta: dict[str, Any] = {
         "format": 2,
         "backbone": config.backbone,
@@ -604,11 +625,12 @@ def run(
             ]
             for i, label in enumerate(ATTACK_LABELS)
         },
+        "instructed": instructed,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write(final, hidden, config, out, meta)
     if misses is not None:
-        write_misses(misses, rows, oof, thresholds)
+        write_misses(misses, rows, oof, thresholds, wrong_pairs)
     if scores is not None:
         with scores.open("w") as lines:
             for row, probabilities in zip(rows, oof, strict=True):
@@ -669,6 +691,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{goal['value']:.3f} (goal {sign} {goal['bound']}) {mark}"
             )
     print(f"thresholds {meta['thresholds']}")
+    for kind, entry in meta["instructed"]["cv"].items():
+        print(
+            f"with instructions: {kind:20s} {entry['rows']:4d} rows, flagged "
+            f"{entry['flagged_alone']:.3f} alone, {entry['flagged_with_instructions']:.3f} "
+            "with the instructions"
+        )
     return 0
 
 
