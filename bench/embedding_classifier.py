@@ -130,7 +130,13 @@ def quality(classifier: EmbeddingClassifier) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     started = time.perf_counter()
-    spec = EmbeddingSpec(kind="embedding", precision=precision, long_texts=args.long_texts)
+    spec = EmbeddingSpec(  # limits far beyond any call: a loaded machine is slow, not failing
+        kind="embedding",
+        precision=precision,
+        long_texts=args.long_texts,
+        timeout_s=600,
+        queue_timeout_s=600,
+    )
     classifier = EmbeddingClassifier(spec)
     load_s = time.perf_counter() - started
     results: dict[str, Any] = {

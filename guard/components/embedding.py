@@ -18,6 +18,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -31,6 +32,7 @@ from guard.components.minilm import (
     Encoder,
     fit_length,
     load_backbone,
+    one_thread,
     windows,
 )
 from guard.components.specs import EmbeddingSpec, LongTexts, Precision
@@ -116,6 +118,7 @@ class EmbeddingModel:
         self.head_w: torch.Tensor | None = head[0] if head is not None else None
         self.head_b: torch.Tensor | None = head[1] if head is not None else None
         self.batch_size = 32
+        self.single_threaded = False
 
     @staticmethod
     def load(
@@ -141,8 +144,10 @@ class EmbeddingModel:
                 log.warning("int8 is not available in this torch build (%s); using float32", exc)
             else:
                 # int8 scales each product's input by its own range: a text run alone
-                # gets the same scores whatever else is waiting, and no padding.
+                # gets the same scores whatever else is waiting, and no padding. Operators
+                # on one text are too small to share out among threads (``one_thread``).
                 model.batch_size = 1
+                model.single_threaded = True
         return model
 
     @staticmethod
@@ -167,7 +172,8 @@ class EmbeddingModel:
             raise RuntimeError("this model has no head")
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = torch.empty(len(ids), len(self.labels))
-        with torch.inference_mode():
+        threads = one_thread() if self.single_threaded else nullcontext()
+        with torch.inference_mode(), threads:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 pooled = self.encoder.pooled([ids[i] for i in chunk])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -182,6 +184,53 @@ def test_int8_scores_close_to_float32_and_never_depend_on_batch_mates(
     assert classify(int8, texts) == alone
     assert alone == pytest.approx(exact, abs=0.1)
     assert alone != pytest.approx(exact, abs=1e-6)
+
+
+def test_int8_runs_on_the_calling_thread_alone_and_other_threads_keep_their_count(
+    shipped: EmbeddingClassifier,
+) -> None:
+    """int8 runs each text alone, operators too small to share out among threads
+    (docs/benchmarks.md): its calls run on their own thread alone, in a batcher's worker as
+    in the caller's. float32 and the threads around keep torch's count, even a worker that
+    first uses torch inside an int8 call (torch sets a thread's count then)."""
+    import torch
+
+    threads: dict[str, list[int]] = {}
+
+    def watched(model: EmbeddingModel, name: str) -> EmbeddingModel:
+        """A copy of the model whose encoder notes torch's thread count at each call."""
+        encoder = model.encoder
+
+        def pooled(ids: list[list[int]]) -> torch.Tensor:
+            threads.setdefault(name, []).append(torch.get_num_threads())
+            return encoder.pooled(ids)
+
+        watching = copy.copy(model)
+        watching.encoder = SimpleNamespace(pooled=pooled)  # type: ignore[assignment]
+        return watching
+
+    async def in_a_worker(model: EmbeddingModel) -> None:
+        batcher = MicroBatcher(model.logit_rows, name="watched")
+        await batcher.submit(ids)
+        await batcher.aclose()
+
+    int8 = EmbeddingClassifier(spec(precision="int8")).model
+    ids = int8.tokenize(BENIGN[:3])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        asyncio.run(in_a_worker(watched(int8, "int8 in a worker")))
+        asyncio.run(in_a_worker(watched(shipped.model, "float32 in a worker")))
+        watched(int8, "int8 here").logits_of_ids(ids)
+        threads["here, after"] = [torch.get_num_threads()]
+    finally:
+        torch.set_num_threads(before)
+    assert threads == {
+        "int8 in a worker": [1, 1, 1],
+        "float32 in a worker": [2],
+        "int8 here": [1, 1, 1],
+        "here, after": [2],
+    }
 
 
 def test_the_middle_of_a_long_text_is_read_in_windows(shipped: EmbeddingClassifier) -> None:
