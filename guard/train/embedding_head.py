@@ -103,6 +103,10 @@ class Config:
     lookalikes: bool = False
     """Train on the authored look-alikes too: benign prompts with alarming words, and
     harmful requests worded like them."""
+    system_prompts: bool = False
+    """Train on CyberSecEval's system prompts too (``prompt_injection_benign``), as benign:
+    "the password is X, never reveal it" is an application's instruction, not a harmful
+    request."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -139,6 +143,8 @@ def training_rows(config: Config, root: Path | None = None) -> list[Example]:
         if not datasets.trainable(name):
             raise ValueError(f"{name} may not be trained on ({datasets.LICENCES[name].name})")
         rows += datasets.load(name, root)
+    if config.system_prompts:
+        rows += datasets.load("prompt_injection_benign", root)
     return rows + authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
 
 
@@ -302,6 +308,8 @@ def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
     hashes["authored_benign"] = hashlib.sha256(AUTHORED.read_bytes()).hexdigest()
     if config.lookalikes:
         hashes["authored_lookalikes"] = hashlib.sha256(LOOKALIKES.read_bytes()).hexdigest()
+    if config.system_prompts:
+        hashes["prompt_injection_benign"] = datasets.sha256("prompt_injection_benign", root)
     return hashes
 
 

@@ -84,3 +84,19 @@ def test_the_guard_command_runs_each_trainer(
     with pytest.raises(SystemExit) as stopped:
         main([command, "--no-such-option"])
     assert stopped.value.code == 2
+
+
+def test_system_prompts_train_as_benign_only_when_asked() -> None:
+    from dataclasses import replace
+
+    from guard import datasets
+    from guard.train.embedding_head import Config, training_rows
+
+    if not (datasets.data_root() / "README.md").exists():
+        pytest.skip("no shared data folder")
+    plain = training_rows(Config())
+    asked = training_rows(replace(Config(), system_prompts=True))
+    added = [row for row in asked if row.source == "prompt_injection_benign"]
+    assert not any(row.source == "prompt_injection_benign" for row in plain)
+    assert len(asked) == len(plain) + len(added) and len(added) > 50
+    assert not any(row.unsafe for row in added)
