@@ -36,6 +36,7 @@ and text completion chunks, ``guard.pipeline.response_stream`` to Responses even
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -50,6 +51,8 @@ from guard.pipeline.texts import Path, joined, redact_fields
 from guard.policy.models import Streaming
 from guard.protocol.messages import REASONING_KEYS
 from guard.protocol.sse import DONE, data_event, error_event, split_events
+
+log = logging.getLogger("guard")
 
 SENTENCE_END = re.compile(r"[.!?;:]\s*$|\n\s*$")
 COALESCE = 4
@@ -284,6 +287,9 @@ class WindowedStream(ABC):
                     yield out
             except GuardError as exc:
                 yield self._error(exc)
+            except Exception:  # a bug: the client is told, not left with a cut stream
+                log.exception("a guarded stream failed")
+                yield self._error(GuardError("guard hit an internal error; see its log."))
             for out in self._ending():
                 yield out
         finally:

@@ -726,3 +726,30 @@ def test_a_choice_a_rail_stopped_is_never_judged_again_while_another_streams(
     assert released_text(chunks, 1) == "".join(second) and finish_of(chunks, 1) == "stop"
     if final_check:  # which reads choice 1's whole answer
         assert [text for index, text in judged if index == 1][-1] == "".join(second)
+
+
+def test_a_failing_check_ends_the_stream_with_an_error_event() -> None:
+    """An unexpected exception (a bug) while a stream is guarded is reported to the
+    client as an error event and the stream still ends with [DONE], nothing released
+    unchecked."""
+
+    async def judge(text: str, index: int) -> Judgement:
+        raise RuntimeError("a bug in a check")
+
+    async def upstream() -> AsyncIterator[bytes]:
+        head = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        for piece in ["Hello ", "there, ", "how are ", "you today?"]:
+            choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+            yield b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    async def run() -> list[bytes]:
+        settings_ = Streaming(window_tokens=2, chunk_tokens=1, context_tokens=0)
+        guard = StreamGuard(settings_, judge, dict)
+        return [event async for event in guard.run(upstream())]
+
+    events = asyncio.run(run())
+    assert events[-1] == b"data: [DONE]\n\n"
+    payloads = [orjson.loads(e[6:]) for e in events[:-1]]
+    assert [p["error"]["type"] for p in payloads if "error" in p] == ["internal_error"]
+    assert released_text([p for p in payloads if "choices" in p]) == ""
