@@ -59,14 +59,21 @@ def instructions_of(context: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(text for text in texts if text.strip())
 
 
+MOST_SENTENCES = 32
+"""Of each kind, the first this many sentences are read: each costs a MiniLM pass the
+first time an application's instructions are seen, and a client chooses their length.
+The message itself is read whole either way."""
+
+
 def clauses(instructions: str) -> tuple[list[str], list[str]]:
     """(what the instructions forbid, the rest): each sentence that forbids something,
-    joined with the sentence before it; and every other sentence."""
+    joined with the sentence before it; and every other sentence. At most
+    ``MOST_SENTENCES`` of each."""
     split = sentences(instructions)
     forbidding = [i for i, sentence in enumerate(split) if FORBIDDING.search(sentence)]
     joined = [" ".join(split[max(i - 1, 0) : i + 1]) for i in forbidding]
-    rest = [sentence for i, sentence in enumerate(split) if i not in forbidding]
-    return joined, rest
+    rest = [sentence for i, sentence in enumerate(split) if i not in set(forbidding)]
+    return joined[:MOST_SENTENCES], rest[:MOST_SENTENCES]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from guard.components.instructions import (
+    MOST_SENTENCES,
     InstructionVectors,
     clauses,
     instructions_of,
@@ -61,3 +62,10 @@ def test_instructions_that_forbid_nothing_give_no_features() -> None:
     nothing = np.zeros((0, 2), np.float32)
     vectors = InstructionVectors(nothing, np.ones((1, 2), np.float32), np.ones(2, np.float32))
     assert similarities(np.array([1.0, 0.0], np.float32), vectors) is None
+
+
+def test_long_instructions_are_read_up_to_a_bound_of_sentences() -> None:
+    rules = " ".join(f"Never mention topic {i}. Topic {i} is fine to read." for i in range(99))
+    forbidden, rest = clauses(rules)
+    assert len(forbidden) == len(rest) == MOST_SENTENCES
+    assert forbidden[0] == "Never mention topic 0."
