@@ -21,7 +21,7 @@ def words(text: str) -> str:
 
 def test_authored_frames_are_original_and_documents_train_only_clean() -> None:
     from guard import datasets
-    from guard.train.attack_head import Config, authored_attack_rows
+    from guard.train.attack_data import Config, authored_attack_rows
     from tests.components.test_attacks import ALARMING_BUT_BENIGN, JAILBREAK
 
     rows = authored_attack_rows(Config())
@@ -43,20 +43,20 @@ def test_authored_frames_are_original_and_documents_train_only_clean() -> None:
 
 def test_training_never_reads_a_non_commercial_set() -> None:
     from guard import datasets
-    from guard.train import attack_head
+    from guard.train import attack_data
 
     trained = {
-        *attack_head.JAILBREAK_SETS,
-        *attack_head.INJECTION_SETS,
-        *attack_head.NEGATIVE_SETS,
+        *attack_data.JAILBREAK_SETS,
+        *attack_data.INJECTION_SETS,
+        *attack_data.NEGATIVE_SETS,
         "gptfuzz_templates",
     }
     assert all(datasets.trainable(name) for name in trained)
-    assert not trained & set(attack_head.EVAL_ONLY_SETS)
+    assert not trained & set(attack_data.EVAL_ONLY_SETS)
 
 
 def row(source: str, attack: bool) -> object:
-    from guard.train.attack_head import Row
+    from guard.train.attack_data import Row
 
     return Row(Example(source, attack, source=source, group=source), (attack, False), source)
 
@@ -88,10 +88,8 @@ def test_the_written_head_scores_as_cross_validation_scored(tmp_path: Path) -> N
     import numpy as np
 
     from guard.components.attacks import AttackModel
+    from guard.train.attack_data import Config, Row, authored_attack_rows
     from guard.train.attack_head import (
-        Config,
-        Row,
-        authored_attack_rows,
         bare_model,
         features,
         fit,

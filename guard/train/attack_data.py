@@ -1,0 +1,220 @@
+"""The rows ``guard train-attack-head`` learns from, and its settings.
+
+Only sets whose licence allows training, plus the frames written for guard in
+``guard/train/data/authored_attacks.json``: jailbreak positives (JailbreakBench attack
+artifacts, in-the-wild jailbreaks, GPTFuzz templates filled with GPTFuzz questions),
+prompt-injection positives (CyberSecEval, authored injected instructions alone and
+inside authored documents), and negatives of both (every trainable request and text
+set, HH-RLHF's first human turns, the authored benign texts). Each row carries its group
+for the goal split and its template for the template split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from guard import datasets
+from guard.components.minilm import PACKAGED_BACKBONE
+from guard.datasets.readers import Example, text_group
+from guard.train.embedding_head import (
+    AUTHORED,
+    LOOKALIKES,
+    TRAIN_DATA,
+    authored_benign,
+)
+from guard.train.embedding_head import Config as HeadConfig
+from guard.train.instructed import AUTHORED_INSTRUCTED
+
+AUTHORED_ATTACKS = TRAIN_DATA / "authored_attacks.json"
+
+JAILBREAK_SETS = ("jbb_artifacts", "inthewild_jailbreaks")
+INJECTION_SETS = ("prompt_injection",)
+NEGATIVE_SETS = (
+    "xstest",
+    "jbb_benign",
+    "jbb_harmful",
+    "mitre_frr",
+    "openai_moderation",
+    "hatecheck",
+    "harmbench",
+    "advbench",
+    "simplesafetytests",
+    "gptfuzz_questions",
+    "prompt_injection_benign",
+)
+HH_RLHF = "hh_rlhf_harmless/harmless-base/test.dev.jsonl.gz"
+"""Anthropic HH-RLHF (MIT): the first human turn of each red-team dialogue, a real
+person's plain request, harmful or not but never an attack on the model's instructions."""
+
+EVAL_ONLY_SETS = ("toxicchat_human", "do_not_answer")
+"""Scored by the fold models; never trained on (non-commercial licences)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    regularisation: float = 10.0
+    """scikit-learn's ``C``: larger fits the training rows more closely."""
+    embedding_weight: float = 0.5
+    """Scale of the embedding features next to the unit-length n-gram vector."""
+    fills: int = 3
+    """How many GPTFuzz questions fill each GPTFuzz template."""
+    injected_per_document: int = 4
+    composed: int = 240
+    """How many injected instructions to compose from the authored parts."""
+    folds: int = 5
+    seed: int = 0
+    backbone: str = PACKAGED_BACKBONE
+
+
+@dataclass(frozen=True)
+class Row:
+    example: Example
+    labels: tuple[bool, bool]
+    """(jailbreak, prompt_injection)"""
+    template: str
+    """The group of the template split."""
+    trained: bool = True
+    """False: only measured. An authored document with an instruction injected is scored
+    whole, as at run time, but trains nothing: its benign text would teach the head that
+    documents are injections. Its payload, alone, trains; its document, clean, too."""
+
+
+def attack(example: Example, label: str, template: str) -> Row:
+    return Row(example, (label == "jailbreak", label == "prompt_injection"), template)
+
+
+def benign(example: Example) -> Row:
+    return Row(replace(example, unsafe=False), (False, False), example.group)
+
+
+def template_of(example: Example) -> str:
+    """JailbreakBench's templated attacks share one group per attack kind; a written
+    template (in-the-wild, GPTFuzz) is known by its opening words."""
+    if example.source == "jbb_artifacts":
+        return example.group if example.subset == "PAIR" else f"attack:{example.subset}"
+    if example.source in ("inthewild_jailbreaks", "gptfuzz_templates"):
+        return "template:" + " ".join(re.findall(r"\w+", example.text.lower())[:8])
+    return example.group
+
+
+def filled_templates(config: Config, root: Path | None) -> list[Row]:
+    questions = datasets.load("gptfuzz_questions", root)
+    rng = random.Random(config.seed)
+    rows = []
+    for template in datasets.load("gptfuzz_templates", root):
+        for question in rng.sample(questions, config.fills):
+            text = template.text.replace("[INSERT PROMPT HERE]", question.text)
+            example = replace(template, text=text, group=f"{template.group}|{question.group}")
+            rows.append(attack(example, "jailbreak", template_of(template)))
+    return rows
+
+
+def composed_payloads(data: dict[str, Any], config: Config) -> list[tuple[str, str]]:
+    """Injected instructions composed from the authored openers, verbs, targets and goals,
+    ``composed`` of them drawn with the seed; each is grouped by its goal, so that the
+    cross-validation tests a goal's wording that no training row had."""
+    parts = data["compose"]
+    every = [
+        (opener, verb, target, goal)
+        for opener in parts["openers"]
+        for verb in parts["verbs"]
+        for target in parts["targets"]
+        for goal in range(len(parts["goals"]))
+    ]
+    chosen = random.Random(config.seed).sample(every, config.composed)
+    return [
+        (f"{opener}{verb} {target} {parts['goals'][goal]}", f"goal:{goal}")
+        for opener, verb, target, goal in chosen
+    ]
+
+
+def authored_attack_rows(config: Config) -> list[Row]:
+    """Benign documents, and the same documents with an instruction injected. The whole
+    injected document is only measured; what trains is the instruction with the text
+    around it (about a window's worth), and the clean document."""
+    data = json.loads(AUTHORED_ATTACKS.read_text())
+    rng = random.Random(config.seed)
+    rows = []
+
+    def add(text: str, source: str, group: str, trained: bool = True) -> None:
+        injected = source.startswith("authored_injected")
+        example = Example(text, injected, (), source, group)
+        row = attack(example, "prompt_injection", group) if injected else benign(example)
+        rows.append(replace(row, trained=trained))
+
+    inserts = data["benign_inserts"]
+    payloads = [(text, f"payload:{i}") for i, text in enumerate(data["payloads"])]
+    payloads += composed_payloads(data, config)
+    for i, document in enumerate(data["documents"]):
+        # All of a document's rows share its group: a fold tests documents it never saw.
+        group = f"document:{i}"
+        add(re.sub(r" ?\{slot\}", "", document), "authored_documents", group)
+        before, after = document.split("{slot}")
+        for b in rng.sample(range(len(inserts)), 2):
+            add(document.replace("{slot}", inserts[b]), "authored_documents", group)
+        for p in rng.sample(range(len(payloads)), config.injected_per_document):
+            text = payloads[p][0]
+            add(before + text + after, "authored_injected_documents", group, trained=False)
+            add(before[-60:] + text + after[:60], "authored_injected_snippets", group)
+    for text, group in payloads:
+        add(text, "authored_injected_instructions", group)
+    for kind in ("benign_inserts", "system_prompts", "roleplay", "chat"):
+        for i, text in enumerate(data[kind]):
+            group = f"insert:{i}" if kind == "benign_inserts" else f"{kind}:{i}"
+            add(text, f"authored_{kind}", group)
+    return rows
+
+
+def training_rows(config: Config, root: Path | None = None) -> list[Row]:
+    for name in (*JAILBREAK_SETS, *INJECTION_SETS, *NEGATIVE_SETS, "gptfuzz_templates"):
+        if not datasets.trainable(name):
+            raise ValueError(f"{name} may not be trained on ({datasets.LICENCES[name].name})")
+    rows = [
+        attack(example, "jailbreak", template_of(example))
+        for name in JAILBREAK_SETS
+        for example in datasets.load(name, root)
+    ]
+    rows += filled_templates(config, root)
+    rows += [
+        attack(example, "prompt_injection", example.group)
+        for name in INJECTION_SETS
+        for example in datasets.load(name, root)
+    ]
+    rows += [benign(example) for name in NEGATIVE_SETS for example in datasets.load(name, root)]
+    rows += [benign(example) for example in authored_benign(HeadConfig(seed=config.seed))]
+    lookalikes = json.loads(LOOKALIKES.read_text())["benign"]
+    rows += [
+        benign(Example(text, False, (), "authored_lookalikes", f"lookalike:{i}"))
+        for i, text in enumerate(lookalikes)
+    ]
+    return rows + hh_rlhf_requests(root) + authored_attack_rows(config)
+
+
+def hh_rlhf_requests(root: Path | None) -> list[Row]:
+    path = (root or datasets.data_root()) / HH_RLHF
+    first: dict[str, None] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            found = re.search(r"Human: (.*?)\n\nAssistant:", json.loads(line)["chosen"], re.S)
+            if found:
+                first.setdefault(found.group(1).strip())
+    return [
+        benign(Example(text, False, (), "hh_rlhf_requests", text_group(text))) for text in first
+    ]
+
+
+def dataset_hashes(root: Path | None) -> dict[str, str]:
+    names = (*JAILBREAK_SETS, *INJECTION_SETS, *NEGATIVE_SETS, "gptfuzz_templates")
+    hashes = {name: datasets.sha256(name, root) for name in sorted(set(names))}
+    hh_rlhf = (root or datasets.data_root()) / HH_RLHF
+    hashes["hh_rlhf_requests"] = hashlib.sha256(hh_rlhf.read_bytes()).hexdigest()
+    for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS, AUTHORED_INSTRUCTED):
+        hashes[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return hashes
