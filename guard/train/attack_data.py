@@ -59,6 +59,8 @@ EVAL_ONLY_SETS = ("toxicchat_human", "do_not_answer")
 
 @dataclass(frozen=True)
 class Config:
+    """The settings of ``guard train-attack-head``: the data it draws, and the fit."""
+
     regularisation: float = 10.0
     """scikit-learn's ``C``: larger fits the training rows more closely."""
     embedding_weight: float = 0.5
