@@ -234,13 +234,19 @@ class AttackModel:
             if whole
             else np.zeros((0, hidden), np.float32)
         )
-        rows = [self.part_logits(piece) for piece in pieces]
-        extra = [-np.inf] * len(pieces)
-        for i, vector in zip(whole, vectors, strict=True):
-            rows[i] = self.whole_logits(pieces[i], vector @ self.embedding_weights.T)
-            if pieces[i].instructions:
-                extra[i] = self.instructed_partial(vector, pieces[i].instructions)
-        return [np.append(row, np.float32(x)) for row, x in zip(rows, extra, strict=True)]
+        embedded = dict(zip(whole, vectors, strict=True))
+        rows = []
+        for i, piece in enumerate(pieces):
+            vector = embedded.get(i)
+            if vector is None:
+                rows.append(np.append(self.part_logits(piece), np.float32(-np.inf)))
+                continue
+            added = -math.inf
+            if piece.instructions:
+                added = self.instructed_partial(vector, piece.instructions)
+            logits = self.whole_logits(piece, vector @ self.embedding_weights.T)
+            rows.append(np.append(logits, np.float32(added)))
+        return rows
 
     def instructed_partial(self, vector: NDArray[np.float32], instructions: str) -> float:
         """The instruction-aware logit, less its ``injection_logit`` term (known only once
@@ -356,7 +362,7 @@ class AttackClassifier(Classifier):
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         texts = [subject.text for subject in subjects]
-        instructions = [instructions_of(subject.context) for subject in subjects]
+        instructions = [self.context_read(subject) or "" for subject in subjects]
         probabilities = await submit_in_pieces(
             self.batcher,
             texts,

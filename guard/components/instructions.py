@@ -72,7 +72,8 @@ def clauses(instructions: str) -> tuple[list[str], list[str]]:
     split = sentences(instructions)
     forbidding = [i for i, sentence in enumerate(split) if FORBIDDING.search(sentence)]
     joined = [" ".join(split[max(i - 1, 0) : i + 1]) for i in forbidding]
-    rest = [sentence for i, sentence in enumerate(split) if i not in set(forbidding)]
+    forbids = set(forbidding)
+    rest = [sentence for i, sentence in enumerate(split) if i not in forbids]
     return joined[:MOST_SENTENCES], rest[:MOST_SENTENCES]
 
 

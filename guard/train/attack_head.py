@@ -19,7 +19,6 @@ The final head is trained on every row, and then the instruction-aware layer of
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +43,6 @@ from guard.components.attacks import (
 )
 from guard.components.minilm import fit_length, load_backbone
 from guard.components.specs import ATTACK_LABELS
-from guard.datasets.readers import Example
 from guard.train.attack_data import (
     EVAL_ONLY_SETS,
     Config,
@@ -53,7 +51,7 @@ from guard.train.attack_data import (
     training_rows,
 )
 from guard.train.calibration import Goal, metrics
-from guard.train.embedding_head import split_groups
+from guard.train.embedding_head import fold_of
 from guard.train.instructed import train as train_instructed
 
 EVERYDAY_SETS = (
@@ -197,14 +195,6 @@ def predict(fitted: Fitted, feats: Features, rows: NDArray[np.bool_]) -> NDArray
         i = position[int(owner)]
         logits[i] = np.maximum(logits[i], row_logits)
     return np.asarray(1 / (1 + np.exp(-logits)), dtype=np.float64)
-
-
-def folds_of(keys: Sequence[Example], config: Config) -> NDArray[np.int64]:
-    components = split_groups(keys)
-    unique = sorted(set(components))
-    random.Random(config.seed).shuffle(unique)
-    number = {component: i % config.folds for i, component in enumerate(unique)}
-    return np.array([number[c] for c in components])
 
 
 def out_of_fold(
@@ -374,8 +364,9 @@ def run(
     log(f"{len(rows)} rows ({int(y[:, 0].sum())} jailbreaks, {int(y[:, 1].sum())} injections)")
     feats = features(model, [row.example.text for row in rows], config)
     log(f"features: {time.perf_counter() - started:.0f} s")
-    by_goal = folds_of([row.example for row in rows], config)
-    by_template = folds_of([replace(row.example, group=row.template) for row in rows], config)
+    by_goal = fold_of([row.example for row in rows], config.folds, config.seed)
+    templates = [replace(row.example, group=row.template) for row in rows]
+    by_template = fold_of(templates, config.folds, config.seed)
     trained = np.array([row.trained for row in rows])
     oof = out_of_fold(feats, y, trained, by_goal, config, log)
     oof_template = out_of_fold(feats, y, trained, by_template, config, log)

@@ -189,11 +189,15 @@ def split_groups(rows: Sequence[Example]) -> list[str]:
 
 
 def fold_of(rows: Sequence[Example], folds: int, seed: int) -> NDArray[np.int64]:
-    components = split_groups(rows)
-    unique = sorted(set(components))
+    return folds_by_group(split_groups(rows), folds, seed)
+
+
+def folds_by_group(groups: Sequence[str], folds: int, seed: int) -> NDArray[np.int64]:
+    """Each row's fold: the groups, shuffled with ``seed``, dealt out in turn."""
+    unique = sorted(set(groups))
     random.Random(seed).shuffle(unique)
-    number = {component: i % folds for i, component in enumerate(unique)}
-    return np.array([number[c] for c in components])
+    number = {group: i % folds for i, group in enumerate(unique)}
+    return np.array([number[g] for g in groups])
 
 
 def frozen_states(

@@ -35,7 +35,7 @@ from guard.components.attacks import EMBEDDING_TOKENS, AttackModel, logit
 from guard.components.instructions import FEATURES, similarities
 from guard.components.minilm import fit_length
 from guard.datasets.readers import Example
-from guard.train.embedding_head import TRAIN_DATA
+from guard.train.embedding_head import TRAIN_DATA, folds_by_group
 
 AUTHORED_INSTRUCTED = TRAIN_DATA / "authored_instructed.json"
 EVERYDAY_SOURCES = (
@@ -124,10 +124,7 @@ def fit_layer(x: NDArray[np.float64], y: NDArray[np.bool_]) -> tuple[NDArray[np.
 def out_of_fold(
     x: NDArray[np.float64], y: NDArray[np.bool_], groups: Sequence[str], folds: int, seed: int
 ) -> NDArray[np.float64]:
-    unique = sorted(set(groups))
-    random.Random(seed).shuffle(unique)
-    number = {group: i % folds for i, group in enumerate(unique)}
-    fold = np.array([number[g] for g in groups])
+    fold = folds_by_group(groups, folds, seed)
     logits = np.zeros(len(y))
     for k in range(folds):
         weights, bias = fit_layer(x[fold != k], y[fold != k])

@@ -230,10 +230,9 @@ def test_the_shipped_head_records_its_instruction_aware_layer() -> None:
     layer = json.loads(ATTACK_HEAD.with_suffix(".json").read_text())["instructed"]
     assert len(layer["weights"]) == len(layer["features"]) == 4
     cv = layer["cv"]
-    assert (
-        cv["prompt_injection"]["flagged_with_instructions"]
-        >= (cv["prompt_injection"]["flagged_alone"])
-    )
+    # Reading the instructions adds recall (it can never take any away).
+    injections = cv["prompt_injection"]
+    assert injections["flagged_with_instructions"] > injections["flagged_alone"]
     assert cv["everyday"]["flagged_with_instructions"] <= 0.02
     assert cv["authored_allowed"]["flagged_with_instructions"] <= 0.05
 
