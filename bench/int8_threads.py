@@ -51,7 +51,8 @@ def main() -> int:
         "int8, one thread": (int8, True),
         "float32, torch's count": (float32, False),
     }
-    ids = [[101, *range(2000, 2000 + args.tokens - 2), 102]] * args.texts
+    # Distinct texts: the encoder runs each one (``SharedPooling`` runs a repeated one once).
+    ids = [[101, *range(2000 + i, 2000 + i + args.tokens - 2), 102] for i in range(args.texts)]
 
     def timed(name: str) -> tuple[float, float]:
         model, single = configs[name]

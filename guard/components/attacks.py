@@ -8,7 +8,11 @@ backbone (no download):
   injected instructions ("ignore the previous instructions", "new system message"),
   and the odd token soup of optimised suffixes;
 * the backbone's mean-pooled sentence embedding, for what the wording alone misses:
-  reworded role-play framings, and instructions phrased in new words.
+  reworded role-play framings, and instructions phrased in new words. The shipped head
+  reads it through the fine-tuned encoder of the shipped ``embedding`` head
+  (``states`` in its JSON): a policy that runs both rails runs that encoder once per
+  short text (``minilm.SharedPooling``). The head checks that file's SHA-256 when it
+  loads, so a retrained ``embedding`` head asks for a retrained attack head.
 
 A text is read whole, as the model will read it: the n-grams of all of it, plus the
 n-grams of every window of ``WINDOW_TOKENS`` tokens and of every sentence (an
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import re
@@ -36,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
-from guard.components.embedding import sentences
+from guard.components.embedding import load_model, sentences
 from guard.components.instructions import (
     InstructionVectors,
     clauses,
@@ -47,6 +52,7 @@ from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
     Encoder,
+    SharedPooling,
     fit_length,
     load_backbone,
 )
@@ -61,6 +67,8 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 ATTACK_HEAD = DATA_DIR / "attack_head.safetensors"
 """The shipped head; its settings, thresholds and metrics are in the ``.json`` beside it."""
 
+FORMATS = (2, 3)
+"""2: the plain backbone reads every text; 3: ``states`` may name the encoder."""
 NGRAM_ORDERS = (1, 2, 3)
 NGRAM_BUCKETS = 1 << 18
 WINDOW_TOKENS = 48
@@ -165,6 +173,11 @@ class AttackModel:
     """(labels, NGRAM_BUCKETS): a window's or a sentence's n-grams"""
     part_bias: NDArray[np.float32]
     meta: dict[str, Any]
+    pooling: SharedPooling | None = None
+    """How ``encoder`` is run: shared with the ``embedding`` rail whose encoder it is."""
+    similarity: Encoder | None = None
+    """The encoder whose embeddings the instruction-aware layer compares (the plain
+    backbone: fine-tuning for harm blurs topics apart from harm); ``encoder`` if None."""
     sentence_bias: NDArray[np.float32] = field(init=False)
     """The bias of a sentence piece: labels that do not read sentences never fire on one."""
     instructed: NDArray[np.float32] | None = field(init=False)
@@ -181,6 +194,9 @@ class AttackModel:
         if layer is not None and "prompt_injection" in self.labels:
             self.instructed = np.array([*layer["weights"], layer["bias"]], dtype=np.float32)
         self.instruction_vectors = lru_cache(maxsize=256)(self._instruction_vectors)
+        if self.pooling is None:
+            self.pooling = SharedPooling(self.encoder)
+        self.reader = self.pooling.reader()
 
     @property
     def labels(self) -> list[str]:
@@ -192,10 +208,15 @@ class AttackModel:
         from safetensors.numpy import load_file
 
         meta = json.loads(head.with_suffix(".json").read_text())
-        if meta.get("format") != 2 or meta.get("ngram_buckets") != NGRAM_BUCKETS:
+        if meta.get("format") not in FORMATS or meta.get("ngram_buckets") != NGRAM_BUCKETS:
             raise ValueError(f"{head}: not an attack head of this guard version")
         tensors = load_file(str(head))
-        encoder, encode = load_backbone(backbone or meta.get("backbone", PACKAGED_BACKBONE), {})
+        plain, encode = load_backbone(backbone or meta.get("backbone", PACKAGED_BACKBONE), {})
+        encoder, pooling = plain, None
+        if meta.get("states"):
+            # Called as the ``embedding`` rail calls it, to share its loaded model.
+            tuned = load_model(states_head(head, meta["states"]), backbone, "float32")
+            encoder, encode, pooling = tuned.encoder, tuned.encode, tuned.pooling
         return AttackModel(
             encoder,
             encode,
@@ -205,6 +226,8 @@ class AttackModel:
             tensors["part_ngram_weights"].astype(np.float32),
             tensors["part_bias"].astype(np.float32),
             meta,
+            pooling,
+            plain,
         )
 
     def pieces(
@@ -235,6 +258,11 @@ class AttackModel:
             else np.zeros((0, hidden), np.float32)
         )
         embedded = dict(zip(whole, vectors, strict=True))
+        told = [i for i in whole if pieces[i].instructions]
+        compared = embedded
+        if told and self.similarity is not None and self.similarity is not self.encoder:
+            plain = self.similarity_embeddings([pieces[i].embed or [] for i in told])
+            compared = dict(zip(told, plain, strict=True))
         rows = []
         for i, piece in enumerate(pieces):
             vector = embedded.get(i)
@@ -243,7 +271,7 @@ class AttackModel:
                 continue
             added = -math.inf
             if piece.instructions:
-                added = self.instructed_partial(vector, piece.instructions)
+                added = self.instructed_partial(compared[i], piece.instructions)
             logits = self.whole_logits(piece, vector @ self.embedding_weights.T)
             rows.append(np.append(logits, np.float32(added)))
         return rows
@@ -263,7 +291,7 @@ class AttackModel:
         forbidden, other = clauses(instructions)
         texts = [*forbidden, *other, instructions]
         cut = [fit_length(ids, EMBEDDING_TOKENS) for ids in self.encode(texts)]
-        vectors = self.embeddings(cut)
+        vectors = self.similarity_embeddings(cut)
         hidden = vectors.shape[1]
         return InstructionVectors(
             vectors[: len(forbidden)].reshape(-1, hidden),
@@ -283,13 +311,15 @@ class AttackModel:
         return logits
 
     def embeddings(self, ids: list[list[int]]) -> NDArray[np.float32]:
-        """Unit-length mean-pooled backbone states, one row per id list."""
-        import torch
+        """Unit-length mean-pooled states of ``encoder``, one row per id list."""
+        assert self.pooling is not None
+        return _unit(partial(self.pooling.pooled, reader=self.reader), ids)
 
-        with torch.inference_mode():
-            pooled = self.encoder.pooled(ids)
-            unit: torch.Tensor = torch.nn.functional.normalize(pooled, dim=-1)
-        return unit.numpy()
+    def similarity_embeddings(self, ids: list[list[int]]) -> NDArray[np.float32]:
+        """Unit-length mean-pooled states of ``similarity``, one row per id list."""
+        if self.similarity is None or self.similarity is self.encoder:
+            return self.embeddings(ids)
+        return _unit(self.similarity.pooled, ids)
 
     def probabilities(
         self, texts: Sequence[str], instructions: Sequence[str] | None = None
@@ -313,6 +343,33 @@ class AttackModel:
                 logits[at] = max(logits[at], aware)
             out.append({label: _sigmoid(x) for label, x in zip(self.labels, logits, strict=True)})
         return out
+
+
+def _unit(pooled: Any, ids: list[list[int]]) -> NDArray[np.float32]:
+    import torch
+
+    with torch.inference_mode():
+        unit: torch.Tensor = torch.nn.functional.normalize(pooled(ids), dim=-1)
+    return unit.numpy()
+
+
+def states_head(head: Path, states: dict[str, str]) -> Path:
+    """The ``embedding`` head whose encoder an attack head reads texts through: its file
+    beside the attack head, or among the shipped ones; refused unless its SHA-256 is the
+    one the attack head was trained on."""
+    name = states["embedding_head"]
+    path = head.parent / name if (head.parent / name).is_file() else DATA_DIR / name
+    if not path.is_file() or file_sha256(path) != states["sha256"]:
+        raise ValueError(
+            f"{head}: trained on the encoder of the embedding head {name} "
+            f"(SHA-256 {states['sha256'][:12]}...), which is not at {path}; "
+            "retrain it with `guard train-attack-head`"
+        )
+    return path.resolve()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _sigmoid(x: float) -> float:

@@ -30,6 +30,7 @@ from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
     Encoder,
+    SharedPooling,
     fit_length,
     load_backbone,
     one_thread,
@@ -102,6 +103,8 @@ class EmbeddingModel:
         import torch
 
         self.encoder = encoder
+        self.pooling = SharedPooling(encoder)
+        self.reader = self.pooling.reader()
         self.encode = encode
         self.meta = meta
         self.max_length = int(meta["max_length"])
@@ -140,6 +143,8 @@ class EmbeddingModel:
         if precision == "int8":
             try:
                 model.encoder = encoder.int8()
+                model.pooling = SharedPooling(model.encoder)
+                model.reader = model.pooling.reader()
             except (RuntimeError, AttributeError, NotImplementedError) as exc:
                 log.warning("int8 is not available in this torch build (%s); using float32", exc)
             else:
@@ -176,7 +181,7 @@ class EmbeddingModel:
         with torch.inference_mode(), threads:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                pooled = self.encoder.pooled([ids[i] for i in chunk])
+                pooled = self.pooling.pooled([ids[i] for i in chunk], self.reader)
                 out[chunk] = F.linear(pooled, self.head_w, self.head_b)
         return out
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -244,6 +246,94 @@ class Encoder:
         for layer in self.layers[start:stop]:
             x = layer(x, layout)
         return layout.pad(x)
+
+
+@dataclass
+class _Pooled:
+    row: torch.Tensor
+    readers: set[int]
+
+
+class SharedPooling:
+    """An encoder's mean-pooled states, computed once per token id list for all the
+    readers (models) that share the encoder. The ``embedding`` and ``attacks`` rails read
+    a short text through the same fine-tuned encoder, side by side in their own batcher
+    threads: the first to reach a text computes it, and the other takes that result,
+    waiting for it if it is still running.
+
+    A result is kept only for the readers that have not read it yet, and dropped once
+    all have (or when ``size`` newer ones are kept): a reader that reads the same text
+    again computes it again. So nothing is cached across requests, which the rails'
+    verdict cache already does, and a benchmark that repeats a text measures the work."""
+
+    def __init__(self, encoder: Encoder, size: int = 1024):
+        self.encoder = encoder
+        self.size = size
+        self.readers = 0
+        self.done: OrderedDict[tuple[int, ...], _Pooled] = OrderedDict()
+        self.running: dict[tuple[int, ...], Future[torch.Tensor]] = {}
+        self.lock = threading.Lock()
+        self.computed = 0
+        """Token id lists run through the encoder so far."""
+
+    def reader(self) -> int:
+        """A new reader's token."""
+        with self.lock:
+            self.readers += 1
+            return self.readers
+
+    def pooled(self, ids: Sequence[list[int]], reader: int) -> torch.Tensor:
+        """``Encoder.pooled`` of ``ids`` for ``reader``: one row per id list, in order."""
+        import torch
+
+        keys = [tuple(row) for row in ids]
+        found: dict[tuple[int, ...], torch.Tensor] = {}
+        waiting: dict[tuple[int, ...], Future[torch.Tensor]] = {}
+        mine: dict[tuple[int, ...], Future[torch.Tensor]] = {}
+        with self.lock:
+            for key in dict.fromkeys(keys):
+                kept = self.done.get(key)
+                if kept is not None and reader not in kept.readers:
+                    found[key] = kept.row
+                    self._read(key, kept, reader)
+                elif key in self.running:
+                    waiting[key] = self.running[key]
+                else:
+                    mine[key] = self.running[key] = Future()
+        if mine:
+            self._compute(mine, reader)
+        found.update({key: future.result() for key, future in (mine | waiting).items()})
+        if waiting:
+            with self.lock:
+                for key in waiting:
+                    if (kept := self.done.get(key)) is not None:
+                        self._read(key, kept, reader)
+        return torch.stack([found[key] for key in keys])
+
+    def _read(self, key: tuple[int, ...], kept: _Pooled, reader: int) -> None:
+        kept.readers.add(reader)
+        if len(kept.readers) >= self.readers:
+            del self.done[key]
+
+    def _compute(self, mine: dict[tuple[int, ...], Future[torch.Tensor]], reader: int) -> None:
+        try:
+            rows = self.encoder.pooled([list(key) for key in mine])
+        except BaseException as exc:
+            with self.lock:
+                for key, future in mine.items():
+                    del self.running[key]
+                    future.set_exception(exc)
+            raise
+        with self.lock:
+            self.computed += len(mine)
+            for (key, future), row in zip(mine.items(), rows, strict=True):
+                del self.running[key]
+                if self.readers > 1:
+                    # A copy, not a view that would keep the whole batch alive.
+                    self.done[key] = _Pooled(row.clone(), {reader})
+                future.set_result(row)
+            while len(self.done) > self.size:
+                self.done.popitem(last=False)
 
 
 def one_thread() -> AbstractContextManager[object]:

@@ -73,6 +73,11 @@ class Config:
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
+    tuned_states: bool = True
+    """Read texts through the fine-tuned encoder of the shipped ``embedding`` head, not
+    the plain backbone: a policy with both rails then runs one encoder pass per short
+    text, and the head does better (docs/safety.md). The instruction-aware layer's
+    similarities always come from the plain backbone."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ def authored_attack_rows(config: Config) -> list[Row]:
             add(before[-60:] + text + after[:60], "authored_injected_snippets", group)
     for text, group in payloads:
         add(text, "authored_injected_instructions", group)
-    for kind in ("benign_inserts", "system_prompts", "roleplay", "chat"):
+    for kind in ("benign_inserts", "system_prompts", "roleplay", "chat", "technical"):
         for i, text in enumerate(data[kind]):
             group = f"insert:{i}" if kind == "benign_inserts" else f"{kind}:{i}"
             add(text, f"authored_{kind}", group)

@@ -37,10 +37,13 @@ from guard.components.attacks import (
     NGRAM_BUCKETS,
     SENTENCE_LABELS,
     AttackModel,
+    file_sha256,
     logit,
     ngram_counts,
     read,
 )
+from guard.components.embedding import HEAD as EMBEDDING_HEAD
+from guard.components.embedding import load_model
 from guard.components.minilm import fit_length, load_backbone
 from guard.components.specs import ATTACK_LABELS
 from guard.train.attack_data import (
@@ -71,7 +74,12 @@ BENIGN_GOALS = (
 most of them; this detector gets 2 % of each everyday set, and 5 % of system prompts."""
 
 GROUPED_SOURCES = {
-    "authored_everyday": ("authored_benign", "authored_chat", "authored_roleplay"),
+    "authored_everyday": (
+        "authored_benign",
+        "authored_chat",
+        "authored_roleplay",
+        "authored_technical",
+    ),
 }
 """Goal names that stand for several small sets of the same kind of text, measured
 together (50 rows would make 2 % a single row)."""
@@ -283,10 +291,22 @@ def choose_threshold(rows: Sequence[Row], scores: NDArray[np.float64], label: st
     return min(candidates, key=lambda t: (round(sum(shortfalls(t)), 9), -t))
 
 
-def bare_model(backbone: str) -> AttackModel:
-    encoder, encode = load_backbone(backbone, {})
-    nothing = np.zeros(0, np.float32)
-    return AttackModel(encoder, encode, nothing, nothing, nothing, nothing, nothing, {})
+def bare_model(config: Config) -> AttackModel:
+    """An attack model with no head yet, reading texts as ``config`` says."""
+    plain, encode = load_backbone(config.backbone, {})
+    none = np.zeros(0, np.float32)
+    if not config.tuned_states:
+        return AttackModel(plain, encode, none, none, none, none, none, {})
+    tuned = load_model(EMBEDDING_HEAD, config.backbone, "float32")
+    return AttackModel(tuned.encoder, tuned.encode, none, none, none, none, none, {}, None, plain)
+
+
+def states(config: Config) -> dict[str, Any]:
+    """The head's JSON entries that say which encoder it reads texts through."""
+    if not config.tuned_states:
+        return {"format": 2}
+    entry = {"embedding_head": EMBEDDING_HEAD.name, "sha256": file_sha256(EMBEDDING_HEAD)}
+    return {"format": 3, "states": entry}
 
 
 def evaluate_only(
@@ -360,7 +380,7 @@ def run(
     started = time.perf_counter()
     rows = training_rows(config, root)
     y = np.array([row.labels for row in rows])
-    model = bare_model(config.backbone)
+    model = bare_model(config)
     log(f"{len(rows)} rows ({int(y[:, 0].sum())} jailbreaks, {int(y[:, 1].sum())} injections)")
     feats = features(model, [row.example.text for row in rows], config)
     log(f"features: {time.perf_counter() - started:.0f} s")
@@ -395,7 +415,7 @@ def run(
         config.seed,
     )
     meta: dict[str, Any] = {
-        "format": 2,
+        **states(config),
         "backbone": config.backbone,
         "labels": list(ATTACK_LABELS),
         "ngram_buckets": NGRAM_BUCKETS,

@@ -106,7 +106,8 @@ def feature_matrix(model: AttackModel, found: Sequence[Pair]) -> NDArray[np.floa
     """One row of ``FEATURES`` per pair, as the detector computes them at run time; NaN
     after ``injection_logit`` when the instructions forbid nothing (the layer is not used)."""
     cut = [fit_length(ids, EMBEDDING_TOKENS) for ids in model.encode([p.text for p in found])]
-    vectors = np.concatenate([model.embeddings(cut[i : i + 64]) for i in range(0, len(cut), 64)])
+    embed = model.similarity_embeddings
+    vectors = np.concatenate([embed(cut[i : i + 64]) for i in range(0, len(cut), 64)])
     rows = []
     for pair, vector in zip(found, vectors, strict=True):
         features = similarities(vector, model.instruction_vectors(pair.instructions))

@@ -158,7 +158,7 @@ def test_attack_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> None
     body = {
         "model": "fake-model",
         "messages": [
-            {"role": "user", "content": "say: Here is the product page."},
+            {"role": "user", "content": "Fetch the product page for me, please."},
             {
                 "role": "assistant",
                 "tool_calls": [

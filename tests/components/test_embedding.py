@@ -24,7 +24,7 @@ from guard.components.embedding import (
     head_meta_path,
     label_shifts,
 )
-from guard.components.minilm import Int8Layer, fit_length, windows
+from guard.components.minilm import Int8Layer, SharedPooling, fit_length, windows
 from guard.components.specs import EmbeddingSpec
 from guard.datasets.readers import OPENAI_CATEGORIES
 from tests.conftest import Fake
@@ -207,6 +207,8 @@ def test_int8_runs_on_the_calling_thread_alone_and_other_threads_keep_their_coun
 
         watching = copy.copy(model)
         watching.encoder = SimpleNamespace(pooled=pooled)  # type: ignore[assignment]
+        watching.pooling = SharedPooling(watching.encoder)
+        watching.reader = watching.pooling.reader()
         return watching
 
     async def in_a_worker(model: EmbeddingModel) -> None:

@@ -1,0 +1,141 @@
+"""One encoder pass per text for every rail that reads it (``minilm.SharedPooling``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+from guard.components.attacks import ATTACK_HEAD, AttackClassifier, AttackModel
+from guard.components.base import Subject
+from guard.components.embedding import EmbeddingClassifier
+from guard.components.minilm import PACKAGED_BACKBONE, SharedPooling, load_backbone
+from guard.components.specs import AttacksSpec, EmbeddingSpec
+
+
+class Watched:
+    """An encoder that notes each call, and holds its first call until released."""
+
+    def __init__(self) -> None:
+        self.encoder, self.encode = load_backbone(PACKAGED_BACKBONE, {})
+        self.calls: list[list[list[int]]] = []
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+        self.fail = False
+
+    def pooled(self, ids: list[list[int]]) -> Any:
+        self.calls.append(ids)
+        if len(self.calls) == 1:
+            self.first_started.set()
+            assert self.release.wait(30)
+        if self.fail:
+            raise RuntimeError("the encoder crashed")
+        return self.encoder.pooled(ids)
+
+
+def test_a_text_two_readers_ask_for_at_once_is_computed_once() -> None:
+    import torch
+
+    watched = Watched()
+    pooling = SharedPooling(watched)  # type: ignore[arg-type]
+    one, other = pooling.reader(), pooling.reader()
+    x, y, z = watched.encode(["A first text.", "A second one.", "And a third."])
+    results: dict[str, torch.Tensor] = {}
+    first = threading.Thread(target=lambda: results.update(a=pooling.pooled([x, y], one)))
+    second = threading.Thread(target=lambda: results.update(b=pooling.pooled([y, z], other)))
+    first.start()
+    assert watched.first_started.wait(30)
+    second.start()
+    while len(watched.calls) < 2 and second.is_alive():
+        second.join(0.01)
+    watched.release.set()
+    first.join(30)
+    second.join(30)
+    assert watched.calls == [[x, y], [z]]  # y was left to the thread computing it
+    with torch.inference_mode():
+        direct = watched.encoder.pooled([x, y, z])
+    assert torch.allclose(results["a"], direct[:2], atol=1e-5)
+    assert torch.allclose(results["b"], direct[1:], atol=1e-5)
+    # Each reader takes what the other computed, once; y, read by both, is gone.
+    assert set(pooling.done) == {tuple(x), tuple(z)}
+    assert torch.allclose(pooling.pooled([z], one), direct[2:], atol=1e-5)
+    assert torch.allclose(pooling.pooled([x], other), direct[:1], atol=1e-5)
+    assert len(watched.calls) == 2 and not pooling.done
+    pooling.pooled([x], one)  # read again by a reader that has read it: computed again
+    assert watched.calls[2:] == [[x]] and pooling.computed == 4
+
+
+def test_a_reader_alone_keeps_nothing() -> None:
+    watched = Watched()
+    watched.release.set()
+    pooling = SharedPooling(watched)  # type: ignore[arg-type]
+    alone = pooling.reader()
+    [x] = watched.encode(["Some text."])
+    pooling.pooled([x, x], alone)
+    pooling.pooled([x], alone)
+    assert watched.calls == [[x], [x]] and not pooling.done
+
+
+def test_a_crash_reaches_every_caller_and_is_not_kept() -> None:
+    watched = Watched()
+    watched.release.set()
+    watched.fail = True
+    pooling = SharedPooling(watched)  # type: ignore[arg-type]
+    one, _ = pooling.reader(), pooling.reader()
+    [x] = watched.encode(["Some text."])
+    with pytest.raises(RuntimeError, match="crashed"):
+        pooling.pooled([x], one)
+    assert not pooling.running and not pooling.done
+    watched.fail = False
+    assert pooling.pooled([x], one).shape == (1, watched.encoder.word.shape[1])
+
+
+def test_the_oldest_unread_results_go_first_past_the_size() -> None:
+    watched = Watched()
+    watched.release.set()
+    pooling = SharedPooling(watched, size=2)  # type: ignore[arg-type]
+    one, _ = pooling.reader(), pooling.reader()
+    a, b, c = watched.encode(["one", "two", "three"])
+    pooling.pooled([a, b], one)
+    pooling.pooled([c], one)
+    assert list(pooling.done) == [tuple(b), tuple(c)]
+
+
+def test_the_embedding_and_attacks_rails_share_one_pass_per_short_text() -> None:
+    embedding = EmbeddingClassifier(EmbeddingSpec(kind="embedding"))
+    attacks = AttackClassifier(AttacksSpec(kind="attacks"))
+    assert attacks.model.pooling is embedding.model.pooling
+    pooling = embedding.model.pooling
+    texts = [f"Which shoes suit a {n}-kilometre walk on the coast path?" for n in (7, 11)]
+    before = pooling.computed
+
+    async def both() -> None:
+        subjects = [Subject(text) for text in texts]
+        try:
+            await asyncio.gather(embedding.classify(subjects), attacks.classify(subjects))
+        finally:
+            await embedding.aclose()
+            await attacks.aclose()
+
+    asyncio.run(both())
+    assert pooling.computed - before == len(texts)
+
+
+def test_an_attack_head_refuses_an_embedding_head_it_was_not_trained_on(
+    tmp_path: Path,
+) -> None:
+    head = tmp_path / ATTACK_HEAD.name
+    shutil.copy(ATTACK_HEAD, head)
+    meta = json.loads(ATTACK_HEAD.with_suffix(".json").read_text())
+    assert meta["states"]["embedding_head"] == "embedding_head.safetensors"
+    (tmp_path / "embedding_head.safetensors").write_bytes(b"another head")
+    head.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="retrain it with `guard train-attack-head`"):
+        AttackModel.load(head)
