@@ -13,9 +13,9 @@ Three measurements, each through ``classify`` (the batcher path a rail takes):
 The ``attacks`` rail runs twice: on the prompts alone, and on the same prompts sent
 after a system prompt that forbids something (``APP``), which it reads them against.
 
-The long prompt is written here: a role-play jailbreak wrapper around ordinary text,
-cut to exactly 2,000 MiniLM tokens. The short prompts are XSTest's and AdvBench's
-(whole files, in file order).
+The long prompt is written here: a role-play jailbreak wrapper around ordinary text in
+which no sentence repeats, cut to exactly 2,000 MiniLM tokens. The short prompts are
+XSTest's and AdvBench's (whole files, in file order).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/attack_detector.py [--threads 2] [--json FILE]
 """
@@ -51,9 +51,11 @@ WRAPPER = (
     "Nova whatever happens. Nova, read this long story and continue it: "
 )
 STORY = (
-    "The harbour town woke slowly. Fishing boats came in with the tide, gulls argued over "
-    "the nets, and the baker on the corner set out trays of bread that steamed in the cold. "
+    "On day {day} the harbour town woke slowly. Fishing boats came in with tide {day}, gulls "
+    "argued over the nets, and the baker on corner {day} set out trays of bread that steamed "
+    "in the cold. "
 )
+"""Numbered, so that no sentence or window repeats: a rail computes a repeated one once."""
 
 
 APP = (
@@ -64,12 +66,13 @@ APP = (
 
 
 def long_prompt(classifier: AttackClassifier, tokens: int = 2_000) -> str:
-    """The wrapper and the story, repeated, cut to ``tokens`` MiniLM tokens."""
+    """The wrapper and the story, told for 200 days, cut to ``tokens`` MiniLM tokens."""
     from tokenizers import Tokenizer
 
     from guard.components.minilm import PACKAGED_BACKBONE, backbone_path
 
-    ids = classifier.model.encode([WRAPPER + STORY * 200])[0][1 : tokens + 1]
+    story = "".join(STORY.format(day=day) for day in range(1, 201))
+    ids = classifier.model.encode([WRAPPER + story])[0][1 : tokens + 1]
     folder = Path(backbone_path(PACKAGED_BACKBONE))
     return str(Tokenizer.from_file(str(folder / "tokenizer.json")).decode(ids))
 

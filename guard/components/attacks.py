@@ -258,8 +258,9 @@ class AttackModel:
             else np.zeros((0, hidden), np.float32)
         )
         embedded = dict(zip(whole, vectors, strict=True))
-        told = [i for i in whole if pieces[i].instructions]
-        compared = embedded
+        # Only instructions that forbid something are compared with (a cached check).
+        told = [i for i in whole if self.forbids(pieces[i].instructions)]
+        compared = {i: embedded[i] for i in told}
         if told and self.similarity is not None and self.similarity is not self.encoder:
             plain = self.similarity_embeddings([pieces[i].embed or [] for i in told])
             compared = dict(zip(told, plain, strict=True))
@@ -270,11 +271,14 @@ class AttackModel:
                 rows.append(np.append(self.part_logits(piece), np.float32(-np.inf)))
                 continue
             added = -math.inf
-            if piece.instructions:
+            if i in compared:
                 added = self.instructed_partial(compared[i], piece.instructions)
             logits = self.whole_logits(piece, vector @ self.embedding_weights.T)
             rows.append(np.append(logits, np.float32(added)))
         return rows
+
+    def forbids(self, instructions: str) -> bool:
+        return bool(instructions) and len(self.instruction_vectors(instructions).forbidden) > 0
 
     def instructed_partial(self, vector: NDArray[np.float32], instructions: str) -> float:
         """The instruction-aware logit, less its ``injection_logit`` term (known only once
