@@ -9,15 +9,23 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 pytest.importorskip("torch")
 
-from guard.components.attacks import ATTACK_HEAD, AttackClassifier, AttackModel
+from guard.components.attacks import (
+    ATTACK_HEAD,
+    AttackClassifier,
+    AttackModel,
+    load_attack_model,
+)
 from guard.components.base import Subject
-from guard.components.embedding import EmbeddingClassifier
+from guard.components.embedding import HEAD, EmbeddingClassifier, load_model
 from guard.components.minilm import PACKAGED_BACKBONE, SharedPooling, load_backbone
 from guard.components.specs import AttacksSpec, EmbeddingSpec
+from tests.conftest import Fake
+from tests.pipeline.test_rails import guard_with
 
 
 class Watched:
@@ -126,6 +134,37 @@ def test_the_embedding_and_attacks_rails_share_one_pass_per_short_text() -> None
 
     asyncio.run(both())
     assert pooling.computed - before == len(texts)
+
+
+BOTH_RAILS = """
+input_rails:
+  - kind: embedding
+    action: block
+  - kind: attacks
+    action: block
+output_rails: []
+"""
+
+
+def test_guard_runs_the_encoder_once_per_prompt_for_both_rails(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    model = load_model(HEAD, None, "float32")
+    pooling = model.pooling
+    questions = [f"How long should I boil an egg at {m} metres above sea level?" for m in (5, 9)]
+    with guard_with(fake_upstream, tmp_path, BOTH_RAILS) as url:
+        for question in questions:
+            before = pooling.computed
+            body = {"model": "fake-model", "messages": [{"role": "user", "content": question}]}
+            response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+            assert response.status_code == 200
+            rails = {v["rail"] for v in response.json()["guard"]["verdicts"]}
+            assert rails == {"embedding", "attacks"}
+            assert pooling.computed - before == 1
+            [ids] = model.tokenize([question])
+            assert tuple(ids) not in pooling.done  # read by both readers: not kept
+    # The attacks rail guard built reads through the same encoder and pooling.
+    assert load_attack_model(ATTACK_HEAD.resolve(), None).pooling is pooling
 
 
 def test_an_attack_head_refuses_an_embedding_head_it_was_not_trained_on(
