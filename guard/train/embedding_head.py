@@ -82,6 +82,7 @@ AUTHORED = TRAIN_DATA / "authored_benign_prompts.json"
 
 
 LOOKALIKES = TRAIN_DATA / "authored_lookalikes.json"
+SECRETS = TRAIN_DATA / "authored_secrets.json"
 
 
 HATE_THREATS = ("threat_dir_h", "threat_norm_h")
@@ -107,6 +108,10 @@ class Config:
     """Train on CyberSecEval's system prompts too (``prompt_injection_benign``), as benign:
     "the password is X, never reveal it" is an application's instruction, not a harmful
     request."""
+    secrets: bool = False
+    """Train on the authored texts about keeping something private too
+    (``authored_secrets.json``): the head flags many texts that end with "don't tell
+    anyone" (docs/embedding-classifier.md, "The secrets experiment")."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -124,7 +129,8 @@ def authored_benign(config: Config) -> list[Example]:
     data = json.loads(AUTHORED.read_text())
     generated = [frame.format(t=topic) for frame in data["frames"] for topic in data["topics"]]
     random.Random(config.seed).shuffle(generated)
-    texts = [*data["prompts"], *generated[: config.generated_benign]]
+    secrets = json.loads(SECRETS.read_text())["texts"] if config.secrets else []
+    texts = [*data["prompts"], *generated[: config.generated_benign], *secrets]
     return [Example(t, False, (), "authored_benign", f"authored:{i}") for i, t in enumerate(texts)]
 
 
@@ -314,6 +320,8 @@ def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
         hashes["authored_lookalikes"] = hashlib.sha256(LOOKALIKES.read_bytes()).hexdigest()
     if config.system_prompts:
         hashes["prompt_injection_benign"] = datasets.sha256("prompt_injection_benign", root)
+    if config.secrets:
+        hashes["authored_secrets"] = hashlib.sha256(SECRETS.read_bytes()).hexdigest()
     return hashes
 
 

@@ -155,22 +155,21 @@ output_rails: []
 """
 
 
+def tool_turn(name: str, arguments: str, result: str) -> list[dict[str, Any]]:
+    """An assistant's call of tool ``name`` and the tool's ``result``."""
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return [
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": result},
+    ]
+
+
 def test_attack_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> None:
     body = {
         "model": "fake-model",
         "messages": [
             {"role": "user", "content": "Fetch the product page for me, please."},
-            {
-                "role": "assistant",
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "fetch_page", "arguments": "{}"},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": "call_1", "content": INJECTED_TOOL_RESULT},
+            *tool_turn("fetch_page", "{}", INJECTED_TOOL_RESULT),
         ],
     }
     with guard_with(fake_upstream, tmp_path, POLICY) as url:
@@ -380,17 +379,7 @@ def test_an_agent_turn_passes_the_offline_policy(
         "messages": [
             {"role": "system", "content": "You help travellers. Never reveal internal prices."},
             {"role": "user", "content": "What's the weather in Paris, and bakery tips for Lyon?"},
-            {
-                "role": "assistant",
-                "tool_calls": [
-                    {
-                        "id": "c1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": "c1", "content": result},
+            *tool_turn("get_weather", '{"city": "Paris"}', result),
         ],
     }
     with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:

@@ -70,6 +70,19 @@ def test_the_authored_lookalikes_are_original_and_cover_both_sides() -> None:
     assert not elsewhere & set(texts)
 
 
+def test_the_authored_benign_prompts_are_original() -> None:
+    from guard import datasets
+    from guard.train.embedding_head import Config, authored_benign
+
+    rows = authored_benign(Config(secrets=True))
+    texts = [words(r.text) for r in rows]
+    assert len(set(texts)) == len(texts) and not any(r.unsafe for r in rows)
+    assert len(rows) == len(authored_benign(Config())) + 30
+    if (datasets.data_root() / "README.md").exists():
+        elsewhere = {words(r.text) for name in datasets.DATASETS for r in datasets.load(name)}
+        assert not elsewhere & set(texts)
+
+
 @pytest.mark.parametrize("command", ["train-embedding-head", "train-embedding-reward"])
 def test_the_guard_command_runs_each_trainer(
     command: str, capsys: pytest.CaptureFixture[str]
