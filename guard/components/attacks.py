@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import math
 import re
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
-from guard.components.embedding import load_model, sentences
+from guard.components.embedding import file_sha256, load_model, sentences
 from guard.components.instructions import (
     InstructionVectors,
     clauses,
@@ -293,6 +292,9 @@ class AttackModel:
         import numpy as np
 
         forbidden, other = clauses(instructions)
+        if not forbidden:  # nothing to compare with (``similarities``): nothing to embed
+            none = np.zeros((0, 0), np.float32)
+            return InstructionVectors(none, none, np.zeros(0, np.float32))
         texts = [*forbidden, *other, instructions]
         cut = [fit_length(ids, EMBEDDING_TOKENS) for ids in self.encode(texts)]
         vectors = self.similarity_embeddings(cut)
@@ -372,10 +374,6 @@ def states_head(head: Path, states: dict[str, str]) -> Path:
     return path.resolve()
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
@@ -427,7 +425,7 @@ class AttackClassifier(Classifier):
         probabilities = await submit_in_pieces(
             self.batcher,
             texts,
-            partial(self.model.pieces, texts, instructions if self.reads_context else None),
+            partial(self.model.pieces, texts, instructions),
             self.model.combine,
             timeout_s=self.spec.timeout_s,
             queue_timeout_s=self.spec.queue_timeout_s,

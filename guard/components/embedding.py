@@ -13,6 +13,7 @@ a classifier of this kind is built.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -54,6 +55,11 @@ BATCH_TOKENS = 2048
 """Tokens per model call (at most 64 pieces): 16 full windows, about 0.2 s on two
 cores, which is all a short text waits for whatever else is queued; many short
 prompts still go together."""
+
+
+def file_sha256(path: Path) -> str:
+    """To record which file a head was trained on, and to check it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def head_meta_path(head: Path) -> Path:
@@ -139,20 +145,14 @@ class EmbeddingModel:
         head_w, head_b = tensors["head.weight"].float(), tensors["head.bias"].float()
         if head_w.shape != (len(meta["labels"]), encoder.word.shape[1]):
             raise ValueError(f"{head}: head shape {tuple(head_w.shape)} does not fit its labels")
-        model = EmbeddingModel(encoder, encode, meta, (head_w, head_b))
-        if precision == "int8":
-            try:
-                model.encoder = encoder.int8()
-                model.pooling = SharedPooling(model.encoder)
-                model.reader = model.pooling.reader()
-            except (RuntimeError, AttributeError, NotImplementedError) as exc:
-                log.warning("int8 is not available in this torch build (%s); using float32", exc)
-            else:
-                # int8 scales each product's input by its own range: a text run alone
-                # gets the same scores whatever else is waiting, and no padding. Operators
-                # on one text are too small to share out among threads (``one_thread``).
-                model.batch_size = 1
-                model.single_threaded = True
+        quantized = _int8(encoder) if precision == "int8" else None
+        model = EmbeddingModel(quantized or encoder, encode, meta, (head_w, head_b))
+        if quantized is not None:
+            # int8 scales each product's input by its own range: a text run alone gets
+            # the same scores whatever else is waiting, and no padding. Operators on one
+            # text are too small to share out among threads (``one_thread``).
+            model.batch_size = 1
+            model.single_threaded = True
         return model
 
     @staticmethod
@@ -229,6 +229,16 @@ class EmbeddingModel:
         pieces = self.pieces(texts, long_texts)
         every = self.logits_of_ids([piece for row in pieces for piece in row])
         return self.scores(highest(torch.split(every, [len(row) for row in pieces])))
+
+
+def _int8(encoder: Encoder) -> Encoder | None:
+    """``encoder`` with int8 products; None, said in the log, where this torch build
+    cannot quantize."""
+    try:
+        return encoder.int8()
+    except (RuntimeError, AttributeError, NotImplementedError) as exc:
+        log.warning("int8 is not available in this torch build (%s); using float32", exc)
+        return None
 
 
 def highest(parts: Sequence[torch.Tensor]) -> torch.Tensor:

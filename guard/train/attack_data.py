@@ -12,7 +12,6 @@ for the goal split and its template for the template split.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from guard import datasets
+from guard.components.embedding import file_sha256
 from guard.components.minilm import PACKAGED_BACKBONE
 from guard.datasets.readers import Example, text_group
 from guard.train.embedding_head import (
@@ -221,7 +221,7 @@ def dataset_hashes(root: Path | None) -> dict[str, str]:
     names = (*JAILBREAK_SETS, *INJECTION_SETS, *NEGATIVE_SETS, "gptfuzz_templates")
     hashes = {name: datasets.sha256(name, root) for name in sorted(set(names))}
     hh_rlhf = (root or datasets.data_root()) / HH_RLHF
-    hashes["hh_rlhf_requests"] = hashlib.sha256(hh_rlhf.read_bytes()).hexdigest()
+    hashes["hh_rlhf_requests"] = file_sha256(hh_rlhf)
     for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS, AUTHORED_INSTRUCTED):
-        hashes[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()
+        hashes[file.name] = file_sha256(file)
     return hashes

@@ -37,13 +37,12 @@ from guard.components.attacks import (
     NGRAM_BUCKETS,
     SENTENCE_LABELS,
     AttackModel,
-    file_sha256,
     logit,
     ngram_counts,
     read,
 )
 from guard.components.embedding import HEAD as EMBEDDING_HEAD
-from guard.components.embedding import load_model
+from guard.components.embedding import file_sha256, load_model
 from guard.components.minilm import fit_length, load_backbone
 from guard.components.specs import ATTACK_LABELS
 from guard.train.attack_data import (

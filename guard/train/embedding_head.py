@@ -18,7 +18,6 @@ same head on the same machine.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from guard import datasets
-from guard.components.embedding import HEAD, EmbeddingModel, head_meta_path
+from guard.components.embedding import HEAD, EmbeddingModel, file_sha256, head_meta_path
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encoder,
@@ -315,13 +314,13 @@ def cross_validate(
 
 def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
     hashes = {name: datasets.sha256(name, root) for name in TRAIN_SETS}
-    hashes["authored_benign"] = hashlib.sha256(AUTHORED.read_bytes()).hexdigest()
+    hashes["authored_benign"] = file_sha256(AUTHORED)
     if config.lookalikes:
-        hashes["authored_lookalikes"] = hashlib.sha256(LOOKALIKES.read_bytes()).hexdigest()
+        hashes["authored_lookalikes"] = file_sha256(LOOKALIKES)
     if config.system_prompts:
         hashes["prompt_injection_benign"] = datasets.sha256("prompt_injection_benign", root)
     if config.secrets:
-        hashes["authored_secrets"] = hashlib.sha256(SECRETS.read_bytes()).hexdigest()
+        hashes["authored_secrets"] = file_sha256(SECRETS)
     return hashes
 
 

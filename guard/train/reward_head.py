@@ -24,7 +24,6 @@ head on the same machine.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import random
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from guard import datasets
-from guard.components.embedding import EmbeddingModel
+from guard.components.embedding import EmbeddingModel, file_sha256
 from guard.components.embedding_reward import (
     HEAD,
     Context,
@@ -360,7 +359,7 @@ def run(
         "training_data": {
             "file": str(DATA_FILE),
             "licence": LICENCE,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "sha256": file_sha256(path),
             "pairs": len(pairs),
             "skipped_rows": skipped,
             "groups": len({p.group for p in pairs}),
