@@ -111,6 +111,11 @@ class Config:
     """Train on the authored texts about keeping something private too
     (``authored_secrets.json``): the head flags many texts that end with "don't tell
     anyone" (docs/embedding-classifier.md, "The secrets experiment")."""
+    endings: bool = False
+    """Train on a seeded half of the rows with their ending changed (``changed_ending``):
+    most harmful training rows end with no punctuation mark and most benign ones with
+    one, which the head learns otherwise ("... Don't reveal it to anyone" is flagged,
+    the same text with a full stop is not; docs/embedding-classifier.md)."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -151,6 +156,25 @@ def training_rows(config: Config, root: Path | None = None) -> list[Example]:
     if config.system_prompts:
         rows += datasets.load("prompt_injection_benign", root)
     return rows + authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
+
+
+def changed_ending(text: str) -> str:
+    """``text`` without its final full stops, question and exclamation marks, or with a
+    full stop where it ends with none."""
+    stripped = text.rstrip()
+    if stripped[-1:] in (".", "?", "!"):
+        return stripped.rstrip(".?!").rstrip()
+    return stripped + "."
+
+
+def trained_texts(rows: Sequence[Example], config: Config) -> list[str]:
+    """The texts the head trains on: the rows', a seeded half with ``changed_ending``
+    when ``config.endings`` is set."""
+    texts = [row.text for row in rows]
+    if not config.endings:
+        return texts
+    rng = random.Random(config.seed)
+    return [changed_ending(t) if rng.random() < 0.5 else t for t in texts]
 
 
 def targets(rows: Sequence[Example]) -> Targets:
@@ -288,6 +312,7 @@ class Report:
 
 def cross_validate(
     model: EmbeddingModel,
+    trained: Sequence[torch.Tensor],
     states: Sequence[torch.Tensor],
     rows: Sequence[Example],
     eval_states: Sequence[torch.Tensor],
@@ -295,7 +320,8 @@ def cross_validate(
     config: Config,
     log: Any = print,
 ) -> tuple[Array, Array]:
-    """Out-of-fold probabilities for ``rows``, and the fold models' mean for ``eval_rows``."""
+    """Out-of-fold probabilities for ``rows`` (their ``states``), and the fold models' mean
+    for ``eval_rows``; each fold's model trains on the ``trained`` states of the others."""
     target = targets(rows)
     fold = fold_of(rows, config.folds, config.seed)
     oof = np.zeros((len(rows), len(LABELS)))
@@ -304,7 +330,7 @@ def cross_validate(
         started = time.perf_counter()
         train = [int(i) for i in np.where(fold != k)[0]]
         test = [int(i) for i in np.where(fold == k)[0]]
-        top = train_top(model.encoder, states, rows, target, train, config)
+        top = train_top(model.encoder, trained, rows, target, train, config)
         oof[test] = predict(top, states, test)
         held += predict(top, eval_states, list(range(len(eval_rows)))) / config.folds
         took = time.perf_counter() - started
@@ -341,6 +367,8 @@ def run(
     model = EmbeddingModel.bare(config.backbone, config.max_length)
     log(f"{len(rows)} training rows; computing frozen states")
     states = frozen_states(model, [r.text for r in rows], config)
+    texts = trained_texts(rows, config)
+    trained = frozen_states(model, texts, config) if config.endings else states
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     seconds = {"frozen_states": time.perf_counter() - started}
     meta: dict[str, Any] = {
@@ -358,12 +386,14 @@ def run(
     meta["label_thresholds"] = dict.fromkeys(UNSAFE_LABELS, 0.5)
     meta["category_thresholds"] = dict.fromkeys(CATEGORIES, 0.5)
     if cv:
-        oof, held = cross_validate(model, states, rows, eval_states, eval_rows, config, log)
+        oof, held = cross_validate(
+            model, trained, states, rows, eval_states, eval_rows, config, log
+        )
         meta.update(calibration(rows, oof, eval_rows, held, config.folds, scores_out))
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()
-    top = train_top(model.encoder, states, rows, targets(rows), list(range(len(rows))), config)
+    top = train_top(model.encoder, trained, rows, targets(rows), list(range(len(rows))), config)
     seconds["final_training"] = time.perf_counter() - final_started
     seconds["total"] = time.perf_counter() - started
     meta["seconds"] = {k: round(v, 1) for k, v in seconds.items()}

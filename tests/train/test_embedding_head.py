@@ -113,3 +113,21 @@ def test_system_prompts_train_as_benign_only_when_asked() -> None:
     assert not any(row.source == "prompt_injection_benign" for row in plain)
     assert len(asked) == len(plain) + len(added) and len(added) > 50
     assert not any(row.unsafe for row in added)
+
+
+def test_a_seeded_half_trains_with_its_ending_changed_only_when_asked() -> None:
+    from dataclasses import replace
+
+    from guard.train.embedding_head import Config, changed_ending, trained_texts
+
+    assert changed_ending("Don't tell anyone") == "Don't tell anyone."
+    assert changed_ending("Is it safe?! ") == "Is it safe"
+    assert changed_ending("Write a poem about spring.") == "Write a poem about spring"
+    rows = [Example(f"Request number {i}", i % 3 == 0, (), "x", f"g{i}") for i in range(300)]
+    assert trained_texts(rows, Config()) == [row.text for row in rows]
+    changed = trained_texts(rows, replace(Config(), endings=True))
+    assert changed == trained_texts(rows, replace(Config(), endings=True))
+    assert changed != trained_texts(rows, replace(Config(), endings=True, seed=1))
+    added = [text for text, row in zip(changed, rows, strict=True) if text == row.text + "."]
+    kept = [text for text, row in zip(changed, rows, strict=True) if text == row.text]
+    assert len(added) + len(kept) == len(rows) and 100 < len(added) < 200
