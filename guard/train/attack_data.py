@@ -195,7 +195,10 @@ def training_rows(config: Config, root: Path | None = None) -> list[Row]:
         for example in datasets.load(name, root)
     ]
     rows += [benign(example) for name in NEGATIVE_SETS for example in datasets.load(name, root)]
-    rows += [benign(example) for example in authored_benign(HeadConfig(seed=config.seed))]
+    # The harm head's authored benign prompts, without its secrets texts: the rows (and so
+    # the folds) stay what they were when the secrets joined the harm head.
+    everyday = authored_benign(HeadConfig(seed=config.seed, secrets=False))
+    rows += [benign(example) for example in everyday]
     lookalikes = json.loads(LOOKALIKES.read_text())["benign"]
     rows += [
         benign(Example(text, False, (), "authored_lookalikes", f"lookalike:{i}"))

@@ -107,15 +107,16 @@ class Config:
     """Train on CyberSecEval's system prompts too (``prompt_injection_benign``), as benign:
     "the password is X, never reveal it" is an application's instruction, not a harmful
     request."""
-    secrets: bool = False
+    secrets: bool = True
     """Train on the authored texts about keeping something private too
-    (``authored_secrets.json``): the head flags many texts that end with "don't tell
-    anyone" (docs/embedding-classifier.md, "The secrets experiment")."""
-    endings: bool = False
-    """Train on a seeded half of the rows with their ending changed (``changed_ending``):
-    most harmful training rows end with no punctuation mark and most benign ones with
-    one, which the head learns otherwise ("... Don't reveal it to anyone" is flagged,
-    the same text with a full stop is not; docs/embedding-classifier.md)."""
+    (``authored_secrets.json``): without them the head flags texts that end with "don't
+    tell anyone", an application's "never reveal the password" among them
+    (docs/embedding-classifier.md, "The secrets experiment")."""
+    endings: bool = True
+    """Train on a seeded half of the rows with their ending changed (``changed_ending``).
+    Most harmful training rows end with no punctuation mark and most benign ones with
+    one; without this the head learns that, and a full stop added to a harmful request
+    lets it through (docs/embedding-classifier.md, "Endings")."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE

@@ -77,7 +77,7 @@ def test_the_authored_benign_prompts_are_original() -> None:
     rows = authored_benign(Config(secrets=True))
     texts = [words(r.text) for r in rows]
     assert len(set(texts)) == len(texts) and not any(r.unsafe for r in rows)
-    assert len(rows) == len(authored_benign(Config())) + 30
+    assert len(rows) == len(authored_benign(Config(secrets=False))) + 30
     if (datasets.data_root() / "README.md").exists():
         elsewhere = {words(r.text) for name in datasets.DATASETS for r in datasets.load(name)}
         assert not elsewhere & set(texts)
@@ -115,7 +115,7 @@ def test_system_prompts_train_as_benign_only_when_asked() -> None:
     assert not any(row.unsafe for row in added)
 
 
-def test_a_seeded_half_trains_with_its_ending_changed_only_when_asked() -> None:
+def test_a_seeded_half_trains_with_its_ending_changed() -> None:
     from dataclasses import replace
 
     from guard.train.embedding_head import Config, changed_ending, trained_texts
@@ -124,10 +124,10 @@ def test_a_seeded_half_trains_with_its_ending_changed_only_when_asked() -> None:
     assert changed_ending("Is it safe?! ") == "Is it safe"
     assert changed_ending("Write a poem about spring.") == "Write a poem about spring"
     rows = [Example(f"Request number {i}", i % 3 == 0, (), "x", f"g{i}") for i in range(300)]
-    assert trained_texts(rows, Config()) == [row.text for row in rows]
-    changed = trained_texts(rows, replace(Config(), endings=True))
-    assert changed == trained_texts(rows, replace(Config(), endings=True))
-    assert changed != trained_texts(rows, replace(Config(), endings=True, seed=1))
+    assert trained_texts(rows, replace(Config(), endings=False)) == [row.text for row in rows]
+    changed = trained_texts(rows, Config())
+    assert changed == trained_texts(rows, Config())
+    assert changed != trained_texts(rows, replace(Config(), seed=1))
     added = [text for text, row in zip(changed, rows, strict=True) if text == row.text + "."]
     kept = [text for text, row in zip(changed, rows, strict=True) if text == row.text]
     assert len(added) + len(kept) == len(rows) and 100 < len(added) < 200
