@@ -117,6 +117,10 @@ class Config:
     Most harmful training rows end with no punctuation mark and most benign ones with
     one; without this the head learns that, and a full stop added to a harmful request
     lets it through (docs/embedding-classifier.md, "Endings")."""
+    wrappers: bool = False
+    """Train on a seeded quarter of the rows in double quotes, and another quarter after
+    an opener ("Please ", "Hi! ", "Hello, "): quoting a harmful request or opening it with
+    "Please" lowers the head's score (docs/embedding-classifier.md, "Endings")."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -168,14 +172,30 @@ def changed_ending(text: str) -> str:
     return stripped + "."
 
 
+OPENERS = ("Please ", "Hi! ", "Hello, ")
+
+
+def wrapped(text: str, draw: float, opener: str) -> str:
+    """``text`` in double quotes (``draw`` under 0.25), after ``opener`` (under 0.5), or as
+    it is."""
+    if draw < 0.25:
+        return f'"{text}"'
+    return opener + text if draw < 0.5 else text
+
+
 def trained_texts(rows: Sequence[Example], config: Config) -> list[str]:
     """The texts the head trains on: the rows', a seeded half with ``changed_ending``
-    when ``config.endings`` is set."""
-    texts = [row.text for row in rows]
-    if not config.endings:
-        return texts
+    (``config.endings``), and a seeded half of those ``wrapped`` (``config.wrappers``)."""
     rng = random.Random(config.seed)
-    return [changed_ending(t) if rng.random() < 0.5 else t for t in texts]
+    texts = []
+    for row in rows:
+        text = row.text
+        if config.endings and rng.random() < 0.5:
+            text = changed_ending(text)
+        if config.wrappers:
+            text = wrapped(text, rng.random(), rng.choice(OPENERS))
+        texts.append(text)
+    return texts
 
 
 def targets(rows: Sequence[Example]) -> Targets:
@@ -369,7 +389,8 @@ def run(
     log(f"{len(rows)} training rows; computing frozen states")
     states = frozen_states(model, [r.text for r in rows], config)
     texts = trained_texts(rows, config)
-    trained = frozen_states(model, texts, config) if config.endings else states
+    changed = config.endings or config.wrappers
+    trained = frozen_states(model, texts, config) if changed else states
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     seconds = {"frozen_states": time.perf_counter() - started}
     meta: dict[str, Any] = {

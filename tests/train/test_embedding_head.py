@@ -131,3 +131,22 @@ def test_a_seeded_half_trains_with_its_ending_changed() -> None:
     added = [text for text, row in zip(changed, rows, strict=True) if text == row.text + "."]
     kept = [text for text, row in zip(changed, rows, strict=True) if text == row.text]
     assert len(added) + len(kept) == len(rows) and 100 < len(added) < 200
+
+
+def test_wrappers_quote_a_quarter_and_open_a_quarter_of_the_rows() -> None:
+    from dataclasses import replace
+
+    from guard.train.embedding_head import OPENERS, Config, trained_texts, wrapped
+
+    assert wrapped("Is it safe?", 0.1, "Hi! ") == '"Is it safe?"'
+    assert wrapped("Is it safe?", 0.3, "Hi! ") == "Hi! Is it safe?"
+    assert wrapped("Is it safe?", 0.7, "Hi! ") == "Is it safe?"
+    rows = [Example(f"Request number {i}", i % 3 == 0, (), "x", f"g{i}") for i in range(400)]
+    config = replace(Config(), endings=False, wrappers=True)
+    texts = trained_texts(rows, config)
+    assert texts == trained_texts(rows, config)
+    quoted = [t for t in texts if t.startswith('"') and t.endswith('"')]
+    opened = [t for t in texts if t.startswith(OPENERS)]
+    assert 60 < len(quoted) < 140 and 60 < len(opened) < 140
+    both = trained_texts(rows, replace(config, endings=True))
+    assert sum(t.rstrip('"').endswith(".") for t in both) > 120
