@@ -185,7 +185,8 @@ def wrapped(text: str, draw: float, opener: str) -> str:
 
 def trained_texts(rows: Sequence[Example], config: Config) -> list[str]:
     """The texts the head trains on: the rows', a seeded half with ``changed_ending``
-    (``config.endings``), and a seeded half of those ``wrapped`` (``config.wrappers``)."""
+    (``config.endings``), and each then ``wrapped`` by its own draw (``config.wrappers``:
+    a quarter of all rows quoted, a quarter opened)."""
     rng = random.Random(config.seed)
     texts = []
     for row in rows:
