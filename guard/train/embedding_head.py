@@ -388,10 +388,10 @@ def run(
     eval_rows = [r for name in EVAL_ONLY_SETS for r in datasets.load(name, root)]
     model = EmbeddingModel.bare(config.backbone, config.max_length)
     log(f"{len(rows)} training rows; computing frozen states")
-    states = frozen_states(model, [r.text for r in rows], config)
+    originals = [r.text for r in rows]
+    states = frozen_states(model, originals, config)
     texts = trained_texts(rows, config)
-    changed = config.endings or config.wrappers
-    trained = frozen_states(model, texts, config) if changed else states
+    trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     seconds = {"frozen_states": time.perf_counter() - started}
     meta: dict[str, Any] = {
