@@ -30,7 +30,7 @@ start=$SECONDS
 # Show which package is being fetched, so a long install visibly moves. (The filter
 # drops pip's warnings about this machine's unused local package folders.)
 quiet_pip_warnings() { grep -v 'is ignored: it is neither a file nor a directory' >&2 || true; }
-.venv/bin/python -m pip install --progress-bar off -e '.[cpu-demo,dev,embedding]' 2> >(quiet_pip_warnings) \
+.venv/bin/python -m pip install --progress-bar off -e '.[cpu-demo,dev,embedding,language]' 2> >(quiet_pip_warnings) \
   | { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } \
   | sed -u -e 's/^Successfully installed.*/[install] packages installed/' \
            -e 's/^Collecting \([^ ]*\).*/[install]   fetching \1/'

@@ -17,6 +17,7 @@ from guard.components.embedding import EmbeddingClassifier
 from guard.components.embedding_reward import EmbeddingReward
 from guard.components.hf_classifier import HFClassifier
 from guard.components.hf_reward import HFReward
+from guard.components.language import LanguageClassifier
 from guard.components.llama_guard import LlamaGuardClassifier
 from guard.components.llm_judge import LLMJudgeClassifier, LLMJudgeReward
 from guard.components.regex import RegexClassifier
@@ -65,6 +66,7 @@ CLASSIFIERS: dict[str, Builder] = {
     "hf_classifier": lambda spec, ctx: HFClassifier(spec),
     "embedding": lambda spec, ctx: EmbeddingClassifier(spec),
     "attacks": lambda spec, ctx: AttackClassifier(spec),
+    "language": lambda spec, ctx: LanguageClassifier(spec),
 }
 
 

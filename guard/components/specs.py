@@ -278,6 +278,17 @@ class AttacksSpec(ClassifierSpec):
         return None if thresholds is None else probabilities(thresholds)
 
 
+class LanguageSpec(ClassifierSpec):
+    """Which language a text is in (``guard.components.language``): flags a text, or a
+    window of one, written in a language outside ``languages``."""
+
+    kind: Literal["language"]
+    languages: list[Annotated[str, Field(pattern="^[a-z]{2,3}$")]] = Field(
+        default=["en"], min_length=1
+    )
+    """ISO 639-1 codes (``de``, ``ja``) of the languages this policy's other rails read."""
+
+
 AnyClassifier = Annotated[
     RegexSpec
     | LlamaGuardSpec
@@ -285,7 +296,8 @@ AnyClassifier = Annotated[
     | VLLMClassifySpec
     | LLMJudgeSpec
     | EmbeddingSpec
-    | AttacksSpec,
+    | AttacksSpec
+    | LanguageSpec,
     Field(discriminator="kind"),
 ]
 
