@@ -99,3 +99,24 @@ def test_a_request_for_what_the_system_prompt_forbids_never_reaches_vllm(
     answered = ask("Which roses grow well in pots on a sunny balcony?")
     assert answered.choices[0].finish_reason != "content_filter"
     assert answered.choices[0].message.content
+
+
+def test_a_message_in_a_language_the_rails_cannot_read_never_reaches_vllm(
+    vllm: VLLMServer, offline: openai.OpenAI
+) -> None:
+    """The offline policy's detectors read English: a question in German is refused by
+    the language rail, which names the part and the language (written here)."""
+    before = prompt_tokens(vllm)
+    refused = offline.chat.completions.create(
+        model="demo-safe",
+        temperature=0,
+        max_tokens=8,
+        messages=[
+            {"role": "user", "content": "Welche Rosen wachsen gut in Töpfen auf einem Balkon?"}
+        ],
+    )
+    assert refused.choices[0].finish_reason == "content_filter"
+    verdicts = (refused.model_extra or {})["guard"]["verdicts"]
+    blocks = [(v["rail"], v["part"], v["categories"]) for v in verdicts if v["outcome"] == "block"]
+    assert ("language", "messages[0]", ["de"]) in blocks
+    assert prompt_tokens(vllm) == before
