@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,25 @@ class Classifier(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - most classifiers hold nothing
         """Release what the classifier holds (clients, threads)."""
+
+
+class TextChecker(Classifier):
+    """A classifier that judges each text alone, in plain Python work. Texts longer than
+    ``off_loop_chars`` in all are judged in a thread, so that the rail's ``timeout_s`` can
+    fire and the event loop keeps serving meanwhile; shorter ones in place."""
+
+    off_loop_chars = 4096
+
+    @abstractmethod
+    def check(self, text: str) -> Verdict: ...
+
+    async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
+        if sum(len(subject.text) for subject in subjects) > self.off_loop_chars:
+            return await asyncio.to_thread(self.check_all, subjects)
+        return self.check_all(subjects)
+
+    def check_all(self, subjects: Sequence[Subject]) -> list[Verdict]:
+        return [self.check(subject.text) for subject in subjects]
 
 
 @dataclass(frozen=True)

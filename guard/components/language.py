@@ -23,11 +23,9 @@ paragraph in another language inside an English document is found.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from typing import Any, Final
 
-from guard.components.base import Classifier, Subject, Verdict
+from guard.components.base import TextChecker, Verdict
 from guard.components.specs import LanguageSpec
 
 WINDOW_CHARS: Final = 300
@@ -39,13 +37,11 @@ MIN_LETTERS: Final = 8
 """Fewer letters than this say too little: three Greek letters in a formula are not a
 request in Greek."""
 MIN_SCRIPT_LETTERS: Final = 4
-OFF_LOOP_CHARS: Final = 4096
-"""Texts longer than this, together, are identified in a thread (about 1 ms a window)."""
 CLD2_ALIASES: Final = {"iw": "he", "jw": "jv", "in": "id"}
 """CLD2's older codes -> the ISO 639-1 codes langid.py and policies use."""
 
 
-class LanguageClassifier(Classifier):
+class LanguageClassifier(TextChecker):
     window_chars = WINDOW_CHARS
 
     def __init__(self, spec: LanguageSpec):
@@ -59,14 +55,6 @@ class LanguageClassifier(Classifier):
         self.accepted = frozenset(spec.languages)
         self.cld2: Any = pycld2
         self.langid = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-
-    async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        if sum(len(subject.text) for subject in subjects) > OFF_LOOP_CHARS:
-            return await asyncio.to_thread(self.check_all, subjects)
-        return self.check_all(subjects)
-
-    def check_all(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        return [self.check(subject.text) for subject in subjects]
 
     def check(self, text: str) -> Verdict:
         found = self.foreign_language(text)

@@ -14,14 +14,13 @@ GIL), so the rail's ``timeout_s`` can fire and the event loop keeps serving mean
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import re2
 
-from guard.components.base import Classifier, Subject, Verdict
+from guard.components.base import TextChecker, Verdict
 from guard.components.specs import RE2_OPTIONS, RegexSpec
 
 OFF_LOOP_CHARS: Final = 4096
@@ -107,8 +106,9 @@ class Rule:
             pos = max(pos, start + 1)
 
 
-class RegexClassifier(Classifier):
+class RegexClassifier(TextChecker):
     can_redact = True
+    off_loop_chars = OFF_LOOP_CHARS
 
     def __init__(self, spec: RegexSpec):
         self.spec = spec
@@ -119,14 +119,6 @@ class RegexClassifier(Classifier):
                 compiled = re2.compile(pattern, RE2_OPTIONS)
                 self.rules.append(Rule(group, compiled, compiled.groupindex.get("hit", 0)))
         self.rules += [Rule("pattern", re2.compile(p, RE2_OPTIONS)) for p in spec.patterns]
-
-    async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        if sum(len(subject.text) for subject in subjects) > OFF_LOOP_CHARS:
-            return await asyncio.to_thread(self.check_all, subjects)
-        return self.check_all(subjects)
-
-    def check_all(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        return [self.check(subject.text) for subject in subjects]
 
     def check(self, text: str) -> Verdict:
         data = text.encode()
