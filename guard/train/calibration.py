@@ -187,3 +187,27 @@ def calibration(
         "label_thresholds": label_thresholds,
         "category_thresholds": category_thresholds(rows, oof),
     }
+
+
+def robustness(
+    rows: Sequence[Example], oof: Array, edited: dict[str, Array], chosen: dict[str, Any]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per edit (``as written`` first), per data set of ``rows``: the share of unsafe rows
+    flagged (``recall``) and of safe rows flagged (``fpr``), out of fold, at the
+    ``threshold`` and ``label_thresholds`` in ``chosen``."""
+    shifts = label_shifts(UNSAFE_LABELS, chosen["label_thresholds"], chosen["threshold"])
+    out = {}
+    for name, probabilities in {"as written": oof, **edited}.items():
+        table = per_dataset(rows, unsafe_score(probabilities, shifts), chosen["threshold"])
+        out[name] = {dataset: _flagged_shares(values) for dataset, values in table.items()}
+    return out
+
+
+def _flagged_shares(values: dict[str, float]) -> dict[str, float]:
+    """``recall`` where the set has unsafe rows, ``fpr`` where it has safe ones."""
+    shares = {}
+    if values["unsafe"]:
+        shares["recall"] = round(values["recall"], 4)
+    if values["unsafe"] < values["n"]:
+        shares["fpr"] = round(values["fpr"], 4)
+    return shares

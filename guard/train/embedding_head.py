@@ -23,7 +23,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,14 @@ from guard.train.batches import (
     pad,
     write_head,
 )
-from guard.train.calibration import CATEGORIES, LABELS, UNSAFE_LABELS, Array, calibration
+from guard.train.calibration import (
+    CATEGORIES,
+    LABELS,
+    UNSAFE_LABELS,
+    Array,
+    calibration,
+    robustness,
+)
 
 TRAIN_SETS = (
     "openai_moderation",
@@ -173,6 +180,29 @@ def changed_ending(text: str) -> str:
 
 
 OPENERS = ("Please ", "Hi! ", "Hello, ")
+
+
+def quoted(text: str) -> str:
+    return f'"{text}"'
+
+
+def please_first(text: str) -> str:
+    return "Please " + text[:1].lower() + text[1:]
+
+
+def thanks_last(text: str) -> str:
+    return text.rstrip() + " Thanks!"
+
+
+EDITS: dict[str, Callable[[str], str]] = {
+    "ending changed": changed_ending,
+    "quoted": quoted,
+    "Please first": please_first,
+    "Thanks! last": thanks_last,
+}
+"""Edits that change no request's meaning. The cross-validation scores each held-out row
+of ``EDITED_SETS`` with each, too (``robustness`` in the head's JSON)."""
+EDITED_SETS = ("harmbench", "advbench", "simplesafetytests", "jbb_harmful", "xstest", "jbb_benign")
 
 
 def wrapped(text: str, draw: float, opener: str) -> str:
@@ -332,6 +362,26 @@ class Report:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Edited:
+    """Rows of ``EDITED_SETS`` (``index`` into the training rows), and per edit the frozen
+    states of their edited texts, in the same order."""
+
+    index: list[int]
+    states: Mapping[str, Sequence[torch.Tensor]]
+
+
+def edited(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> Edited:
+    index = [i for i, row in enumerate(rows) if row.source in EDITED_SETS]
+    return Edited(
+        index,
+        {
+            name: frozen_states(model, [edit(rows[i].text) for i in index], config)
+            for name, edit in EDITS.items()
+        },
+    )
+
+
 def cross_validate(
     model: EmbeddingModel,
     trained: Sequence[torch.Tensor],
@@ -341,13 +391,17 @@ def cross_validate(
     eval_rows: Sequence[Example],
     config: Config,
     log: Any = print,
-) -> tuple[Array, Array]:
-    """Out-of-fold probabilities for ``rows`` (their ``states``), and the fold models' mean
-    for ``eval_rows``; each fold's model trains on the ``trained`` states of the others."""
+    edits: Edited | None = None,
+) -> tuple[Array, Array, dict[str, Array]]:
+    """Out-of-fold probabilities for ``rows`` (their ``states``), the fold models' mean
+    for ``eval_rows``, and out-of-fold probabilities for each of ``edits``' edited texts;
+    each fold's model trains on the ``trained`` states of the others."""
     target = targets(rows)
     fold = fold_of(rows, config.folds, config.seed)
     oof = np.zeros((len(rows), len(LABELS)))
     held = np.zeros((len(eval_rows), len(LABELS)))
+    edits = edits or Edited([], {})
+    edited_oof = {name: np.zeros((len(edits.index), len(LABELS))) for name in edits.states}
     for k in range(config.folds):
         started = time.perf_counter()
         train = [int(i) for i in np.where(fold != k)[0]]
@@ -355,9 +409,12 @@ def cross_validate(
         top = train_top(model.encoder, trained, rows, target, train, config)
         oof[test] = predict(top, states, test)
         held += predict(top, eval_states, list(range(len(eval_rows)))) / config.folds
+        here = [p for p, i in enumerate(edits.index) if fold[i] == k]
+        for name, texts in edits.states.items():
+            edited_oof[name][here] = predict(top, texts, here)
         took = time.perf_counter() - started
         log(f"fold {k + 1}/{config.folds}: {len(train)} train, {len(test)} test, {took:.0f} s")
-    return oof, held
+    return oof, held, edited_oof
 
 
 def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
@@ -393,6 +450,7 @@ def run(
     texts = trained_texts(rows, config)
     trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
+    edits = edited(model, rows, config) if cv else None
     seconds = {"frozen_states": time.perf_counter() - started}
     meta: dict[str, Any] = {
         "format": 1,
@@ -409,10 +467,14 @@ def run(
     meta["label_thresholds"] = dict.fromkeys(UNSAFE_LABELS, 0.5)
     meta["category_thresholds"] = dict.fromkeys(CATEGORIES, 0.5)
     if cv:
-        oof, held = cross_validate(
-            model, trained, states, rows, eval_states, eval_rows, config, log
+        oof, held, edited_oof = cross_validate(
+            model, trained, states, rows, eval_states, eval_rows, config, log, edits
         )
         meta.update(calibration(rows, oof, eval_rows, held, config.folds, scores_out))
+        assert edits is not None
+        meta["robustness"] = robustness(
+            [rows[i] for i in edits.index], oof[edits.index], edited_oof, meta
+        )
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()
