@@ -128,6 +128,10 @@ class Config:
     """Train on a seeded quarter of the rows in double quotes, and another quarter after
     an opener ("Please ", "Hi! ", "Hello, "): quoting a harmful request or opening it with
     "Please" lowers the head's score (docs/embedding-classifier.md, "Endings")."""
+    copies: float = 0.0
+    """Train a seeded share of the rows twice: as they are, and as a copy in double quotes
+    (half of the copies) or after an opener (the other half). Unlike ``wrappers``, every
+    row keeps its own text; the folds measure the originals only."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -227,6 +231,18 @@ def trained_texts(rows: Sequence[Example], config: Config) -> list[str]:
             text = wrapped(text, rng.random(), rng.choice(OPENERS))
         texts.append(text)
     return texts
+
+
+def copied_rows(texts: Sequence[str], config: Config) -> list[tuple[int, str]]:
+    """(row, text) of each copy ``config.copies`` asks for, drawn from its own seeded
+    generator, so that the rows' own draws stay as they are."""
+    rng = random.Random(f"copies:{config.seed}")
+    copies = []
+    for index, text in enumerate(texts):
+        if rng.random() < config.copies:
+            copy = quoted(text) if rng.random() < 0.5 else rng.choice(OPENERS) + text
+            copies.append((index, copy))
+    return copies
 
 
 def targets(rows: Sequence[Example]) -> Targets:
@@ -392,20 +408,23 @@ def cross_validate(
     config: Config,
     log: Any = print,
     edits: Edited | None = None,
+    measured: int | None = None,
 ) -> tuple[Array, Array, dict[str, Array]]:
-    """Out-of-fold probabilities for ``rows`` (their ``states``), the fold models' mean
-    for ``eval_rows``, and out-of-fold probabilities for each of ``edits``' edited texts;
-    each fold's model trains on the ``trained`` states of the others."""
+    """Out-of-fold probabilities for the first ``measured`` of ``rows`` (their ``states``;
+    the rest are copies, which only train), the fold models' mean for ``eval_rows``, and
+    out-of-fold probabilities for each of ``edits``' edited texts; each fold's model trains
+    on the ``trained`` states of the other folds' rows."""
     target = targets(rows)
     fold = fold_of(rows, config.folds, config.seed)
-    oof = np.zeros((len(rows), len(LABELS)))
+    measured = len(rows) if measured is None else measured
+    oof = np.zeros((measured, len(LABELS)))
     held = np.zeros((len(eval_rows), len(LABELS)))
     edits = edits or Edited([], {})
     edited_oof = {name: np.zeros((len(edits.index), len(LABELS))) for name in edits.states}
     for k in range(config.folds):
         started = time.perf_counter()
         train = [int(i) for i in np.where(fold != k)[0]]
-        test = [int(i) for i in np.where(fold == k)[0]]
+        test = [int(i) for i in np.where(fold[:measured] == k)[0]]
         top = train_top(model.encoder, trained, rows, target, train, config)
         oof[test] = predict(top, states, test)
         held += predict(top, eval_states, list(range(len(eval_rows)))) / config.folds
@@ -451,6 +470,12 @@ def run(
     trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     edits = edited(model, rows, config) if cv else None
+    copies = copied_rows(texts, config)
+    measured = len(rows)
+    if copies:
+        copy_states = frozen_states(model, [text for _, text in copies], config)
+        trained, states = [*trained, *copy_states], [*states, *copy_states]
+        rows = [*rows, *(rows[index] for index, _ in copies)]
     seconds = {"frozen_states": time.perf_counter() - started}
     meta: dict[str, Any] = {
         "format": 1,
@@ -461,16 +486,18 @@ def run(
         "config": asdict(config),
         "training_sets": {name: datasets.LICENCES[name].name for name in TRAIN_SETS},
         "training_data_sha256": dataset_hashes(config, root),
-        "training_rows": len(rows),
+        "training_rows": measured,
+        "training_copies": len(copies),
     }
     meta["threshold"] = 0.5
     meta["label_thresholds"] = dict.fromkeys(UNSAFE_LABELS, 0.5)
     meta["category_thresholds"] = dict.fromkeys(CATEGORIES, 0.5)
     if cv:
         oof, held, edited_oof = cross_validate(
-            model, trained, states, rows, eval_states, eval_rows, config, log, edits
+            model, trained, states, rows, eval_states, eval_rows, config, log, edits, measured
         )
-        meta.update(calibration(rows, oof, eval_rows, held, config.folds, scores_out))
+        originals_only = rows[:measured]
+        meta.update(calibration(originals_only, oof, eval_rows, held, config.folds, scores_out))
         assert edits is not None
         meta["robustness"] = robustness(
             [rows[i] for i in edits.index], oof[edits.index], edited_oof, meta
