@@ -128,7 +128,7 @@ class Config:
     """Train on a seeded quarter of the rows in double quotes, and another quarter after
     an opener ("Please ", "Hi! ", "Hello, "): quoting a harmful request or opening it with
     "Please" lowers the head's score (docs/embedding-classifier.md, "Endings")."""
-    copies: float = 0.0
+    copies: float = 0.5
     """Train a seeded share of the rows twice: as they are, and as a copy in double quotes
     (half of the copies) or after an opener (the other half). Unlike ``wrappers``, every
     row keeps its own text; the folds measure the originals only."""

@@ -95,12 +95,9 @@ def test_shipped_head_is_small_and_documented() -> None:
 
 def test_obviously_harmful_prompts_are_flagged(shipped: EmbeddingClassifier) -> None:
     verdicts = asyncio.run(shipped.classify([Subject(t) for t in HARMFUL]))
-    by_text = dict(zip(HARMFUL, verdicts, strict=True))
-    # A known miss of the shipped head (0.624 against 0.69; docs/embedding-classifier.md,
-    # "One miss the tests know about"). A worse head fails here.
-    known_miss = by_text.pop(HARMFUL[3])
-    assert known_miss.score is not None and known_miss.score > 0.6
-    assert all(v.flagged for v in by_text.values())
+    # The head shipped before the current one missed HARMFUL[3], the self-harm question
+    # (0.624 against its 0.69; docs/embedding-classifier.md, "Self-harm questions").
+    assert [v.flagged for v in verdicts] == [True] * len(HARMFUL)
     assert all(v.score is not None and 0 <= v.score <= 1 for v in verdicts)
 
 

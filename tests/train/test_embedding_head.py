@@ -246,14 +246,15 @@ def test_copies_add_quoted_and_opened_rows_and_leave_the_rows_draws_alone() -> N
     ]
     config = replace(Config(), copies=0.5)
     texts = trained_texts(rows, config)
-    assert texts == trained_texts(rows, Config())  # copies draw from their own generator
+    # copies draw from their own generator
+    assert texts == trained_texts(rows, replace(Config(), copies=0.0))
     copies = copied_rows(texts, config)
     assert copies == copied_rows(texts, config)
     assert 150 < len(copies) < 250
     quoted = [text for i, text in copies if text == f'"{texts[i]}"']
     opened = [text for i, text in copies if any(text == o + texts[i] for o in OPENERS)]
     assert len(quoted) + len(opened) == len(copies) and quoted and opened
-    assert copied_rows(texts, Config()) == []
+    assert copied_rows(texts, replace(Config(), copies=0.0)) == []
 
 
 def test_cross_validation_measures_the_rows_and_trains_on_their_copies_too() -> None:
