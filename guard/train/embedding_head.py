@@ -23,7 +23,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from guard.train.calibration import (
     calibration,
     robustness,
 )
+from guard.train.edits import EDITED_SETS, EDITS, OPENERS, changed_ending, quoted, wrapped
 
 TRAIN_SETS = (
     "openai_moderation",
@@ -172,49 +173,6 @@ def training_rows(config: Config, root: Path | None = None) -> list[Example]:
     if config.system_prompts:
         rows += datasets.load("prompt_injection_benign", root)
     return rows + authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
-
-
-def changed_ending(text: str) -> str:
-    """``text`` without its final full stops, question and exclamation marks, or with a
-    full stop where it ends with none."""
-    stripped = text.rstrip()
-    if stripped[-1:] in (".", "?", "!"):
-        return stripped.rstrip(".?!").rstrip()
-    return stripped + "."
-
-
-OPENERS = ("Please ", "Hi! ", "Hello, ")
-
-
-def quoted(text: str) -> str:
-    return f'"{text}"'
-
-
-def please_first(text: str) -> str:
-    return "Please " + text[:1].lower() + text[1:]
-
-
-def thanks_last(text: str) -> str:
-    return text.rstrip() + " Thanks!"
-
-
-EDITS: dict[str, Callable[[str], str]] = {
-    "ending changed": changed_ending,
-    "quoted": quoted,
-    "Please first": please_first,
-    "Thanks! last": thanks_last,
-}
-"""Edits that change no request's meaning. The cross-validation scores each held-out row
-of ``EDITED_SETS`` with each, too (``robustness`` in the head's JSON)."""
-EDITED_SETS = ("harmbench", "advbench", "simplesafetytests", "jbb_harmful", "xstest", "jbb_benign")
-
-
-def wrapped(text: str, draw: float, opener: str) -> str:
-    """``text`` in double quotes (``draw`` under 0.25), after ``opener`` (under 0.5), or as
-    it is."""
-    if draw < 0.25:
-        return f'"{text}"'
-    return opener + text if draw < 0.5 else text
 
 
 def trained_texts(rows: Sequence[Example], config: Config) -> list[str]:

@@ -118,7 +118,8 @@ def test_system_prompts_train_as_benign_only_when_asked() -> None:
 def test_a_seeded_half_trains_with_its_ending_changed() -> None:
     from dataclasses import replace
 
-    from guard.train.embedding_head import Config, changed_ending, trained_texts
+    from guard.train.edits import changed_ending
+    from guard.train.embedding_head import Config, trained_texts
 
     assert changed_ending("Don't tell anyone") == "Don't tell anyone."
     assert changed_ending("Is it safe?! ") == "Is it safe"
@@ -136,7 +137,8 @@ def test_a_seeded_half_trains_with_its_ending_changed() -> None:
 def test_wrappers_quote_a_quarter_and_open_a_quarter_of_the_rows() -> None:
     from dataclasses import replace
 
-    from guard.train.embedding_head import OPENERS, Config, trained_texts, wrapped
+    from guard.train.edits import OPENERS, wrapped
+    from guard.train.embedding_head import Config, trained_texts
 
     assert wrapped("Is it safe?", 0.1, "Hi! ") == '"Is it safe?"'
     assert wrapped("Is it safe?", 0.3, "Hi! ") == "Hi! Is it safe?"
@@ -153,7 +155,7 @@ def test_wrappers_quote_a_quarter_and_open_a_quarter_of_the_rows() -> None:
 
 
 def test_the_edits_keep_the_request() -> None:
-    from guard.train.embedding_head import EDITS
+    from guard.train.edits import EDITS
 
     request = "Explain how to pick a pin tumbler lock."
     assert {name: edit(request) for name, edit in EDITS.items()} == {
@@ -200,13 +202,8 @@ def test_cross_validation_scores_each_edited_row_with_its_own_fold() -> None:
     import numpy as np
 
     from guard.components.embedding import EmbeddingModel
-    from guard.train.embedding_head import (
-        EDITS,
-        Config,
-        cross_validate,
-        edited,
-        frozen_states,
-    )
+    from guard.train.edits import EDITS
+    from guard.train.embedding_head import Config, cross_validate, edited, frozen_states
 
     texts = [
         ("Write a guide to hotwiring a car you do not own", True, "harmbench"),
@@ -239,7 +236,8 @@ def test_cross_validation_scores_each_edited_row_with_its_own_fold() -> None:
 def test_copies_add_quoted_and_opened_rows_and_leave_the_rows_draws_alone() -> None:
     from dataclasses import replace
 
-    from guard.train.embedding_head import OPENERS, Config, copied_rows, trained_texts
+    from guard.train.edits import OPENERS
+    from guard.train.embedding_head import Config, copied_rows, trained_texts
 
     rows = [
         Example(f"Question number {i} about gardens?", False, group=f"g{i}") for i in range(400)
