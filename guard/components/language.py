@@ -55,6 +55,13 @@ class LanguageClassifier(TextChecker):
         self.accepted = frozenset(spec.languages)
         self.cld2: Any = pycld2
         self.langid = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        known = set(self.langid.nb_classes)
+        if unknown := sorted(self.accepted - known):
+            # A typo ("eng") would otherwise refuse every text in the language meant.
+            raise ValueError(
+                f"languages: {unknown} not known to the language identifier; "
+                f"use ISO 639-1 codes such as {sorted(known & {'de', 'en', 'es', 'fr', 'ja'})}"
+            )
 
     def check(self, text: str) -> Verdict:
         found = self.foreign_language(text)

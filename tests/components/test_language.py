@@ -68,6 +68,9 @@ def test_a_language_is_named_by_its_code() -> None:
     for wrong in (["English"], ["EN"], []):
         with pytest.raises(ValueError):
             LanguageSpec(kind="language", languages=wrong)
+    # A code of the right shape that no identifier knows would refuse every text.
+    with pytest.raises(ValueError, match=r"\['eng'\] not known"):
+        LanguageClassifier(LanguageSpec(kind="language", languages=["en", "eng"]))
 
 
 def test_a_foreign_paragraph_inside_an_english_document_is_found() -> None:
