@@ -46,5 +46,5 @@ def wrapped(text: str, draw: float, opener: str) -> str:
     """``text`` in double quotes (``draw`` under 0.25), after ``opener`` (under 0.5), or as
     it is."""
     if draw < 0.25:
-        return f'"{text}"'
+        return quoted(text)
     return opener + text if draw < 0.5 else text
