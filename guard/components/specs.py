@@ -69,6 +69,9 @@ class ClassifierSpec(Spec):
     parts: list[PartKind] | None = None
     """Input rails: the parts of a request this rail judges (e.g. ``[tool, documents]``, where
     indirect injections arrive); unset, every part. Other rails judge what this one skips."""
+    refusal: str | None = Field(default=None, min_length=1)
+    """What the client is told when this rail blocks, in place of the policy's
+    ``refusal.message`` (the first blocking rail's, in policy order, when several block)."""
 
     can_redact: ClassVar[bool] = False
     """Whether the kind locates what it found, so that ``action: redact`` can work."""
@@ -90,6 +93,11 @@ class ClassifierSpec(Spec):
             raise ValueError(
                 f"action 'redact' needs a classifier that locates what it found (regex); "
                 f"kind '{self.kind}' can only block or flag"
+            )
+        if self.refusal is not None and self.action != "block":
+            raise ValueError(
+                f"'refusal' is what a blocked client is told; this rail's action is "
+                f"'{self.action}', so it never blocks"
             )
         return self
 

@@ -6,7 +6,7 @@ constitutional revision, streaming, the Responses API)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from guard.components.registry import BuildContext
@@ -135,12 +135,11 @@ class GuardedCalls:
         if not self.output_rails:
             return
         judgements = await self._judge_choices(path, body, result["choices"], ctx)
-        refusal_message = self.loaded.policy.refusal.message
         for choice, judgement in zip(result["choices"], judgements, strict=True):
             if self._refuses(judgement, ctx):
-                set_choice_text(path, choice, refusal_message, filtered=True)
+                set_choice_text(path, choice, self.refusal_message([judgement]), filtered=True)
         if self.loaded.policy.refusal.http_error and any(j.blocked for j in judgements):
-            raise ContentFiltered(refusal_message, self.guard_info(ctx))
+            raise ContentFiltered(self.refusal_message(judgements), self.guard_info(ctx))
 
     async def _judge_choices(
         self,
@@ -176,8 +175,14 @@ class GuardedCalls:
         ctx.judgements += [(stage, j) for j in judgements]
         return judgements
 
+    def refusal_message(self, judgements: Iterable[Judgement]) -> str:
+        """What a blocked client is told: the first blocking rail's ``refusal``, in the order
+        the texts were judged, or the policy's message."""
+        own = (j.refusal for j in judgements if j.blocked and j.refusal is not None)
+        return next(own, self.loaded.policy.refusal.message)
+
     def _refusal(self, path: str, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        message = self.loaded.policy.refusal.message
+        message = self.refusal_message(j for _, j in ctx.judgements)
         if self.loaded.policy.refusal.http_error:
             raise ContentFiltered(message, self.guard_info(ctx))
         if path == RESPONSES:

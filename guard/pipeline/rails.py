@@ -112,6 +112,8 @@ class Judgement:
 
     reports: tuple[RailReport, ...]
     redactions: tuple[tuple[int, int, str], ...] = ()
+    refusal: str | None = None
+    """The ``refusal`` of the first rail, in policy order, that blocked the text, if it has one."""
 
     @property
     def outcome(self) -> Outcome:
@@ -183,7 +185,11 @@ async def judge(
         for index, report in zip(picked, reports, strict=True):
             judged[index].append((rail, replace(report, part=subjects[index].where or None)))
     return [
-        Judgement(tuple(report for _, report in pairs), _redactions(pairs, readable[index]))
+        Judgement(
+            tuple(report for _, report in pairs),
+            _redactions(pairs, readable[index]),
+            next((r.spec.refusal for r, report in pairs if report.outcome == "block"), None),
+        )
         for index, pairs in enumerate(judged)
     ]
 

@@ -129,7 +129,7 @@ class Pipeline(GuardedCalls):
                     result = await send(self._upstream_body(body, ctx))
         except Blocked:
             raise ContentFiltered(
-                self.loaded.policy.refusal.message, self.guard_info(ctx)
+                self.refusal_message(j for _, j in ctx.judgements), self.guard_info(ctx)
             ) from None
         result["guard"] = self.guard_info(ctx)
         return result
@@ -207,7 +207,6 @@ class Pipeline(GuardedCalls):
         judgements = ctx.winner_judgements
         if judgements is None and self.output_rails:
             judgements = await self._judge_choices(path, body, choices, ctx)
-        refusal_message = self.loaded.policy.refusal.message
         infos = []
         for index, choice in enumerate(choices):
             draft = choice_text(path, choice)
@@ -218,7 +217,8 @@ class Pipeline(GuardedCalls):
             if reason is None:
                 infos.append({"triggered": False, "reward": score})
                 if judgement is not None and self._refuses(judgement, ctx):
-                    set_choice_text(path, choice, refusal_message, filtered=True)
+                    message = self.refusal_message([judgement])
+                    set_choice_text(path, choice, message, filtered=True)
                 continue
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
             with ctx.trace.timed("critique"):
@@ -240,13 +240,15 @@ class Pipeline(GuardedCalls):
             if self.output_rails:
                 [final] = await self._judge_choices(path, body, [choice], ctx)
                 if self._refuses(final, ctx):
-                    set_choice_text(path, choice, refusal_message, filtered=True)
+                    message = self.refusal_message([final])
+                    set_choice_text(path, choice, message, filtered=True)
                     outcome.info["final"] = "blocked" if final.blocked else "error"
             infos.append(outcome.info)
         ctx.constitutional = infos[0] if len(infos) == 1 else {"choices": infos}
         blocked = any(c.get("finish_reason") == "content_filter" for c in choices)
         if self.loaded.policy.refusal.http_error and blocked:
-            raise ContentFiltered(refusal_message, self.guard_info(ctx))
+            message = self.refusal_message(j for stage, j in ctx.judgements if stage == "output")
+            raise ContentFiltered(message, self.guard_info(ctx))
 
     # -- streaming ----------------------------------------------------------------
 
@@ -400,7 +402,7 @@ class Pipeline(GuardedCalls):
         [judgement] = await self._judge(
             self.output_rails, [part.subject("assistant")], "output", ctx
         )
-        message = self.loaded.policy.refusal.message
+        message = self.refusal_message([judgement])
         if self._refuses(judgement, ctx):
             if self.loaded.policy.refusal.http_error and judgement.blocked:
                 raise ContentFiltered(message, self.guard_info(ctx))

@@ -107,13 +107,15 @@ def test_a_message_in_a_language_the_rails_cannot_read_never_reaches_vllm(
     vllm: VLLMServer, offline: openai.OpenAI
 ) -> None:
     """The offline policy's detectors read English: a question in German is refused by
-    the language rail, which names the part and the language (written here)."""
+    the language rail, in its own words, and the verdict names the part and the language
+    (written here)."""
     before = prompt_tokens(vllm)
     refused = short_answer(
         offline,
         [{"role": "user", "content": "Welche Rosen wachsen gut in Töpfen auf einem Balkon?"}],
     )
     assert refused.choices[0].finish_reason == "content_filter"
+    assert "Please ask again in English" in str(refused.choices[0].message.content)
     verdicts = (refused.model_extra or {})["guard"]["verdicts"]
     blocks = [(v["rail"], v["part"], v["categories"]) for v in verdicts if v["outcome"] == "block"]
     assert ("language", "messages[0]", ["de"]) in blocks

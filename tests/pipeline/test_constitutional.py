@@ -139,10 +139,12 @@ def test_a_flagged_draft_is_revised_and_rechecked(fake_upstream: Fake, tmp_path:
 def test_still_unsafe_after_revision_gets_the_refusal(fake_upstream: Fake, tmp_path: Path) -> None:
     # A critic that always answers with the leaked address: "say:" in its custom template.
     template = "  templates: {revision: 'say: mail bob@example.com'}\n"
-    with guard_with(fake_upstream, tmp_path, rails() + template) as url:
+    own = rails().replace("action: block", "action: block\n    refusal: No addresses, sorry.")
+    with guard_with(fake_upstream, tmp_path, own + template) as url:
         response = chat(url, "say: write to bob@example.com")
     choice = response.json()["choices"][0]
     assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"] == "No addresses, sorry."  # the rail's own refusal
     assert response.json()["guard"]["constitutional"]["final"] == "blocked"
     assert "bob@" not in response.text.split('"guard"')[0]
 

@@ -226,6 +226,61 @@ def test_an_output_block_as_http_error(fake_upstream: Fake, tmp_path: Path) -> N
     assert clean.json()["choices"][0]["message"]["content"] == "no key here"
 
 
+OWN_REFUSALS = """
+input_rails_mode: sequential
+input_rails:
+  - kind: regex
+    name: secrets
+    presets: [secrets]
+    refusal: Please remove the API key from your message.
+  - kind: regex
+    name: words
+    patterns: ['forbidden']
+output_rails:
+  - kind: regex
+    name: pii
+    presets: [pii]
+    refusal: The answer held personal data, so it was withheld.
+"""
+
+
+def test_a_rail_s_own_refusal_is_what_the_client_is_told(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """A blocking rail with ``refusal`` answers with it, in a normal answer, a replayed
+    stream and an output block; a rail without one answers with the policy's message."""
+    with guard_with(fake_upstream, tmp_path, OWN_REFUSALS) as url:
+        keyed = chat(url, f"my key is {SECRET}")
+        streamed = stream_events(url, f"my key is {SECRET}")
+        worded = chat(url, "a forbidden word")
+        answered = chat(url, "say: mail bob@example.com now")
+    assert keyed.json()["choices"][0]["message"]["content"] == (
+        "Please remove the API key from your message."
+    )
+    said = "".join(c["choices"][0]["delta"].get("content") or "" for c in streamed if c["choices"])
+    assert said == "Please remove the API key from your message."
+    assert worded.json()["choices"][0]["message"]["content"] == (
+        "I'm sorry, but I can't help with that."
+    )
+    choice = answered.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"] == "The answer held personal data, so it was withheld."
+
+
+def test_a_rail_s_own_refusal_as_http_error(fake_upstream: Fake, tmp_path: Path) -> None:
+    rails = OWN_REFUSALS + "refusal:\n  message: Not allowed.\n  http_error: true\n"
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        keyed = chat(url, f"my key is {SECRET}")
+        worded = chat(url, "a forbidden word")
+        answered = chat(url, "say: mail bob@example.com now")
+    assert keyed.status_code == worded.status_code == answered.status_code == 400
+    assert keyed.json()["error"]["message"] == "Please remove the API key from your message."
+    assert worded.json()["error"]["message"] == "Not allowed."
+    assert answered.json()["error"]["message"] == (
+        "The answer held personal data, so it was withheld."
+    )
+
+
 def test_token_id_prompts_cannot_pass_input_rails_unchecked(
     fake_upstream: Fake, tmp_path: Path
 ) -> None:

@@ -345,3 +345,11 @@ def test_parts_belong_to_input_rails_only(tmp_path: Path) -> None:
         "      to: {kind: regex, patterns: ['y'], parts: [user]}\noutput_rails: []\n",
     )
     assert ":8: input_rails[0].escalate.to: an escalation target judges the texts" in escalation
+
+
+def test_a_rail_s_own_refusal_needs_a_rail_that_blocks(tmp_path: Path) -> None:
+    rail = "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+    flagging = problems_of(tmp_path, rail + "    action: flag\n    refusal: No.\n")
+    assert "this rail's action is 'flag', so it never blocks" in flagging[0]
+    empty = problems_of(tmp_path, rail + "    refusal: ''\n")
+    assert "input_rails[0].refusal" in empty[0]

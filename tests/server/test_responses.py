@@ -287,6 +287,18 @@ def test_an_output_block_as_an_http_error(fake_upstream: Fake, tmp_path: Path) -
     assert PHRASE not in response.text and response.json()["guard"]["verdict"] == "block"
 
 
+def test_a_rail_s_own_refusal_answers_a_response(fake_upstream: Fake, tmp_path: Path) -> None:
+    own = "    refusal: Remove the key, then ask again.\n"
+    rails = INPUT_SECRETS + own + forbidding(PHRASE) + "    refusal: That answer was withheld.\n"
+    with guarded(fake_upstream, tmp_path, rails) as url:
+        keyed = client(url).responses.create(model="m", input=f"my key {SECRET}")
+        events = list(client(url).responses.create(model="m", input=SECRET, stream=True))
+        answered = client(url).responses.create(model="m", input=f"say: {FILLER} {PHRASE}")
+    assert keyed.output_text == "Remove the key, then ask again."
+    assert "".join(getattr(e, "delta", "") for e in events) == "Remove the key, then ask again."
+    assert answered.status == "incomplete" and answered.output_text == "That answer was withheld."
+
+
 def test_a_streamed_block_ends_with_response_incomplete_and_stops_generation(
     paced_upstream: Fake, tmp_path: Path
 ) -> None:
