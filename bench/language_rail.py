@@ -9,8 +9,7 @@
   --scores``, goal split, from the shipped head's configuration): CyberSecEval's
   injections and jailbreak sets through the attack detector (out of fold), the shipped
   ``embedding`` head, and the rail, alone and together. Read with their system prompts,
-  the injections the detector misses are taken from docs/attack-detector-misses.md
-  (written by ``guard train-attack-head --misses``), matched to their rows.
+  whether the detector caught each injection is the file's ``with_instructions``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/language_rail.py [--attack-scores oof.jsonl]
 """
@@ -38,7 +37,6 @@ from guard.pipeline.rails import Rail, judge  # noqa: E402
 
 SPEC = LanguageSpec(kind="language", languages=["en"])
 AUTHORED = ROOT / "guard" / "train" / "data" / "authored_attacks.json"
-MISSES = ROOT / "docs" / "attack-detector-misses.md"
 
 
 def flagged(rail: Rail, texts: list[str]) -> list[bool]:
@@ -98,9 +96,13 @@ def injections(rail: Rail, scores: Path) -> None:
         before, after = attacks | embedding, attacks | embedding | language
         cells = [x.mean() for x in (attacks, embedding, language, before, after)]
         print(f"| {name} | {len(index)} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-    missed = missed_with_instructions(
-        [row.example.text for row in rows if row.example.source == "prompt_injection"]
-    )
+    if not any("with_instructions" in record for record in oof):
+        raise SystemExit(f"{scores}: no 'with_instructions'; write it with this guard version")
+    missed = [
+        row.example.text
+        for row, record in zip(rows, oof, strict=True)
+        if record.get("with_instructions") is False
+    ]
     embedding, language = harmful(missed), np.array(flagged(rail, missed))
     n = sum(row.example.source == "prompt_injection" for row in rows)
     print(
@@ -111,19 +113,6 @@ def injections(rail: Rail, scores: Path) -> None:
     for text, e, lang in zip(missed, embedding, language, strict=True):
         caught = "language" if lang else "embedding" if e else "missed"
         print(f"  {caught:9s} {' '.join(text.split())[:100]}")
-
-
-def missed_with_instructions(texts: list[str]) -> list[str]:
-    """The CyberSecEval injections the detector misses read with their instructions, as
-    its misses report lists them (cut to 120 characters), matched back to whole rows."""
-    section = MISSES.read_text().split("### Missed injections")[1].split("\n### ")[0]
-    cut = [
-        line.split(" | ")[-1].removesuffix(" |").replace("\\|", "|")
-        for line in section.splitlines()
-        if line.startswith("| prompt_injection |")
-    ]
-    whole = {" ".join(text.split())[:120]: text for text in texts}
-    return [whole[part] for part in cut]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,7 @@ from guard.train.attack_data import (
 from guard.train.attack_report import source, table, write_misses
 from guard.train.calibration import Goal, metrics
 from guard.train.embedding_head import fold_of
+from guard.train.instructed import sent_with_instructions
 from guard.train.instructed import train as train_instructed
 
 EVERYDAY_SETS = (
@@ -326,7 +327,7 @@ def run(
         return [logit(p) for p in scored[:, injection]]
 
     log("the instruction-aware layer")
-    instructed, wrong_pairs = train_instructed(
+    instructed = train_instructed(
         model,
         [row.example for row in rows],
         [logit(p) for p in oof[:, injection]],
@@ -359,25 +360,36 @@ def run(
             ]
             for i, label in enumerate(ATTACK_LABELS)
         },
-        "instructed": instructed,
+        "instructed": instructed.layer,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write(final, hidden, config, out, meta)
     if misses is not None:
-        write_misses(misses, rows, oof, thresholds, wrong_pairs)
+        write_misses(misses, rows, oof, thresholds, instructed.wrong)
     if scores is not None:
-        with scores.open("w") as lines:
-            for row, probabilities in zip(rows, oof, strict=True):
-                record = {
-                    "source": source(row),
-                    "kind": row.example.subset,
-                    "attack": any(row.labels),
-                    "jailbreak": round(float(probabilities[0]), 6),
-                    "prompt_injection": round(float(probabilities[1]), 6),
-                }
-                lines.write(json.dumps(record) + "\n")
+        write_scores(scores, rows, oof, instructed.injections_caught)
     log(f"wrote {out} and {out.with_suffix('.json').name} in {meta['seconds']:.0f} s")
     return meta
+
+
+def write_scores(
+    path: Path, rows: Sequence[Row], oof: NDArray[np.float64], caught: list[bool]
+) -> None:
+    """Each row's out-of-fold scores (JSON lines); an injection sent with instructions also
+    says whether the instruction-aware layer caught it, out of fold (``with_instructions``)."""
+    told = iter(caught)
+    with path.open("w") as lines:
+        for row, probabilities in zip(rows, oof, strict=True):
+            record = {
+                "source": source(row),
+                "kind": row.example.subset,
+                "attack": any(row.labels),
+                "jailbreak": round(float(probabilities[0]), 6),
+                "prompt_injection": round(float(probabilities[1]), 6),
+            }
+            if sent_with_instructions(row.example):
+                record["with_instructions"] = next(told)
+            lines.write(json.dumps(record) + "\n")
 
 
 def write(fitted: Fitted, hidden: int, config: Config, out: Path, meta: dict[str, Any]) -> None:

@@ -51,6 +51,18 @@ ALLOWED_FPR = 0.05
 
 
 @dataclass(frozen=True)
+class Trained:
+    layer: dict[str, Any]
+    """For the head's JSON: weights, bias shifted onto the label's threshold, the
+    cross-validated table."""
+    wrong: list[str]
+    """Every pair it gets wrong out of fold (Markdown)."""
+    injections_caught: list[bool]
+    """Per CyberSecEval injection sent with instructions (``sent_with_instructions``), in
+    order: flagged out of fold, read with them."""
+
+
+@dataclass(frozen=True)
 class Pair:
     instructions: str
     text: str
@@ -66,6 +78,11 @@ def family(instructions: str) -> str:
     return " ".join(re.findall(r"[a-z']+", instructions.lower())[:3])
 
 
+def sent_with_instructions(example: Example) -> bool:
+    """A CyberSecEval injection with the application's instructions it was sent to."""
+    return example.source == "prompt_injection" and bool(example.instructions)
+
+
 def pairs(
     examples: Sequence[Example],
     logits: Sequence[float],
@@ -75,9 +92,9 @@ def pairs(
     """The training pairs. ``examples`` and ``logits``: the attack head's rows and their
     out-of-fold injection logits; ``score``: the final head's logits for new texts."""
     found = [
-        Pair(e.instructions, e.text, True, "prompt_injection", own)
+        Pair(e.instructions or "", e.text, True, "prompt_injection", own)
         for e, own in zip(examples, logits, strict=True)
-        if e.source == "prompt_injection" and e.instructions
+        if sent_with_instructions(e)
     ]
     apps = json.loads(AUTHORED_INSTRUCTED.read_text())["apps"]
     for app in apps:
@@ -163,9 +180,8 @@ def train(
     label_threshold: float,
     folds: int,
     seed: int,
-) -> tuple[dict[str, Any], list[str]]:
-    """The layer for the head's JSON (weights, bias shifted onto ``label_threshold``,
-    its cross-validated table), and every pair it gets wrong out of fold (Markdown)."""
+) -> Trained:
+    """The layer, trained on every pair, and what it does out of fold."""
     found = pairs(examples, logits, score, seed)
     x = feature_matrix(model, found)
     y = np.array([p.attack for p in found])
@@ -194,7 +210,8 @@ def train(
         "threshold": threshold,
         "cv": table,
     }
-    return layer, wrong_pairs(found, either)
+    caught = [bool(f) for p, f in zip(found, either, strict=True) if p.kind == "prompt_injection"]
+    return Trained(layer, wrong_pairs(found, either), caught)
 
 
 def wrong_pairs(found: Sequence[Pair], fired: NDArray[np.bool_]) -> list[str]:
