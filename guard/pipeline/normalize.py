@@ -4,7 +4,10 @@
    point (zero-width spaces and joiners, soft hyphens, bidi controls, tag characters,
    variation selectors, Hangul fillers...), before composition. Whitespace stays.
 2. Unicode NFKC (full-width forms, mathematical letters, ligatures, circled digits...),
-   except that a spacing accent (U+00B4, U+00A8...) is kept as it is.
+   except that a spacing accent (U+00B4, U+00A8...) is kept as it is; and letters written
+   as symbols that NFKC leaves alone or spells out (``STYLED_LETTERS``: regional
+   indicators, negative circled and squared capitals, small capitals, parenthesised
+   letters) become the letters they spell.
 3. Combining marks that do not belong go ("zalgo", strike-through, keycaps): a mark still
    attached to an ASCII or Latin letter, a look-alike, a symbol or nothing after
    composition. Genuine accents compose and stay; other scripts keep up to
@@ -53,12 +56,49 @@ _FOLD_CLASS: Final = "".join(re.escape(ch) for ch in _FOLD)
 _FOLD_WORD_RE: Final = re.compile(rf"\b\w*[{_FOLD_CLASS}]\w*")
 _FOLD_DELETE: Final = str.maketrans(dict.fromkeys(_FOLD))
 _NON_ASCII_RUN_RE: Final = re.compile(r"[^\x00-\x7f]+")
+
+
+def _styled_letters() -> dict[str, str]:
+    """Letters written as symbols, which a model reads as the letters they spell
+    ("\U0001f1ed\U0001f1f4\U0001f1fc" reads "HOW") but NFKC leaves alone, or spells out
+    with brackets: each Unicode character so named, in the blocks that hold them."""
+    names = (
+        (re.compile(r"REGIONAL INDICATOR SYMBOL LETTER ([A-Z])"), str.upper),
+        (re.compile(r"NEGATIVE (?:CIRCLED|SQUARED) LATIN CAPITAL LETTER ([A-Z])"), str.upper),
+        (re.compile(r"LATIN LETTER SMALL CAPITAL ([A-Z])"), str.lower),
+        (re.compile(r"PARENTHESIZED LATIN SMALL LETTER ([A-Z])"), str.lower),
+    )
+    blocks = (
+        (0x0250, 0x02AF),
+        (0x1D00, 0x1D2B),
+        (0x2460, 0x24FF),
+        (0xA720, 0xA7FF),
+        (0x1F100, 0x1F1FF),
+    )
+    table = {}
+    for lo, hi in blocks:
+        for ch in map(chr, range(lo, hi + 1)):
+            name = unicodedata.name(ch, "")
+            for pattern, case in names:
+                found = pattern.fullmatch(name)
+                if found:
+                    table[ch] = case(found.group(1))
+    return table
+
+
+STYLED_LETTERS: Final = MappingProxyType(_styled_letters())
+"""Letter-like symbol -> the ASCII letter it spells (step 2)."""
+
 # Characters that need per-character work even inside an NFKC-stable stretch: non-ASCII
-# characters that are not word characters (marks, format characters, symbols, punctuation)
-# and the word characters that are removed or attach to the preceding character (Hangul
-# fillers and vowel/final jamo, Thai/Lao AM, halfwidth voiced sound marks).
+# characters that are not word characters (marks, format characters, symbols, punctuation),
+# the word characters that are removed or attach to the preceding character (Hangul
+# fillers and vowel/final jamo, Thai/Lao AM, halfwidth voiced sound marks), and the styled
+# letters that are word characters (small capitals).
+_STYLED_WORD_CLASS: Final = "".join(re.escape(ch) for ch in STYLED_LETTERS if ch.isalnum())
 _SPECIAL_RE: Final = re.compile(
-    r"(?:[^\w\x00-\x7f]|[\u0e33\u0eb3\u115f-\u1175\u11a8-\u11c2\u3164\uff9e\uff9f\uffa0])+"
+    r"(?:[^\w\x00-\x7f]|[\u0e33\u0eb3\u115f-\u1175\u11a8-\u11c2\u3164\uff9e\uff9f\uffa0"
+    + _STYLED_WORD_CLASS
+    + "])+"
 )
 _LETTER_RE: Final = re.compile(r"[^\W\d_]")
 
@@ -148,7 +188,7 @@ def is_removed(ch: str) -> bool:
 def _compute_info(ch: str) -> _Info:
     if is_removed(ch):
         return _REMOVED
-    decomposed = unicodedata.normalize("NFKD", ch)
+    decomposed = STYLED_LETTERS.get(ch) or unicodedata.normalize("NFKD", ch)
     if len(decomposed) > 1 and decomposed[0] == " " and all(_is_mark(m) for m in decomposed[1:]):
         # spacing diacritic (U+00B4 ...): keep it rather than leave a bare space
         decomposed = unicodedata.normalize("NFD", ch)

@@ -173,6 +173,18 @@ READS_AS = {
     "zero-width joiners": "sk-abcdefghijklmnopqrstuvw\u200bxyz\u200d0123",
     "soft hyphens": "sk-abcdefghij\u00adklmnopqrstuvwxyz0123",
     "Cyrillic look-alikes": "sk-\u0430bcdefghijklmn\u043epqrstuvwxyz0123",
+    "small capitals": (
+        "sk-"
+        "\u1d00\u0299\u1d04\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d"
+        "\u0274\u1d0f\u1d18\ua7af\u0280\ua731\u1d1b\u1d1c\u1d20\u1d21x\u028f\u1d22"
+        "0123"
+    ),
+    "parenthesised letters": (
+        "sk-"
+        "\u249c\u249d\u249e\u249f\u24a0\u24a1\u24a2\u24a3\u24a4\u24a5\u24a6\u24a7\u24a8"
+        "\u24a9\u24aa\u24ab\u24ac\u24ad\u24ae\u24af\u24b0\u24b1\u24b2\u24b3\u24b4\u24b5"
+        "0123"
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from guard.pipeline.normalize import (
     FOLD_TABLE,
     MAX_MARKS_PER_LETTER,
+    STYLED_LETTERS,
     FoldMode,
     Normalized,
     is_removed,
@@ -80,6 +81,24 @@ def test_math_alphanumerics() -> None:
     assert n.text == "bomb bomb 12"
     # one astral character -> one output character
     assert n.original_span(0, 4) == (0, 4)
+
+
+def test_letters_written_as_symbols_read_as_the_letters() -> None:
+    """Regional indicators, negative circled and squared capitals, small capitals and
+    parenthesised letters: a model reads them as letters, NFKC leaves them (or spells them
+    with brackets). Each is one character of the original, for redaction."""
+    flags = "\U0001f1ed\U0001f1f4\U0001f1fc \U0001f1f9\U0001f1f4"  # regional indicators
+    negative = "\U0001f177\U0001f15e\U0001f186"  # negative squared H, circled O, squared W
+    small = "\u029c\u1d0f\u1d21 \u1d1b\u1d0f \u1d18\u026a\u1d04\u1d0b"  # small capitals
+    bracketed = "\u24a3\u24aa\u24b2"  # parenthesised h o w
+    n = normalize(f"{flags}: {negative}, {small} {bracketed}")
+    assert n.text == "HOW TO: HOW, how to pick how"
+    assert spans_of(n)[:3] == [(0, 1), (1, 2), (2, 3)]
+    assert redact(f"say {small}", "pick") == "say \u029c\u1d0f\u1d21 \u1d1b\u1d0f [REDACTED]"
+    # a flag reads as its two letters; IPA's small capitals read as the letters
+    assert normalize("Paris \U0001f1eb\U0001f1f7").text == "Paris FR"
+    assert len(STYLED_LETTERS) == 26 * 4 + 25
+    assert all(len(src) == 1 and dst.isascii() for src, dst in STYLED_LETTERS.items())
 
 
 def test_ligatures_and_expansions() -> None:
