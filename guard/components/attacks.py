@@ -401,6 +401,7 @@ class AttackClassifier(Classifier):
         self.thresholds = {
             label: (spec.thresholds or {}).get(label, shipped[label]) for label in spec.labels
         }
+        self.categories = tuple(spec.labels)
         self.reads_context = (
             spec.instructions
             and "prompt_injection" in spec.labels

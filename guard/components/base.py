@@ -45,6 +45,9 @@ class Classifier(ABC):
     times_itself = False
     """It applies the rail's ``timeout_s`` to its own work (not to queueing) and raises
     ``QueueFull`` when it cannot start in time; otherwise the rail times the whole call."""
+    categories: tuple[str, ...] | None = None
+    """Every category its verdicts can name, where the kind knows them (a typo in a
+    rail's ``refusal`` keys is then a load error); None: not known in advance."""
     window_chars: int | None = None
     """The longest text it reads at once; longer texts are judged in overlapping windows
     of this size. None: it reads any length whole itself."""

@@ -264,6 +264,7 @@ class EmbeddingClassifier(Classifier):
         head = Path(spec.head).expanduser() if spec.head else HEAD
         self.model = load_model(head.resolve(), backbone, spec.precision)
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
+        self.categories = tuple(self.model.category_columns)
         self.batcher: MicroBatcher[list[int], torch.Tensor] = MicroBatcher(
             self.model.logit_rows,
             max_batch_size=64,

@@ -119,6 +119,7 @@ class RegexClassifier(TextChecker):
                 compiled = re2.compile(pattern, RE2_OPTIONS)
                 self.rules.append(Rule(group, compiled, compiled.groupindex.get("hit", 0)))
         self.rules += [Rule("pattern", re2.compile(p, RE2_OPTIONS)) for p in spec.patterns]
+        self.categories = tuple(dict.fromkeys(rule.category for rule in self.rules))
 
     def check(self, text: str) -> Verdict:
         data = text.encode()

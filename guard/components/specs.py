@@ -9,7 +9,8 @@ known ones. Whether this build can *run* a kind is a separate question, answered
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Final, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -69,9 +70,11 @@ class ClassifierSpec(Spec):
     parts: list[PartKind] | None = None
     """Input rails: the parts of a request this rail judges (e.g. ``[tool, documents]``, where
     indirect injections arrive); unset, every part. Other rails judge what this one skips."""
-    refusal: str | None = Field(default=None, min_length=1)
+    refusal: str | dict[str, str] | None = None
     """What the client is told when this rail blocks, in place of the policy's
-    ``refusal.message`` (the first blocking rail's, in policy order, when several block)."""
+    ``refusal.message`` (the first blocking rail's, in policy order, when several block).
+    A mapping answers by category: the first entry, in the order written, whose category
+    the verdict names (``"*"``: any other); none, the policy's message."""
 
     can_redact: ClassVar[bool] = False
     """Whether the kind locates what it found, so that ``action: redact`` can work."""
@@ -100,6 +103,23 @@ class ClassifierSpec(Spec):
                 f"'{self.action}', so it never blocks"
             )
         return self
+
+    @field_validator("refusal")
+    @classmethod
+    def _says_something(cls, refusal: str | dict[str, str] | None) -> Any:
+        said = [refusal] if isinstance(refusal, str) else list((refusal or {}).values())
+        if refusal == {} or any(not text.strip() for text in said):
+            raise ValueError("a refusal says something: give the message, or leave it out")
+        if isinstance(refusal, dict) and any(not key.strip() for key in refusal):
+            raise ValueError("a refusal's keys are category names (or '*' for any other)")
+        return refusal
+
+    def refusal_for(self, categories: Sequence[str]) -> str | None:
+        """This rail's own refusal of a verdict naming ``categories``, if it has one."""
+        if not isinstance(self.refusal, dict):
+            return self.refusal
+        named = next((key for key in self.refusal if key in categories), "*")
+        return self.refusal.get(named)
 
 
 class RemoteModel(Spec):

@@ -188,10 +188,17 @@ async def judge(
         Judgement(
             tuple(report for _, report in pairs),
             _redactions(pairs, readable[index]),
-            next((r.spec.refusal for r, report in pairs if report.outcome == "block"), None),
+            next(
+                (_refusal(rail, report) for rail, report in pairs if report.outcome == "block"),
+                None,
+            ),
         )
         for index, pairs in enumerate(judged)
     ]
+
+
+def _refusal(rail: Rail, report: RailReport) -> str | None:
+    return rail.spec.refusal_for(report.verdict.categories if report.verdict else ())
 
 
 async def _run_rail(rail: Rail, subjects: Sequence[Subject], stage: Stage) -> list[RailReport]:
@@ -377,4 +384,13 @@ def cached_rail(rail: Rail) -> Rail:
 def build_rail(spec: Any, components: BuildContext) -> Rail:
     """The rail of a spec, with the rail it escalates to."""
     escalation = build_rail(spec.escalate.to, components) if spec.escalate else None
-    return Rail(spec, build_classifier(spec, components), escalation)
+    classifier = build_classifier(spec, components)
+    known = classifier.categories
+    if isinstance(spec.refusal, dict) and known is not None:
+        unknown = [key for key in spec.refusal if key != "*" and key not in known]
+        if unknown:
+            raise ValueError(
+                f"refusal names categories this rail never reports: {', '.join(unknown)} "
+                f"(it reports: {', '.join(known)})"
+            )
+    return Rail(spec, classifier, escalation)

@@ -267,6 +267,31 @@ def test_a_rail_s_own_refusal_is_what_the_client_is_told(
     assert choice["message"]["content"] == "The answer held personal data, so it was withheld."
 
 
+def test_a_rail_answers_by_category(fake_upstream: Fake, tmp_path: Path) -> None:
+    """A refusal by category: the first entry, in the order written, that the verdict
+    names; ``*`` for any other category."""
+    rails = """
+input_rails_mode: sequential
+input_rails:
+  - kind: regex
+    presets: [secrets, pii]
+    refusal:
+      secrets: Remove the key first.
+      email: Leave the address out.
+      "*": Personal data cannot be sent.
+"""
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        both = chat(url, f"mail {SECRET} to bob@example.com")
+        mailed = chat(url, "write to bob@example.com")
+        called = chat(url, "call me on +44 20 7946 0958")
+    said = [r.json()["choices"][0]["message"]["content"] for r in (both, mailed, called)]
+    assert said == [
+        "Remove the key first.",
+        "Leave the address out.",
+        "Personal data cannot be sent.",
+    ]
+
+
 def test_a_rail_s_own_refusal_as_http_error(fake_upstream: Fake, tmp_path: Path) -> None:
     rails = OWN_REFUSALS + "refusal:\n  message: Not allowed.\n  http_error: true\n"
     with guard_with(fake_upstream, tmp_path, rails) as url:

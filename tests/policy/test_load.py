@@ -353,3 +353,22 @@ def test_a_rail_s_own_refusal_needs_a_rail_that_blocks(tmp_path: Path) -> None:
     assert "this rail's action is 'flag', so it never blocks" in flagging[0]
     empty = problems_of(tmp_path, rail + "    refusal: ''\n")
     assert "input_rails[0].refusal" in empty[0]
+
+
+def test_a_refusal_by_category_names_categories_the_rail_reports(tmp_path: Path) -> None:
+    rail = "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+    typo = rail + "    presets: [pii]\n    refusal: {emial: No.}\n"
+    with pytest.raises(PolicyError) as caught:
+        create_app(Settings(policies=[write_policy(tmp_path, typo)]))
+    assert "input_rails[0] (regex) could not be built" in str(caught.value)
+    assert "refusal names categories this rail never reports: emial" in str(caught.value)
+    assert "(it reports: email, phone, credit_card)" in str(caught.value)
+    empty = problems_of(tmp_path, rail + "    refusal: {email: ' '}\n")
+    assert "a refusal says something" in empty[0]
+    [loaded] = load_policy_file(
+        write_policy(tmp_path, rail + "    presets: [pii]\n    refusal: {email: A, '*': B}\n")
+    )
+    spec = loaded.policy.input_rails[0]
+    assert spec.refusal_for(("phone", "email")) == "A"
+    assert spec.refusal_for(("phone",)) == "B"
+    assert spec.refusal_for(()) == "B"
