@@ -385,7 +385,11 @@ def build_rail(spec: Any, components: BuildContext) -> Rail:
     """The rail of a spec, with the rail it escalates to."""
     escalation = build_rail(spec.escalate.to, components) if spec.escalate else None
     classifier = build_classifier(spec, components)
+    # An escalated verdict is the second classifier's, with its categories.
     known = classifier.categories
+    if escalation is not None and known is not None:
+        second = escalation.classifier.categories
+        known = None if second is None else (*known, *second)
     if isinstance(spec.refusal, dict) and known is not None:
         unknown = [key for key in spec.refusal if key != "*" and key not in known]
         if unknown:

@@ -372,3 +372,15 @@ def test_a_refusal_by_category_names_categories_the_rail_reports(tmp_path: Path)
     assert spec.refusal_for(("phone", "email")) == "A"
     assert spec.refusal_for(("phone",)) == "B"
     assert spec.refusal_for(()) == "B"
+
+
+def test_a_refusal_may_name_the_categories_of_the_rail_it_escalates_to(tmp_path: Path) -> None:
+    """An escalated verdict is the second classifier's: its categories are known too."""
+    text = (
+        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+        "    presets: [secrets]\n    escalate: {between: [0.2, 0.8], to: {kind: regex, "
+        "presets: [email]}}\n    refusal: {email: No addresses., secrets: No keys.}\n"
+    )
+    create_app(Settings(policies=[write_policy(tmp_path, text)]))
+    with pytest.raises(PolicyError, match="never reports: phone"):
+        create_app(Settings(policies=[write_policy(tmp_path, text.replace("email:", "phone:"))]))
