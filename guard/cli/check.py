@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from guard.errors import PolicyError
 
+if TYPE_CHECKING:
+    from guard.policy.load import LoadedPolicy
 
-def check_files(files: list[Path], keys: Path | None = None) -> int:
+
+def build_every_rail(loaded: list[LoadedPolicy]) -> None:
+    """Build each policy's rails and rewards, as ``guard serve`` does at start-up: loads the
+    in-process models and sends no request. Raises ``PolicyError`` naming what failed."""
+    from guard.components.registry import BuildContext
+    from guard.pipeline.runner import Pipeline
+    from guard.protocol.upstream import Upstream
+
+    upstream = Upstream("http://127.0.0.1:9")  # never called
+    components = BuildContext(upstream)
+    try:
+        for item in loaded:
+            Pipeline(item, upstream, components)
+    finally:
+        asyncio.run(components.aclose())
+
+
+def check_files(files: list[Path], keys: Path | None = None, build: bool = False) -> int:
     from guard.ops.keys import load_keys
     from guard.pipeline.checks import unsupported
     from guard.policy.load import load_policy_file
@@ -28,6 +49,13 @@ def check_files(files: list[Path], keys: Path | None = None) -> int:
             failed = True
             print("\n".join(problems), file=sys.stderr)
             continue
+        if build:
+            try:
+                build_every_rail(policies)
+            except PolicyError as exc:
+                failed = True
+                print("\n".join(exc.problems), file=sys.stderr)
+                continue
         loaded.extend(policies)
         print(f"ok: {path} ({', '.join(item.policy.name for item in policies)})")
     if failed:

@@ -51,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate policy files and explain problems")
     check.add_argument("files", nargs="+", type=Path)
     check.add_argument("--keys", type=Path, help="also check this keys file against the policies")
+    check.add_argument(
+        "--build",
+        action="store_true",
+        help="also build every rail as 'guard serve' does (loads in-process models, "
+        "sends no request)",
+    )
 
     evaluate = commands.add_parser(
         "eval",
@@ -90,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (done := ops_cli.run(args)) is not None:
         return done
     if args.command == "check":
-        return check_files(args.files, args.keys)
+        return check_files(args.files, args.keys, args.build)
     if args.command == "eval":
         from guard.eval.command import run_eval
 

@@ -384,3 +384,17 @@ def test_a_refusal_may_name_the_categories_of_the_rail_it_escalates_to(tmp_path:
     create_app(Settings(policies=[write_policy(tmp_path, text)]))
     with pytest.raises(PolicyError, match="never reports: phone"):
         create_app(Settings(policies=[write_policy(tmp_path, text.replace("email:", "phone:"))]))
+
+
+def test_check_build_builds_every_rail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``guard check`` reads the files; ``--build`` also builds the rails as start-up does,
+    so what only building finds (a refusal key the rail never reports) fails it too."""
+    typo = write_policy(
+        tmp_path,
+        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+        "    presets: [pii]\n    refusal: {emial: No.}\n",
+    )
+    assert main(["check", str(typo)]) == 0
+    assert main(["check", "--build", str(typo)]) == 1
+    assert "never reports: emial" in capsys.readouterr().err
+    assert main(["check", "--build", *map(str, POLICIES[:1])]) == 0
