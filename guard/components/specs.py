@@ -72,7 +72,8 @@ class ClassifierSpec(Spec):
     indirect injections arrive); unset, every part. Other rails judge what this one skips."""
     refusal: str | dict[str, str] | None = None
     """What the client is told when this rail blocks, in place of the policy's
-    ``refusal.message`` (the first blocking rail's, in policy order, when several block).
+    ``refusal.message`` (when several rails block, the first blocked part's first
+    blocking rail, in policy order, speaks).
     A mapping answers by category: the first entry, in the order written, whose category
     the verdict names (``"*"``: any other); none, the policy's message."""
 

@@ -176,10 +176,11 @@ class GuardedCalls:
         return judgements
 
     def refusal_message(self, judgements: Iterable[Judgement]) -> str:
-        """What a blocked client is told: the first blocking rail's ``refusal``, in the order
-        the texts were judged, or the policy's message."""
-        own = (j.refusal for j in judgements if j.blocked and j.refusal is not None)
-        return next(own, self.loaded.policy.refusal.message)
+        """What a blocked client is told: the first blocked text's ``refusal`` (its first
+        blocking rail's own), in the order the texts were judged, or the policy's message."""
+        first = next((j for j in judgements if j.blocked), None)
+        own = first.refusal if first is not None else None
+        return own or self.loaded.policy.refusal.message
 
     def _refusal(self, path: str, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         message = self.refusal_message(j for _, j in ctx.judgements)

@@ -267,6 +267,27 @@ def test_a_rail_s_own_refusal_is_what_the_client_is_told(
     assert choice["message"]["content"] == "The answer held personal data, so it was withheld."
 
 
+def test_the_first_blocked_part_speaks(fake_upstream: Fake, tmp_path: Path) -> None:
+    """Two parts blocked by two rails: the first part's rail speaks, and with no message
+    of its own that is the policy's, not the later part's rail's."""
+    messages = [
+        {"role": "user", "content": "a forbidden word"},
+        {"role": "assistant", "content": "pardon?"},
+        {"role": "user", "content": f"my key is {SECRET}"},
+    ]
+    with guard_with(fake_upstream, tmp_path, OWN_REFUSALS) as url:
+        both = httpx.post(f"{url}{CHAT}", json={"model": "m", "messages": messages}, timeout=30)
+        swapped = httpx.post(
+            f"{url}{CHAT}", json={"model": "m", "messages": messages[::-1]}, timeout=30
+        )
+    assert both.json()["choices"][0]["message"]["content"] == (
+        "I'm sorry, but I can't help with that."
+    )
+    assert swapped.json()["choices"][0]["message"]["content"] == (
+        "Please remove the API key from your message."
+    )
+
+
 def test_a_rail_answers_by_category(fake_upstream: Fake, tmp_path: Path) -> None:
     """A refusal by category: the first entry, in the order written, that the verdict
     names; ``*`` for any other category."""
