@@ -113,6 +113,11 @@ class ClassifierSpec(Spec):
             raise ValueError("a refusal says something: give the message, or leave it out")
         if isinstance(refusal, dict) and any(not key.strip() for key in refusal):
             raise ValueError("a refusal's keys are category names (or '*' for any other)")
+        if isinstance(refusal, dict) and {"message", "http_error"} & set(refusal):
+            raise ValueError(
+                'a rail\'s refusal is the message itself (refusal: "..."), or one message '
+                "per category; 'message' and 'http_error' belong to the policy's refusal section"
+            )
         return refusal
 
     def refusal_for(self, categories: Sequence[str]) -> str | None:

@@ -365,6 +365,8 @@ def test_a_refusal_by_category_names_categories_the_rail_reports(tmp_path: Path)
     assert "(it reports: email, phone, credit_card)" in str(caught.value)
     empty = problems_of(tmp_path, rail + "    refusal: {email: ' '}\n")
     assert "a refusal says something" in empty[0]
+    sectioned = problems_of(tmp_path, rail + "    refusal: {message: No.}\n")
+    assert "'message' and 'http_error' belong to the policy's refusal section" in sectioned[0]
     [loaded] = load_policy_file(
         write_policy(tmp_path, rail + "    presets: [pii]\n    refusal: {email: A, '*': B}\n")
     )
