@@ -135,6 +135,7 @@ class LlamaGuardClassifier(Classifier):
             **spec.custom_categories,
         }
         self.enforced = set(self.taxonomy)
+        self.categories = tuple(self.taxonomy)
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         return list(await asyncio.gather(*(self._one(subject) for subject in subjects)))

@@ -11,6 +11,7 @@ import pytest
 from guard.components.base import Subject
 from guard.components.hf_classifier import HFClassifier
 from guard.components.specs import HFClassifierSpec
+from guard.policy.load import load_policy_file
 from tests.conftest import ROOT, Fake, guard_app, write_policy
 from tests.pipeline.test_rails import chat, guard_with
 from tests.servers import serve_in_thread
@@ -337,3 +338,24 @@ def test_labels_name_the_classes_in_place_of_the_config(tiny_classifier: Path) -
         HFClassifierSpec(
             kind="hf_classifier", model="m", labels=["ok", "bad"], thresholds={"unsafe": 0.5}
         )
+
+
+def test_the_shipped_gpu_policy_answers_self_harm_with_its_own_refusal(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """Llama Guard's S11 (Suicide & Self-Harm) gets the policy's self-harm message; another
+    category the policy's refusal. The fake upstream answers for Llama Guard what follows
+    "say:" in the user's message."""
+    model = make_tiny_prompt_guard(tmp_path / "prompt-guard", CARD_LABELS, 0.5)
+    policy = write_policy(tmp_path, shipped_with(model, fake_upstream.url))
+
+    def ask(text: str) -> str:
+        body = {"model": "llama-3.1-8b", "messages": [{"role": "user", "content": text}]}
+        answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).json()
+        return str(answer["choices"][0]["message"]["content"])
+
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        hurting, violent = ask("say: unsafe S11"), ask("say: unsafe S1")
+    assert hurting.startswith("I can't help with that, but you don't have to go through")
+    [loaded] = load_policy_file(policy)
+    assert violent == loaded.policy.refusal.message != hurting
