@@ -92,6 +92,7 @@ class HFClassifier(Classifier):
         unknown = [label for label in spec.thresholds if label not in self.labels]
         if unknown:
             raise ValueError(f"{spec.model} has labels {self.labels}; thresholds name {unknown}")
+        self.categories = tuple(spec.thresholds)
         self._tokenizing = threading.Lock()
         """transformers' fast tokenizers may reconfigure themselves on a call, which fails
         while another thread is tokenizing with the same one."""

@@ -71,6 +71,7 @@ class LLMJudgeClassifier(Classifier):
         self.spec = spec
         self.window_chars = spec.window_chars
         self.endpoint = endpoint
+        self.categories = ()  # a yes/no question names none
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         # One request each: vLLM batches concurrent requests itself.

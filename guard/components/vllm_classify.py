@@ -16,6 +16,7 @@ class VLLMClassifier(Classifier):
         self.spec = spec
         self.window_chars = spec.window_chars
         self.endpoint = endpoint
+        self.categories = tuple(spec.thresholds)
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         answer = await self.endpoint.post_json(

@@ -395,6 +395,6 @@ def build_rail(spec: Any, components: BuildContext) -> Rail:
         if unknown:
             raise ValueError(
                 f"refusal names categories this rail never reports: {', '.join(unknown)} "
-                f"(it reports: {', '.join(known)})"
+                f"(it reports: {', '.join(known) or 'none; give one message'})"
             )
     return Rail(spec, classifier, escalation)

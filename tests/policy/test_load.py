@@ -400,3 +400,14 @@ def test_check_build_builds_every_rail(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["check", "--build", str(typo)]) == 1
     assert "never reports: emial" in capsys.readouterr().err
     assert main(["check", "--build", *map(str, POLICIES[:1])]) == 0
+
+
+def test_a_rail_that_names_no_category_takes_one_refusal(tmp_path: Path) -> None:
+    """An ``llm_judge`` answers a yes/no question: no category to key a refusal by."""
+    judge = (
+        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: llm_judge\n"
+        "    model: judge\n    question: Is this unsafe?\n    refusal: {KEY: Not that.}\n"
+    )
+    with pytest.raises(PolicyError, match=r"never reports: unsafe \(it reports: none; give one"):
+        create_app(Settings(policies=[write_policy(tmp_path, judge.replace("KEY", "unsafe"))]))
+    create_app(Settings(policies=[write_policy(tmp_path, judge.replace("KEY", "'*'"))]))
