@@ -27,6 +27,7 @@ def build_every_rail(loaded: list[LoadedPolicy]) -> None:
             Pipeline(item, upstream, components)
     finally:
         asyncio.run(components.aclose())
+        asyncio.run(upstream.aclose())
 
 
 def check_files(files: list[Path], keys: Path | None = None, build: bool = False) -> int:

@@ -350,6 +350,11 @@ class Escalation(Spec):
                 "an escalation target judges the texts its rail hands it; set 'parts' on "
                 "the rail itself"
             )
+        if target.refusal is not None:
+            raise ValueError(
+                "an escalation target's verdict is its rail's, answered with its rail's "
+                "'refusal'; set 'refusal' on the rail itself (keyed by either's categories)"
+            )
         return target
 
     @field_validator("between")

@@ -182,8 +182,15 @@ class GuardedCalls:
         own = first.refusal if first is not None else None
         return own or self.loaded.policy.refusal.message
 
+    def blocked_message(self, ctx: RequestContext) -> str:
+        """What a request stopped by a block is told: an input rail's block speaks first
+        (output rails may have judged candidates beside the input rails)."""
+        inputs = ctx.input_judgements
+        judged = inputs if any(j.blocked for j in inputs) else [j for _, j in ctx.judgements]
+        return self.refusal_message(judged)
+
     def _refusal(self, path: str, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        message = self.refusal_message(j for _, j in ctx.judgements)
+        message = self.blocked_message(ctx)
         if self.loaded.policy.refusal.http_error:
             raise ContentFiltered(message, self.guard_info(ctx))
         if path == RESPONSES:

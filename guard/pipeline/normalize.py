@@ -67,6 +67,7 @@ def _styled_letters() -> dict[str, str]:
         (re.compile(r"NEGATIVE (?:CIRCLED|SQUARED) LATIN CAPITAL LETTER ([A-Z])"), str.upper),
         (re.compile(r"LATIN LETTER SMALL CAPITAL ([A-Z])"), str.lower),
         (re.compile(r"PARENTHESIZED LATIN SMALL LETTER ([A-Z])"), str.lower),
+        (re.compile(r"PARENTHESIZED LATIN CAPITAL LETTER ([A-Z])"), str.upper),
     )
     blocks = (
         (0x0250, 0x02AF),
@@ -189,6 +190,8 @@ def _compute_info(ch: str) -> _Info:
     if is_removed(ch):
         return _REMOVED
     decomposed = STYLED_LETTERS.get(ch) or unicodedata.normalize("NFKD", ch)
+    # A modifier small capital decomposes to the small capital, which reads as a letter too.
+    decomposed = "".join(STYLED_LETTERS.get(c, c) for c in decomposed)
     if len(decomposed) > 1 and decomposed[0] == " " and all(_is_mark(m) for m in decomposed[1:]):
         # spacing diacritic (U+00B4 ...): keep it rather than leave a bare space
         decomposed = unicodedata.normalize("NFD", ch)

@@ -128,9 +128,7 @@ class Pipeline(GuardedCalls):
                 with ctx.trace.timed("generation"):
                     result = await send(self._upstream_body(body, ctx))
         except Blocked:
-            raise ContentFiltered(
-                self.refusal_message(j for _, j in ctx.judgements), self.guard_info(ctx)
-            ) from None
+            raise ContentFiltered(self.blocked_message(ctx), self.guard_info(ctx)) from None
         result["guard"] = self.guard_info(ctx)
         return result
 
@@ -208,6 +206,7 @@ class Pipeline(GuardedCalls):
         if judgements is None and self.output_rails:
             judgements = await self._judge_choices(path, body, choices, ctx)
         infos = []
+        refused: list[Judgement] = []  # the final judgement of each choice refused
         for index, choice in enumerate(choices):
             draft = choice_text(path, choice)
             judgement = judgements[index] if judgements else None
@@ -217,6 +216,7 @@ class Pipeline(GuardedCalls):
             if reason is None:
                 infos.append({"triggered": False, "reward": score})
                 if judgement is not None and self._refuses(judgement, ctx):
+                    refused.append(judgement)
                     message = self.refusal_message([judgement])
                     set_choice_text(path, choice, message, filtered=True)
                 continue
@@ -240,6 +240,7 @@ class Pipeline(GuardedCalls):
             if self.output_rails:
                 [final] = await self._judge_choices(path, body, [choice], ctx)
                 if self._refuses(final, ctx):
+                    refused.append(final)
                     message = self.refusal_message([final])
                     set_choice_text(path, choice, message, filtered=True)
                     outcome.info["final"] = "blocked" if final.blocked else "error"
@@ -247,8 +248,7 @@ class Pipeline(GuardedCalls):
         ctx.constitutional = infos[0] if len(infos) == 1 else {"choices": infos}
         blocked = any(c.get("finish_reason") == "content_filter" for c in choices)
         if self.loaded.policy.refusal.http_error and blocked:
-            message = self.refusal_message(j for stage, j in ctx.judgements if stage == "output")
-            raise ContentFiltered(message, self.guard_info(ctx))
+            raise ContentFiltered(self.refusal_message(refused), self.guard_info(ctx))
 
     # -- streaming ----------------------------------------------------------------
 

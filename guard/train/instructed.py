@@ -59,7 +59,8 @@ class Trained:
     """Every pair it gets wrong out of fold (Markdown)."""
     injections_caught: list[bool]
     """Per CyberSecEval injection sent with instructions (``sent_with_instructions``), in
-    order: flagged out of fold, read with them."""
+    order: flagged out of fold as the policy reads it with them, by its own score or, where
+    the instructions forbid something, by the instruction-aware layer."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from guard.components.embedding import (
 from guard.components.minilm import Int8Layer, SharedPooling, fit_length, windows
 from guard.components.specs import EmbeddingSpec
 from guard.datasets.readers import OPENAI_CATEGORIES
+from guard.policy.load import load_policy_file
 from tests.conftest import Fake, guard_app, write_policy
 from tests.pipeline.test_rails import chat, guard_with
 from tests.servers import serve_in_thread
@@ -446,3 +447,7 @@ def test_offline_policy_answers_self_harm_with_its_own_refusal(
     said = [r.json()["choices"][0]["message"]["content"] for r in (hurting, bomb)]
     assert said[0].startswith("I can't help with that, but you don't have to go through")
     assert said[1] == "I'm sorry, but I can't help with that."
+    # When both block one text, the harm rail speaks: it comes before the language rail.
+    [loaded] = load_policy_file(policy)
+    names = [rail.display_name for rail in loaded.policy.input_rails]
+    assert names.index("unsafe-prompt") < names.index("language")

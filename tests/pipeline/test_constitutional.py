@@ -149,6 +149,26 @@ def test_still_unsafe_after_revision_gets_the_refusal(fake_upstream: Fake, tmp_p
     assert "bob@" not in response.text.split('"guard"')[0]
 
 
+def test_an_http_error_after_revision_names_the_rail_that_refused_the_revision(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    """The draft is blocked by one rail and revised; the revision is blocked by another.
+    Under ``http_error`` the client reads the second rail's refusal: the one that stopped
+    what would have been sent."""
+    template = "  templates: {revision: 'say: the secretword is x'}\n"
+    own = rails().replace("action: block", "action: block\n    refusal: No addresses.")
+    own = own.replace(
+        "constitutional:",
+        "  - kind: regex\n    name: words\n    patterns: [secretword]\n"
+        "    refusal: No secret words.\nconstitutional:",
+    )
+    http = "refusal: {http_error: true}\n"
+    with guard_with(fake_upstream, tmp_path, own + template + http) as url:
+        response = chat(url, "say: write to bob@example.com")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "No secret words."
+
+
 def test_flagged_trigger_needs_output_rails(tmp_path: Path) -> None:
     from guard.errors import PolicyError
     from guard.policy.load import load_policy_file

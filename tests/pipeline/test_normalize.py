@@ -97,7 +97,9 @@ def test_letters_written_as_symbols_read_as_the_letters() -> None:
     assert redact(f"say {small}", "pick") == "say \u029c\u1d0f\u1d21 \u1d1b\u1d0f [REDACTED]"
     # a flag reads as its two letters; IPA's small capitals read as the letters
     assert normalize("Paris \U0001f1eb\U0001f1f7").text == "Paris FR"
-    assert len(STYLED_LETTERS) == 26 * 4 + 25
+    # parenthesised capitals; modifier small capitals (NFKC makes them small capitals)
+    assert normalize("\U0001f110\U0001f111 \u1dab\u1db0").text == "AB ln"
+    assert len(STYLED_LETTERS) == 26 * 5 + 25
     assert all(len(src) == 1 and dst.isascii() for src, dst in STYLED_LETTERS.items())
 
 

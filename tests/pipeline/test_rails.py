@@ -267,6 +267,30 @@ def test_a_rail_s_own_refusal_is_what_the_client_is_told(
     assert choice["message"]["content"] == "The answer held personal data, so it was withheld."
 
 
+def test_the_first_rail_that_blocks_a_text_speaks(fake_upstream: Fake, tmp_path: Path) -> None:
+    """Two rails block one text: the first in policy order speaks, with its own message
+    or, having none, the policy's."""
+    text = f"a forbidden word and my key {SECRET}"
+    swapped = OWN_REFUSALS.replace(
+        "  - kind: regex\n    name: words\n    patterns: ['forbidden']\n", ""
+    )
+    swapped = swapped.replace(
+        "input_rails:\n",
+        "input_rails:\n  - kind: regex\n    name: words\n    patterns: ['forbidden']\n",
+    )
+    assert swapped != OWN_REFUSALS
+    with guard_with(fake_upstream, tmp_path, OWN_REFUSALS) as url:
+        secrets_first = chat(url, text)
+    with guard_with(fake_upstream, tmp_path, swapped) as url:
+        words_first = chat(url, text)
+    assert secrets_first.json()["choices"][0]["message"]["content"] == (
+        "Please remove the API key from your message."
+    )
+    assert words_first.json()["choices"][0]["message"]["content"] == (
+        "I'm sorry, but I can't help with that."
+    )
+
+
 def test_the_first_blocked_part_speaks(fake_upstream: Fake, tmp_path: Path) -> None:
     """Two parts blocked by two rails: the first part's rail speaks, and with no message
     of its own that is the policy's, not the later part's rail's."""

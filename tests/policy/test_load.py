@@ -411,3 +411,12 @@ def test_a_rail_that_names_no_category_takes_one_refusal(tmp_path: Path) -> None
     with pytest.raises(PolicyError, match=r"never reports: unsafe \(it reports: none; give one"):
         create_app(Settings(policies=[write_policy(tmp_path, judge.replace("KEY", "unsafe"))]))
     create_app(Settings(policies=[write_policy(tmp_path, judge.replace("KEY", "'*'"))]))
+
+
+def test_an_escalation_target_takes_no_refusal_of_its_own(tmp_path: Path) -> None:
+    problems = problems_of(
+        tmp_path,
+        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+        "    escalate: {between: [0.2, 0.8], to: {kind: regex, patterns: [b], refusal: No.}}\n",
+    )
+    assert "set 'refusal' on the rail itself" in problems[0]
