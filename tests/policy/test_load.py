@@ -17,6 +17,8 @@ from guard.settings import Settings
 from tests.conftest import listing_rails, write_policy
 
 POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
+REGEX_RAIL = "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+"""A policy whose one input rail is a regex rail; its settings follow."""
 
 
 def problems_of(tmp_path: Path, text: str) -> list[str]:
@@ -348,7 +350,7 @@ def test_parts_belong_to_input_rails_only(tmp_path: Path) -> None:
 
 
 def test_a_rail_s_own_refusal_needs_a_rail_that_blocks(tmp_path: Path) -> None:
-    rail = "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+    rail = REGEX_RAIL
     flagging = problems_of(tmp_path, rail + "    action: flag\n    refusal: No.\n")
     assert "this rail's action is 'flag', so it never blocks" in flagging[0]
     empty = problems_of(tmp_path, rail + "    refusal: ''\n")
@@ -356,7 +358,7 @@ def test_a_rail_s_own_refusal_needs_a_rail_that_blocks(tmp_path: Path) -> None:
 
 
 def test_a_refusal_by_category_names_categories_the_rail_reports(tmp_path: Path) -> None:
-    rail = "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
+    rail = REGEX_RAIL
     typo = rail + "    presets: [pii]\n    refusal: {emial: No.}\n"
     with pytest.raises(PolicyError) as caught:
         create_app(Settings(policies=[write_policy(tmp_path, typo)]))
@@ -379,8 +381,8 @@ def test_a_refusal_by_category_names_categories_the_rail_reports(tmp_path: Path)
 def test_a_refusal_may_name_the_categories_of_the_rail_it_escalates_to(tmp_path: Path) -> None:
     """An escalated verdict is the second classifier's: its categories are known too."""
     text = (
-        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
-        "    presets: [secrets]\n    escalate: {between: [0.2, 0.8], to: {kind: regex, "
+        REGEX_RAIL
+        + "    presets: [secrets]\n    escalate: {between: [0.2, 0.8], to: {kind: regex, "
         "presets: [email]}}\n    refusal: {email: No addresses., secrets: No keys.}\n"
     )
     create_app(Settings(policies=[write_policy(tmp_path, text)]))
@@ -391,11 +393,7 @@ def test_a_refusal_may_name_the_categories_of_the_rail_it_escalates_to(tmp_path:
 def test_check_build_builds_every_rail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``guard check`` reads the files; ``--build`` also builds the rails as start-up does,
     so what only building finds (a refusal key the rail never reports) fails it too."""
-    typo = write_policy(
-        tmp_path,
-        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
-        "    presets: [pii]\n    refusal: {emial: No.}\n",
-    )
+    typo = write_policy(tmp_path, REGEX_RAIL + "    presets: [pii]\n    refusal: {emial: No.}\n")
     assert main(["check", str(typo)]) == 0
     assert main(["check", "--build", str(typo)]) == 1
     assert "never reports: emial" in capsys.readouterr().err
@@ -416,7 +414,7 @@ def test_a_rail_that_names_no_category_takes_one_refusal(tmp_path: Path) -> None
 def test_an_escalation_target_takes_no_refusal_of_its_own(tmp_path: Path) -> None:
     problems = problems_of(
         tmp_path,
-        "name: p\nmodels: {m: null}\noutput_rails: []\ninput_rails:\n  - kind: regex\n"
-        "    escalate: {between: [0.2, 0.8], to: {kind: regex, patterns: [b], refusal: No.}}\n",
+        REGEX_RAIL
+        + "    escalate: {between: [0.2, 0.8], to: {kind: regex, patterns: [b], refusal: No.}}\n",
     )
     assert "set 'refusal' on the rail itself" in problems[0]
