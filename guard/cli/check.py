@@ -13,21 +13,45 @@ if TYPE_CHECKING:
     from guard.policy.load import LoadedPolicy
 
 
-def build_every_rail(loaded: list[LoadedPolicy]) -> None:
+def build_every_rail(loaded: list[LoadedPolicy]) -> list[str]:
     """Build each policy's rails and rewards, as ``guard serve`` does at start-up: loads the
-    in-process models and sends no request. Raises ``PolicyError`` naming what failed."""
+    in-process models and sends no request. Returns every problem: each rail that could
+    not be built, then (when every rail was) each reward."""
     from guard.components.registry import BuildContext
+    from guard.pipeline.checks import built
+    from guard.pipeline.rails import build_rail
     from guard.pipeline.runner import Pipeline
     from guard.protocol.upstream import Upstream
 
     upstream = Upstream("http://127.0.0.1:9")  # never called
     components = BuildContext(upstream)
+    problems: list[str] = []
     try:
         for item in loaded:
-            Pipeline(item, upstream, components)
+            rails = [
+                (f"{section}[{index}]", spec)
+                for section, specs in (
+                    ("input_rails", item.policy.input_rails),
+                    ("output_rails", item.policy.output_rails),
+                )
+                for index, spec in enumerate(specs)
+            ]
+            failed = []
+            for where, spec in rails:
+                try:
+                    built(item, where, spec, lambda s: build_rail(s, components))
+                except PolicyError as exc:
+                    failed += exc.problems
+            problems += failed
+            if not failed:
+                try:
+                    Pipeline(item, upstream, components)  # its rewards too
+                except PolicyError as exc:
+                    problems += exc.problems
     finally:
         asyncio.run(components.aclose())
         asyncio.run(upstream.aclose())
+    return problems
 
 
 def check_files(files: list[Path], keys: Path | None = None, build: bool = False) -> int:
@@ -50,13 +74,11 @@ def check_files(files: list[Path], keys: Path | None = None, build: bool = False
             failed = True
             print("\n".join(problems), file=sys.stderr)
             continue
-        if build:
-            try:
-                build_every_rail(policies)
-            except PolicyError as exc:
-                failed = True
-                print("\n".join(exc.problems), file=sys.stderr)
-                continue
+        unbuilt = build_every_rail(policies) if build else []
+        if unbuilt:
+            failed = True
+            print("\n".join(unbuilt), file=sys.stderr)
+            continue
         loaded.extend(policies)
         print(f"ok: {path} ({', '.join(item.policy.name for item in policies)})")
     if failed:

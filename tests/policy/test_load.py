@@ -393,10 +393,16 @@ def test_a_refusal_may_name_the_categories_of_the_rail_it_escalates_to(tmp_path:
 def test_check_build_builds_every_rail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``guard check`` reads the files; ``--build`` also builds the rails as start-up does,
     so what only building finds (a refusal key the rail never reports) fails it too."""
-    typo = write_policy(tmp_path, REGEX_RAIL + "    presets: [pii]\n    refusal: {emial: No.}\n")
+    typo = write_policy(
+        tmp_path,
+        REGEX_RAIL + "    presets: [pii]\n    refusal: {emial: No.}\n"
+        "  - kind: regex\n    presets: [secrets]\n    refusal: {secret: No.}\n",
+    )
     assert main(["check", str(typo)]) == 0
     assert main(["check", "--build", str(typo)]) == 1
-    assert "never reports: emial" in capsys.readouterr().err
+    said = capsys.readouterr().err  # every rail that could not be built, not the first
+    assert "input_rails[0] (regex)" in said and "never reports: emial" in said
+    assert "input_rails[1] (regex)" in said and "never reports: secret" in said
     assert main(["check", "--build", *map(str, POLICIES[:1])]) == 0
 
 
