@@ -20,6 +20,11 @@ from typing import Any
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from guard.train.calibration import metrics  # noqa: E402
+
 RECALL_TARGETS = (0.90, 0.923, 0.95)
 FPR_TARGETS = (0.14, 0.10, 0.08)
 SHARES = (
@@ -41,10 +46,8 @@ def scores(rows: list[dict[str, Any]], source: str, unsafe: bool | None = None) 
 
 
 def f1(rows: list[dict[str, Any]], source: str, threshold: float) -> float:
-    flagged = scores(rows, source) >= threshold
     unsafe = np.array([r["unsafe"] for r in rows if r["source"] == source])
-    tp, fp, fn = (flagged & unsafe).sum(), (flagged & ~unsafe).sum(), (~flagged & unsafe).sum()
-    return float(2 * tp / (2 * tp + fp + fn))
+    return metrics(unsafe, scores(rows, source) >= threshold)["f1"]
 
 
 def row(rows: list[dict[str, Any]], point: str, threshold: float) -> str:

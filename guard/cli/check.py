@@ -18,8 +18,6 @@ def build_every_rail(loaded: list[LoadedPolicy]) -> list[str]:
     in-process models and sends no request. Returns every problem: each rail that could
     not be built, then (when every rail was) each reward."""
     from guard.components.registry import BuildContext
-    from guard.pipeline.checks import built
-    from guard.pipeline.rails import build_rail
     from guard.pipeline.runner import Pipeline
     from guard.protocol.upstream import Upstream
 
@@ -28,26 +26,10 @@ def build_every_rail(loaded: list[LoadedPolicy]) -> list[str]:
     problems: list[str] = []
     try:
         for item in loaded:
-            rails = [
-                (f"{section}[{index}]", spec)
-                for section, specs in (
-                    ("input_rails", item.policy.input_rails),
-                    ("output_rails", item.policy.output_rails),
-                )
-                for index, spec in enumerate(specs)
-            ]
-            failed = []
-            for where, spec in rails:
-                try:
-                    built(item, where, spec, lambda s: build_rail(s, components))
-                except PolicyError as exc:
-                    failed += exc.problems
-            problems += failed
-            if not failed:
-                try:
-                    Pipeline(item, upstream, components)  # its rewards too
-                except PolicyError as exc:
-                    problems += exc.problems
+            try:
+                Pipeline(item, upstream, components)
+            except PolicyError as exc:
+                problems += exc.problems
     finally:
         asyncio.run(components.aclose())
         asyncio.run(upstream.aclose())

@@ -10,7 +10,7 @@ known ones. Whether this build can *run* a kind is a separate question, answered
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -107,7 +107,7 @@ class ClassifierSpec(Spec):
 
     @field_validator("refusal")
     @classmethod
-    def _says_something(cls, refusal: str | dict[str, str] | None) -> Any:
+    def _says_something(cls, refusal: str | dict[str, str] | None) -> str | dict[str, str] | None:
         said = [refusal] if isinstance(refusal, str) else list((refusal or {}).values())
         if refusal == {} or any(not text.strip() for text in said):
             raise ValueError("a refusal says something: give the message, or leave it out")

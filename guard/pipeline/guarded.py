@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from guard.components.registry import BuildContext
-from guard.errors import ContentFiltered
+from guard.errors import ContentFiltered, PolicyError
 from guard.pipeline.checks import built
 from guard.pipeline.context import Blocked, RequestContext, note_judgements, rail_failure
 from guard.pipeline.inputs import InputPlan, read_input, with_redacted_input
@@ -33,19 +33,30 @@ class GuardedCalls:
         self.loaded = loaded
         self.upstream = upstream
         policy = loaded.policy
-        self.input_rails = [
-            cached_rail(rail)
-            for rail in self._build_rails(policy.input_rails, "input_rails", components)
-        ]
-        self.output_rails = self._build_rails(policy.output_rails, "output_rails", components)
+        problems: list[str] = []
+        inputs = self._build_rails(policy.input_rails, "input_rails", components, problems)
+        self.input_rails = [cached_rail(rail) for rail in inputs]
+        self.output_rails = self._build_rails(
+            policy.output_rails, "output_rails", components, problems
+        )
+        if problems:
+            raise PolicyError(problems)
         redacts = any(rail.action == "redact" for rail in policy.input_rails)
         self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
 
-    def _build_rails(self, specs: list[Any], section: str, components: BuildContext) -> list[Rail]:
-        return [
-            built(self.loaded, f"{section}[{index}]", spec, lambda s: build_rail(s, components))
-            for index, spec in enumerate(specs)
-        ]
+    def _build_rails(
+        self, specs: list[Any], section: str, components: BuildContext, problems: list[str]
+    ) -> list[Rail]:
+        """The rails of ``specs``; each one that cannot be built adds its problem instead,
+        so that start-up names every one, not the first."""
+        rails = []
+        for index, spec in enumerate(specs):
+            build = lambda s: build_rail(s, components)  # noqa: E731
+            try:
+                rails.append(built(self.loaded, f"{section}[{index}]", spec, build))
+            except PolicyError as exc:
+                problems += exc.problems
+        return rails
 
     @property
     def name(self) -> str:

@@ -403,6 +403,9 @@ def test_check_build_builds_every_rail(tmp_path: Path, capsys: pytest.CaptureFix
     said = capsys.readouterr().err  # every rail that could not be built, not the first
     assert "input_rails[0] (regex)" in said and "never reports: emial" in said
     assert "input_rails[1] (regex)" in said and "never reports: secret" in said
+    with pytest.raises(PolicyError) as caught:  # start-up names both too
+        create_app(Settings(policies=[typo]))
+    assert len(caught.value.problems) == 2
     assert main(["check", "--build", *map(str, POLICIES[:1])]) == 0
 
 
