@@ -12,7 +12,9 @@
    attached to an ASCII or Latin letter, a look-alike, a symbol or nothing after
    composition. Genuine accents compose and stay; other scripts keep up to
    ``MAX_MARKS_PER_LETTER`` marks per letter.
-4. Look-alike letters fold to the ASCII letter they imitate (``fold="auto"``), word by
+4. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
+   (``guard.pipeline.spelled``).
+5. Look-alike letters fold to the ASCII letter they imitate (``fold="auto"``), word by
    word: in a word that also holds a Latin letter, or in an all-look-alike word of two or
    more when the text shows no genuine use of that script. Real Russian or Greek prose is
    left alone. The table (``guard.pipeline.fold_table``) comes from Unicode's
@@ -22,8 +24,9 @@
 normalised text back onto the original, so redaction cuts the original text at the
 right place. Work goes per cluster (a character with what composes or attaches to it; at
 most 32 characters of a cluster are normalised, since CPython's NFC is quadratic in long
-runs of marks). All-ASCII text is returned as it is; everything is linear in the text's
-length. docs/safety.md ("Text as it reads") gives the rules, their reasons and known gaps.
+runs of marks). All-ASCII text only has its spelled-out words joined; everything is
+linear in the text's length. docs/safety.md ("Text as it reads") gives the rules, their
+reasons and known gaps.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Final, Literal
 
 from guard.pipeline.fold_table import FOLD_CODEPOINTS
+from guard.pipeline.offsets import Normalized, OffsetMap
+from guard.pipeline.spelled import join_spelled_text, join_spelled_words
 
 FoldMode = Literal["auto", "always", "never"]
 
@@ -258,84 +262,6 @@ def _drop_marks(cluster: str) -> str:
     return "".join(kept)
 
 
-class _OffsetMap:
-    """Pieces of the output, sorted by output start.
-
-    Piece ``i`` covers output ``[out_starts[i], out_starts[i + 1])``.  A linear piece maps
-    output character ``out_starts[i] + j`` to original character ``orig_starts[i] + j``; any
-    other piece maps each of its output characters to ``[orig_starts[i], orig_ends[i])``.
-    """
-
-    __slots__ = ("linear", "orig_ends", "orig_starts", "out_starts")
-
-    def __init__(self) -> None:
-        self.out_starts: list[int] = []
-        self.orig_starts: list[int] = []
-        self.orig_ends: list[int] = []
-        self.linear: list[bool] = []
-
-    def add(self, out_start: int, out_len: int, orig_start: int, orig_end: int) -> None:
-        if out_len == 1 and orig_end - orig_start == 1:
-            if self.linear and self.linear[-1] and self.orig_ends[-1] == orig_start:
-                last_len = self.orig_ends[-1] - self.orig_starts[-1]
-                if self.out_starts[-1] + last_len == out_start:
-                    self.orig_ends[-1] = orig_end
-                    return
-            linear = True
-        else:
-            linear = False
-        self.out_starts.append(out_start)
-        self.orig_starts.append(orig_start)
-        self.orig_ends.append(orig_end)
-        self.linear.append(linear)
-
-    def add_identity(self, out_start: int, orig_start: int, length: int) -> None:
-        if self.linear and self.linear[-1] and self.orig_ends[-1] == orig_start:
-            last_len = self.orig_ends[-1] - self.orig_starts[-1]
-            if self.out_starts[-1] + last_len == out_start:
-                self.orig_ends[-1] = orig_start + length
-                return
-        self.out_starts.append(out_start)
-        self.orig_starts.append(orig_start)
-        self.orig_ends.append(orig_start + length)
-        self.linear.append(True)
-
-    def start_of(self, k: int) -> int:
-        i = bisect_right(self.out_starts, k) - 1
-        if self.linear[i]:
-            return self.orig_starts[i] + (k - self.out_starts[i])
-        return self.orig_starts[i]
-
-    def end_of(self, k: int) -> int:
-        i = bisect_right(self.out_starts, k) - 1
-        if self.linear[i]:
-            return self.orig_starts[i] + (k - self.out_starts[i]) + 1
-        return self.orig_ends[i]
-
-
-@dataclass(frozen=True)
-class Normalized:
-    """Normalised ``text`` of ``original``, with a map back to the original's offsets."""
-
-    text: str
-    original: str
-    _map: _OffsetMap | None = field(default=None, repr=False, compare=False)
-
-    def original_span(self, start: int, end: int) -> tuple[int, int]:
-        """Original span of ``text[start:end]``; see the module docstring for the contract."""
-        if not 0 <= start <= end <= len(self.text):
-            raise ValueError(
-                f"span ({start}, {end}) outside normalised text of length {len(self.text)}"
-            )
-        offsets = self._map
-        if offsets is None:
-            return (start, end)
-        if start == end:
-            pos = len(self.original) if start == len(self.text) else offsets.start_of(start)
-            return (pos, pos)
-        return (offsets.start_of(start), offsets.end_of(end - 1))
-
-
 class _Transformer:
     """Steps 1-3 (invisible removal, NFKC, mark dropping), cluster by cluster."""
 
@@ -350,7 +276,7 @@ class _Transformer:
         "text",
     )
 
-    def __init__(self, text: str, offsets: _OffsetMap | None) -> None:
+    def __init__(self, text: str, offsets: OffsetMap | None) -> None:
         self.text = text
         self.offsets = offsets
         self.out: list[str] = []
@@ -488,7 +414,7 @@ class _Transformer:
 
 
 def _fold(text: str, mode: FoldMode) -> str:
-    """Homoglyph folding (step 4); one character for one character."""
+    """Homoglyph folding (step 5); one character for one character."""
     if mode == "never":
         return text
     chars = set(text)
@@ -536,14 +462,14 @@ def _fold(text: str, mode: FoldMode) -> str:
 def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     """Normalise ``text`` to what it reads as, keeping a map back to original offsets."""
     if text.isascii():
-        return Normalized(text, text)
-    offsets = _OffsetMap()
-    result = _fold(_Transformer(text, offsets).run(), fold)
-    return Normalized(result, text, offsets)
+        return join_spelled_words(Normalized(text, text))
+    offsets = OffsetMap()
+    joined = join_spelled_words(Normalized(_Transformer(text, offsets).run(), text, offsets))
+    return replace(joined, text=_fold(joined.text, fold))
 
 
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
     if text.isascii():
-        return text
-    return _fold(_Transformer(text, None).run(), fold)
+        return join_spelled_text(text)
+    return _fold(join_spelled_text(_Transformer(text, None).run()), fold)

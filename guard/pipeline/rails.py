@@ -32,7 +32,8 @@ from guard.components.registry import BuildContext, build_classifier
 from guard.components.specs import ClassifierSpec
 from guard.errors import client_safe, without_credentials
 from guard.logs import REQUEST_ID
-from guard.pipeline.normalize import Normalized, normalize
+from guard.pipeline.normalize import normalize
+from guard.pipeline.offsets import Normalized
 from guard.pipeline.verdict_cache import VerdictCache
 
 log = logging.getLogger("guard")

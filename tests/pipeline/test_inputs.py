@@ -371,6 +371,17 @@ def test_input_redaction_through_guard_uses_the_original_offsets(
     assert sent[0]["content"] == "be brief"
 
 
+def test_a_spelled_out_word_is_judged_as_the_word_and_redacted_where_it_is_spelled(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
+    rails = "input_rails:\n  - kind: regex\n    patterns: ['(?i)\\bbomb\\b']\n    action: redact\n"
+    policy = write_policy(tmp_path, f"name: r\nmodels: {{'*': null}}\n{rails}output_rails: []\n")
+    with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
+        post(url, CHAT, chat_body(messages=[user("a B.O.M.B, a b-\u200bo-m-b and a bombe")]))
+    sent = fake_upstream.last_request()["body"]["messages"]
+    assert sent[0]["content"] == "a [REDACTED], a [REDACTED] and a bombe"
+
+
 def test_read_input_refuses_and_caps_without_the_server() -> None:
     with pytest.raises(InvalidRequest):
         read_input(CHAT, chat_body(chat_template="x"), Inputs())
