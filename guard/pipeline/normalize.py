@@ -13,7 +13,8 @@
    composition. Genuine accents compose and stay; other scripts keep up to
    ``MAX_MARKS_PER_LETTER`` marks per letter.
 4. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
-   (``guard.pipeline.spelled``).
+   (``guard.pipeline.spelled``), and digits written for letters inside a word ("b0mb",
+   "m3th") read as the letters (``guard.pipeline.leet``).
 5. Look-alike letters fold to the ASCII letter they imitate (``fold="auto"``), word by
    word: in a word that also holds a Latin letter, or in an all-look-alike word of two or
    more when the text shows no genuine use of that script. Real Russian or Greek prose is
@@ -24,7 +25,7 @@
 normalised text back onto the original, so redaction cuts the original text at the
 right place. Work goes per cluster (a character with what composes or attaches to it; at
 most 32 characters of a cluster are normalised, since CPython's NFC is quadratic in long
-runs of marks). All-ASCII text only has its spelled-out words joined; everything is
+runs of marks). All-ASCII text only goes through step 4; everything is
 linear in the text's length. docs/safety.md ("Text as it reads") gives the rules, their
 reasons and known gaps.
 """
@@ -39,6 +40,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from guard.pipeline.fold_table import FOLD_CODEPOINTS
+from guard.pipeline.leet import read_leet
 from guard.pipeline.offsets import Normalized, OffsetMap
 from guard.pipeline.spelled import join_spelled_text, join_spelled_words
 
@@ -462,14 +464,16 @@ def _fold(text: str, mode: FoldMode) -> str:
 def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     """Normalise ``text`` to what it reads as, keeping a map back to original offsets."""
     if text.isascii():
-        return join_spelled_words(Normalized(text, text))
+        joined = join_spelled_words(Normalized(text, text))
+        read = read_leet(joined.text)
+        return joined if read is joined.text else replace(joined, text=read)
     offsets = OffsetMap()
     joined = join_spelled_words(Normalized(_Transformer(text, offsets).run(), text, offsets))
-    return replace(joined, text=_fold(joined.text, fold))
+    return replace(joined, text=_fold(read_leet(joined.text), fold))
 
 
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
     if text.isascii():
-        return join_spelled_text(text)
-    return _fold(join_spelled_text(_Transformer(text, None).run()), fold)
+        return read_leet(join_spelled_text(text))
+    return _fold(read_leet(join_spelled_text(_Transformer(text, None).run())), fold)

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guard.pipeline.leet import read_leet
 from guard.pipeline.normalize import (
     FOLD_TABLE,
     MAX_MARKS_PER_LETTER,
@@ -26,10 +27,11 @@ from guard.pipeline.normalize import (
     normalized_text,
 )
 from guard.pipeline.offsets import Normalized
-from guard.pipeline.spelled import SEPARATORS
+from guard.pipeline.spelled import SEPARATORS, join_spelled_text
 
 GENERATOR = Path(__file__).resolve().parents[2] / "scripts" / "gen_fold_table.py"
-NO_SEPARATORS = str.maketrans(dict.fromkeys(SEPARATORS + " "))
+# What a cut through a spelled-out or leetspeak word changes: separators, digits, case.
+AS_LETTERS = str.maketrans({**dict.fromkeys(SEPARATORS + " "), **str.maketrans("013457", "oieast")})
 CYR_A = "\u0430"
 CYR_O = "\u043e"
 CYR_E = "\u0435"
@@ -304,7 +306,7 @@ def test_lookalike_with_zalgo_in_word() -> None:
 
 
 def test_mixed_word_with_digits_and_underscore() -> None:
-    assert normalize(f"{CYR_ER}4ss_w{CYR_O}rd").text == "p4ss_word"
+    assert normalize(f"{CYR_ER}4ss_w{CYR_O}rd").text == "pass_word"  # 4 between letters: a
 
 
 def test_genuine_russian_untouched() -> None:
@@ -348,8 +350,9 @@ def test_other_scripts_digits_not_folded_alone() -> None:
         assert normalize(text).text == text
     # inside a Latin word they are look-alikes like any other
     assert normalize("G\u09e6\u09e6GLE").text == "GOOGLE"
-    # digits do not stop an all-look-alike word from folding
-    assert normalize(f"{CYR_BOMB[:1]}0{CYR_BOMB[2:]} at home").text == "B0MB at home"
+    # digits do not stop an all-look-alike word from folding (and 0 between letters is O)
+    assert normalize(f"{CYR_BOMB[:1]}0{CYR_BOMB[2:]} at home").text == "BOMB at home"
+    assert normalize(f"{CYR_BOMB[:1]}2{CYR_BOMB[2:]} at home").text == "B2MB at home"
 
 
 def test_symbols_not_folded() -> None:
@@ -525,15 +528,21 @@ def test_span_round_trip(text: str, mode: FoldMode, data: st.DataObject) -> None
 
 def assert_round_trip(text: str, n: Normalized, s: int, e: int, mode: FoldMode) -> None:
     """``n.text[s:e]`` is what its original span normalises to, around a cut cluster. A span
-    that cuts a spelled-out word ("b-o-m-b") reads as loose letters: separators aside."""
+    that cuts a spelled-out word ("b-o-m-b") reads as loose letters, and one that cuts a
+    leetspeak word ("b0mb") may keep its digits: the same, up to separators, digits and
+    case."""
     a, b = n.original_span(s, e)
-    again = normalize(text[a:b], fold=mode).text.translate(NO_SEPARATORS)
-    assert n.text[s:e].translate(NO_SEPARATORS) in again
+
+    def as_letters(read: str) -> str:
+        return read.translate(AS_LETTERS).lower()
+
+    again = as_letters(normalize(text[a:b], fold=mode).text)
+    assert as_letters(n.text[s:e]) in again
     spans = spans_of(n)
     aligned_start = s == 0 or spans[s - 1] != spans[s]
     aligned_end = e == len(n.text) or spans[e - 1] != spans[e]
     if aligned_start and aligned_end:
-        assert again == n.text[s:e].translate(NO_SEPARATORS)
+        assert again == as_letters(n.text[s:e])
 
 
 @settings(max_examples=400, deadline=None)
@@ -566,5 +575,7 @@ def test_plain_nfkc_where_nothing_else_applies(text: str) -> None:
         if ch in STYLED_LETTERS:
             return
     if any(0xE0000 <= ord(ch) <= 0xE0FFF or ch in "\u115f\u1160\u3164\uffa0" for ch in text):
+        return
+    if read_leet(join_spelled_text(nfkc)) != nfkc:
         return
     assert normalize(text, fold="never").text == nfkc
