@@ -51,6 +51,7 @@ def main() -> None:
             "Order 1042 shipped on 2024-05-17 for $1,250: a 4K TV, mp3s and h0w t0 m4k3 a b0mb. "
             * 1200
         )[:100_000],
+        "crafted": ("a1" * 12_500 + "2 " + "a11" * 8_000 + "2 " + "a--" * 16_000 + "ab")[:100_000],
         "russian": (
             "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a "
             "\u0434\u0435\u043b\u0430? " * 6000
@@ -60,7 +61,8 @@ def main() -> None:
     print("dashes, accents, emoji; mixed = heavy obfuscation (zero-width, homoglyphs, full-width,")
     print("zalgo, math letters, emoji sequences) + Russian + Japanese; spelled = ASCII English")
     print("with words spelled out letter by letter (b-o-m-b); digits = ASCII English with")
-    print("numbers and leetspeak (b0mb); russian = Russian prose.")
+    print("numbers and leetspeak (b0mb); crafted = long chains that almost read as spelled-out or")
+    print("leetspeak words and then may not (a1a1...2, a--a--...ab); russian = Russian prose.")
     for name, sample in samples.items():
         for label, func in (("normalize", normalize), ("normalized_text", normalized_text)):
             clear_caches()

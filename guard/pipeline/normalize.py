@@ -12,20 +12,21 @@
    attached to an ASCII or Latin letter, a look-alike, a symbol or nothing after
    composition. Genuine accents compose and stay; other scripts keep up to
    ``MAX_MARKS_PER_LETTER`` marks per letter.
-4. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
-   (``guard.pipeline.spelled``), and digits written for letters inside a word ("b0mb",
-   "m3th") read as the letters (``guard.pipeline.leet``).
-5. Look-alike letters fold to the ASCII letter they imitate (``fold="auto"``), word by
+4. Look-alike letters fold to the ASCII letter they imitate (``fold="auto"``), word by
    word: in a word that also holds a Latin letter, or in an all-look-alike word of two or
    more when the text shows no genuine use of that script. Real Russian or Greek prose is
    left alone. The table (``guard.pipeline.fold_table``) comes from Unicode's
    confusables data.
+5. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
+   (``guard.pipeline.spelled``); where that made new words, step 4 runs again on them.
+6. Digits written for letters inside a word ("b0mb", "m3th") read as the letters
+   (``guard.pipeline.leet``).
 
 ``normalize`` returns a ``Normalized`` whose ``original_span`` maps a span of the
 normalised text back onto the original, so redaction cuts the original text at the
 right place. Work goes per cluster (a character with what composes or attaches to it; at
 most 32 characters of a cluster are normalised, since CPython's NFC is quadratic in long
-runs of marks). All-ASCII text only goes through step 4; everything is
+runs of marks). All-ASCII text only goes through steps 5 and 6; everything is
 linear in the text's length. docs/safety.md ("Text as it reads") gives the rules, their
 reasons and known gaps.
 """
@@ -416,7 +417,7 @@ class _Transformer:
 
 
 def _fold(text: str, mode: FoldMode) -> str:
-    """Homoglyph folding (step 5); one character for one character."""
+    """Homoglyph folding (step 4); one character for one character."""
     if mode == "never":
         return text
     chars = set(text)
@@ -464,16 +465,21 @@ def _fold(text: str, mode: FoldMode) -> str:
 def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     """Normalise ``text`` to what it reads as, keeping a map back to original offsets."""
     if text.isascii():
-        joined = join_spelled_words(Normalized(text, text))
-        read = read_leet(joined.text)
-        return joined if read is joined.text else replace(joined, text=read)
-    offsets = OffsetMap()
-    joined = join_spelled_words(Normalized(_Transformer(text, offsets).run(), text, offsets))
-    return replace(joined, text=_fold(read_leet(joined.text), fold))
+        steps = Normalized(text, text)
+    else:
+        offsets = OffsetMap()
+        steps = Normalized(_fold(_Transformer(text, offsets).run(), fold), text, offsets)
+    joined = join_spelled_words(steps)
+    if joined is not steps:
+        joined = replace(joined, text=_fold(joined.text, fold))
+    read = read_leet(joined.text)
+    return joined if read is joined.text else replace(joined, text=read)
 
 
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
-    if text.isascii():
-        return read_leet(join_spelled_text(text))
-    return _fold(read_leet(join_spelled_text(_Transformer(text, None).run())), fold)
+    steps = text if text.isascii() else _fold(_Transformer(text, None).run(), fold)
+    joined = join_spelled_text(steps)
+    if joined is not steps:
+        joined = _fold(joined, fold)
+    return read_leet(joined)

@@ -37,6 +37,7 @@ def test_leetspeak_words_read_as_words(text: str, reads: str) -> None:
         "B2B i18n h2o x86 A380 K8s",  # a digit that is no letter's look-alike
         "COVID-19 in 2024, 4x4 and 1337",  # no letter on both sides
         "snake_3_case",  # underscores end words
+        "\u7b2c1\u7ae0, \u0421\u043f0\u0440\u0442",  # letters of other scripts
     ],
 )
 def test_other_digits_stay(text: str) -> None:
