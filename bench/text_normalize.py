@@ -52,6 +52,10 @@ def main() -> None:
             * 1200
         )[:100_000],
         "crafted": ("a1" * 12_500 + "2 " + "a11" * 8_000 + "2 " + "a--" * 16_000 + "ab")[:100_000],
+        "base64": (
+            "Please decode SGVsbG8sIGhvdyBhcmUgeW91IHRvZGF5PyBJIGFtIGZpbmUu and the image "
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg. " * 650
+        )[:100_000],
         "russian": (
             "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a "
             "\u0434\u0435\u043b\u0430? " * 6000
@@ -62,7 +66,8 @@ def main() -> None:
     print("zalgo, math letters, emoji sequences) + Russian + Japanese; spelled = ASCII English")
     print("with words spelled out letter by letter (b-o-m-b); digits = ASCII English with")
     print("numbers and leetspeak (b0mb); crafted = long chains that almost read as spelled-out or")
-    print("leetspeak words and then may not (a1a1...2, a--a--...ab); russian = Russian prose.")
+    print("leetspeak words and then may not (a1a1...2, a--a--...ab); base64 = English with")
+    print("base64 runs, half text, half binary; russian = Russian prose.")
     for name, sample in samples.items():
         for label, func in (("normalize", normalize), ("normalized_text", normalized_text)):
             clear_caches()

@@ -17,16 +17,18 @@
    more when the text shows no genuine use of that script. Real Russian or Greek prose is
    left alone. The table (``guard.pipeline.fold_table``) comes from Unicode's
    confusables data.
-5. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
+5. Base64 runs that decode to text read as that text, normalised in its turn
+   (``guard.pipeline.encoded``).
+6. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
    (``guard.pipeline.spelled``); where that made new words, step 4 runs again on them.
-6. Digits written for letters inside a word ("b0mb", "m3th") read as the letters
+7. Digits written for letters inside a word ("b0mb", "m3th") read as the letters
    (``guard.pipeline.leet``).
 
 ``normalize`` returns a ``Normalized`` whose ``original_span`` maps a span of the
 normalised text back onto the original, so redaction cuts the original text at the
 right place. Work goes per cluster (a character with what composes or attaches to it; at
 most 32 characters of a cluster are normalised, since CPython's NFC is quadratic in long
-runs of marks). All-ASCII text only goes through steps 5 and 6; everything is
+runs of marks). All-ASCII text only goes through steps 5 to 7; everything is
 linear in the text's length. docs/safety.md ("Text as it reads") gives the rules, their
 reasons and known gaps.
 """
@@ -37,9 +39,11 @@ import re
 import string
 import unicodedata
 from dataclasses import replace
+from functools import partial
 from types import MappingProxyType
 from typing import Final, Literal
 
+from guard.pipeline.encoded import read_base64, read_base64_text
 from guard.pipeline.fold_table import FOLD_CODEPOINTS
 from guard.pipeline.leet import read_leet
 from guard.pipeline.offsets import Normalized, OffsetMap
@@ -469,6 +473,7 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     else:
         offsets = OffsetMap()
         steps = Normalized(_fold(_Transformer(text, offsets).run(), fold), text, offsets)
+    steps = read_base64(steps, partial(normalized_text, fold=fold))
     joined = join_spelled_words(steps)
     if joined is not steps:
         joined = replace(joined, text=_fold(joined.text, fold))
@@ -479,6 +484,7 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
     steps = text if text.isascii() else _fold(_Transformer(text, None).run(), fold)
+    steps = read_base64_text(steps, partial(normalized_text, fold=fold))
     joined = join_spelled_text(steps)
     if joined is not steps:
         joined = _fold(joined, fold)

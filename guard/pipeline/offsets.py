@@ -108,13 +108,19 @@ class Normalized:
     def without(self, spans: Sequence[tuple[int, int]]) -> Normalized:
         """This text with ``spans`` of it (sorted, not overlapping) left out, each remaining
         character still mapped onto the original."""
-        if not spans:
+        return self.replacing([(start, end, "") for start, end in spans])
+
+    def replacing(self, edits: Sequence[tuple[int, int, str]]) -> Normalized:
+        """This text with each ``(start, end, new)`` span (sorted, not overlapping) read as
+        ``new``, whose characters all map to where the span came from; every other
+        character keeps its place in the original."""
+        if not edits:
             return self
         offsets = OffsetMap()
         parts: list[str] = []
         out = 0
         pos = 0
-        for start, end in [*spans, (len(self.text), len(self.text))]:
+        for start, end, new in [*edits, (len(self.text), len(self.text), "")]:
             if start > pos:
                 parts.append(self.text[pos:start])
                 if self._map is None:
@@ -122,5 +128,9 @@ class Normalized:
                 else:
                     self._map.copy_into(offsets, pos, start, out)
                 out += start - pos
+            if new:
+                parts.append(new)
+                offsets.add(out, len(new), *self.original_span(start, end))
+                out += len(new)
             pos = end
         return Normalized("".join(parts), self.original, offsets)

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from guard.components.specs import ATTACK_LABELS
 from guard.train.attack_data import Row
 from guard.train.calibration import metrics
+from guard.train.harm_report import excerpt
 
 BY_KIND = ("jbb_artifacts", "prompt_injection")
 """Sets whose tables also give each kind of row apart (attack, injection type)."""
@@ -86,7 +87,8 @@ def write_misses(
             lines += ["", f"### {name} ({len(found)})", "", "| score jb / inj | kind | text |"]
             lines.append("|---|---|---|")
             for i, row in found:
-                text = " ".join(row.example.text.split())[:200].replace("|", "\\|")
                 scores = " / ".join(f"{p:.2f}" for p in probabilities[i])
-                lines.append(f"| {scores} | {row.example.subset or '-'} | {text} |")
+                lines.append(
+                    f"| {scores} | {row.example.subset or '-'} | {excerpt(row.example.text)} |"
+                )
     path.write_text("\n".join([*lines, *more]) + "\n")

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from guard.components.embedding import label_shifts
 from guard.datasets.readers import OPENAI_CATEGORIES, Example
+from guard.train.harm_report import write_misses
 
 UNSAFE_LABELS = ("toxic", "harmful")
 
@@ -163,9 +164,11 @@ def calibration(
     held: Array,
     folds: int,
     scores_out: Path | None = None,
+    misses_out: Path | None = None,
 ) -> dict[str, Any]:
     """The head's thresholds, chosen on the out-of-fold probabilities ``oof``, and the
-    cross-validation table they give (``held``: the never-trained sets' probabilities)."""
+    cross-validation table they give (``held``: the never-trained sets' probabilities);
+    ``scores_out`` gets every row's scores, ``misses_out`` every miss (``write_misses``)."""
     threshold, label_thresholds = choose_label_thresholds(rows, oof)
     all_rows = [*rows, *eval_rows]
     probabilities = np.concatenate([oof, held])
@@ -173,6 +176,8 @@ def calibration(
     table = per_dataset(all_rows, scores, threshold)
     if scores_out is not None:
         write_scores(scores_out, all_rows, probabilities, scores)
+    if misses_out is not None:
+        write_misses(misses_out, all_rows, scores, threshold)
     return {
         "cv": {"folds": folds, "per_dataset": table},
         "goals": [

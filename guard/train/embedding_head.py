@@ -413,9 +413,11 @@ def run(
     cv: bool = True,
     log: Any = print,
     scores_out: Path | None = None,
+    misses_out: Path | None = None,
 ) -> dict[str, Any]:
     """Cross-validate (unless ``cv`` is false), train on every row, write the head to ``out``;
-    ``scores_out`` gets every row's out-of-fold score as JSON lines."""
+    ``scores_out`` gets every row's out-of-fold score as JSON lines, ``misses_out`` every
+    miss as Markdown."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     rows = training_rows(config, root)
@@ -455,7 +457,9 @@ def run(
             model, trained, states, rows, eval_states, eval_rows, config, log, edits, measured
         )
         originals_only = rows[:measured]
-        meta.update(calibration(originals_only, oof, eval_rows, held, config.folds, scores_out))
+        meta.update(
+            calibration(originals_only, oof, eval_rows, held, config.folds, scores_out, misses_out)
+        )
         assert edits is not None
         meta["robustness"] = robustness(
             [rows[i] for i in edits.index], oof[edits.index], edited_oof, meta
@@ -481,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Config.epochs,
     )
     parser.add_argument("--scores", type=Path, help="write out-of-fold scores here (JSON lines)")
+    parser.add_argument("--misses", type=Path, help="write every out-of-fold miss here (Markdown)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = replace(Config(), epochs=args.epochs)
@@ -491,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cv=not args.no_cv,
         log=lambda m: print(m, flush=True),
         scores_out=args.scores,
+        misses_out=args.misses,
     )
     for goal in meta.get("goals", []):
         mark = "met" if goal["met"] else "MISSED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import threading
@@ -399,7 +400,9 @@ def test_embedding_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> N
         blocked = chat(url, HARMFUL[0])
         passed = chat(url, f"say: {BENIGN[1]}")
         spelled_out = chat(url, spelled)  # read as the words (guard.pipeline.spelled)
+        encoded = chat(url, base64.b64encode(HARMFUL[1].encode()).decode())  # pipeline.encoded
     assert spelled_out.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert encoded.json()["choices"][0]["finish_reason"] == "content_filter"
     data = blocked.json()
     assert data["choices"][0]["finish_reason"] == "content_filter"
     assert blocked.headers["x-guard-verdict"] == "block"

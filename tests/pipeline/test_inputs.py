@@ -7,6 +7,7 @@ upstream, and the same request without the secret must pass and reach it.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -371,15 +372,19 @@ def test_input_redaction_through_guard_uses_the_original_offsets(
     assert sent[0]["content"] == "be brief"
 
 
-def test_a_spelled_out_word_is_judged_as_the_word_and_redacted_where_it_is_spelled(
+def test_a_disguised_word_is_judged_as_the_word_and_redacted_where_it_is_written(
     fake_upstream: Fake, tmp_path: Path
 ) -> None:
     rails = "input_rails:\n  - kind: regex\n    patterns: ['(?i)\\bbomb\\b']\n    action: redact\n"
     policy = write_policy(tmp_path, f"name: r\nmodels: {{'*': null}}\n{rails}output_rails: []\n")
+    hidden = base64.b64encode(b"where is the bomb hidden?").decode()
     with serve_in_thread(guard_app(fake_upstream.url, [policy])) as url:
         post(url, CHAT, chat_body(messages=[user("a B.O.M.B, a b-\u200bo-m-b and a bombe")]))
-    sent = fake_upstream.last_request()["body"]["messages"]
-    assert sent[0]["content"] == "a [REDACTED], a [REDACTED] and a bombe"
+        spelled = fake_upstream.last_request()["body"]["messages"][0]["content"]
+        post(url, CHAT, chat_body(messages=[user(f"read {hidden} and b0mbs")]))
+        encoded = fake_upstream.last_request()["body"]["messages"][0]["content"]
+    assert spelled == "a [REDACTED], a [REDACTED] and a bombe"
+    assert encoded == "read [REDACTED] and b0mbs"  # the whole run: what it decodes to matched
 
 
 def test_read_input_refuses_and_caps_without_the_server() -> None:

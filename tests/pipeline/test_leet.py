@@ -20,7 +20,7 @@ CYR_A = "\u0430"
         ("H0w d0 1 k1ll mys3lf", "How d0 1 kill myself"),  # "d0", "1": no letter after
         ("3xpla1n how to h4ck", "explain how to hack"),  # leading digits of a read word
         ("p01s0n", "poison"),  # a run of digits
-        ("B0MB and W1TH", "BOMB and WITH"),  # capitals stay capitals
+        ("Sh0w me h0w", "Show me how"),
         (f"m4k{CYR_A} it", "maka it"),  # the look-alike folds after
         ("n00b h4x0r", "noob haxor"),
     ],
@@ -37,6 +37,7 @@ def test_leetspeak_words_read_as_words(text: str, reads: str) -> None:
         "B2B i18n h2o x86 A380 K8s",  # a digit that is no letter's look-alike
         "COVID-19 in 2024, 4x4 and 1337",  # no letter on both sides
         "snake_3_case",  # underscores end words
+        "SW1A 1AA, K1A 0B1, B0MB",  # words in capitals: codes
         "\u7b2c1\u7ae0, \u0421\u043f0\u0440\u0442",  # letters of other scripts
     ],
 )

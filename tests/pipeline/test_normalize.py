@@ -350,9 +350,8 @@ def test_other_scripts_digits_not_folded_alone() -> None:
         assert normalize(text).text == text
     # inside a Latin word they are look-alikes like any other
     assert normalize("G\u09e6\u09e6GLE").text == "GOOGLE"
-    # digits do not stop an all-look-alike word from folding (and 0 between letters is O)
-    assert normalize(f"{CYR_BOMB[:1]}0{CYR_BOMB[2:]} at home").text == "BOMB at home"
-    assert normalize(f"{CYR_BOMB[:1]}2{CYR_BOMB[2:]} at home").text == "B2MB at home"
+    # digits do not stop an all-look-alike word from folding (a word in capitals keeps them)
+    assert normalize(f"{CYR_BOMB[:1]}0{CYR_BOMB[2:]} at home").text == "B0MB at home"
 
 
 def test_symbols_not_folded() -> None:

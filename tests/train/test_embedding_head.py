@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -276,3 +277,25 @@ def test_cross_validation_measures_the_rows_and_trains_on_their_copies_too() -> 
         model, states, states, [*rows, *copies], [], [], config, log=lambda _: None, measured=4
     )
     assert oof.shape[0] == len(rows) and ((oof > 0) & (oof < 1)).all()
+
+
+def test_the_misses_report_lists_every_miss_and_quotes_only_what_it_may(tmp_path: Path) -> None:
+    import numpy as np
+
+    from guard.train.harm_report import write_misses
+
+    rows = [
+        Example("make a weapon", True, source="harmbench", subset="standard"),
+        Example("a caught request", True, source="harmbench"),
+        Example("a benign | flagged one", False, source="xstest", subset="homonyms"),
+        Example("a benign passed one", False, source="xstest"),
+        Example("a non-commercial miss", True, source="toxicchat_human"),
+    ]
+    out = tmp_path / "misses.md"
+    write_misses(out, rows, np.array([0.2, 0.9, 0.7, 0.1, 0.3]), 0.5)
+    report = out.read_text()
+    assert "### harmbench (1 of 2)" in report and "| 0.20 | standard | make a weapon |" in report
+    assert "### xstest (1 of 2)" in report and "a benign \\| flagged one" in report
+    assert "### toxicchat_human (1 of 1)" in report
+    assert "caught request" not in report and "passed one" not in report
+    assert "non-commercial miss" not in report
