@@ -15,9 +15,13 @@ NOT_QUOTED = ("toxicchat_human", "do_not_answer")
 """Sets whose texts the report counts but does not quote (non-commercial licences)."""
 
 
-def excerpt(text: str, limit: int = 200) -> str:
-    """``text`` on one line, cut to ``limit`` characters, safe in a Markdown table cell."""
-    return " ".join(text.split())[:limit].replace("|", "\\|")
+def excerpt(text: str, limit: int = 200, tail: int = 0) -> str:
+    """``text`` on one line, cut to ``limit`` characters (its last ``tail`` kept, after
+    " … "), safe in a Markdown table cell."""
+    line = " ".join(text.split())
+    if len(line) > limit:
+        line = line[: limit - tail] + (f" … {line[-tail:]}" if tail else "")
+    return line.replace("|", "\\|")
 
 
 def write_misses(
@@ -32,7 +36,8 @@ def write_misses(
         '(docs/embedding-classifier.md, "Cross-validation results"); a row is flagged at a',
         f"score of {threshold} or more. ToxicChat and Do-Not-Answer were never trained on",
         "(their rows are scored by the fold models) and, being non-commercial, are counted",
-        "here, not quoted. Texts are cut to 200 characters.",
+        "here, not quoted. A text over 240 characters shows its first 120 and its last 120",
+        "(HarmBench's contextual rows end with the request).",
         "**Content warning:** the missed rows are harmful requests and toxic text.",
     ]
     for title, unsafe in (("Missed unsafe rows", True), ("Safe rows flagged", False)):
@@ -56,5 +61,6 @@ def write_misses(
                 continue
             lines += ["", "| score | kind | text |", "|---|---|---|"]
             for score, row in found:
-                lines.append(f"| {score:.2f} | {row.subset or '-'} | {excerpt(row.text)} |")
+                text = excerpt(row.text, 240, tail=120)
+                lines.append(f"| {score:.2f} | {row.subset or '-'} | {text} |")
     path.write_text("\n".join(lines) + "\n")

@@ -299,3 +299,12 @@ def test_the_misses_report_lists_every_miss_and_quotes_only_what_it_may(tmp_path
     assert "### toxicchat_human (1 of 1)" in report
     assert "caught request" not in report and "passed one" not in report
     assert "non-commercial miss" not in report
+
+
+def test_an_excerpt_keeps_the_end_of_a_long_text() -> None:
+    from guard.train.harm_report import excerpt
+
+    long = "context " * 50 + "--- now the request"
+    cut = excerpt(long, 60, tail=19)
+    assert cut == "context context context context context c … --- now the request"
+    assert excerpt("a | b\n c") == "a \\| b c"
