@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from guard.pipeline.offsets import Normalized
+from guard.pipeline.offsets import Normalized, spliced
 
 _ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _RUN_RE: Final = re.compile(r"[A-Za-z0-9+/]{16,}+={0,2}")
@@ -70,12 +70,4 @@ def read_base64(text: Normalized, read: Callable[[str], str]) -> Normalized:
 
 def read_base64_text(text: str, read: Callable[[str], str]) -> str:
     """``read_base64`` without the map back to the original."""
-    parts: list[str] = []
-    last = 0
-    for start, end, decoded in _decodings(text, read):
-        parts += [text[last:start], decoded]
-        last = end
-    if not parts:
-        return text
-    parts.append(text[last:])
-    return "".join(parts)
+    return spliced(text, _decodings(text, read))

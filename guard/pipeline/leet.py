@@ -17,8 +17,11 @@ offsets do not move.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Final
+
+from guard.pipeline.offsets import spliced
 
 LETTERS_OF_DIGITS: Final = MappingProxyType(dict(zip("013457", "oieast", strict=True)))
 """Digit -> the lower-case letter it stands for."""
@@ -36,8 +39,11 @@ def read_leet(text: str) -> str:
     """``text`` with the digits of its leetspeak words read as letters."""
     if not any(digit in text for digit in _DIGITS):
         return text
-    parts: list[str] = []
-    last = 0  # end of what is in parts
+    return spliced(text, _leet_words(text))
+
+
+def _leet_words(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, reading) of each leetspeak word, in order."""
     checked = 0  # end of the last word looked at: each word is looked at once
     for match in _DIGIT_BEFORE_LETTER_RE.finditer(text):
         start = match.start()
@@ -57,10 +63,4 @@ def read_leet(text: str) -> str:
         letters = read.replace("_", "")
         if len(word) > MAX_WORD or word.isupper() or not (letters.isascii() and letters.isalpha()):
             continue
-        parts.append(text[last:begin])
-        parts.append(read)
-        last = end
-    if not parts:
-        return text
-    parts.append(text[last:])
-    return "".join(parts)
+        yield begin, end, read

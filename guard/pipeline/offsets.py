@@ -8,7 +8,7 @@ reads").
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -134,3 +134,17 @@ class Normalized:
                 out += len(new)
             pos = end
         return Normalized("".join(parts), self.original, offsets)
+
+
+def spliced(text: str, edits: Iterable[tuple[int, int, str]]) -> str:
+    """``text`` with each ``(start, end, new)`` span (in order, not overlapping) read as
+    ``new``; ``text`` itself when there is none."""
+    parts: list[str] = []
+    last = 0
+    for start, end, new in edits:
+        parts += [text[last:start], new]
+        last = end
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Final
 
-from guard.pipeline.offsets import Normalized
+from guard.pipeline.offsets import Normalized, spliced
 
 SEPARATORS: Final = "-._*~+|/\\\u00b7\u2010\u2011\u2012\u2013\u2014\u2015\u2022\u2027\u2212\u30fb"
 """What may stand between the letters of a spelled-out word."""
@@ -64,13 +64,6 @@ def join_spelled_words(text: Normalized) -> Normalized:
 
 def join_spelled_text(text: str) -> str:
     """``join_spelled_words`` without the map back to the original."""
-    parts: list[str] = []
-    last = 0
-    for start, end, stride in _runs(text):
-        parts.append(text[last:start])
-        parts.append(text[start:end:stride])
-        last = end
-    if not parts:
-        return text
-    parts.append(text[last:])
-    return "".join(parts)
+    return spliced(
+        text, ((start, end, text[start:end:stride]) for start, end, stride in _runs(text))
+    )
