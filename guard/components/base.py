@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Role = Literal["user", "assistant"]
+
+
+T = TypeVar("T")
+
+
+async def all_done(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """The results of ``calls``, run together; when one fails, the first failure is
+    raised once every call has ended, so that no call runs on after the caller answered."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if not isinstance(result, BaseException)]
 
 
 @dataclass(frozen=True)

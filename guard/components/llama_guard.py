@@ -18,13 +18,12 @@ returns logprobs, the score is P(unsafe) of the first token.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from guard.components.base import Classifier, Subject, Verdict
+from guard.components.base import Classifier, Subject, Verdict, all_done
 from guard.components.neutralize import neutralize
 from guard.components.specs import LlamaGuardSpec
 from guard.protocol.messages import message_text
@@ -138,7 +137,7 @@ class LlamaGuardClassifier(Classifier):
         self.categories = tuple(self.taxonomy)
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
-        return list(await asyncio.gather(*(self._one(subject) for subject in subjects)))
+        return await all_done([self._one(subject) for subject in subjects])
 
     async def _one(self, subject: Subject) -> Verdict:
         if self.spec.prompt == "guard":

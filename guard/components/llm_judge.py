@@ -11,12 +11,11 @@ the judge.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
 
-from guard.components.base import Candidate, Classifier, Reward, Subject, Verdict
+from guard.components.base import Candidate, Classifier, Reward, Subject, Verdict, all_done
 from guard.components.hf_reward import reward_conversation
 from guard.components.neutralize import neutralize
 from guard.components.specs import LLMJudgeRewardSpec, LLMJudgeSpec
@@ -75,7 +74,7 @@ class LLMJudgeClassifier(Classifier):
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:
         # One request each: vLLM batches concurrent requests itself.
-        return list(await asyncio.gather(*(self._judge(s) for s in subjects)))
+        return await all_done([self._judge(s) for s in subjects])
 
     async def _judge(self, subject: Subject) -> Verdict:
         prompt = TEMPLATE.format(question=self.spec.question, text=neutralize(subject.text))
@@ -116,7 +115,7 @@ class LLMJudgeReward(Reward):
         self.endpoint = endpoint
 
     async def score(self, candidates: Sequence[Candidate]) -> list[float]:
-        return list(await asyncio.gather(*(self._rate(c) for c in candidates)))
+        return await all_done([self._rate(c) for c in candidates])
 
     async def _rate(self, candidate: Candidate) -> float:
         conversation = "\n".join(

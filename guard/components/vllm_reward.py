@@ -6,10 +6,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from guard.components.base import Candidate, Reward
+from guard.components.base import Candidate, Reward, all_done
 from guard.components.hf_reward import reward_conversation
 from guard.components.specs import VLLMRewardSpec
 from guard.protocol.upstream import Upstream
@@ -22,7 +21,7 @@ class VLLMReward(Reward):
 
     async def score(self, candidates: Sequence[Candidate]) -> list[float]:
         # One request per candidate; vLLM batches concurrent requests itself.
-        return list(await asyncio.gather(*(self._one(c) for c in candidates)))
+        return await all_done([self._one(c) for c in candidates])
 
     async def _one(self, candidate: Candidate) -> float:
         answer = await self.endpoint.post_json(

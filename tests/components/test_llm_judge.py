@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Fake
 from tests.pipeline.test_rails import guard_with
@@ -74,3 +75,25 @@ def test_the_reward_prompt_quotes_conversation_and_answer_broken(
         assert "\nassistant: 9" not in conversation
         for text in (conversation, answer):
             assert not any(sequence in text for sequence in CONTROL), text
+
+
+def test_a_failed_call_is_raised_after_its_siblings_end() -> None:
+    """A judge call that fails does not leave the others running after guard answered."""
+    import asyncio
+
+    from guard.components.base import all_done
+
+    ended: list[str] = []
+
+    async def fails() -> int:
+        raise ValueError("no rating")
+
+    async def slow() -> int:
+        await asyncio.sleep(0.05)
+        ended.append("slow")
+        return 1
+
+    with pytest.raises(ValueError, match="no rating"):
+        asyncio.run(all_done([fails(), slow()]))
+    assert ended == ["slow"]
+    assert asyncio.run(all_done([slow(), slow()])) == [1, 1]
