@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from guard.components.base import Candidate
+from guard.components.base import Candidate, all_done
 from guard.errors import RewardUnavailable
 from guard.pipeline.best_of_n import (
     BestOfNStage,
@@ -280,7 +280,7 @@ class Pruner:
             usage["completion_tokens"] = int(usage.get("completion_tokens") or 0) + generated
             usage["total_tokens"] = int(usage.get("total_tokens") or 0) + generated
 
-        await asyncio.gather(*(one(i) for i in todo))
+        await all_done([one(i) for i in todo])
 
     @staticmethod
     def _choice(path: str, index: int, draft: Draft) -> dict[str, Any]:
