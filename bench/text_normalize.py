@@ -1,4 +1,4 @@
-"""How long guard takes to read a text as it reads (``guard.pipeline.normalize``).
+"""How long guard takes to read a text as it reads (``guard.reading.normalize``).
 
 ``python bench/text_normalize.py`` prints, for 100 KB samples, the best of 10 warm runs
 and the first (cold) run of ``normalize`` and ``normalized_text``.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from guard.pipeline.normalize import clear_caches, normalize, normalized_text
+from guard.reading.normalize import clear_caches, normalize, normalized_text
 
 
 def demo_text(size: int) -> str:

@@ -1,4 +1,4 @@
-"""Regenerate the homoglyph fold table, ``guard/pipeline/fold_table.py``.
+"""Regenerate the homoglyph fold table, ``guard/reading/fold_table.py``.
 
 With the ``confusable-homoglyphs`` package (MIT licence; a development dependency)::
 
@@ -6,7 +6,7 @@ With the ``confusable-homoglyphs`` package (MIT licence; a development dependenc
 
 and paste the output as the body of the ``FOLD_CODEPOINTS`` dict literal between the
 ``BEGIN GENERATED`` / ``END GENERATED`` markers (inside the ``# fmt: off`` / ``# fmt: on``
-pair). ``tests/pipeline/test_normalize.py::test_fold_table_matches_generator`` checks that
+pair). ``tests/reading/test_normalize.py::test_fold_table_matches_generator`` checks that
 the two agree.
 
 The package ships, as ``confusables.json``, a symmetric view of Unicode's

@@ -43,6 +43,7 @@ EXPORTS = {
         "set_choice_text",
         "split_events",
     ],
+    "guard.reading": ["Normalized", "normalize", "normalized_text"],
     "guard.components": [
         "AnyClassifier",
         "AnyReward",

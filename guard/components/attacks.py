@@ -27,11 +27,8 @@ that fired. torch is imported only when a classifier of this kind is built.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -110,30 +107,13 @@ is a sentence or two, and alone it reads as what it is. A jailbreak is the whole
 template; its sentences alone add false positives, not recall."""
 
 
-BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
-
-
-def decoded_runs(text: str) -> list[str]:
-    """The texts hidden in base64 runs of ``text`` (the model can read them): each run
-    that decodes to printable UTF-8."""
-    found = []
-    for run in BASE64_RUN.findall(text):
-        try:
-            decoded = base64.b64decode(run + "=" * (-len(run) % 4), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            continue
-        if decoded.isprintable() and any(c.isalpha() for c in decoded):
-            found.append(decoded)
-    return found
-
-
 def read(
     encode: Encode, texts: Sequence[str]
 ) -> list[tuple[list[int], NDArray[np.int64], list[tuple[NDArray[np.int64], bool]]]]:
     """Per text: its token ids, its body (the ids without [CLS] and [SEP]), and the parts
     read besides the whole, each with whether it is a sentence: its windows, and its
-    sentences (with what its base64 runs decode to) when it has more than one. Training
-    and serving both use this function."""
+    sentences when it has more than one. Training and serving both use this function, on
+    text as it reads (``guard.reading``: base64 already decoded in place)."""
     import numpy as np
 
     out = []
@@ -141,7 +121,6 @@ def read(
         body = np.asarray(ids[1:-1], dtype=np.int64)
         parts = [(window, False) for window in windows_of(body)]
         split = sentences(text)
-        split += decoded_runs(text)
         if len(split) > 1:
             parts += [(np.asarray(i[1:-1], dtype=np.int64), True) for i in encode(split)]
         out.append((ids, body, parts))

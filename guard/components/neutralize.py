@@ -24,7 +24,7 @@ become look-alikes no tokenizer treats as special and NFKC does not fold back,
   the text that starts with one of its role labels (``labels``): ``‹User›:``.
 
 Matching ignores case. Callers neutralise the text as the rails read it, after
-``guard.pipeline.normalize``, so full-width look-alikes are already ASCII by then.
+``guard.reading.normalize``, so full-width look-alikes are already ASCII by then.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A rail is a built classifier plus what the policy says to do with its verdict
 (``action``) and with its failure (``on_error``). Every rail that ran is reported;
 the text it judged never is, so a blocked prompt is never echoed back.
 
-Texts are judged as they read (``guard.pipeline.normalize``): the classifiers see the
+Texts are judged as they read (``guard.reading.normalize``): the classifiers see the
 normalised text, and redaction spans are mapped back onto the original. A classifier
 with a window (``window_chars``) reads a longer text whole, in overlapping windows; the
 worst window's verdict stands.
@@ -32,9 +32,9 @@ from guard.components.registry import BuildContext, build_classifier
 from guard.components.specs import ClassifierSpec
 from guard.errors import client_safe, without_credentials
 from guard.logs import REQUEST_ID
-from guard.pipeline.normalize import normalize
-from guard.pipeline.offsets import Normalized
 from guard.pipeline.verdict_cache import VerdictCache
+from guard.reading.normalize import normalize
+from guard.reading.offsets import Normalized
 
 log = logging.getLogger("guard")
 

@@ -45,6 +45,7 @@ from guard.components.embedding import HEAD as EMBEDDING_HEAD
 from guard.components.embedding import file_sha256, load_model
 from guard.components.minilm import fit_length, load_backbone
 from guard.components.specs import ATTACK_LABELS
+from guard.reading import normalized_text
 from guard.train.attack_data import (
     EVAL_ONLY_SETS,
     Config,
@@ -53,6 +54,7 @@ from guard.train.attack_data import (
     training_rows,
 )
 from guard.train.attack_report import source, table, write_misses
+from guard.train.batches import add_backbone
 from guard.train.calibration import Goal, metrics
 from guard.train.embedding_head import fold_of
 from guard.train.instructed import sent_with_instructions
@@ -126,7 +128,8 @@ def ngram_matrix(vectors: Sequence[tuple[NDArray[np.int64], NDArray[np.float32]]
 
 
 def features(model: AttackModel, texts: Sequence[str], config: Config) -> Features:
-    read_texts = read(model.encode, texts)
+    """The head's inputs for ``texts``, read as the rails read them (``normalized_text``)."""
+    read_texts = read(model.encode, [normalized_text(text) for text in texts])
     cut = [fit_length(ids, EMBEDDING_TOKENS) for ids, _, _ in read_texts]
     order = sorted(range(len(cut)), key=lambda i: len(cut[i]))
     embedded = np.zeros((len(cut), model.encoder.word.shape[1]), np.float32)
@@ -424,10 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--misses", type=Path, help="write every miss here (Markdown)")
     parser.add_argument("--scores", type=Path, help="write out-of-fold scores (JSON lines)")
+    add_backbone(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     log = lambda message: print(message, flush=True)  # noqa: E731
-    meta = run(Config(), args.out, args.data, log, args.misses, args.scores)
+    meta = run(Config(backbone=args.backbone), args.out, args.data, log, args.misses, args.scores)
     for label, goals in meta["goals"].items():
         for goal in goals:
             sign = ">=" if goal["at_least"] else "<="

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from guard.components.embedding import EmbeddingModel, head_meta_path
 from guard.components.minilm import (
+    PACKAGED_BACKBONE,
     Encoder,
     EncoderLayer,
     Layout,
@@ -159,7 +160,8 @@ def write_head(top: Top, path: Path, meta: dict[str, Any], layer_count: int) -> 
 
 
 def head_parser(prog: str, description: str, head: Path, epochs: int) -> argparse.ArgumentParser:
-    """The options every head-training script has: --out, --data, --no-cv, --epochs, --threads."""
+    """The options every head-training script has: --out, --data, --no-cv, --epochs,
+    --threads, --backbone."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--out", type=Path, default=head, help="head file to write (.safetensors)")
     parser.add_argument(
@@ -173,4 +175,14 @@ def head_parser(prog: str, description: str, head: Path, epochs: int) -> argpars
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)"
     )
+    add_backbone(parser)
     return parser
+
+
+def add_backbone(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backbone",
+        default=PACKAGED_BACKBONE,
+        help="BERT-architecture encoder: a hub id or a local folder "
+        f"(default: {PACKAGED_BACKBONE}, packaged)",
+    )

@@ -41,6 +41,7 @@ from guard.components.minilm import (
     fit_length,
 )
 from guard.datasets.readers import Example, text_group
+from guard.reading import normalized_text
 from guard.train.batches import (
     Top,
     frozen_states_of_ids,
@@ -59,7 +60,15 @@ from guard.train.calibration import (
     calibration,
     robustness,
 )
-from guard.train.edits import EDITED_SETS, EDITS, OPENERS, changed_ending, quoted, wrapped
+from guard.train.edits import (
+    EDITED_SETS,
+    EDITS,
+    OPENERS,
+    broken_words,
+    changed_ending,
+    quoted,
+    wrapped,
+)
 
 TRAIN_SETS = (
     "openai_moderation",
@@ -133,6 +142,11 @@ class Config:
     """Train a seeded share of the rows twice: as they are, and as a copy in double quotes
     (half of the copies) or after an opener (the other half). Unlike ``wrappers``, every
     row keeps its own text; the folds measure the originals only."""
+    broken_words: float = 0.25
+    """Train a seeded share of the rows once more with a hyphen or a space inside some of
+    their words (``broken_words``): "in-structions" reads as "instructions" to a model, and
+    before this the head scored it as harmless (docs/embedding-classifier.md, "Broken
+    words"). The folds measure the originals only."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -203,6 +217,14 @@ def copied_rows(texts: Sequence[str], config: Config) -> list[tuple[int, str]]:
     return copies
 
 
+def broken_copies(texts: Sequence[str], config: Config) -> list[tuple[int, str]]:
+    """(row, text) of each copy with broken words ``config.broken_words`` asks for, from
+    its own seeded generator."""
+    rng = random.Random(f"broken:{config.seed}")
+    chosen = [index for index in range(len(texts)) if rng.random() < config.broken_words]
+    return [(index, broken_words(texts[index], rng)) for index in chosen]
+
+
 def targets(rows: Sequence[Example]) -> Targets:
     y = np.zeros((len(rows), len(LABELS)), np.float32)
     known = np.zeros((len(rows), len(LABELS)), bool)
@@ -258,9 +280,11 @@ def folds_by_group(groups: Sequence[str], folds: int, seed: int) -> NDArray[np.i
 def frozen_states(
     model: EmbeddingModel, texts: Sequence[str], config: Config
 ) -> list[torch.Tensor]:
-    """Token states after the frozen bottom layers, one (length, hidden) tensor per text."""
+    """Token states after the frozen bottom layers, one (length, hidden) tensor per text,
+    read as the rails read it (``normalized_text``)."""
     stop = len(model.encoder.layers) - config.trained_layers
-    ids = [fit_length(row, config.max_length) for row in model.tokenize(texts)]
+    read = [normalized_text(text) for text in texts]
+    ids = [fit_length(row, config.max_length) for row in model.tokenize(read)]
     return frozen_states_of_ids(model, ids, stop)
 
 
@@ -430,7 +454,7 @@ def run(
     trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     edits = edited(model, rows, config) if cv else None
-    copies = copied_rows(texts, config)
+    copies = copied_rows(texts, config) + broken_copies(texts, config)
     measured = len(rows)
     if copies:
         copy_states = frozen_states(model, [text for _, text in copies], config)
@@ -488,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--misses", type=Path, help="write every out-of-fold miss here (Markdown)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = replace(Config(), epochs=args.epochs)
+    config = replace(Config(), epochs=args.epochs, backbone=args.backbone)
     meta = run(
         config,
         args.out,

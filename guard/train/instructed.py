@@ -35,6 +35,7 @@ from guard.components.attacks import EMBEDDING_TOKENS, AttackModel, logit
 from guard.components.instructions import FEATURES, similarities
 from guard.components.minilm import fit_length
 from guard.datasets.readers import Example
+from guard.reading import normalized_text
 from guard.train.embedding_head import TRAIN_DATA, folds_by_group
 
 AUTHORED_INSTRUCTED = TRAIN_DATA / "authored_instructed.json"
@@ -123,7 +124,8 @@ def pairs(
 def feature_matrix(model: AttackModel, found: Sequence[Pair]) -> NDArray[np.float64]:
     """One row of ``FEATURES`` per pair, as the detector computes them at run time; NaN
     after ``injection_logit`` when the instructions forbid nothing (the layer is not used)."""
-    cut = [fit_length(ids, EMBEDDING_TOKENS) for ids in model.encode([p.text for p in found])]
+    read = [normalized_text(p.text) for p in found]
+    cut = [fit_length(ids, EMBEDDING_TOKENS) for ids in model.encode(read)]
     embed = model.similarity_embeddings
     vectors = np.concatenate([embed(cut[i : i + 64]) for i in range(0, len(cut), 64)])
     rows = []

@@ -449,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs,
         lr=args.lr,
         folds=args.folds,
+        backbone=args.backbone,
     )
     command = "scripts/train_embedding_reward.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)

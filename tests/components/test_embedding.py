@@ -399,8 +399,8 @@ def test_embedding_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> N
     with guard_with(fake_upstream, tmp_path, RAILS) as url:
         blocked = chat(url, HARMFUL[0])
         passed = chat(url, f"say: {BENIGN[1]}")
-        spelled_out = chat(url, spelled)  # read as the words (guard.pipeline.spelled)
-        encoded = chat(url, base64.b64encode(HARMFUL[1].encode()).decode())  # pipeline.encoded
+        spelled_out = chat(url, spelled)  # read as the words (guard.reading.spelled)
+        encoded = chat(url, base64.b64encode(HARMFUL[1].encode()).decode())  # reading.encoded
     assert spelled_out.json()["choices"][0]["finish_reason"] == "content_filter"
     assert encoded.json()["choices"][0]["finish_reason"] == "content_filter"
     data = blocked.json()

@@ -1,4 +1,4 @@
-"""Text hidden in base64 read as what it says (guard.pipeline.encoded), as part of
+"""Text hidden in base64 read as what it says (guard.reading.encoded), as part of
 ``normalize``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.pipeline.normalize import normalize, normalized_text
+from guard.reading.normalize import normalize, normalized_text
 
 
 def b64(text: str) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Final
 
-from guard.pipeline.offsets import spliced
+from guard.reading.offsets import spliced
 
 LETTERS_OF_DIGITS: Final = MappingProxyType(dict(zip("013457", "oieast", strict=True)))
 """Digit -> the lower-case letter it stands for."""

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Final
 
-from guard.pipeline.offsets import Normalized, spliced
+from guard.reading.offsets import Normalized, spliced
 
 SEPARATORS: Final = "-._*~+|/\\\u00b7\u2010\u2011\u2012\u2013\u2014\u2015\u2022\u2027\u2212\u30fb"
 """What may stand between the letters of a spelled-out word."""

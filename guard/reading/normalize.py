@@ -15,14 +15,14 @@
 4. Look-alike letters fold to the ASCII letter they imitate (``fold="auto"``), word by
    word: in a word that also holds a Latin letter, or in an all-look-alike word of two or
    more when the text shows no genuine use of that script. Real Russian or Greek prose is
-   left alone. The table (``guard.pipeline.fold_table``) comes from Unicode's
+   left alone. The table (``guard.reading.fold_table``) comes from Unicode's
    confusables data.
 5. Base64 runs that decode to text read as that text, normalised in its turn
-   (``guard.pipeline.encoded``).
+   (``guard.reading.encoded``).
 6. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
-   (``guard.pipeline.spelled``); where that made new words, step 4 runs again on them.
+   (``guard.reading.spelled``); where that made new words, step 4 runs again on them.
 7. Digits written for letters inside a word ("b0mb", "m3th") read as the letters
-   (``guard.pipeline.leet``).
+   (``guard.reading.leet``).
 
 ``normalize`` returns a ``Normalized`` whose ``original_span`` maps a span of the
 normalised text back onto the original, so redaction cuts the original text at the
@@ -43,11 +43,11 @@ from functools import partial
 from types import MappingProxyType
 from typing import Final, Literal
 
-from guard.pipeline.encoded import read_base64, read_base64_text
-from guard.pipeline.fold_table import FOLD_CODEPOINTS
-from guard.pipeline.leet import read_leet
-from guard.pipeline.offsets import Normalized, OffsetMap
-from guard.pipeline.spelled import join_spelled_text, join_spelled_words
+from guard.reading.encoded import read_base64, read_base64_text
+from guard.reading.fold_table import FOLD_CODEPOINTS
+from guard.reading.leet import read_leet
+from guard.reading.offsets import Normalized, OffsetMap
+from guard.reading.spelled import join_spelled_text, join_spelled_words
 
 FoldMode = Literal["auto", "always", "never"]
 

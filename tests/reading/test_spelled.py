@@ -1,4 +1,4 @@
-"""Words spelled out letter by letter read as the words (guard.pipeline.spelled), as part
+"""Words spelled out letter by letter read as the words (guard.reading.spelled), as part
 of ``normalize``."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.pipeline.normalize import FoldMode, normalize, normalized_text
-from guard.pipeline.spelled import SEPARATORS, join_spelled_text
-from tests.pipeline.test_normalize import assert_round_trip
+from guard.reading.normalize import FoldMode, normalize, normalized_text
+from guard.reading.spelled import SEPARATORS, join_spelled_text
+from tests.reading.test_normalize import assert_round_trip
 
 CYR_O = "\u043e"
 

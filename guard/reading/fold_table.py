@@ -1,7 +1,7 @@
-"""The homoglyph fold table of ``guard.pipeline.normalize``: generated, do not edit.
+"""The homoglyph fold table of ``guard.reading.normalize``: generated, do not edit.
 
 Regenerate with ``scripts/gen_fold_table.py`` (it reads the ``confusable-homoglyphs``
-package, a development dependency); ``tests/pipeline/test_normalize.py`` checks that the
+package, a development dependency); ``tests/reading/test_normalize.py`` checks that the
 two agree.
 """
 

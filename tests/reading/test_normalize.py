@@ -1,4 +1,4 @@
-"""Text as it reads (guard.pipeline.normalize).
+"""Text as it reads (guard.reading.normalize).
 
 Look-alike characters are written as escapes so that the file stays ASCII and ruff's
 RUF001 stays quiet.
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.pipeline.leet import LETTERS_OF_DIGITS, read_leet
-from guard.pipeline.normalize import (
+from guard.reading.leet import LETTERS_OF_DIGITS, read_leet
+from guard.reading.normalize import (
     FOLD_TABLE,
     MAX_MARKS_PER_LETTER,
     STYLED_LETTERS,
@@ -26,8 +26,8 @@ from guard.pipeline.normalize import (
     normalize,
     normalized_text,
 )
-from guard.pipeline.offsets import Normalized
-from guard.pipeline.spelled import SEPARATORS, join_spelled_text
+from guard.reading.offsets import Normalized
+from guard.reading.spelled import SEPARATORS, join_spelled_text
 
 GENERATOR = Path(__file__).resolve().parents[2] / "scripts" / "gen_fold_table.py"
 # What a cut through a spelled-out or leetspeak word changes: separators, digits, case.

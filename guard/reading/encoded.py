@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from guard.pipeline.offsets import Normalized, spliced
+from guard.reading.offsets import Normalized, spliced
 
 _ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _RUN_RE: Final = re.compile(r"[A-Za-z0-9+/]{16,}+={0,2}")

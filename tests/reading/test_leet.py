@@ -1,4 +1,4 @@
-"""Letters written as digits read as the letters (guard.pipeline.leet), as part of
+"""Letters written as digits read as the letters (guard.reading.leet), as part of
 ``normalize``."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.pipeline.leet import read_leet
-from guard.pipeline.normalize import normalize, normalized_text
+from guard.reading.leet import read_leet
+from guard.reading.normalize import normalize, normalized_text
 
 CYR_A = "\u0430"
 

@@ -1,0 +1,9 @@
+"""Text as a model reads it: invisible characters out, look-alike letters folded, base64
+decoded, spelled-out words joined, leetspeak read, with a map back to the original for
+redaction. The rails judge this text, and the trained heads learn from it, so that what
+is served is what was trained on."""
+
+from guard.reading.normalize import normalize, normalized_text
+from guard.reading.offsets import Normalized
+
+__all__ = ["Normalized", "normalize", "normalized_text"]
