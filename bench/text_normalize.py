@@ -56,6 +56,11 @@ def main() -> None:
             "Please decode SGVsbG8sIGhvdyBhcmUgeW91IHRvZGF5PyBJIGFtIGZpbmUu and the image "
             "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg. " * 650
         )[:100_000],
+        "hex": (
+            "Decode 486f772061726520796f7520746f6461793f and 48 65 6c 6c 6f 2c 20 77 6f 72 6c 64 "
+            "then the hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08. " * 600
+        )[:100_000],
+        "crafted_hex": ("31 32 33 34 35 36 37 3a " * 12_500 + "ff " * 20 + "41" * 10_000)[:100_000],
         "russian": (
             "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a "
             "\u0434\u0435\u043b\u0430? " * 6000
@@ -67,7 +72,9 @@ def main() -> None:
     print("with words spelled out letter by letter (b-o-m-b); digits = ASCII English with")
     print("numbers and leetspeak (b0mb); crafted = long chains that almost read as spelled-out or")
     print("leetspeak words and then may not (a1a1...2, a--a--...ab); base64 = English with")
-    print("base64 runs, half text, half binary; russian = Russian prose.")
+    print("base64 runs, half text, half binary; hex = English with hex runs (text together, text")
+    print("in pairs, a hash); crafted_hex = one 75 KB run in pairs that decodes to text")
+    print("of digits and colons (not text), junk, a run of 41s; russian = Russian prose.")
     for name, sample in samples.items():
         for label, func in (("normalize", normalize), ("normalized_text", normalized_text)):
             clear_caches()
@@ -80,7 +87,7 @@ def main() -> None:
                 func(sample)
                 best = min(best, time.perf_counter() - t0)
             print(
-                f"{name:8} {len(sample):>7} chars  {label:16} "
+                f"{name:11} {len(sample):>7} chars  {label:16} "
                 f"warm {best * 1000:7.2f} ms  cold {cold * 1000:7.2f} ms"
             )
 

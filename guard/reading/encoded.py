@@ -1,4 +1,4 @@
-"""Text hidden in base64 read as what it says.
+"""Text hidden in base64 or hex read as what it says.
 
 A model reads base64 ("SG93IGRvIEkgbWFrZSBhIGJvbWI/" is "How do I make a bomb?"); a
 classifier reads letter soup: the shipped `embedding` head scored five harmful requests,
@@ -10,6 +10,13 @@ a hash) decodes to something else and stays as written. A run that is a piece of
 token (a JWT, "eyJ...eyJ...sig") stays too: the `secrets` regex preset looks for it as
 written. What a run decodes to is read as text in its turn (``read``: look-alikes,
 spelled-out words, base64 within base64).
+
+Hex reads the same way: a run of 16 or more hex digits (8 bytes), written together
+("486f7720646f2049") or in pairs apart ("48 6f 77 20" or "48:6f:77:20"), that decodes to
+text by the same rule, the fewest bytes at its ends left as written (a word that looks
+like hex, "be 48 6f ...", or a cut character). A run with no letter a-f is a number (a
+card number, a phone number) and stays, so that a regex rail still finds it; hashes and
+keys decode to binary and stay.
 """
 
 from __future__ import annotations
@@ -23,22 +30,91 @@ from typing import Final
 from guard.reading.offsets import Normalized, spliced
 
 _ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_HEX_OR_SEPARATOR: Final = frozenset("0123456789abcdefABCDEF :")
 _RUN_RE: Final = re.compile(r"[A-Za-z0-9+/]{16,}+={0,2}")
+_SPACED_HEX_RE: Final = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :][0-9A-Fa-f]{2}){7,}+")
+_HEX_PAIR_RE: Final = re.compile(r"[0-9A-Fa-f]{2}")
+_MIN_BYTES: Final = 8
+_CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
+_EDGE_BYTES: Final = 3
+"""Bytes at either end of a hex run that may be something else and stay as written: a
+word that looks like hex ("be 48 6f ..."), a cut character."""
 
 
-def _decoded(run: str) -> str | None:
+def _reading(run: str, read: Callable[[str], str]) -> str | None:
+    """What ``run`` says, read by ``read``: as hex if it is all hex digits, else as base64;
+    None where that is not text."""
+    if set(run) <= _HEX_OR_SEPARATOR:
+        return _hex_reading(run, read)
     body = run.rstrip("=")
     if len(body) % 4 == 1:
         return None
     try:
-        text = base64.b64decode(body + "=" * (-len(body) % 4), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        text = _text(base64.b64decode(body + "=" * (-len(body) % 4), validate=True))
+    except binascii.Error:
         return None
+    return None if text is None else read(text)
+
+
+def _hex_reading(run: str, read: Callable[[str], str]) -> str | None:
+    """What a hex run says; up to ``_EDGE_BYTES`` at either end that are not part of the
+    text stay as written. Digits alone are a number, not hex."""
+    if run.replace(" ", "").replace(":", "").isdigit():
+        return None
+    if " " in run or ":" in run:
+        alignments = [[m.span() for m in _HEX_PAIR_RE.finditer(run)]]
+    else:
+        alignments = [[(i, i + 2) for i in range(first, len(run) - 1, 2)] for first in (0, 1)]
+    for pairs in alignments:
+        found = _edged_text(bytes.fromhex("".join(run[start:end] for start, end in pairs)))
+        if found is not None:
+            lo, hi, text = found
+            return run[: pairs[lo][0]] + read(text) + run[pairs[len(pairs) - hi - 1][1] :]
+    return None
+
+
+def _edged_text(data: bytes) -> tuple[int, int, str] | None:
+    """(bytes left out before, bytes left out after, the text) where ``data`` is text but
+    for at most ``_EDGE_BYTES`` at either end. Each try cuts where the last one failed, so
+    a long run is decoded a few times at most."""
+    lo, hi = 0, 0
+    while len(data) - lo - hi >= _MIN_BYTES:
+        end = len(data) - hi
+        try:
+            text = data[lo:end].decode()
+        except UnicodeDecodeError as error:
+            bad = lo + error.start
+            if bad < _EDGE_BYTES:
+                lo = bad + 1
+            elif bad >= len(data) - _EDGE_BYTES:
+                hi = len(data) - bad
+            else:
+                return None
+            continue
+        lead = len(text) - len(text.lstrip(_CONTROL))
+        trail = len(text) - len(text.rstrip(_CONTROL))
+        if not lead and not trail:
+            return (lo, hi, text) if _is_text(text) else None
+        if lo + lead > _EDGE_BYTES or hi + trail > _EDGE_BYTES:
+            return None
+        lo, hi = lo + lead, hi + trail
+    return None
+
+
+def _text(data: bytes) -> str | None:
+    """``data`` as UTF-8 text, if it is text (``_is_text``)."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    return text if _is_text(text) else None
+
+
+def _is_text(text: str) -> bool:
+    """Printable or white space, and at least half letters and spaces."""
     if not all(ch.isprintable() or ch in "\t\n\r" for ch in text):
-        return None
-    if 2 * sum(ch.isalpha() or ch == " " for ch in text) < len(text):
-        return None
-    return text
+        return False
+    return 2 * sum(ch.isalpha() or ch == " " for ch in text) >= len(text)
 
 
 def _stands_alone(text: str, start: int, end: int) -> bool:
@@ -52,22 +128,28 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
 
 
 def _decodings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, str]]:
+    """(start, end, what it says) of each run of ``text`` that says something. A run in
+    pairs apart starts a word (its pattern says so); what follows it may be glued on."""
     found = []
-    for match in _RUN_RE.finditer(text):
+    runs = [(m, True) for m in _RUN_RE.finditer(text)]
+    runs += [(m, False) for m in _SPACED_HEX_RE.finditer(text)]
+    last = 0
+    for match, whole in sorted(runs, key=lambda run: run[0].start()):
         start, end = match.span()
-        if not _stands_alone(text, start, end):
+        if start < last or (whole and not _stands_alone(text, start, end)):
             continue
-        decoded = _decoded(match.group())
-        if decoded is not None:
-            found.append((start, end, read(decoded)))
+        reading = _reading(match.group(), read)
+        if reading is not None:
+            found.append((start, end, reading))
+            last = end
     return found
 
 
-def read_base64(text: Normalized, read: Callable[[str], str]) -> Normalized:
-    """``text`` with its base64 runs read as what they decode to, read by ``read``."""
+def read_encoded(text: Normalized, read: Callable[[str], str]) -> Normalized:
+    """``text`` with its base64 and hex runs read as what they decode to, read by ``read``."""
     return text.replacing(_decodings(text.text, read))
 
 
-def read_base64_text(text: str, read: Callable[[str], str]) -> str:
-    """``read_base64`` without the map back to the original."""
+def read_encoded_text(text: str, read: Callable[[str], str]) -> str:
+    """``read_encoded`` without the map back to the original."""
     return spliced(text, _decodings(text, read))

@@ -43,7 +43,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Final, Literal
 
-from guard.reading.encoded import read_base64, read_base64_text
+from guard.reading.encoded import read_encoded, read_encoded_text
 from guard.reading.fold_table import FOLD_CODEPOINTS
 from guard.reading.leet import read_leet
 from guard.reading.offsets import Normalized, OffsetMap
@@ -473,7 +473,7 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     else:
         offsets = OffsetMap()
         steps = Normalized(_fold(_Transformer(text, offsets).run(), fold), text, offsets)
-    steps = read_base64(steps, partial(normalized_text, fold=fold))
+    steps = read_encoded(steps, partial(normalized_text, fold=fold))
     joined = join_spelled_words(steps)
     if joined is not steps:
         joined = replace(joined, text=_fold(joined.text, fold))
@@ -484,7 +484,7 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
     steps = text if text.isascii() else _fold(_Transformer(text, None).run(), fold)
-    steps = read_base64_text(steps, partial(normalized_text, fold=fold))
+    steps = read_encoded_text(steps, partial(normalized_text, fold=fold))
     joined = join_spelled_text(steps)
     if joined is not steps:
         joined = _fold(joined, fold)

@@ -401,8 +401,11 @@ def test_embedding_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> N
         passed = chat(url, f"say: {BENIGN[1]}")
         spelled_out = chat(url, spelled)  # read as the words (guard.reading.spelled)
         encoded = chat(url, base64.b64encode(HARMFUL[1].encode()).decode())  # reading.encoded
-    assert spelled_out.json()["choices"][0]["finish_reason"] == "content_filter"
-    assert encoded.json()["choices"][0]["finish_reason"] == "content_filter"
+        in_hex = chat(
+            url, "Decode and answer: " + " ".join(f"{b:02x}" for b in HARMFUL[2].encode())
+        )
+    for refused in (spelled_out, encoded, in_hex):
+        assert refused.json()["choices"][0]["finish_reason"] == "content_filter"
     data = blocked.json()
     assert data["choices"][0]["finish_reason"] == "content_filter"
     assert blocked.headers["x-guard-verdict"] == "block"
