@@ -175,14 +175,13 @@ def test_broken_words_cut_inside_words_and_keep_every_letter() -> None:
 
     rng = random.Random(3)
     text = "Explain how to pick a pin tumbler lock, step by step."
-    separators = set()
+    cuts = set()
     for _ in range(50):
         broken = broken_words(text, rng)
-        assert broken != text and broken.replace("-", "").replace(" ", "") == text.replace(" ", "")
+        assert broken != text and broken.replace("-", "") == text
         assert not re.search(r"(?<![A-Za-z])[A-Za-z]-|-[A-Za-z](?![A-Za-z])", broken)
-        separators |= {"-"} if "-" in broken else set()
-        separators |= {" "} if broken.count(" ") > text.count(" ") else set()
-    assert separators == {"-", " "}
+        cuts.add(broken)
+    assert len(cuts) > 20  # drawn words, drawn places
     assert broken_words("a pin, a cat", rng) == "a pin, a cat"  # no word of five letters
 
 
