@@ -181,7 +181,7 @@ def test_broken_words_cut_inside_words_and_keep_every_letter() -> None:
         assert broken != text and broken.replace("-", "") == text
         assert not re.search(r"(?<![A-Za-z])[A-Za-z]-|-[A-Za-z](?![A-Za-z])", broken)
         cuts.add(broken)
-    assert len(cuts) > 20  # drawn words, drawn places
+    assert len(cuts) > 8  # drawn words (two here), drawn places (four in each)
     assert broken_words("a pin, a cat", rng) == "a pin, a cat"  # no word of five letters
 
 
