@@ -1,5 +1,5 @@
-"""Text as a model reads it: invisible characters out, look-alike letters folded, base64
-decoded, spelled-out words joined, leetspeak read, with a map back to the original for
+"""Text as a model reads it: invisible characters out, look-alike letters folded, base64 and
+hex decoded, spelled-out words joined, leetspeak read, with a map back to the original for
 redaction. The rails judge this text, and the trained heads learn from it, so that what
 is served is what was trained on."""
 

@@ -32,7 +32,9 @@ from guard.reading.offsets import Normalized, spliced
 _ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _HEX_OR_SEPARATOR: Final = frozenset("0123456789abcdefABCDEF :")
 _RUN_RE: Final = re.compile(r"[A-Za-z0-9+/]{16,}+={0,2}")
-_SPACED_HEX_RE: Final = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :][0-9A-Fa-f]{2}){7,}+")
+_SPACED_HEX_RE: Final = re.compile(
+    r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :][0-9A-Fa-f]{2}(?![0-9A-Fa-f])){7,}+"
+)
 _HEX_PAIR_RE: Final = re.compile(r"[0-9A-Fa-f]{2}")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))

@@ -17,7 +17,7 @@
    more when the text shows no genuine use of that script. Real Russian or Greek prose is
    left alone. The table (``guard.reading.fold_table``) comes from Unicode's
    confusables data.
-5. Base64 runs that decode to text read as that text, normalised in its turn
+5. Base64 and hex runs that decode to text read as that text, normalised in its turn
    (``guard.reading.encoded``).
 6. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
    (``guard.reading.spelled``); where that made new words, step 4 runs again on them.

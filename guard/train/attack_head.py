@@ -54,7 +54,6 @@ from guard.train.attack_data import (
     training_rows,
 )
 from guard.train.attack_report import source, table, write_misses
-from guard.train.batches import add_backbone
 from guard.train.calibration import Goal, metrics
 from guard.train.embedding_head import fold_of
 from guard.train.instructed import sent_with_instructions
@@ -427,11 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--misses", type=Path, help="write every miss here (Markdown)")
     parser.add_argument("--scores", type=Path, help="write out-of-fold scores (JSON lines)")
-    add_backbone(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     log = lambda message: print(message, flush=True)  # noqa: E731
-    meta = run(Config(backbone=args.backbone), args.out, args.data, log, args.misses, args.scores)
+    meta = run(Config(), args.out, args.data, log, args.misses, args.scores)
     for label, goals in meta["goals"].items():
         for goal in goals:
             sign = ">=" if goal["at_least"] else "<="

@@ -175,14 +175,10 @@ def head_parser(prog: str, description: str, head: Path, epochs: int) -> argpars
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)"
     )
-    add_backbone(parser)
-    return parser
-
-
-def add_backbone(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbone",
         default=PACKAGED_BACKBONE,
         help="BERT-architecture encoder: a hub id or a local folder "
         f"(default: {PACKAGED_BACKBONE}, packaged)",
     )
+    return parser

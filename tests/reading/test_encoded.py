@@ -36,6 +36,7 @@ def hexed(text: str, sep: str = "") -> str:
         (hexed(b64("hex of base64, read twice")), "hex of base64, read twice"),
         (f"be {hexed('make a bomb', ' ')} be", "be make a bomb be"),  # ends kept as written
         ("e" + hexed("a cut character"), "ea cut character"),
+        ("48 6f 77 20 64 6f 20 49 2024", "How do I 2024"),  # a pair does not cut a number
         (hexed("the end is cut") + "f", "the end is cutf"),
     ],
 )  # fmt: skip
@@ -98,3 +99,4 @@ def test_an_encoded_text_reads_as_the_text_itself(before: str, hidden: str) -> N
     for sep in ("", " "):
         as_hex = f"{before} {hexed(hidden, sep)} end"
         assert normalize(as_hex).text == normalize(f"{before} {hidden} end").text
+        assert normalized_text(as_hex) == normalize(as_hex).text

@@ -188,14 +188,13 @@ def test_broken_words_cut_inside_words_and_keep_every_letter() -> None:
 def test_broken_copies_add_a_seeded_share_from_their_own_generator() -> None:
     from dataclasses import replace
 
-    from guard.train.embedding_head import Config, broken_copies, copied_rows
+    from guard.train.embedding_head import Config, broken_copies
 
     texts = [f"Question number {i} about gardening tools?" for i in range(400)]
     config = Config()
     broken = broken_copies(texts, config)
     assert broken == broken_copies(texts, config)
     assert 60 < len(broken) < 140 and all(text != texts[i] for i, text in broken)
-    assert copied_rows(texts, config) == copied_rows(texts, replace(config, broken_words=0.0))
     assert broken_copies(texts, replace(config, broken_words=0.0)) == []
 
 
