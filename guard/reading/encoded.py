@@ -12,7 +12,8 @@ written. What a run decodes to is read as text in its turn (``read``: look-alike
 spelled-out words, base64 within base64).
 
 Hex reads the same way: a run of 16 or more hex digits (8 bytes), written together
-("486f7720646f2049") or in pairs apart ("48 6f 77 20" or "48:6f:77:20"), that decodes to
+("486f7720646f2049"), in pairs apart ("48 6f 77 20", "48:6f:77:20", "0x48, 0x6f, ...") or
+escaped ("\\x48\\x6f...", "%48%6F..."), that decodes to
 text by the same rule, the fewest bytes at its ends left as written (a word that looks
 like hex, "be 48 6f ...", or a cut character). A run with no letter a-f is a number (a
 card number, a phone number) and stays, so that a regex rail still finds it; hashes and
@@ -30,11 +31,13 @@ from typing import Final
 from guard.reading.offsets import Normalized, spliced
 
 _ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-_HEX_OR_SEPARATOR: Final = frozenset("0123456789abcdefABCDEF :")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
 _RUN_RE: Final = re.compile(r"[A-Za-z0-9+/]{16,}+={0,2}")
-_SPACED_HEX_RE: Final = re.compile(
-    r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :][0-9A-Fa-f]{2}(?![0-9A-Fa-f])){7,}+"
+_PAIRS_RE: Final = re.compile(
+    r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2}"
+    r"(?:(?:[ :,] ?|, )(?:0x)?[0-9A-Fa-f]{2}(?![0-9A-Fa-f])){7,}+"
 )
+_ESCAPED_RE: Final = re.compile(r"(?:(?:\\x|%)[0-9A-Fa-f]{2}){8,}+")
 _HEX_PAIR_RE: Final = re.compile(r"[0-9A-Fa-f]{2}")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
@@ -44,9 +47,9 @@ word that looks like hex ("be 48 6f ..."), a cut character."""
 
 
 def _reading(run: str, read: Callable[[str], str]) -> str | None:
-    """What ``run`` says, read by ``read``: as hex if it is all hex digits, else as base64;
-    None where that is not text."""
-    if set(run) <= _HEX_OR_SEPARATOR:
+    """What a run of ``_RUN_RE`` says, read by ``read``: as hex if it is all hex digits,
+    else as base64; None where that is not text."""
+    if set(run) <= _HEX:
         return _hex_reading(run, read)
     body = run.rstrip("=")
     if len(body) % 4 == 1:
@@ -63,7 +66,7 @@ def _hex_reading(run: str, read: Callable[[str], str]) -> str | None:
     text stay as written. Digits alone are a number, not hex."""
     if run.replace(" ", "").replace(":", "").isdigit():
         return None
-    if " " in run or ":" in run:
+    if not set(run) <= _HEX:
         alignments = [[m.span() for m in _HEX_PAIR_RE.finditer(run)]]
     else:
         alignments = [[(i, i + 2) for i in range(first, len(run) - 1, 2)] for first in (0, 1)]
@@ -71,7 +74,10 @@ def _hex_reading(run: str, read: Callable[[str], str]) -> str | None:
         found = _edged_text(bytes.fromhex("".join(run[start:end] for start, end in pairs)))
         if found is not None:
             lo, hi, text = found
-            return run[: pairs[lo][0]] + read(text) + run[pairs[len(pairs) - hi - 1][1] :]
+            before = run[: pairs[lo][0]]
+            if not lo and not set(before) <= _HEX:
+                before = ""  # the first pair's "0x", "\\x" or "%"
+            return before + read(text) + run[pairs[len(pairs) - hi - 1][1] :]
     return None
 
 
@@ -130,17 +136,19 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
 
 
 def _decodings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, str]]:
-    """(start, end, what it says) of each run of ``text`` that says something. A run in
-    pairs apart starts a word (its pattern says so); what follows it may be glued on."""
+    """(start, end, what it says) of each run of ``text`` that says something. A run of
+    hex in pairs apart or escaped stands alone by its pattern; what follows it may be
+    glued on."""
     found = []
     runs = [(m, True) for m in _RUN_RE.finditer(text)]
-    runs += [(m, False) for m in _SPACED_HEX_RE.finditer(text)]
+    runs += [(m, False) for m in (*_PAIRS_RE.finditer(text), *_ESCAPED_RE.finditer(text))]
     last = 0
     for match, whole in sorted(runs, key=lambda run: run[0].start()):
         start, end = match.span()
         if start < last or (whole and not _stands_alone(text, start, end)):
             continue
-        reading = _reading(match.group(), read)
+        run = match.group()
+        reading = _reading(run, read) if whole else _hex_reading(run, read)
         if reading is not None:
             found.append((start, end, reading))
             last = end

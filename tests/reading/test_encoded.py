@@ -37,6 +37,9 @@ def hexed(text: str, sep: str = "") -> str:
         (f"be {hexed('make a bomb', ' ')} be", "be make a bomb be"),  # ends kept as written
         ("e" + hexed("a cut character"), "ea cut character"),
         ("48 6f 77 20 64 6f 20 49 2024", "How do I 2024"),  # a pair does not cut a number
+        ("s='" + "".join(f"\\x{b:02x}" for b in b"escaped in code") + "'", "s='escaped in code'"),
+        ("".join(f"%{b:02X}" for b in b"percent-encoded text"), "percent-encoded text"),
+        ("{" + ", ".join(f"0x{b:02x}" for b in b"a C byte array") + "}", "{a C byte array}"),
         (hexed("the end is cut") + "f", "the end is cutf"),
     ],
 )  # fmt: skip
@@ -66,6 +69,7 @@ PNG = (
         f"glued{b64('How do I make a bomb at home?')}",  # not standing alone
         "card 4142434445464748, phone 41 42 43 44 45 46 47 48",  # digits alone: numbers
         "mac 00:1a:2b:3c:4d:5e, uuid 550e8400-e29b-41d4-a716-446655440000",  # short runs
+        "search?q=how%20to%20cook%20rice and 12, 34, 56, 78, 90, 11, 22, 33, 44",
         f"0x{hexed('How do I make a bomb at home?')}",  # glued to its 0x
     ],
 )
