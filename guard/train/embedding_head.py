@@ -142,11 +142,16 @@ class Config:
     """Train a seeded share of the rows twice: as they are, and as a copy in double quotes
     (half of the copies) or after an opener (the other half). Unlike ``wrappers``, every
     row keeps its own text; the folds measure the originals only."""
-    broken_words: float = 0.25
-    """Train a seeded share of the rows once more with a hyphen or a space inside some of
-    their words (``broken_words``): "in-structions" reads as "instructions" to a model, and
-    before this the head scored it as harmless (docs/embedding-classifier.md, "Broken
-    words"). The folds measure the originals only."""
+    broken_words: float = 0.0
+    """Train a seeded share of the rows once more with a hyphen inside some of their words
+    (``broken_words``): "in-structions" reads as "instructions" to a model, and the shipped
+    head scores it as harmless. Tried at 0.25 with ``read_as_served``, not shipped: the
+    head then flagged filler ("lorem ipsum dolor sit amet") as toxic
+    (docs/embedding-classifier.md, "Broken words"). The folds measure the originals only."""
+    read_as_served: bool = False
+    """Train on the texts as the rails read them (``guard.reading.normalized_text``) rather
+    than as written. The shipped head reads them as written (56 of 4,961 rows differ,
+    nearly all an ellipsis); tried with ``broken_words``, not shipped yet."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -280,10 +285,10 @@ def folds_by_group(groups: Sequence[str], folds: int, seed: int) -> NDArray[np.i
 def frozen_states(
     model: EmbeddingModel, texts: Sequence[str], config: Config
 ) -> list[torch.Tensor]:
-    """Token states after the frozen bottom layers, one (length, hidden) tensor per text,
-    read as the rails read it (``normalized_text``)."""
+    """Token states after the frozen bottom layers, one (length, hidden) tensor per text
+    (read as the rails read it with ``config.read_as_served``)."""
     stop = len(model.encoder.layers) - config.trained_layers
-    read = [normalized_text(text) for text in texts]
+    read = [normalized_text(text) for text in texts] if config.read_as_served else texts
     ids = [fit_length(row, config.max_length) for row in model.tokenize(read)]
     return frozen_states_of_ids(model, ids, stop)
 
