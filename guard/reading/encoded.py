@@ -16,7 +16,8 @@ Hex reads the same way: a run of 16 or more hex digits (8 bytes), written togeth
 escaped ("\\x48\\x6f...", "%48%6F..."), that decodes to
 text by the same rule, the fewest bytes at its ends left as written (a word that looks
 like hex, "be 48 6f ...", or a cut character). A run with no letter a-f is a number (a
-card number, a phone number) and stays, so that a regex rail still finds it; hashes and
+card number, a phone number; unless written with "0x", "\\x" or "%") and stays, so that a
+regex rail still finds it; hashes and
 keys decode to binary and stay.
 """
 
@@ -34,11 +35,15 @@ _ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _RUN_RE: Final = re.compile(r"[A-Za-z0-9+/]{16,}+={0,2}")
 _PAIRS_RE: Final = re.compile(
-    r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2}"
-    r"(?:(?:[ :,] ?|, )(?:0x)?[0-9A-Fa-f]{2}(?![0-9A-Fa-f])){7,}+"
+    # From the first separator on: a pattern that starts with a character class is
+    # searched for fast; the pair before it is found by ``_LEAD_RE``.
+    r"[ :,](?:0x)?[0-9A-Fa-f]{2}(?![0-9A-Fa-f])"
+    r"(?:(?:[ :,] ?|, )(?:0x)?[0-9A-Fa-f]{2}(?![0-9A-Fa-f])){6,}+"
 )
+_LEAD_RE: Final = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2},?\Z")
 _ESCAPED_RE: Final = re.compile(r"(?:(?:\\x|%)[0-9A-Fa-f]{2}){8,}+")
 _HEX_PAIR_RE: Final = re.compile(r"[0-9A-Fa-f]{2}")
+_NOT_DIGIT_RE: Final = re.compile(r"0x|\\x|[^0-9A-Fa-f]")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
 _EDGE_BYTES: Final = 3
@@ -63,22 +68,29 @@ def _reading(run: str, read: Callable[[str], str]) -> str | None:
 
 def _hex_reading(run: str, read: Callable[[str], str]) -> str | None:
     """What a hex run says; up to ``_EDGE_BYTES`` at either end that are not part of the
-    text stay as written. Digits alone are a number, not hex."""
-    if run.replace(" ", "").replace(":", "").isdigit():
+    text stay as written. Digits alone are a number, not hex, unless marked as hex."""
+    if set(run) <= _HEX:
+        if run.isdigit():
+            return None
+        for first in (0, 1):
+            pairs = (len(run) - first) // 2
+            found = _edged_text(bytes.fromhex(run[first : first + 2 * pairs]))
+            if found is not None:
+                lo, hi, text = found
+                return run[: first + 2 * lo] + read(text) + run[first + 2 * (pairs - hi) :]
         return None
-    if not set(run) <= _HEX:
-        alignments = [[m.span() for m in _HEX_PAIR_RE.finditer(run)]]
-    else:
-        alignments = [[(i, i + 2) for i in range(first, len(run) - 1, 2)] for first in (0, 1)]
-    for pairs in alignments:
-        found = _edged_text(bytes.fromhex("".join(run[start:end] for start, end in pairs)))
-        if found is not None:
-            lo, hi, text = found
-            before = run[: pairs[lo][0]]
-            if not lo and not set(before) <= _HEX:
-                before = ""  # the first pair's "0x", "\\x" or "%"
-            return before + read(text) + run[pairs[len(pairs) - hi - 1][1] :]
-    return None
+    digits = _NOT_DIGIT_RE.sub("", run)
+    if len(digits) % 2 or (digits.isdigit() and "x" not in run and "%" not in run):
+        return None  # digits in pairs without "0x", "\\x" or "%": numbers
+    found = _edged_text(bytes.fromhex(digits))
+    if found is None:
+        return None
+    lo, hi, text = found
+    head = [m.span() for m, _ in zip(_HEX_PAIR_RE.finditer(run), range(lo + 1), strict=False)]
+    tail_from = max(0, len(run) - 8 * (_EDGE_BYTES + 1))
+    tail = [m.end() for m in _HEX_PAIR_RE.finditer(run, tail_from)]
+    before = run[: head[lo][0]] if lo else ""  # the first pair's "0x", "\\x" or "%" go
+    return before + read(text) + run[tail[len(tail) - hi - 1] :]
 
 
 def _edged_text(data: bytes) -> tuple[int, int, str] | None:
@@ -125,6 +137,13 @@ def _is_text(text: str) -> bool:
     return 2 * sum(ch.isalpha() or ch == " " for ch in text) >= len(text)
 
 
+def _lead(text: str, separator: int) -> int:
+    """Where a run of pairs whose first separator is at ``separator`` starts: at the pair
+    before it, if one stands there at the start of a word, else just after it."""
+    lead = _LEAD_RE.search(text, max(0, separator - 5), separator)
+    return lead.start() if lead is not None else separator + 1
+
+
 def _stands_alone(text: str, start: int, end: int) -> bool:
     before = text[start - 1] if start else " "
     after = text[end] if end < len(text) else " "
@@ -140,14 +159,15 @@ def _decodings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, st
     hex in pairs apart or escaped stands alone by its pattern; what follows it may be
     glued on."""
     found = []
-    runs = [(m, True) for m in _RUN_RE.finditer(text)]
-    runs += [(m, False) for m in (*_PAIRS_RE.finditer(text), *_ESCAPED_RE.finditer(text))]
+    runs = [(*m.span(), True) for m in _RUN_RE.finditer(text)]
+    runs += [(_lead(text, m.start()), m.end(), False) for m in _PAIRS_RE.finditer(text)]
+    if "\\x" in text or "%" in text:
+        runs += [(*m.span(), False) for m in _ESCAPED_RE.finditer(text)]
     last = 0
-    for match, whole in sorted(runs, key=lambda run: run[0].start()):
-        start, end = match.span()
+    for start, end, whole in sorted(runs):
         if start < last or (whole and not _stands_alone(text, start, end)):
             continue
-        run = match.group()
+        run = text[start:end]
         reading = _reading(run, read) if whole else _hex_reading(run, read)
         if reading is not None:
             found.append((start, end, reading))
