@@ -99,6 +99,7 @@ AUTHORED = TRAIN_DATA / "authored_benign_prompts.json"
 
 LOOKALIKES = TRAIN_DATA / "authored_lookalikes.json"
 SECRETS = TRAIN_DATA / "authored_secrets.json"
+FILLER = TRAIN_DATA / "authored_filler.json"
 
 
 HATE_THREATS = ("threat_dir_h", "threat_norm_h")
@@ -148,6 +149,10 @@ class Config:
     head scores it as harmless. Tried at 0.25 with ``read_as_served``, not shipped: the
     head then flagged filler ("lorem ipsum dolor sit amet") as toxic
     (docs/embedding-classifier.md, "Broken words"). The folds measure the originals only."""
+    fillers: bool = False
+    """Train on ``authored_filler.json`` too, as benign: placeholder text, test strings,
+    loose syllables, harmless words spaced or broken. With ``broken_words`` the head
+    otherwise flags "lorem ipsum dolor sit amet" as toxic."""
     read_as_served: bool = False
     """Train on the texts as the rails read them (``guard.reading.normalized_text``) rather
     than as written. The shipped head reads them as written (56 of 4,961 rows differ,
@@ -170,7 +175,8 @@ def authored_benign(config: Config) -> list[Example]:
     generated = [frame.format(t=topic) for frame in data["frames"] for topic in data["topics"]]
     random.Random(config.seed).shuffle(generated)
     secrets = json.loads(SECRETS.read_text())["texts"] if config.secrets else []
-    texts = [*data["prompts"], *generated[: config.generated_benign], *secrets]
+    filler = json.loads(FILLER.read_text())["texts"] if config.fillers else []
+    texts = [*data["prompts"], *generated[: config.generated_benign], *secrets, *filler]
     return [Example(t, False, (), "authored_benign", f"authored:{i}") for i, t in enumerate(texts)]
 
 
@@ -432,6 +438,8 @@ def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
         hashes["prompt_injection_benign"] = datasets.sha256("prompt_injection_benign", root)
     if config.secrets:
         hashes["authored_secrets"] = file_sha256(SECRETS)
+    if config.fillers:
+        hashes["authored_filler"] = file_sha256(FILLER)
     return hashes
 
 

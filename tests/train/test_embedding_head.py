@@ -75,10 +75,11 @@ def test_the_authored_benign_prompts_are_original() -> None:
     from guard import datasets
     from guard.train.embedding_head import Config, authored_benign
 
-    rows = authored_benign(Config(secrets=True))
+    rows = authored_benign(Config(secrets=True, fillers=True))
     texts = [words(r.text) for r in rows]
     assert len(set(texts)) == len(texts) and not any(r.unsafe for r in rows)
-    assert len(rows) == len(authored_benign(Config(secrets=False))) + 30
+    assert len(rows) == len(authored_benign(Config(secrets=False))) + 30 + 50
+    assert len(authored_benign(Config())) == len(authored_benign(Config(secrets=False))) + 30
     if (datasets.data_root() / "README.md").exists():
         elsewhere = {words(r.text) for name in datasets.DATASETS for r in datasets.load(name)}
         assert not elsewhere & set(texts)
