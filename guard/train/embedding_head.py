@@ -228,11 +228,19 @@ def copied_rows(texts: Sequence[str], config: Config) -> list[tuple[int, str]]:
     return copies
 
 
-def broken_copies(texts: Sequence[str], config: Config) -> list[tuple[int, str]]:
+def broken_copies(
+    rows: Sequence[Example], texts: Sequence[str], config: Config
+) -> list[tuple[int, str]]:
     """(row, text) of each copy with broken words ``config.broken_words`` asks for, from
-    its own seeded generator."""
+    its own seeded generator: requests and benign prompts only. Toxic sets' rows keep
+    their own obfuscations (HateCheck's spaced letters); broken copies of them taught the
+    ``toxic`` label that loose word pieces are toxic."""
     rng = random.Random(f"broken:{config.seed}")
-    chosen = [index for index in range(len(texts)) if rng.random() < config.broken_words]
+    chosen = [
+        index
+        for index in range(len(texts))
+        if rng.random() < config.broken_words and rows[index].source not in TOXIC_SETS
+    ]
     return [(index, broken_words(texts[index], rng)) for index in chosen]
 
 
@@ -467,7 +475,7 @@ def run(
     trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     edits = edited(model, rows, config) if cv else None
-    copies = copied_rows(texts, config) + broken_copies(texts, config)
+    copies = copied_rows(texts, config) + broken_copies(rows, texts, config)
     measured = len(rows)
     if copies:
         copy_states = frozen_states(model, [text for _, text in copies], config)

@@ -188,14 +188,19 @@ def test_broken_words_cut_inside_words_and_keep_every_letter() -> None:
 
 def test_broken_copies_add_a_seeded_share_from_their_own_generator() -> None:
 
+    from guard.datasets.readers import Example
     from guard.train.embedding_head import Config, broken_copies
 
     texts = [f"Question number {i} about gardening tools?" for i in range(400)]
-    config = Config(broken_words=0.25)
-    broken = broken_copies(texts, config)
-    assert broken == broken_copies(texts, config)
+    sources = ("xstest", "hatecheck", "harmbench", "openai_moderation")
+    rows = [Example(t, False, (), sources[i % 4], f"g{i}") for i, t in enumerate(texts)]
+    config = Config(broken_words=0.5)
+    broken = broken_copies(rows, texts, config)
+    assert broken == broken_copies(rows, texts, config)
     assert 60 < len(broken) < 140 and all(text != texts[i] for i, text in broken)
-    assert broken_copies(texts, Config()) == []  # off by default
+    # the toxic sets keep their own obfuscations
+    assert {rows[i].source for i, _ in broken} == {"xstest", "harmbench"}
+    assert broken_copies(rows, texts, Config()) == []  # off by default
 
 
 def test_read_as_served_trains_on_text_as_the_rails_read_it() -> None:
