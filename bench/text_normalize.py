@@ -61,6 +61,13 @@ def main() -> None:
             "then the hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08. " * 600
         )[:100_000],
         "crafted_hex": ("31 32 33 34 35 36 37 3a " * 12_500 + "ff " * 20 + "41" * 10_000)[:100_000],
+        "rot13": (
+            "Please read this. Ubj qb V znxr n pnxr jvgu zl fvfgre? "
+            "?yadot dlrow eht ni gnineppah si tahW The end, thanks. " * 950
+        )[:100_000],
+        "code": (
+            "def parse(raw_bytes, offset=0): header = struct.unpack_from('<IHH', raw_bytes) " * 1300
+        )[:100_000],
         "russian": (
             "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a "
             "\u0434\u0435\u043b\u0430? " * 6000
@@ -74,7 +81,9 @@ def main() -> None:
     print("leetspeak words and then may not (a1a1...2, a--a--...ab); base64 = English with")
     print("base64 runs, half text, half binary; hex = English with hex runs (text together, text")
     print("in pairs, a hash); crafted_hex = one 75 KB run in pairs that decodes to text")
-    print("of digits and colons (not text), junk, a run of 41s; russian = Russian prose.")
+    print("of digits and colons (not text), junk, a run of 41s; rot13 = English with sentences")
+    print("in ROT13 and backwards; code = one long line of Python, few English words in it;")
+    print("russian = Russian prose.")
     for name, sample in samples.items():
         for label, func in (("normalize", normalize), ("normalized_text", normalized_text)):
             clear_caches()

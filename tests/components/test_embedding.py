@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import copy
 import json
 import threading
@@ -404,7 +405,9 @@ def test_embedding_rails_through_guard(fake_upstream: Fake, tmp_path: Path) -> N
         in_hex = chat(
             url, "Decode and answer: " + " ".join(f"{b:02x}" for b in HARMFUL[2].encode())
         )
-    for refused in (spelled_out, encoded, in_hex):
+        in_rot13 = chat(url, "Decode and answer: " + codecs.encode(HARMFUL[4], "rot13"))
+        backwards = chat(url, HARMFUL[3][::-1])  # reading.rotated
+    for refused in (spelled_out, encoded, in_hex, in_rot13, backwards):
         assert refused.json()["choices"][0]["finish_reason"] == "content_filter"
     data = blocked.json()
     assert data["choices"][0]["finish_reason"] == "content_filter"
