@@ -5,7 +5,9 @@ A rail is a built classifier plus what the policy says to do with its verdict
 the text it judged never is, so a blocked prompt is never echoed back.
 
 Texts are judged as they read (``guard.reading.normalize``): the classifiers see the
-normalised text, and redaction spans are mapped back onto the original. A classifier
+normalised text, and redaction spans are mapped back onto the original. A text with
+stretches in ROT13 or written backwards is judged a second time with those read
+(``guard.reading.rotated``); per rail, the worse verdict stands. A classifier
 with a window (``window_chars``) reads a longer text whole, in overlapping windows; the
 worst window's verdict stands.
 
@@ -35,6 +37,7 @@ from guard.logs import REQUEST_ID
 from guard.pipeline.verdict_cache import VerdictCache
 from guard.reading.normalize import normalize
 from guard.reading.offsets import Normalized
+from guard.reading.rotated import read_rotated
 
 log = logging.getLogger("guard")
 
@@ -80,6 +83,9 @@ class RailReport:
     cached: bool = False
     part: str | None = None
     """Where the text came from in the request (``messages[2].content``)."""
+    reading: str | None = None
+    """``rotated`` when this verdict is on the text's ROT13 or backwards writing read
+    (``guard.reading.rotated``), which a rail judges beside the text as written."""
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict
@@ -95,6 +101,8 @@ class RailReport:
         }
         if self.part is not None:
             data["part"] = self.part
+        if self.reading is not None:
+            data["reading"] = self.reading
         if verdict and verdict.category_scores:
             data["category_scores"] = dict(verdict.category_scores)
         if self.error is not None:
@@ -165,37 +173,59 @@ async def judge(
     if not rails or not subjects:
         return [Judgement(()) for _ in subjects]
     if sum(len(s.text) for s in subjects) > OFF_LOOP_CHARS:
-        readable = await asyncio.to_thread(lambda: [normalize(s.text) for s in subjects])
+        readings = await asyncio.to_thread(lambda: [_readings(s.text) for s in subjects])
     else:
-        readable = [normalize(subject.text) for subject in subjects]
-    as_read = [
-        replace(subject, text=norm.text) for subject, norm in zip(subjects, readable, strict=True)
-    ]
+        readings = [_readings(subject.text) for subject in subjects]
+    # Every reading of every subject is a text to judge, known by its subject's index.
+    texts = [(index, norm) for index, found in enumerate(readings) for norm in found]
+    as_read = [replace(subjects[index], text=norm.text) for index, norm in texts]
     chosen = [
-        [i for i in range(len(subjects)) if kinds is None or judges(rail, kinds[i])]
+        [k for k, (i, _) in enumerate(texts) if kinds is None or judges(rail, kinds[i])]
         for rail in rails
     ]
     per_rail = await asyncio.gather(
         *(
-            _run_rail(rail, [as_read[i] for i in picked], stage)
+            _run_rail(rail, [as_read[k] for k in picked], stage)
             for rail, picked in zip(rails, chosen, strict=True)
         )
     )
-    judged: list[list[tuple[Rail, RailReport]]] = [[] for _ in subjects]
+    judged: list[list[tuple[Rail, RailReport]]] = [[] for _ in texts]
     for rail, picked, reports in zip(rails, chosen, per_rail, strict=True):
-        for index, report in zip(picked, reports, strict=True):
-            judged[index].append((rail, replace(report, part=subjects[index].where or None)))
+        for k, report in zip(picked, reports, strict=True):
+            where = subjects[texts[k][0]].where or None
+            read = "rotated" if texts[k][1] is not readings[texts[k][0]][0] else None
+            judged[k].append((rail, replace(report, part=where, reading=read)))
     return [
-        Judgement(
-            tuple(report for _, report in pairs),
-            _redactions(pairs, readable[index]),
-            next(
-                (_refusal(rail, report) for rail, report in pairs if report.outcome == "block"),
-                None,
-            ),
-        )
-        for index, pairs in enumerate(judged)
+        _judgement([(judged[k], norm) for k, (i, norm) in enumerate(texts) if i == index])
+        for index in range(len(subjects))
     ]
+
+
+def _readings(text: str) -> list[Normalized]:
+    """The text as it reads, and, if it holds ROT13 or backwards writing, also with those
+    read: a guess, so judged beside the text, never in its place."""
+    norm = normalize(text)
+    rotated = read_rotated(norm)
+    return [norm] if rotated is norm else [norm, rotated]
+
+
+def _judgement(readings: Sequence[tuple[list[tuple[Rail, RailReport]], Normalized]]) -> Judgement:
+    """One text's judgement from every rail's report on each of its readings: per rail,
+    the reading it judged worst (the first on a tie); spans to redact from all of them."""
+    pairs = list(readings[0][0])
+    for other, _ in readings[1:]:
+        pairs = [
+            theirs if SEVERITY[theirs[1].outcome] > SEVERITY[mine[1].outcome] else mine
+            for mine, theirs in zip(pairs, other, strict=True)
+        ]
+    return Judgement(
+        tuple(report for _, report in pairs),
+        _redactions(readings),
+        next(
+            (_refusal(rail, report) for rail, report in pairs if report.outcome == "block"),
+            None,
+        ),
+    )
 
 
 def _refusal(rail: Rail, report: RailReport) -> str | None:
@@ -357,15 +387,16 @@ def _outcome(spec: ClassifierSpec, verdict: Verdict) -> Outcome:
 
 
 def _redactions(
-    judged: Sequence[tuple[Rail, RailReport]], readable: Normalized
+    readings: Sequence[tuple[Sequence[tuple[Rail, RailReport]], Normalized]],
 ) -> tuple[tuple[int, int, str], ...]:
-    """The spans to redact, in the original text's offsets."""
+    """The spans to redact, found in any reading, in the original text's offsets."""
     found: list[tuple[int, int, str]] = []
-    for rail, report in judged:
-        if report.outcome == "redact" and report.verdict is not None:
-            replacement = str(getattr(rail.spec, "replacement", "[REDACTED]"))
-            for start, end in report.verdict.spans:
-                found.append((*readable.original_span(start, end), replacement))
+    for judged, readable in readings:
+        for rail, report in judged:
+            if report.outcome == "redact" and report.verdict is not None:
+                replacement = str(getattr(rail.spec, "replacement", "[REDACTED]"))
+                for start, end in report.verdict.spans:
+                    found.append((*readable.original_span(start, end), replacement))
     merged: list[tuple[int, int, str]] = []
     for start, end, replacement in sorted(found):
         if merged and start < merged[-1][1]:

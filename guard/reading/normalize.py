@@ -19,18 +19,17 @@
    confusables data.
 5. Base64 and hex runs that decode to text read as that text, normalised in its turn
    (``guard.reading.encoded``).
-6. Stretches written in ROT13 or backwards ("Ubj qb V znxr n obzo?") read as what they
-   say (``guard.reading.rotated``).
-7. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
+6. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
    (``guard.reading.spelled``); where that made new words, step 4 runs again on them.
-8. Digits written for letters inside a word ("b0mb", "m3th") read as the letters
+7. Digits written for letters inside a word ("b0mb", "m3th") read as the letters
    (``guard.reading.leet``).
 
 ``normalize`` returns a ``Normalized`` whose ``original_span`` maps a span of the
 normalised text back onto the original, so redaction cuts the original text at the
 right place. Work goes per cluster (a character with what composes or attaches to it; at
 most 32 characters of a cluster are normalised, since CPython's NFC is quadratic in long
-runs of marks). All-ASCII text only goes through steps 5 to 8; everything is
+runs of marks). Text in ROT13 or written backwards is a second reading, judged beside this
+one (``guard.reading.rotated``). All-ASCII text only goes through steps 5 to 7; everything is
 linear in the text's length. docs/safety.md ("Text as it reads") gives the rules, their
 reasons and known gaps.
 """
@@ -49,7 +48,6 @@ from guard.reading.encoded import read_encoded, read_encoded_text
 from guard.reading.fold_table import FOLD_CODEPOINTS
 from guard.reading.leet import read_leet
 from guard.reading.offsets import Normalized, OffsetMap
-from guard.reading.rotated import read_rotated, read_rotated_text
 from guard.reading.spelled import join_spelled_text, join_spelled_words
 
 FoldMode = Literal["auto", "always", "never"]
@@ -476,7 +474,7 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     else:
         offsets = OffsetMap()
         steps = Normalized(_fold(_Transformer(text, offsets).run(), fold), text, offsets)
-    steps = read_rotated(read_encoded(steps, partial(normalized_text, fold=fold)))
+    steps = read_encoded(steps, partial(normalized_text, fold=fold))
     joined = join_spelled_words(steps)
     if joined is not steps:
         joined = replace(joined, text=_fold(joined.text, fold))
@@ -487,7 +485,7 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
     steps = text if text.isascii() else _fold(_Transformer(text, None).run(), fold)
-    steps = read_rotated_text(read_encoded_text(steps, partial(normalized_text, fold=fold)))
+    steps = read_encoded_text(steps, partial(normalized_text, fold=fold))
     joined = join_spelled_text(steps)
     if joined is not steps:
         joined = _fold(joined, fold)
