@@ -144,11 +144,12 @@ class Config:
     (half of the copies) or after an opener (the other half). Unlike ``wrappers``, every
     row keeps its own text; the folds measure the originals only."""
     broken_words: float = 0.0
-    """Train a seeded share of the rows once more with a hyphen inside some of their words
-    (``broken_words``): "in-structions" reads as "instructions" to a model, and the shipped
-    head scores it as harmless. Tried at 0.25 with ``read_as_served``, not shipped: the
-    head then flagged filler ("lorem ipsum dolor sit amet") as toxic
-    (docs/embedding-classifier.md, "Broken words"). The folds measure the originals only."""
+    """Train a seeded share of the rows outside ``TOXIC_SETS`` once more with a hyphen
+    inside some of their words (``broken_words``): "in-structions" reads as "instructions"
+    to a model, and the shipped head scores it as harmless. The folds measure the
+    originals only. The first three trials (docs/embedding-classifier.md, "Broken words")
+    broke the toxic sets' rows too, and their heads flagged filler ("lorem ipsum dolor
+    sit amet") as toxic."""
     fillers: bool = False
     """Train on ``authored_filler.json`` too, as benign: placeholder text, test strings,
     loose syllables, harmless words spaced or broken. With ``broken_words`` the head
@@ -232,9 +233,9 @@ def broken_copies(
     rows: Sequence[Example], texts: Sequence[str], config: Config
 ) -> list[tuple[int, str]]:
     """(row, text) of each copy with broken words ``config.broken_words`` asks for, from
-    its own seeded generator: requests and benign prompts only. Toxic sets' rows keep
-    their own obfuscations (HateCheck's spaced letters); broken copies of them taught the
-    ``toxic`` label that loose word pieces are toxic."""
+    its own seeded generator, of rows outside ``TOXIC_SETS`` only. The toxic sets keep
+    their own obfuscations (HateCheck's spaced letters); broken copies of their rows
+    taught the ``toxic`` label that loose word pieces are toxic."""
     rng = random.Random(f"broken:{config.seed}")
     chosen = [
         index
