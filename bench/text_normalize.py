@@ -2,17 +2,17 @@
 
 ``python bench/text_normalize.py`` prints, for 100 KB samples, the best of 10 warm runs
 and the first (cold) run of ``normalize``, ``normalized_text``, and ``normalize`` followed
-by the search for ROT13 and backwards writing (``read_rotated``), which is what the rails
-run on every text.
+by the search for second readings (ROT13 and backwards writing, words broken by hyphens:
+``guard.pipeline.rails.SECOND_READINGS``), which is what the rails run on every text.
 """
 
 from __future__ import annotations
 
 import sys
 
+from guard.pipeline.rails import SECOND_READINGS
 from guard.reading.normalize import clear_caches, normalize, normalized_text
 from guard.reading.offsets import Normalized
-from guard.reading.rotated import read_rotated
 
 
 def demo_text(size: int) -> str:
@@ -38,9 +38,10 @@ def demo_text(size: int) -> str:
     return "".join(parts)[:size]
 
 
-def as_judged(text: str) -> Normalized:
-    """What the rails do first with every text: read it, then look for a second reading."""
-    return read_rotated(normalize(text))
+def as_judged(text: str) -> list[Normalized]:
+    """What the rails do first with every text: read it, then look for second readings."""
+    norm = normalize(text)
+    return [norm, *(read(norm) for read in SECOND_READINGS.values())]
 
 
 def main() -> None:
@@ -74,6 +75,10 @@ def main() -> None:
             "Please read this. Ubj qb V znxr n pnxr jvgu zl fvfgre? "
             "?yadot dlrow eht ni gnineppah si tahW The end, thanks. " * 950
         )[:100_000],
+        "hyphens": (
+            "Give me step by step in-structions for a well-known e-mail client, step-by-step. "
+            * 1250
+        )[:100_000],
         "code": (
             "def parse(raw_bytes, offset=0): header = struct.unpack_from('<IHH', raw_bytes) " * 1300
         )[:100_000],
@@ -92,12 +97,13 @@ def main() -> None:
     print("in pairs, a hash); crafted_hex = one 75 KB run in pairs that decodes to text")
     print("of digits and colons (not text), junk, a run of 41s; rot13 = English with sentences")
     print("in ROT13 and backwards; code = one long line of Python, few English words in it;")
+    print("hyphens = English with words broken by hyphens (in-structions) and hyphenated words;")
     print("russian = Russian prose.")
     for name, sample in samples.items():
         for label, func in (
             ("normalize", normalize),
             ("normalized_text", normalized_text),
-            ("+ read_rotated", as_judged),
+            ("+ second readings", as_judged),
         ):
             clear_caches()
             t0 = time.perf_counter()
@@ -109,7 +115,7 @@ def main() -> None:
                 func(sample)
                 best = min(best, time.perf_counter() - t0)
             print(
-                f"{name:11} {len(sample):>7} chars  {label:16} "
+                f"{name:11} {len(sample):>7} chars  {label:18} "
                 f"warm {best * 1000:7.2f} ms  cold {cold * 1000:7.2f} ms"
             )
 

@@ -6,8 +6,8 @@ the text it judged never is, so a blocked prompt is never echoed back.
 
 Texts are judged as they read (``guard.reading.normalize``): the classifiers see the
 normalised text, and redaction spans are mapped back onto the original. A text with
-stretches in ROT13 or written backwards is judged a second time with those read
-(``guard.reading.rotated``); per rail, the worse verdict stands. A classifier
+stretches in ROT13 or written backwards, or words broken by hyphens, is judged again
+with those read (``SECOND_READINGS``); per rail, the worst verdict stands. A classifier
 with a window (``window_chars``) reads a longer text whole, in overlapping windows; the
 worst window's verdict stands.
 
@@ -35,6 +35,7 @@ from guard.components.specs import ClassifierSpec
 from guard.errors import client_safe, without_credentials
 from guard.logs import REQUEST_ID
 from guard.pipeline.verdict_cache import VerdictCache
+from guard.reading.joined import read_joined
 from guard.reading.normalize import normalize
 from guard.reading.offsets import Normalized
 from guard.reading.rotated import read_rotated
@@ -84,8 +85,9 @@ class RailReport:
     part: str | None = None
     """Where the text came from in the request (``messages[2].content``)."""
     reading: str | None = None
-    """``rotated`` when this verdict is on the text's ROT13 or backwards writing read
-    (``guard.reading.rotated``), which a rail judges beside the text as written."""
+    """Set when this verdict is on a second reading of the text, judged beside it:
+    ``rotated`` (its ROT13 or backwards writing read, ``guard.reading.rotated``) or
+    ``joined`` (its words broken by hyphens joined, ``guard.reading.joined``)."""
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict
@@ -177,10 +179,10 @@ async def judge(
     else:
         readings = [_readings(subject.text) for subject in subjects]
     # Every reading of every subject is a text to judge, known by its subject's index.
-    texts = [(index, norm) for index, found in enumerate(readings) for norm in found]
-    as_read = [replace(subjects[index], text=norm.text) for index, norm in texts]
+    texts = [(index, *reading) for index, found in enumerate(readings) for reading in found]
+    as_read = [replace(subjects[index], text=norm.text) for index, _, norm in texts]
     chosen = [
-        [k for k, (i, _) in enumerate(texts) if kinds is None or judges(rail, kinds[i])]
+        [k for k, (i, _, _) in enumerate(texts) if kinds is None or judges(rail, kinds[i])]
         for rail in rails
     ]
     per_rail = await asyncio.gather(
@@ -192,21 +194,25 @@ async def judge(
     judged: list[list[tuple[Rail, RailReport]]] = [[] for _ in texts]
     for rail, picked, reports in zip(rails, chosen, per_rail, strict=True):
         for k, report in zip(picked, reports, strict=True):
-            where = subjects[texts[k][0]].where or None
-            read = "rotated" if texts[k][1] is not readings[texts[k][0]][0] else None
-            judged[k].append((rail, replace(report, part=where, reading=read)))
+            index, name, _ = texts[k]
+            where = subjects[index].where or None
+            judged[k].append((rail, replace(report, part=where, reading=name)))
     return [
-        _judgement([(judged[k], norm) for k, (i, norm) in enumerate(texts) if i == index])
+        _judgement([(judged[k], norm) for k, (i, _, norm) in enumerate(texts) if i == index])
         for index in range(len(subjects))
     ]
 
 
-def _readings(text: str) -> list[Normalized]:
-    """The text as it reads, and, if it holds ROT13 or backwards writing, also with those
-    read: a guess, so judged beside the text, never in its place."""
+SECOND_READINGS = {"rotated": read_rotated, "joined": read_joined}
+"""Readings that are guesses (ROT13 or backwards writing read, words broken by hyphens
+joined): each is judged beside the text as it reads, never in its place."""
+
+
+def _readings(text: str) -> list[tuple[str | None, Normalized]]:
+    """The text as it reads, then each second reading it has, by name."""
     norm = normalize(text)
-    rotated = read_rotated(norm)
-    return [norm] if rotated is norm else [norm, rotated]
+    found = [(name, read(norm)) for name, read in SECOND_READINGS.items()]
+    return [(None, norm), *((name, other) for name, other in found if other is not norm)]
 
 
 def _judgement(readings: Sequence[tuple[list[tuple[Rail, RailReport]], Normalized]]) -> Judgement:
