@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from guard.pipeline.rails import SECOND_READINGS
+from guard.pipeline.rails import readings
 from guard.reading.normalize import clear_caches, normalize, normalized_text
 from guard.reading.offsets import Normalized
 
@@ -38,10 +38,9 @@ def demo_text(size: int) -> str:
     return "".join(parts)[:size]
 
 
-def as_judged(text: str) -> list[Normalized]:
+def as_judged(text: str) -> list[tuple[str | None, Normalized]]:
     """What the rails do first with every text: read it, then look for second readings."""
-    norm = normalize(text)
-    return [norm, *(read(norm) for read in SECOND_READINGS.values())]
+    return readings(text)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ from guard.errors import client_safe, without_credentials
 from guard.logs import REQUEST_ID
 from guard.pipeline.verdict_cache import VerdictCache
 from guard.reading.joined import read_joined
-from guard.reading.normalize import normalize
+from guard.reading.normalize import before_leet, with_leet_read
 from guard.reading.offsets import Normalized
 from guard.reading.rotated import read_rotated
 
@@ -175,11 +175,11 @@ async def judge(
     if not rails or not subjects:
         return [Judgement(()) for _ in subjects]
     if sum(len(s.text) for s in subjects) > OFF_LOOP_CHARS:
-        readings = await asyncio.to_thread(lambda: [_readings(s.text) for s in subjects])
+        each = await asyncio.to_thread(lambda: [readings(s.text) for s in subjects])
     else:
-        readings = [_readings(subject.text) for subject in subjects]
+        each = [readings(subject.text) for subject in subjects]
     # Every reading of every subject is a text to judge, known by its subject's index.
-    texts = [(index, *reading) for index, found in enumerate(readings) for reading in found]
+    texts = [(index, *reading) for index, found in enumerate(each) for reading in found]
     as_read = [replace(subjects[index], text=norm.text) for index, _, norm in texts]
     chosen = [
         [k for k, (i, _, _) in enumerate(texts) if kinds is None or judges(rail, kinds[i])]
@@ -197,22 +197,38 @@ async def judge(
             index, name, _ = texts[k]
             where = subjects[index].where or None
             judged[k].append((rail, replace(report, part=where, reading=name)))
-    return [
-        _judgement([(judged[k], norm) for k, (i, _, norm) in enumerate(texts) if i == index])
-        for index in range(len(subjects))
+    by_subject: list[list[tuple[list[tuple[Rail, RailReport]], Normalized]]] = [
+        [] for _ in subjects
     ]
+    for (index, _, norm), pairs in zip(texts, judged, strict=True):
+        by_subject[index].append((pairs, norm))
+    return [_judgement(readings) for readings in by_subject]
 
 
-SECOND_READINGS = {"rotated": read_rotated, "joined": read_joined}
+def _rotated(before_leet: Normalized) -> Normalized:
+    """ROT13 or backwards writing read, from the text before leetspeak is read (rotated
+    "b0mb" is "o0zo", whose "0" must stay a digit until it is rotated back)."""
+    read = read_rotated(before_leet)
+    return before_leet if read is before_leet else with_leet_read(read)
+
+
+SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
+    "rotated": lambda before_leet, _: _rotated(before_leet),
+    "joined": lambda _, norm: read_joined(norm),
+}
 """Readings that are guesses (ROT13 or backwards writing read, words broken by hyphens
-joined): each is judged beside the text as it reads, never in its place."""
+joined), each from the text before and after leetspeak is read: each is judged beside
+the text as it reads, never in its place. They do not combine (ROT13 of broken words
+is not joined)."""
 
 
-def _readings(text: str) -> list[tuple[str | None, Normalized]]:
+def readings(text: str) -> list[tuple[str | None, Normalized]]:
     """The text as it reads, then each second reading it has, by name."""
-    norm = normalize(text)
-    found = [(name, read(norm)) for name, read in SECOND_READINGS.items()]
-    return [(None, norm), *((name, other) for name, other in found if other is not norm)]
+    before = before_leet(text)
+    norm = with_leet_read(before)
+    found = [(name, read(before, norm)) for name, read in SECOND_READINGS.items()]
+    seconds = [(name, other) for name, other in found if other is not before and other is not norm]
+    return [(None, norm), *seconds]
 
 
 def _judgement(readings: Sequence[tuple[list[tuple[Rail, RailReport]], Normalized]]) -> Judgement:
@@ -221,7 +237,7 @@ def _judgement(readings: Sequence[tuple[list[tuple[Rail, RailReport]], Normalize
     pairs = list(readings[0][0])
     for other, _ in readings[1:]:
         pairs = [
-            theirs if SEVERITY[theirs[1].outcome] > SEVERITY[mine[1].outcome] else mine
+            theirs if _weight(theirs[1]) > _weight(mine[1]) else mine
             for mine, theirs in zip(pairs, other, strict=True)
         ]
     return Judgement(
@@ -232,6 +248,12 @@ def _judgement(readings: Sequence[tuple[list[tuple[Rail, RailReport]], Normalize
             None,
         ),
     )
+
+
+def _weight(report: RailReport) -> tuple[bool, bool, int]:
+    """How much a report says about its text: a block first, then an error that stops the
+    text (fail closed), then by ``SEVERITY``."""
+    return report.outcome == "block", report.fail_closed, SEVERITY[report.outcome]
 
 
 def _refusal(rail: Rail, report: RailReport) -> str | None:

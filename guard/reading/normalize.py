@@ -469,6 +469,13 @@ def _fold(text: str, mode: FoldMode) -> str:
 
 def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     """Normalise ``text`` to what it reads as, keeping a map back to original offsets."""
+    return with_leet_read(before_leet(text, fold=fold))
+
+
+def before_leet(text: str, *, fold: FoldMode = "auto") -> Normalized:
+    """Steps 1 to 6, all of ``normalize`` but leetspeak. A second reading that changes
+    letters (ROT13, ``guard.reading.rotated``) starts from here: digits already read as
+    letters would rotate into the wrong ones."""
     if text.isascii():
         steps = Normalized(text, text)
     else:
@@ -478,8 +485,13 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     joined = join_spelled_words(steps)
     if joined is not steps:
         joined = replace(joined, text=_fold(joined.text, fold))
-    read = read_leet(joined.text)
-    return joined if read is joined.text else replace(joined, text=read)
+    return joined
+
+
+def with_leet_read(text: Normalized) -> Normalized:
+    """Step 7 on text read so far; one character for one, so the map stays."""
+    read = read_leet(text.text)
+    return text if read is text.text else replace(text, text=read)
 
 
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
