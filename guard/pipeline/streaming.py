@@ -394,7 +394,10 @@ class WindowedStream(ABC):
             for text, path in self._fields(item)
         ]
         part = joined(f"choices[{index}]", pieces, separator="")
-        spans = tuple((s - check.start, e - check.start, r) for s, e, r in judgement.redactions)
+        # A span that began in text already released goes on as its replacement here.
+        spans = tuple(
+            (max(s - check.start, 0), e - check.start, r) for s, e, r in judgement.redactions
+        )
         if part is not None:
             redact_fields(released, [part], [Judgement((), spans)])
         texts = [self._text(item) for item in released]

@@ -592,6 +592,32 @@ def test_without_final_check_a_stream_ends_after_a_redaction_released_everything
     assert released == "a #"
 
 
+def test_a_span_that_began_in_text_already_sent_is_replaced_where_it_goes_on() -> None:
+    """A span can start in the context, text already released: a second reading's span
+    covers its whole stretch (rails.py). What is still held of it goes out as the
+    replacement, not silently cut."""
+
+    async def judge(text: str, index: int) -> Judgement:
+        start, end = text.find("Q"), text.rfind("Z") + 1
+        spans = ((start, end, "#"),) if 0 <= start < end else ()
+        report = RailReport("r", "regex", "output", "redact" if spans else "pass", None, 0.1)
+        return Judgement((report,), spans)
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for event in _events(["Q", "1", "2", "Z", " ok"]):
+            yield event
+            for _ in range(20):
+                await asyncio.sleep(0)
+        yield b"data: [DONE]\n\n"
+
+    async def run() -> list[bytes]:
+        settings_ = Streaming(window_tokens=1, chunk_tokens=1, context_tokens=4)
+        return [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
+
+    out = asyncio.run(asyncio.wait_for(run(), timeout=30))  # a guard against a hang
+    assert released_text([orjson.loads(e[6:]) for e in out[:-1]]) == "Q12# ok"
+
+
 @pytest.mark.parametrize(
     ("chunk", "ends"),
     [(1, list(range(2, 12))), (2, [2, 4, 6, 8, 10, 11]), (3, [2, 5, 8, 11])],
