@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import re
 from collections.abc import Callable
 from typing import Final
@@ -46,6 +47,11 @@ _HEX_PAIR_RE: Final = re.compile(r"[0-9A-Fa-f]{2}")
 _NOT_DIGIT_RE: Final = re.compile(r"0x|\\x|[^0-9A-Fa-f]")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
+_ESCAPE_RE: Final = re.compile(
+    r"&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};|&[A-Za-z][A-Za-z0-9]{1,31};"
+    r"|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}"
+)
+_ESCAPES_RE: Final = re.compile(f"(?:{_ESCAPE_RE.pattern})++")
 _EDGE_BYTES: Final = 3
 """Bytes at either end of a hex run that may be something else and stay as written: a
 word that looks like hex ("be 48 6f ..."), a cut character."""
@@ -175,11 +181,43 @@ def _decodings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, st
     return found
 
 
+def _unescaped(run: str) -> str:
+    """A run of HTML character references and ``\\u`` escapes as the characters they
+    stand for; an escaped surrogate pair is one character."""
+    chars = []
+    for escape in _ESCAPE_RE.finditer(run):
+        code = escape.group()
+        if code[0] == "&":
+            chars.append(html.unescape(code))
+        else:
+            point = int(code[2:], 16)
+            chars.append(chr(point) if point <= 0x10FFFF else "\ufffd")
+    return "".join(chars).encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _unescapings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, str]]:
+    """(start, end, what it says) of each run of character references or escapes that
+    stands for something else; what it stands for is read in its turn when it may hold
+    more than ASCII letters can say (non-ASCII, or long enough for base64 or hex)."""
+    if "&" not in text and "\\u" not in text and "\\U" not in text:
+        return []
+    found = []
+    for run in _ESCAPES_RE.finditer(text):
+        chars = _unescaped(run.group())
+        if chars != run.group():
+            read_it = not chars.isascii() or len(chars) >= 2 * _MIN_BYTES
+            found.append((*run.span(), read(chars) if read_it else chars))
+    return found
+
+
 def read_encoded(text: Normalized, read: Callable[[str], str]) -> Normalized:
-    """``text`` with its base64 and hex runs read as what they decode to, read by ``read``."""
+    """``text`` with its character references and escapes ("&#98;", "\\u0062"), then its
+    base64 and hex runs, read as what they stand for, read by ``read``."""
+    text = text.replacing(_unescapings(text.text, read))
     return text.replacing(_decodings(text.text, read))
 
 
 def read_encoded_text(text: str, read: Callable[[str], str]) -> str:
     """``read_encoded`` without the map back to the original."""
+    text = spliced(text, _unescapings(text, read))
     return spliced(text, _decodings(text, read))

@@ -17,8 +17,10 @@
    more when the text shows no genuine use of that script. Real Russian or Greek prose is
    left alone. The table (``guard.reading.fold_table``) comes from Unicode's
    confusables data.
-5. Base64 and hex runs that decode to text read as that text, normalised in its turn
-   (``guard.reading.encoded``).
+5. HTML character references and ``\\u`` escapes ("&#98;", "&#x62;", "&amp;", "\\u0062")
+   read as the characters they stand for, then base64 and hex runs that decode to text
+   read as that text, each normalised in its turn (``guard.reading.encoded``); where
+   that changed the text, step 4 runs again.
 6. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators
    (``guard.reading.spelled``); where that made new words, step 4 runs again on them.
 7. Digits written for letters inside a word ("b0mb", "m3th") read as the letters
@@ -481,7 +483,10 @@ def before_leet(text: str, *, fold: FoldMode = "auto") -> Normalized:
     else:
         offsets = OffsetMap()
         steps = Normalized(_fold(_Transformer(text, offsets).run(), fold), text, offsets)
-    steps = read_encoded(steps, partial(normalized_text, fold=fold))
+    decoded = read_encoded(steps, partial(normalized_text, fold=fold))
+    if decoded is not steps:  # "p&#1072;ssword": a look-alike in a word only now
+        decoded = replace(decoded, text=_fold(decoded.text, fold))
+    steps = decoded
     joined = join_spelled_words(steps)
     if joined is not steps:
         joined = replace(joined, text=_fold(joined.text, fold))
@@ -497,7 +502,10 @@ def with_leet_read(text: Normalized) -> Normalized:
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
     steps = text if text.isascii() else _fold(_Transformer(text, None).run(), fold)
-    steps = read_encoded_text(steps, partial(normalized_text, fold=fold))
+    decoded = read_encoded_text(steps, partial(normalized_text, fold=fold))
+    if decoded is not steps:
+        decoded = _fold(decoded, fold)
+    steps = decoded
     joined = join_spelled_text(steps)
     if joined is not steps:
         joined = _fold(joined, fold)
