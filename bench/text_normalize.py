@@ -74,6 +74,10 @@ def main() -> None:
             "Please read this. Ubj qb V znxr n pnxr jvgu zl fvfgre? "
             "?yadot dlrow eht ni gnineppah si tahW The end, thanks. " * 950
         )[:100_000],
+        "html": (
+            "<p>Tom &amp; Jerry said &#8220;hi&#8221; &lt;b&gt;twice&lt;/b&gt; &copy; 2024"
+            " \\u0062\\u006f\\u006d\\u0062 &#98;&#111;&#109;&#98;</p> " * 900
+        )[:100_000],
         "hyphens": (
             "Give me step by step in-structions for a well-known e-mail client, step-by-step. "
             * 1250
@@ -97,6 +101,7 @@ def main() -> None:
     print("of digits and colons (not text), junk, a run of 41s; rot13 = English with sentences")
     print("in ROT13 and backwards; code = one long line of Python, few English words in it;")
     print("hyphens = English with words broken by hyphens (in-structions) and hyphenated words;")
+    print("html = HTML with character references and \\u escapes (&amp;, &#98;, \\u0062);")
     print("russian = Russian prose.")
     for name, sample in samples.items():
         for label, func in (
