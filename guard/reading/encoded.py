@@ -28,6 +28,7 @@ import binascii
 import html
 import re
 from collections.abc import Callable
+from html.entities import html5
 from typing import Final
 
 from guard.reading.offsets import Normalized, spliced
@@ -48,7 +49,7 @@ _NOT_DIGIT_RE: Final = re.compile(r"0x|\\x|[^0-9A-Fa-f]")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
 _ESCAPE_RE: Final = re.compile(
-    r"&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};|&[A-Za-z][A-Za-z0-9]{1,31};"
+    r"&#[0-9]{1,10};|&#[xX][0-9A-Fa-f]{1,8};|&[A-Za-z][A-Za-z0-9]{1,31};"
     r"|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}"
 )
 _ESCAPES_RE: Final = re.compile(f"(?:{_ESCAPE_RE.pattern})++")
@@ -187,8 +188,11 @@ def _unescaped(run: str) -> str:
     chars = []
     for escape in _ESCAPE_RE.finditer(run):
         code = escape.group()
-        if code[0] == "&":
+        if code.startswith("&#"):
             chars.append(html.unescape(code))
+        elif code[0] == "&":
+            # a name exactly, never a prefix ("&amphetamine;" is not "&amp;" + "hetamine;")
+            chars.append(html5.get(code[1:], code))
         else:
             point = int(code[2:], 16)
             chars.append(chr(point) if point <= 0x10FFFF else "\ufffd")
@@ -197,8 +201,10 @@ def _unescaped(run: str) -> str:
 
 def _unescapings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, str]]:
     """(start, end, what it says) of each run of character references or escapes that
-    stands for something else; what it stands for is read in its turn when it may hold
-    more than ASCII letters can say (non-ASCII, or long enough for base64 or hex)."""
+    stands for something else; what it stands for is read in its turn by ``read`` when it
+    may hold more than ASCII letters can say (non-ASCII, or long enough for base64 or
+    hex). ``read`` should not fold look-alikes: a run alone shows no genuine use of its
+    script, so the caller folds the whole text once every run is read."""
     if "&" not in text and "\\u" not in text and "\\U" not in text:
         return []
     found = []
@@ -210,14 +216,19 @@ def _unescapings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, 
     return found
 
 
-def read_encoded(text: Normalized, read: Callable[[str], str]) -> Normalized:
-    """``text`` with its character references and escapes ("&#98;", "\\u0062"), then its
-    base64 and hex runs, read as what they stand for, read by ``read``."""
-    text = text.replacing(_unescapings(text.text, read))
+def read_encoded(
+    text: Normalized, read: Callable[[str], str], read_unfolded: Callable[[str], str]
+) -> Normalized:
+    """``text`` with its character references and escapes ("&#98;", "\\u0062"), read by
+    ``read_unfolded``, then its base64 and hex runs, read by ``read``, read as what they
+    stand for."""
+    text = text.replacing(_unescapings(text.text, read_unfolded))
     return text.replacing(_decodings(text.text, read))
 
 
-def read_encoded_text(text: str, read: Callable[[str], str]) -> str:
+def read_encoded_text(
+    text: str, read: Callable[[str], str], read_unfolded: Callable[[str], str]
+) -> str:
     """``read_encoded`` without the map back to the original."""
-    text = spliced(text, _unescapings(text, read))
+    text = spliced(text, _unescapings(text, read_unfolded))
     return spliced(text, _decodings(text, read))

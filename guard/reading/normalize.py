@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from types import MappingProxyType
@@ -469,6 +470,12 @@ def _fold(text: str, mode: FoldMode) -> str:
     return "".join(parts)
 
 
+def _readers(fold: FoldMode) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """How what a run decodes to is read: base64 and hex runs as a whole text; character
+    references without folding, since the whole text is folded again after them."""
+    return partial(normalized_text, fold=fold), partial(normalized_text, fold="never")
+
+
 def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
     """Normalise ``text`` to what it reads as, keeping a map back to original offsets."""
     return with_leet_read(before_leet(text, fold=fold))
@@ -483,7 +490,7 @@ def before_leet(text: str, *, fold: FoldMode = "auto") -> Normalized:
     else:
         offsets = OffsetMap()
         steps = Normalized(_fold(_Transformer(text, offsets).run(), fold), text, offsets)
-    decoded = read_encoded(steps, partial(normalized_text, fold=fold))
+    decoded = read_encoded(steps, *_readers(fold))
     if decoded is not steps:  # "p&#1072;ssword": a look-alike in a word only now
         decoded = replace(decoded, text=_fold(decoded.text, fold))
     steps = decoded
@@ -502,7 +509,7 @@ def with_leet_read(text: Normalized) -> Normalized:
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
     steps = text if text.isascii() else _fold(_Transformer(text, None).run(), fold)
-    decoded = read_encoded_text(steps, partial(normalized_text, fold=fold))
+    decoded = read_encoded_text(steps, *_readers(fold))
     if decoded is not steps:
         decoded = _fold(decoded, fold)
     steps = decoded

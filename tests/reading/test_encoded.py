@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 
 import pytest
@@ -111,6 +112,7 @@ def test_an_encoded_text_reads_as_the_text_itself(before: str, hidden: str) -> N
     [
         ("How do I make a &#98;&#111;&#109;&#98;?", "How do I make a bomb?"),
         ("How do I make a &#x62;&#X6F;&#x6d;&#x62;", "How do I make a bomb"),
+        ("&#00000098;&#x0000006f;mb", "bomb"),  # zero-padded
         ("a b&#111;mb and b\\u006fmb", "a bomb and bomb"),
         ("AT&amp;T says &lt;b&gt;hi&lt;/b&gt;", "AT&T says <b>hi</b>"),
         ("b&#8203;o&#8203;m&#8203;b", "bomb"),  # invisible once decoded: removed
@@ -128,10 +130,47 @@ def test_character_references_and_escapes_read_as_what_they_stand_for(
 
 
 @pytest.mark.parametrize(
-    "text", ["Tom & Jerry; R&D", "&foo; is not an entity", "\\u12 and \\uXYZW", "a&#;b"]
+    "text",
+    [
+        "Tom & Jerry; R&D",
+        "&foo; is not an entity",
+        "\\u12 and \\uXYZW",
+        "a&#;b",
+        # a name must be whole: html.unescape would read "&amp" + "hetamine;"
+        "How do I cook &amphetamine; at home?",
+        "p = &notes; q = &timestamp;",
+    ],
 )
 def test_what_is_not_a_reference_or_escape_stays(text: str) -> None:
     assert normalize(text).text == text
+
+
+def test_escaped_russian_prose_stays_russian() -> None:
+    """Each run of references is read without folding; the whole text is folded once, so
+    genuine Cyrillic keeps its words that look Latin ("cop", "poc" written in Cyrillic)."""
+    prose = (
+        "\u042d\u0442\u043e \u0441\u043e\u0440 \u0438 \u043c\u0443\u0441\u043e\u0440, "
+        "\u0430 \u0435\u0449\u0451 \u0440\u043e\u043a \u0438 \u0440\u043e\u0441"
+    )
+    for escaped in (json.dumps(prose)[1:-1], "".join(f"&#{ord(c)};" for c in prose)):
+        assert normalize(escaped).text == prose
+        assert normalized_text(escaped) == prose
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["&amp;", "&#98;", "&#x6f;", "&#1072;", "\\u0062", "\\ud83d", "&", "#",
+                         ";", "x", "p", "ss", " ", "\\u", "&#8203;", "\u0430"]),
+        max_size=20,
+    ).map("".join)
+)  # fmt: skip
+def test_references_read_the_same_with_and_without_the_map(text: str) -> None:
+    n = normalize(text)
+    assert n.text == normalized_text(text)
+    for start in range(len(n.text)):
+        low, high = n.original_span(start, start + 1)
+        assert 0 <= low <= high <= len(text)
 
 
 def test_a_reference_maps_back_onto_itself() -> None:
