@@ -202,7 +202,7 @@ async def judge(
     ]
     for (index, _, norm), pairs in zip(texts, judged, strict=True):
         by_subject[index].append((pairs, norm))
-    return [_judgement(readings) for readings in by_subject]
+    return [_judgement(found) for found in by_subject]
 
 
 def _rotated(before_leet: Normalized) -> Normalized:
@@ -231,18 +231,19 @@ def readings(text: str) -> list[tuple[str | None, Normalized]]:
     return [(None, norm), *seconds]
 
 
-def _judgement(readings: Sequence[tuple[list[tuple[Rail, RailReport]], Normalized]]) -> Judgement:
-    """One text's judgement from every rail's report on each of its readings: per rail,
-    the reading it judged worst (the first on a tie); spans to redact from all of them."""
-    pairs = list(readings[0][0])
-    for other, _ in readings[1:]:
+def _judgement(judged: Sequence[tuple[list[tuple[Rail, RailReport]], Normalized]]) -> Judgement:
+    """One text's judgement from every rail's reports on each of its readings: per rail,
+    the report that says most (``_weight``; the text as written on a tie); spans to
+    redact from all of them."""
+    pairs = list(judged[0][0])
+    for other, _ in judged[1:]:
         pairs = [
             theirs if _weight(theirs[1]) > _weight(mine[1]) else mine
             for mine, theirs in zip(pairs, other, strict=True)
         ]
     return Judgement(
         tuple(report for _, report in pairs),
-        _redactions(readings),
+        _redactions(judged),
         next(
             (_refusal(rail, report) for rail, report in pairs if report.outcome == "block"),
             None,
