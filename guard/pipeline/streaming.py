@@ -122,6 +122,10 @@ class ChoiceGuard:
     """A check has run (the first one waits for a full window)."""
     released: list[str] = field(default_factory=list)
     """Texts of released chunks, for the context of later checks."""
+    redacting: bool = False
+    """The released text ends (but for white space) inside or at the end of a redacted
+    span: a span that goes on from there in a later check is the same one, already
+    replaced."""
     in_flight: asyncio.Task[None] | None = None
     stopped: bool = False
     finished: bool = False
@@ -204,6 +208,7 @@ class ChoiceGuard:
     def release(self, cut: int, end: int, clean: bool) -> list[dict[str, Any]]:
         """Hand out ``held[:cut]``; ``held[:end]`` passed a check."""
         out, self.held = self.held[:cut], self.held[cut:]
+        self.redacting = False
         self.released += self.texts[:cut]
         self.texts = self.texts[cut:]
         self.checked, self.clean, self.began = end - cut, clean, True
@@ -385,18 +390,27 @@ class WindowedStream(ABC):
             if not any(s < end < e for s, e, _ in judgement.redactions):
                 break
             cut -= 1
+        continued = state.redacting
+        sent = "".join(state.texts[:cut])
         released = state.release(cut, check.end, clean=False)
         if not released:
             return []
+        # where the released text ends, white space at its end left out
+        end = check.start + len(sent.rstrip())
+        state.redacting = any(s < end <= e for s, e, _ in judgement.redactions)
         pieces = [
             (text, (number, *path))
             for number, item in enumerate(released)
             for text, path in self._fields(item)
         ]
         part = joined(f"choices[{index}]", pieces, separator="")
-        # A span that began in text already released goes on as its replacement here.
+        # A span that began in text already released goes on as its replacement here, or
+        # as nothing where an earlier check already put the replacement out.
         spans = tuple(
-            (max(s - check.start, 0), e - check.start, r) for s, e, r in judgement.redactions
+            (s - check.start, e - check.start, r)
+            if s >= check.start
+            else (0, e - check.start, "" if continued else r)
+            for s, e, r in judgement.redactions
         )
         if part is not None:
             redact_fields(released, [part], [Judgement((), spans)])

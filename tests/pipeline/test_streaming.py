@@ -592,10 +592,22 @@ def test_without_final_check_a_stream_ends_after_a_redaction_released_everything
     assert released == "a #"
 
 
-def test_a_span_that_began_in_text_already_sent_is_replaced_where_it_goes_on() -> None:
+@pytest.mark.parametrize(
+    ("pieces", "released"),
+    [
+        (["Q", "1", "2", "Z", " ok"], "Q12# ok"),
+        # the span grows from the context check after check: one replacement
+        (["Q", "Z", "Z", "Z", " ok"], "Q# ok"),
+        # ... with white space after each piece, as words stream
+        (["Q ", "Z ", "Z ", "Z", " ok"], "Q #   ok"),
+    ],
+)
+def test_a_span_that_began_in_text_already_sent_is_replaced_where_it_goes_on(
+    pieces: list[str], released: str
+) -> None:
     """A span can start in the context, text already released: a second reading's span
     covers its whole stretch (rails.py). What is still held of it goes out as the
-    replacement, not silently cut."""
+    replacement, once, not silently cut."""
 
     async def judge(text: str, index: int) -> Judgement:
         start, end = text.find("Q"), text.rfind("Z") + 1
@@ -604,7 +616,7 @@ def test_a_span_that_began_in_text_already_sent_is_replaced_where_it_goes_on() -
         return Judgement((report,), spans)
 
     async def upstream() -> AsyncIterator[bytes]:
-        for event in _events(["Q", "1", "2", "Z", " ok"]):
+        for event in _events(pieces):
             yield event
             for _ in range(20):
                 await asyncio.sleep(0)
@@ -615,7 +627,7 @@ def test_a_span_that_began_in_text_already_sent_is_replaced_where_it_goes_on() -
         return [e async for e in StreamGuard(settings_, judge, dict).run(upstream())]
 
     out = asyncio.run(asyncio.wait_for(run(), timeout=30))  # a guard against a hang
-    assert released_text([orjson.loads(e[6:]) for e in out[:-1]]) == "Q12# ok"
+    assert released_text([orjson.loads(e[6:]) for e in out[:-1]]) == released
 
 
 @pytest.mark.parametrize(
