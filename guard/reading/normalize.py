@@ -482,9 +482,10 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
 
 
 def before_leet(text: str, *, fold: FoldMode = "auto") -> Normalized:
-    """Steps 1 to 6, all of ``normalize`` but leetspeak. A second reading that changes
-    letters (ROT13, ``guard.reading.rotated``) starts from here: digits already read as
-    letters would rotate into the wrong ones."""
+    """Steps 1 to 6, all of ``normalize`` but leetspeak (of the text itself: what a
+    base64 run or a reference decodes to was read whole, leetspeak included). A second
+    reading that changes letters (ROT13, ``guard.reading.rotated``) starts from here:
+    digits already read as letters would rotate into the wrong ones."""
     if text.isascii():
         steps = Normalized(text, text)
     else:
