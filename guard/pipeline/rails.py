@@ -417,12 +417,12 @@ def _outcome(spec: ClassifierSpec, verdict: Verdict) -> Outcome:
 
 
 def _redactions(
-    readings: Sequence[tuple[Sequence[tuple[Rail, RailReport]], Normalized]],
+    judged: Sequence[tuple[Sequence[tuple[Rail, RailReport]], Normalized]],
 ) -> tuple[tuple[int, int, str], ...]:
     """The spans to redact, found in any reading, in the original text's offsets."""
     found: list[tuple[int, int, str]] = []
-    for judged, readable in readings:
-        for rail, report in judged:
+    for pairs, readable in judged:
+        for rail, report in pairs:
             if report.outcome == "redact" and report.verdict is not None:
                 replacement = str(getattr(rail.spec, "replacement", "[REDACTED]"))
                 for start, end in report.verdict.spans:

@@ -80,8 +80,8 @@ def _hits(words: list[str], common: frozenset[str]) -> tuple[int, set[str]]:
 
 def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, what it says) of each stretch written in ROT13 or backwards."""
-    different = {word.lower() for word in set(_WORD_RE.findall(text))}
-    if len(different & _LONG_CANDIDATES) < _MIN_LONG_HITS:
+    in_text = {word.lower() for word in set(_WORD_RE.findall(text))}
+    if len(in_text & _LONG_CANDIDATES) < _MIN_LONG_HITS:
         return
     for stretch in _STRETCH_RE.finditer(text):
         found = _WORD_RE.findall(stretch.group())
