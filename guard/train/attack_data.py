@@ -21,7 +21,7 @@ from typing import Any
 
 from guard import datasets
 from guard.components.embedding import file_sha256
-from guard.components.minilm import PACKAGED_BACKBONE
+from guard.components.minilm import PACKAGED_BACKBONE, backbone_path
 from guard.datasets.readers import Example, text_group
 from guard.train.embedding_head import (
     AUTHORED,
@@ -31,6 +31,7 @@ from guard.train.embedding_head import (
 )
 from guard.train.embedding_head import Config as HeadConfig
 from guard.train.instructed import AUTHORED_INSTRUCTED
+from guard.train.suffixes import suffix, vocabulary_words
 
 AUTHORED_ATTACKS = TRAIN_DATA / "authored_attacks.json"
 
@@ -68,6 +69,9 @@ class Config:
     fills: int = 3
     """How many GPTFuzz questions fill each GPTFuzz template."""
     injected_per_document: int = 4
+    suffixes: int = 300
+    """How many harmful requests also train as jailbreaks with a drawn optimised-suffix
+    stand-in after them (``guard.train.suffixes``)."""
     composed: int = 240
     """How many injected instructions to compose from the authored parts."""
     folds: int = 5
@@ -204,7 +208,46 @@ def training_rows(config: Config, root: Path | None = None) -> list[Row]:
         benign(Example(text, False, (), "authored_lookalikes", f"lookalike:{i}"))
         for i, text in enumerate(lookalikes)
     ]
-    return rows + hh_rlhf_requests(root) + authored_attack_rows(config)
+    rows += hh_rlhf_requests(root) + authored_attack_rows(config)
+    return rows + suffixed_requests(rows, config)
+
+
+SUFFIXED_SETS = ("harmbench", "advbench", "jbb_harmful", "gptfuzz_questions")
+
+
+def suffixed_requests(rows: list[Row], config: Config) -> list[Row]:
+    """``config.suffixes`` harmful requests drawn with the seed, each with a drawn suffix
+    (jailbreaks), and as many followed by an authored technical text (code, commands,
+    markup: neither label), so that the head learns what a suffix is, not that symbols
+    are attacks. Each row is in its request's group for both splits."""
+    if not config.suffixes:
+        return []
+    requests = [row.example for row in rows if row.example.source in SUFFIXED_SETS]
+    technical = [row.example.text for row in rows if row.example.source == "authored_technical"]
+    vocab = (Path(backbone_path(config.backbone)) / "vocab.txt").read_text(encoding="utf-8")
+    words = vocabulary_words(vocab.splitlines())
+    rng = random.Random(config.seed)
+    suffixed = [
+        attack(
+            replace(
+                request, text=f"{request.text} {suffix(words, rng)}", source="authored_suffixed"
+            ),
+            "jailbreak",
+            request.group,
+        )
+        for request in rng.sample(requests, config.suffixes)
+    ]
+    followed = [
+        benign(
+            replace(
+                request,
+                text=f"{request.text} {rng.choice(technical)}",
+                source="authored_code_after",
+            )
+        )
+        for request in rng.sample(requests, config.suffixes)
+    ]
+    return suffixed + followed
 
 
 def hh_rlhf_requests(root: Path | None) -> list[Row]:
