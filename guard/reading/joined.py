@@ -5,11 +5,13 @@ request it is; the shipped `embedding` head scored it 0.14, and 1.00 written pla
 Normalisation cannot join such words for good: "e-mail", "self-harm" and "step-by-step"
 are written so. So the join is a second reading, like ROT13 (``guard.reading.rotated``):
 a run of letters joined by hyphens reads joined when one of its pieces is not a whole
-word of the packaged MiniLM's WordPiece vocabulary ("structions", "thamphetamine"), and
-the rails judge that reading beside the text as written, where a wrong join costs a
-second pass and nothing more. "well-known", "e-mail" and "step-by-step" are words on
-both sides and have no second reading. Without the `embedding` extra there is no
-vocabulary, and no such reading.
+word of the packaged MiniLM's WordPiece vocabulary ("structions", "thamphetamine"), or
+is a two-letter fragment that English does not write alone ("bo-mb", "ki-ll", "me-th":
+the vocabulary lists "bo", "ll" and "th" as abbreviations), and the rails judge that
+reading beside the text as written, where a wrong join costs a second pass and nothing
+more. "well-known", "e-mail", "x-ray", "co-worker" and "step-by-step"
+have no second reading. Without the `embedding` extra there is no vocabulary, and no
+such reading.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ _BREAK_RE: Final = re.compile(rf"[{_HYPHENS}](?=[^\W\d_])")
 _TAIL_RE: Final = re.compile(rf"(?:[{_HYPHENS}][^\W\d_]++)++")
 _HYPHEN_RE: Final = re.compile(f"[{_HYPHENS}]")
 
+_TWO_LETTER = """am an as at be by do go he hi if in is it me my no of oh ok on or so to up us
+we ah eh uh um ha ho id ex co re de un bi wi fi tv pc ai"""
+TWO_LETTER_WORDS: Final = frozenset(_TWO_LETTER.split())
+"""Two-letter pieces that stand alone in English, or before a hyphen ("co-worker",
+"wi-fi"); any other is a broken word's fragment. A single letter is not ("e-mail",
+"x-ray", "G-code")."""
+
 
 @cache
 def vocabulary() -> frozenset[str]:
@@ -48,7 +57,7 @@ def vocabulary() -> frozenset[str]:
 
 def _joins(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, the run joined) of each run of letters broken by hyphens where a
-    piece is not a word."""
+    piece is part of a broken word."""
     if not any(hyphen in text for hyphen in _HYPHENS):
         return
     words = vocabulary()
@@ -65,8 +74,13 @@ def _joins(text: str) -> Iterator[tuple[int, int, str]]:
         tail = _TAIL_RE.match(text, at)
         end = checked = tail.end() if tail else at
         pieces = _HYPHEN_RE.split(text[start:end])
-        if any(piece.lower() not in words for piece in pieces):
+        if any(_broken(piece.lower(), words) for piece in pieces):
             yield start, end, "".join(pieces)
+
+
+def _broken(piece: str, words: frozenset[str]) -> bool:
+    """Whether a lower-case piece between hyphens is part of a broken word."""
+    return piece not in words or (len(piece) == 2 and piece not in TWO_LETTER_WORDS)
 
 
 def read_joined(text: Normalized) -> Normalized:
