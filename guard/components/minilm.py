@@ -264,7 +264,9 @@ class SharedPooling:
     A result is kept only for the readers that have not read it yet, and dropped once
     all have (or when ``size`` newer ones are kept): a reader that reads the same text
     again computes it again. So nothing is cached across requests, which the rails'
-    verdict cache already does, and a benchmark that repeats a text measures the work."""
+    verdict cache already does, and a benchmark that repeats a text measures the work.
+    Readers are never unregistered: with a reader that no longer reads (a second attack
+    head loaded beside the first), results stay until ``size`` newer ones push them out."""
 
     def __init__(self, encoder: Encoder, size: int = 1024):
         self.encoder = encoder

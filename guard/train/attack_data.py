@@ -5,8 +5,10 @@ Only sets whose licence allows training, plus the frames written for guard in
 artifacts, in-the-wild jailbreaks, GPTFuzz templates filled with GPTFuzz questions),
 prompt-injection positives (CyberSecEval, authored injected instructions alone and
 inside authored documents), and negatives of both (every trainable request and text
-set, HH-RLHF's first human turns, the authored benign texts). Each row carries its group
-for the goal split and its template for the template split.
+set, HH-RLHF's first human turns, the authored benign texts), and harmful requests with
+a drawn optimised-suffix stand-in after them (jailbreaks) or an authored technical text
+(neither; ``suffixed_requests``). Each row carries its group for the goal split and its
+template for the template split.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from guard.components.minilm import PACKAGED_BACKBONE, backbone_path
 from guard.datasets.readers import Example, text_group
 from guard.train.embedding_head import (
     AUTHORED,
+    GROUPS_JOINED,
     LOOKALIKES,
     TRAIN_DATA,
     authored_benign,
@@ -53,6 +56,11 @@ NEGATIVE_SETS = (
 HH_RLHF = "hh_rlhf_harmless/harmless-base/test.dev.jsonl.gz"
 """Anthropic HH-RLHF (MIT): the first human turn of each red-team dialogue, a real
 person's plain request, harmful or not but never an attack on the model's instructions."""
+
+SUFFIXED_SETS = ("harmbench", "advbench", "gptfuzz_questions")
+"""Harmful requests that get drawn suffixes or technical texts after them. Not
+JailbreakBench's own behaviours: its attack artifacts wrap those very goals."""
+DRAWN_SUFFIX = "attack:drawn_suffix"
 
 EVAL_ONLY_SETS = ("toxicchat_human", "do_not_answer")
 """Scored by the fold models; never trained on (non-commercial licences)."""
@@ -212,18 +220,16 @@ def training_rows(config: Config, root: Path | None = None) -> list[Row]:
     return rows + suffixed_requests(rows, config)
 
 
-SUFFIXED_SETS = ("harmbench", "advbench", "jbb_harmful", "gptfuzz_questions")
-
-
 def suffixed_requests(rows: list[Row], config: Config) -> list[Row]:
     """``config.suffixes`` harmful requests drawn with the seed, each with a drawn suffix
-    (jailbreaks), and as many followed by an authored technical text (code, commands,
-    markup: neither label), so that the head learns what a suffix is, not that symbols
-    are attacks. Each row is in its request's group for both splits."""
+    (jailbreaks, one attack kind for the template split), and as many followed by an
+    authored technical text (code, commands, markup: neither label), so that the head
+    learns what a suffix is, not that symbols are attacks. A row is in its request's
+    group, and one with a technical text in that text's group too."""
     if not config.suffixes:
         return []
     requests = [row.example for row in rows if row.example.source in SUFFIXED_SETS]
-    technical = [row.example.text for row in rows if row.example.source == "authored_technical"]
+    technical = [row.example for row in rows if row.example.source == "authored_technical"]
     vocab = (Path(backbone_path(config.backbone)) / "vocab.txt").read_text(encoding="utf-8")
     words = vocabulary_words(vocab.splitlines())
     rng = random.Random(config.seed)
@@ -233,20 +239,17 @@ def suffixed_requests(rows: list[Row], config: Config) -> list[Row]:
                 request, text=f"{request.text} {suffix(words, rng)}", source="authored_suffixed"
             ),
             "jailbreak",
-            request.group,
+            DRAWN_SUFFIX,
         )
         for request in rng.sample(requests, config.suffixes)
     ]
-    followed = [
-        benign(
-            replace(
-                request,
-                text=f"{request.text} {rng.choice(technical)}",
-                source="authored_code_after",
-            )
-        )
-        for request in rng.sample(requests, config.suffixes)
-    ]
+    followed = []
+    for request in rng.sample(requests, config.suffixes):
+        code = rng.choice(technical)
+        group = f"{request.group}{GROUPS_JOINED}{code.group}"
+        text = f"{request.text} {code.text}"
+        example = replace(request, text=text, source="authored_code_after", group=group)
+        followed.append(benign(example))
     return suffixed + followed
 
 

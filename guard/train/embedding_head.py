@@ -267,6 +267,11 @@ def targets(rows: Sequence[Example]) -> Targets:
     return Targets(y, known)
 
 
+GROUPS_JOINED = " & "
+"""A row whose group names several ("a & b") joins all of them: a request with an
+authored text after it goes with the request and with the text."""
+
+
 def split_groups(rows: Sequence[Example]) -> list[str]:
     """Each row's component: rows sharing a group key or a normalised text are joined."""
     parent: dict[str, str] = {}
@@ -279,10 +284,11 @@ def split_groups(rows: Sequence[Example]) -> list[str]:
         return key
 
     for row in rows:
-        a, b = find(row.group), find(text_group(row.text))
-        if a != b:
-            parent[a] = b
-    return [find(row.group) for row in rows]
+        for group in row.group.split(GROUPS_JOINED):
+            a, b = find(group), find(text_group(row.text))
+            if a != b:
+                parent[a] = b
+    return [find(row.group.split(GROUPS_JOINED)[0]) for row in rows]
 
 
 def fold_of(rows: Sequence[Example], folds: int, seed: int) -> NDArray[np.int64]:

@@ -1,5 +1,5 @@
 """Optimised-suffix stand-ins for the attack head: drawn, reproducible, and trained as
-jailbreaks in their request's group."""
+jailbreaks; technical texts after requests trained as neither."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from guard.train.suffixes import SYMBOLS, suffix, vocabulary_words
+from guard.reading import normalized_text
+from guard.train.suffixes import COMMON_ENTRIES, SYMBOLS, suffix, vocabulary_words
 
 WORDS = ["table", "river", "lamp", "seven"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_suffix_is_words_and_symbols_and_repeats_with_its_seed() -> None:
@@ -20,51 +22,87 @@ def test_a_suffix_is_words_and_symbols_and_repeats_with_its_seed() -> None:
     assert first != suffix(WORDS, random.Random(2))
     pieces = first.split(" ")
     assert 12 <= len(pieces) <= 24
+    glued = {a + b for a in ["", *WORDS] for b in ["", *WORDS]}
     for piece in pieces:
         letters = "".join(ch for ch in piece.lower() if ch not in SYMBOLS)
-        assert all(ch in SYMBOLS for ch in piece) or letters in {
-            a + b for a in ["", *WORDS] for b in ["", *WORDS]
-        }
+        assert all(ch in SYMBOLS for ch in piece) or letters in glued
 
 
 def test_only_common_whole_words_are_drawn() -> None:
     vocab = ["[PAD]", "[unused0]", "the", "##ing", "of", "river", "naïve", "cat", "42"]
     assert vocabulary_words(vocab) == ["the", "river", "cat"]
+    rare = ["[unused0]"] * COMMON_ENTRIES + ["zeppelin"]
+    assert vocabulary_words(rare) == []
 
 
 def test_suffixed_requests_are_jailbreaks_and_code_after_one_is_not() -> None:
     from guard import datasets
-    from guard.train.attack_data import AUTHORED_ATTACKS, SUFFIXED_SETS, Config, training_rows
+    from guard.train.attack_data import (
+        AUTHORED_ATTACKS,
+        DRAWN_SUFFIX,
+        SUFFIXED_SETS,
+        Config,
+        training_rows,
+    )
+    from guard.train.embedding_head import GROUPS_JOINED, fold_of
 
     if not (datasets.data_root() / "README.md").exists():
         pytest.skip("the dev data is not here")
     rows = training_rows(Config(suffixes=40))
+    assert rows == training_rows(Config(suffixes=40))  # the seed decides every draw
     groups: dict[str, set[str]] = {}
     for r in rows:
         if r.example.source in SUFFIXED_SETS:
             groups.setdefault(r.example.text, set()).add(r.example.group)
-    technical = json.loads(AUTHORED_ATTACKS.read_text())["technical"]
-    for source, labels in (
-        ("authored_suffixed", (True, False)),
-        ("authored_code_after", (False, False)),
-    ):
-        added = [r for r in rows if r.example.source == source]
-        assert len(added) == 40
-        for row in added:
-            assert row.labels == labels and row.trained
-            request = max((t for t in groups if row.example.text.startswith(t + " ")), key=len)
-            # In its request's group: no fold tests a request it trained on with an ending.
-            assert row.example.group in groups[request] and row.template == row.example.group
-            if source == "authored_code_after":
-                assert row.example.text[len(request) + 1 :] in technical
+    technical = {
+        r.example.text: r.example.group for r in rows if r.example.source == "authored_technical"
+    }
+    assert set(technical) == set(json.loads(AUTHORED_ATTACKS.read_text())["technical"])
+    suffixed = [r for r in rows if r.example.source == "authored_suffixed"]
+    followed = [r for r in rows if r.example.source == "authored_code_after"]
+    assert len(suffixed) == len(followed) == 40
+    for row in suffixed + followed:
+        request = max((t for t in groups if row.example.text.startswith(t + " ")), key=len)
+        assert row.trained
+        assert row.example.group.split(GROUPS_JOINED)[0] in groups[request]
+    assert all(r.labels == (True, False) and r.template == DRAWN_SUFFIX for r in suffixed)
+    folds = fold_of([r.example for r in rows], 5, 0)
+    fold = {r.example.text: f for r, f in zip(rows, folds, strict=True)}
+    for row in followed:
+        assert row.labels == (False, False) and row.template == row.example.group
+        request, code = row.example.group.split(GROUPS_JOINED)
+        after = row.example.text.removeprefix(
+            max((t for t in groups if row.example.text.startswith(t + " ")), key=len) + " "
+        )
+        assert technical[after] == code
+        # No fold tests the technical text, or the request, it trained on after the other.
+        assert fold[after] == fold[row.example.text]
     added = {"authored_suffixed", "authored_code_after"}
     assert not [r for r in training_rows(Config(suffixes=0)) if r.example.source in added]
 
 
-def test_the_technical_probe_is_never_trained_on() -> None:
-    from guard.train.attack_data import AUTHORED_ATTACKS
+def test_the_technical_probe_is_never_trained_on_nor_copied() -> None:
+    from guard import datasets
 
-    probe = Path(__file__).resolve().parents[2] / "bench" / "data" / "technical_probe.json"
-    authored = json.loads(AUTHORED_ATTACKS.read_text())
-    trained = {text for texts in authored.values() if isinstance(texts, list) for text in texts}
-    assert not set(json.loads(probe.read_text())["texts"]) & trained
+    probe = {
+        normalized_text(t)
+        for t in json.loads((ROOT / "bench/data/technical_probe.json").read_text())["texts"]
+    }
+
+    def strings(value: object) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    elsewhere = {
+        normalized_text(s)
+        for path in (ROOT / "guard/train/data").glob("*.json")
+        for s in strings(json.loads(path.read_text()))
+    }
+    if (datasets.data_root() / "README.md").exists():
+        elsewhere |= {normalized_text(r.text) for n in datasets.DATASETS for r in datasets.load(n)}
+    assert len(probe) == 40 and not probe & elsewhere
