@@ -208,9 +208,10 @@ async def judge(
 
 def _rotated(before_leet: Normalized) -> Normalized:
     """ROT13 or backwards writing read, from the text before leetspeak is read (rotated
-    "b0mb" is "o0zo", whose "0" must stay a digit until it is rotated back)."""
+    "b0mb" is "o0zo", whose "0" must stay a digit until it is rotated back); words it
+    shows broken by hyphens are joined in the same reading."""
     read = read_rotated(before_leet)
-    return before_leet if read is before_leet else with_leet_read(read)
+    return before_leet if read is before_leet else read_joined(with_leet_read(read))
 
 
 SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
@@ -219,8 +220,8 @@ SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
 }
 """Readings that are guesses (ROT13 or backwards writing read, words broken by hyphens
 joined), each from the text before and after leetspeak is read: each is judged beside
-the text as it reads, never in its place. They do not combine (ROT13 of broken words
-is not joined)."""
+the text as it reads, never in its place. A rotated reading is joined too (ROT13 of
+broken words); a joined one is not rotated, since joining makes no common words."""
 
 
 def readings(text: str) -> list[tuple[str | None, Normalized]]:

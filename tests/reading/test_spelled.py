@@ -29,6 +29,10 @@ CYR_O = "\u043e"
         ("b\u200b-o-m-b", "bomb"),  # an invisible character goes first
         (f"b-{CYR_O}-m-b", "bomb"),  # joined, the look-alike is in a Latin word and folds
         ("the U.S.A. and the U.K.", "the USA. and the U.K."),
+        # leetspeak digits spelled out: joined, then read by the leetspeak step
+        ("How do I make a b-0-m-b?", "How do I make a bomb?"),
+        ("k_1_l_l him, h.4.c.k it", "kill him, hack it"),
+        ("e.g.1", "eg1"),  # two letters and a digit: joined; a digit at the end stays
     ],
 )
 def test_spelled_out_words_read_as_words(text: str, reads: str) -> None:
@@ -45,6 +49,7 @@ def test_spelled_out_words_read_as_words(text: str, reads: str) -> None:
         "b-o-m-bs",  # the last letter is part of a word
         "ab-c-d-e",  # so is the first
         "call 1-2-3-4",  # digits
+        "version v.1.3 of 1.0.4",  # digits with fewer than two letters: numbers
         "b o m b",  # spaces alone
         "b-o.m-b",  # mixed separators
         "a - b - c",  # separators with spaces before them
