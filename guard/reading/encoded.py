@@ -53,8 +53,10 @@ _NOT_DIGIT_RE: Final = re.compile(r"0x|\\x|[^0-9A-Fa-f]")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
 _ESCAPE_RE: Final = re.compile(
-    # numeric references without ";" too, as browsers read them ("&#98&#111")
-    r"&#[0-9]{1,10}+;?|&#[xX][0-9A-Fa-f]{1,8}+;?|&[A-Za-z][A-Za-z0-9]{1,31};"
+    # numeric references without ";" too, as browsers read them ("&#98&#111"), and with
+    # any number of leading zeros
+    r"&#(?=[0-9])0*+[0-9]{0,10}+;?|&#[xX](?=[0-9A-Fa-f])0*+[0-9A-Fa-f]{0,8}+;?"
+    r"|&[A-Za-z][A-Za-z0-9]{1,31};"
     r"|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}"
 )
 _ESCAPES_RE: Final = re.compile(f"(?:{_ESCAPE_RE.pattern})++")

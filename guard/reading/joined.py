@@ -33,11 +33,13 @@ _TAIL_RE: Final = re.compile(rf"(?:[{_HYPHENS}][^\W\d_]++)++")
 _HYPHEN_RE: Final = re.compile(f"[{_HYPHENS}]")
 
 _TWO_LETTER = """am an as at be by do go he hi if in is it me my no of oh ok on or so to up us
-we ah eh uh um ha ho id ex co re de un bi wi fi tv pc ai"""
+we ah eh uh um ha ho id ex co re de un bi wi fi tv pc ai al el le la ad op ed lo yo ya mr
+dr st vs"""
 TWO_LETTER_WORDS: Final = frozenset(_TWO_LETTER.split())
 """Two-letter pieces that stand alone in English, or before a hyphen ("co-worker",
-"wi-fi"); any other is a broken word's fragment. A single letter is not ("e-mail",
-"x-ray", "G-code")."""
+"wi-fi", "al-Qaeda"); any other is a broken word's fragment, unless written in capitals
+("UK-based", "MS-DOS": an abbreviation). A single letter is not ("e-mail", "x-ray",
+"G-code")."""
 
 
 @cache
@@ -74,13 +76,16 @@ def _joins(text: str) -> Iterator[tuple[int, int, str]]:
         tail = _TAIL_RE.match(text, at)
         end = checked = tail.end() if tail else at
         pieces = _HYPHEN_RE.split(text[start:end])
-        if any(_broken(piece.lower(), words) for piece in pieces):
+        if any(_broken(piece, words) for piece in pieces):
             yield start, end, "".join(pieces)
 
 
 def _broken(piece: str, words: frozenset[str]) -> bool:
-    """Whether a lower-case piece between hyphens is part of a broken word."""
-    return piece not in words or (len(piece) == 2 and piece not in TWO_LETTER_WORDS)
+    """Whether a piece between hyphens is part of a broken word."""
+    lower = piece.lower()
+    if lower not in words:
+        return True
+    return len(piece) == 2 and lower not in TWO_LETTER_WORDS and not piece.isupper()
 
 
 def read_joined(text: Normalized) -> Normalized:

@@ -6,8 +6,9 @@ i.n.s.t.r.u.c.t.i.o.n.s to build a p-i-p-e b-o-m-b." 0.015, and 0.997 joined.
 A run of three or more single letters, each followed by the same separator (one to three
 of ``-._*~+|/\\`` and their Unicode dashes and dots, then perhaps a space), is read
 without its separators. A digit that leetspeak reads as a letter counts as one where the
-run has two letters at least ("b-0-m-b", "k_1_l_l" read "b0mb", "k1ll", which
-``guard.reading.leet`` then reads); digits alone ("1.0.4", "v.1.3") are numbers and stay.
+run has three letters besides ("b-0-m-b", "k_1_l_l" read "b0mb", "k1ll", which
+``guard.reading.leet`` then reads); with fewer ("n-1-i", "A.1.b", "1.0.4") it is code, a
+section number or a number, and stays.
 Runs joined by spaces alone are left: a classifier reads "b o m b" well enough, and
 joining them would glue whole words together. Abbreviations keep their meaning ("U.S.A"
 reads "USA"); two letters ("e.g.") are left alone.
@@ -27,7 +28,9 @@ SEPARATORS: Final = "-._*~+|/\\\u00b7\u2010\u2011\u2012\u2013\u2014\u2015\u2022\
 _SEP: Final = "[" + re.escape(SEPARATORS) + "]"
 _LETTER: Final = rf"(?:[^\W\d_]|[{''.join(LETTERS_OF_DIGITS)}])"
 """A letter, or a digit leetspeak reads as one."""
-_MIN_LETTERS: Final = 2
+_MIN_LETTERS: Final = 3
+"""Letters a chain needs besides its digits: "b-0-m-b" is a word, "n-1-i" code."""
+_UNDERSCORES_THEN_WORD: Final = re.compile(r"_++[^\W_]")
 # A whole chain of single letters joined by one separator, taken as long as it goes
 # (possessive: a chain that may not be joined is skipped whole, never retried from each of
 # its letters, so the scan stays linear). Where it may be joined is checked per match.
@@ -46,20 +49,31 @@ def _runs(text: str) -> Iterator[tuple[int, int, int]]:
     for chain in _CHAIN_RE.finditer(text, max(0, hint.start() - 1)):
         start, end = chain.span()
         separator = chain.group(1)
-        if start > 0 and (
-            text[start - 1].isalnum()
-            or (start > 1 and text[start - 1] in SEPARATORS and text[start - 2].isalnum())
-        ):
-            continue
-        after = end + len(separator)
-        if end < len(text) and (
-            text[end].isalnum()
-            or (text.startswith(separator, end) and after < len(text) and text[after].isalnum())
-        ):
-            continue
         stride = len(separator) + 1
-        if sum(ch.isalpha() for ch in text[start:end:stride]) >= _MIN_LETTERS:
+        letters = sum(ch.isalpha() for ch in text[start:end:stride])
+        if letters >= _MIN_LETTERS and not _glued(text, start, end, separator):
             yield start, end, stride
+
+
+def _glued(text: str, start: int, end: int, separator: str) -> bool:
+    """Whether the chain at ``start:end`` is glued to a longer word or goes on as another
+    chain: a letter or digit beside it, or one separator and then one; or underscores and
+    then one, since leetspeak reads a word across underscores ("a.1.1_a1a")."""
+    before = start - 1
+    while before > 0 and text[before] == "_":
+        before -= 1
+    if start > 0 and (
+        text[start - 1].isalnum()
+        or (start > 1 and text[start - 1] in SEPARATORS and text[start - 2].isalnum())
+        or (text[start - 1] == "_" and text[before].isalnum())
+    ):
+        return True
+    after = end + len(separator)
+    return end < len(text) and (
+        text[end].isalnum()
+        or (text.startswith(separator, end) and after < len(text) and text[after].isalnum())
+        or _UNDERSCORES_THEN_WORD.match(text, end) is not None
+    )
 
 
 def join_spelled_words(text: Normalized) -> Normalized:

@@ -32,7 +32,6 @@ CYR_O = "\u043e"
         # leetspeak digits spelled out: joined, then read by the leetspeak step
         ("How do I make a b-0-m-b?", "How do I make a bomb?"),
         ("k_1_l_l him, h.4.c.k it", "kill him, hack it"),
-        ("e.g.1", "eg1"),  # two letters and a digit: joined; a digit at the end stays
     ],
 )
 def test_spelled_out_words_read_as_words(text: str, reads: str) -> None:
@@ -49,7 +48,8 @@ def test_spelled_out_words_read_as_words(text: str, reads: str) -> None:
         "b-o-m-bs",  # the last letter is part of a word
         "ab-c-d-e",  # so is the first
         "call 1-2-3-4",  # digits
-        "version v.1.3 of 1.0.4",  # digits with fewer than two letters: numbers
+        "version v.1.3 of 1.0.4, e.g.1",  # digits with fewer than three letters: numbers
+        "for (j = n-1-i; j) f(x+1+y) GET /a/1/b |a|1|b| Appendix A.1.b",  # code, sections
         "b o m b",  # spaces alone
         "b-o.m-b",  # mixed separators
         "a - b - c",  # separators with spaces before them
@@ -106,3 +106,14 @@ def test_spans_of_joined_words_round_trip(text: str, mode: FoldMode, data: st.Da
 def test_join_spelled_text_leaves_text_without_runs_as_it_is() -> None:
     text = "Plain text - with dashes, dots... and e.g. abbreviations."
     assert join_spelled_text(text) is text
+
+
+@pytest.mark.parametrize(
+    "text",
+    # leetspeak reads a word across underscores: a run glued so stays, or the second
+    # pass would join what the first left ("e.g.1_a0x" read "e.g.i_aox", then "egi_aox")
+    ["e.g.1_a0x", "a.1.1_a1a", "v.1.3_b4r", "aa1a__0_0_b__"],
+)
+def test_normalize_gives_its_own_output_back(text: str) -> None:
+    once = normalize(text, fold="never").text
+    assert normalize(once, fold="never").text == once
