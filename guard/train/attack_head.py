@@ -10,7 +10,8 @@ regression per label (scikit-learn, L2, classes balanced) learns from the whole 
 and from the windows of negative texts, so a window of a benign document is known to
 be benign. Cross-validation is grouped twice: by goal (a JailbreakBench goal with all
 its attacks, every row's own group, identical texts) and by template (an attack kind of
-JailbreakBench, the opening words of a jailbreak template, an authored payload). The
+JailbreakBench, the opening words of a jailbreak template, an authored payload, the
+drawn suffixes of ``guard.train.suffixes`` as one kind). The
 thresholds are chosen on the goal split's out-of-fold scores; both splits are reported.
 The final head is trained on every row, and then the instruction-aware layer of
 ``prompt_injection`` (``guard.train.instructed``) on its scores.
