@@ -53,13 +53,14 @@ _NOT_DIGIT_RE: Final = re.compile(r"0x|\\x|[^0-9A-Fa-f]")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
 _ESCAPE_RE: Final = re.compile(
-    # numeric references without ";" too, as browsers read them ("&#98&#111"), and with
-    # any number of leading zeros
-    r"&#(?=[0-9])0*+[0-9]{0,10}+;?|&#[xX](?=[0-9A-Fa-f])0*+[0-9A-Fa-f]{0,8}+;?"
+    # numeric references without ";" too, and every digit, as browsers read them
+    r"&#[0-9]++;?|&#[xX][0-9A-Fa-f]++;?"
     r"|&[A-Za-z][A-Za-z0-9]{1,31};"
     r"|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}"
 )
 _ESCAPES_RE: Final = re.compile(f"(?:{_ESCAPE_RE.pattern})++")
+_POINT_DIGITS: Final = 7
+"""Decimal digits of the highest code point, 1114111 (hexadecimal: 6)."""
 _EDGE_BYTES: Final = 3
 """Bytes at either end of a hex run that may be something else and stay as written: a
 word that looks like hex ("be 48 6f ..."), a cut character."""
@@ -189,6 +190,15 @@ def _decodings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, st
     return found
 
 
+def _numeric(code: str) -> str:
+    """A numeric reference as the character it stands for, U+FFFD where no character is:
+    more significant digits than any code point has are out of range unread (Python
+    refuses to parse numbers of over 4,300 digits, and ``html.unescape`` would try)."""
+    if len(code[2:].rstrip(";").lstrip("xX0")) > _POINT_DIGITS:
+        return "\ufffd"
+    return html.unescape(code)
+
+
 def _unescaped(run: str) -> str:
     """A run of HTML character references and ``\\u`` escapes as the characters they
     stand for; an escaped surrogate pair is one character."""
@@ -196,7 +206,7 @@ def _unescaped(run: str) -> str:
     for escape in _ESCAPE_RE.finditer(run):
         code = escape.group()
         if code.startswith("&#"):
-            chars.append(html.unescape(code))
+            chars.append(_numeric(code))
         elif code[0] == "&":
             # a name exactly, never a prefix ("&amphetamine;" is not "&amp;" + "hetamine;")
             chars.append(html5.get(code[1:], code))

@@ -50,7 +50,7 @@ def _runs(text: str) -> Iterator[tuple[int, int, int]]:
         start, end = chain.span()
         separator = chain.group(1)
         stride = len(separator) + 1
-        letters = sum(ch.isalpha() for ch in text[start:end:stride])
+        letters = sum(ch not in LETTERS_OF_DIGITS for ch in text[start:end:stride])
         if letters >= _MIN_LETTERS and not _glued(text, start, end, separator):
             yield start, end, stride
 

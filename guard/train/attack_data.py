@@ -27,7 +27,7 @@ from guard.components.minilm import PACKAGED_BACKBONE, backbone_path
 from guard.datasets.readers import Example, text_group
 from guard.train.embedding_head import (
     AUTHORED,
-    GROUPS_JOINED,
+    GROUP_SEPARATOR,
     LOOKALIKES,
     TRAIN_DATA,
     authored_benign,
@@ -246,7 +246,7 @@ def suffixed_requests(rows: list[Row], config: Config) -> list[Row]:
     followed = []
     for request in rng.sample(requests, config.suffixes):
         code = rng.choice(technical)
-        group = f"{request.group}{GROUPS_JOINED}{code.group}"
+        group = f"{request.group}{GROUP_SEPARATOR}{code.group}"
         text = f"{request.text} {code.text}"
         example = replace(request, text=text, source="authored_code_after", group=group)
         followed.append(benign(example))

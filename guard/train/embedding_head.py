@@ -267,9 +267,10 @@ def targets(rows: Sequence[Example]) -> Targets:
     return Targets(y, known)
 
 
-GROUPS_JOINED = " & "
-"""A row whose group names several ("a & b") joins all of them: a request with an
-authored text after it goes with the request and with the text."""
+GROUP_SEPARATOR = "\x1f"
+"""Between the groups of a row that belongs to several (a request with an authored text
+after it goes with the request and with the text): the row joins all of them. A control
+character, so that no group read from data is split."""
 
 
 def split_groups(rows: Sequence[Example]) -> list[str]:
@@ -284,11 +285,11 @@ def split_groups(rows: Sequence[Example]) -> list[str]:
         return key
 
     for row in rows:
-        for group in row.group.split(GROUPS_JOINED):
+        for group in row.group.split(GROUP_SEPARATOR):
             a, b = find(group), find(text_group(row.text))
             if a != b:
                 parent[a] = b
-    return [find(row.group.split(GROUPS_JOINED)[0]) for row in rows]
+    return [find(row.group.split(GROUP_SEPARATOR)[0]) for row in rows]
 
 
 def fold_of(rows: Sequence[Example], folds: int, seed: int) -> NDArray[np.int64]:

@@ -44,7 +44,7 @@ def test_suffixed_requests_are_jailbreaks_and_code_after_one_is_not() -> None:
         Config,
         training_rows,
     )
-    from guard.train.embedding_head import GROUPS_JOINED, fold_of
+    from guard.train.embedding_head import GROUP_SEPARATOR, fold_of
 
     if not (datasets.data_root() / "README.md").exists():
         pytest.skip("the dev data is not here")
@@ -64,13 +64,13 @@ def test_suffixed_requests_are_jailbreaks_and_code_after_one_is_not() -> None:
     for row in suffixed + followed:
         request = max((t for t in groups if row.example.text.startswith(t + " ")), key=len)
         assert row.trained
-        assert row.example.group.split(GROUPS_JOINED)[0] in groups[request]
+        assert row.example.group.split(GROUP_SEPARATOR)[0] in groups[request]
     assert all(r.labels == (True, False) and r.template == DRAWN_SUFFIX for r in suffixed)
     folds = fold_of([r.example for r in rows], 5, 0)
     fold = {r.example.text: f for r, f in zip(rows, folds, strict=True)}
     for row in followed:
         assert row.labels == (False, False) and row.template == row.example.group
-        request, code = row.example.group.split(GROUPS_JOINED)
+        request, code = row.example.group.split(GROUP_SEPARATOR)
         after = row.example.text.removeprefix(
             max((t for t in groups if row.example.text.startswith(t + " ")), key=len) + " "
         )
