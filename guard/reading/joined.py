@@ -9,9 +9,8 @@ word of the packaged MiniLM's WordPiece vocabulary ("structions", "thamphetamine
 is a two-letter fragment that English does not write alone ("bo-mb", "ki-ll", "me-th":
 the vocabulary lists "bo", "ll" and "th" as abbreviations), and the rails judge that
 reading beside the text as written, where a wrong join costs a second pass and nothing
-more. "well-known", "e-mail", "x-ray", "co-worker" and "step-by-step"
-have no second reading. Without the `embedding` extra there is no vocabulary, and no
-such reading.
+more. "well-known", "e-mail", "x-ray", "co-worker" and "step-by-step" have no second
+reading. Without the `embedding` extra there is no vocabulary, and no such reading.
 """
 
 from __future__ import annotations

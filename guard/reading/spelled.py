@@ -8,10 +8,10 @@ of ``-._*~+|/\\`` and their Unicode dashes and dots, then perhaps a space), is r
 without its separators. A digit that leetspeak reads as a letter counts as one where the
 run has three letters besides ("b-0-m-b", "k_1_l_l" read "b0mb", "k1ll", which
 ``guard.reading.leet`` then reads); with fewer ("n-1-i", "A.1.b", "1.0.4") it is code, a
-section number or a number, and stays.
-Runs joined by spaces alone are left: a classifier reads "b o m b" well enough, and
-joining them would glue whole words together. Abbreviations keep their meaning ("U.S.A"
-reads "USA"); two letters ("e.g.") are left alone.
+section number or a number, and stays. Runs joined by spaces alone are left: a
+classifier reads "b o m b" well enough, and joining them would glue whole words
+together. Abbreviations keep their meaning ("U.S.A" reads "USA"); two letters ("e.g.")
+are left alone.
 """
 
 from __future__ import annotations

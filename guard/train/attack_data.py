@@ -79,7 +79,8 @@ class Config:
     injected_per_document: int = 4
     suffixes: int = 300
     """How many harmful requests also train as jailbreaks with a drawn optimised-suffix
-    stand-in after them (``guard.train.suffixes``)."""
+    stand-in after them (``guard.train.suffixes``), and how many, drawn again, train as
+    neither with an authored technical text after them (``suffixed_requests``)."""
     composed: int = 240
     """How many injected instructions to compose from the authored parts."""
     folds: int = 5
