@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "system", "assistant"]
 
 
 OPENAI_CATEGORIES: dict[str, str] = {
@@ -50,7 +50,8 @@ class Example:
     """The set's own kind of row: XSTest ``type``, HateCheck ``functionality``,
     HarmBench ``FunctionalCategory``..."""
     role: Role = "user"
-    """``assistant`` for sets of model answers; then ``prompt`` is what was asked."""
+    """``assistant`` for sets of model answers (then ``prompt`` is what was asked);
+    ``system`` for an application's own instructions, judged as a system message is."""
     prompt: str | None = None
     instructions: str | None = None
     """The application's own instructions the text was sent to (a system message before
@@ -331,7 +332,8 @@ def read_prompt_injection_benign(path: Path) -> list[Example]:
     for row in _json(path):
         first.setdefault(row["test_case_prompt"], f"injection:{row['prompt_id']}")
     return [
-        Example(text, False, (), "prompt_injection_benign", group) for text, group in first.items()
+        Example(text, False, (), "prompt_injection_benign", group, role="system")
+        for text, group in first.items()
     ]
 
 

@@ -1,8 +1,12 @@
 """``guard eval``: run a policy's rails over a labelled set and measure them.
 
-Prompts (``role: user``) go through the input rails, answers through the output
-rails, each example as its own call with ``concurrency`` in flight, as in serving
-(so in-process classifiers batch across them and latency includes that wait).
+Prompts go through the input rails, answers through the output rails, each example as
+its own call with ``concurrency`` in flight, as in serving (so in-process classifiers
+batch across them and latency includes that wait). A prompt is any text, judged by every
+input rail, whatever its ``parts``, so that a detector set to judge only tool results is
+measured too; a row that is an application's own instructions (``role: system``) is
+judged as a system message is in serving: only by rails that judge the ``system`` part,
+and by none when the policy trusts the system role.
 An example counts as flagged when any rail flags it or the rails block it.
 
 A rail failure is never a verdict. A row whose judgement holds any error (a rail that
@@ -77,6 +81,7 @@ async def score_examples(
     async def one(example: Example) -> Scored:
         nonlocal done
         rails: list[Rail]
+        kinds: list[str] | None = None
         if example.role == "assistant":
             context = ({"role": "user", "content": example.prompt or ""},)
             subject = Subject(example.text, "assistant", context)
@@ -85,9 +90,13 @@ async def score_examples(
             told = ({"role": "system", "content": example.instructions},)
             subject = Subject(example.text, context=told if example.instructions else ())
             rails, stage = pipeline.input_rails, "input"
+            if example.role == "system":
+                kinds = ["system"]
+                if "system" in pipeline.loaded.policy.inputs.trusted_roles:
+                    rails = []
         async with semaphore:
             began = time.perf_counter()
-            [judgement] = await judge(rails, [subject], stage)  # type: ignore[arg-type]
+            [judgement] = await judge(rails, [subject], stage, kinds)  # type: ignore[arg-type]
             latency = (time.perf_counter() - began) * 1000
         done += 1
         if progress is not None:
