@@ -33,6 +33,7 @@ from guard.train.embedding_head import (
     authored_benign,
 )
 from guard.train.embedding_head import Config as HeadConfig
+from guard.train.installed_text import installed_examples, provenance
 from guard.train.instructed import AUTHORED_INSTRUCTED
 from guard.train.suffixes import suffix, vocabulary_words
 
@@ -83,6 +84,9 @@ class Config:
     neither with an authored technical text after them (``suffixed_requests``)."""
     composed: int = 240
     """How many injected instructions to compose from the authored parts."""
+    installed: int = 800
+    """How many chunks of installed code, headers, data, descriptions and licences train
+    as neither (``guard.train.installed_text``); every third asked about."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -218,7 +222,14 @@ def training_rows(config: Config, root: Path | None = None) -> list[Row]:
         for i, text in enumerate(lookalikes)
     ]
     rows += hh_rlhf_requests(root) + authored_attack_rows(config)
-    return rows + suffixed_requests(rows, config)
+    rows += suffixed_requests(rows, config)
+    return rows + installed_rows(config)
+
+
+def installed_rows(config: Config) -> list[Row]:
+    """Installed technical text, neither label (``installed_examples``); a fold keeps a
+    folder's chunks."""
+    return [benign(example) for example in installed_examples(config.installed, config.seed)]
 
 
 def suffixed_requests(rows: list[Row], config: Config) -> list[Row]:
@@ -267,11 +278,15 @@ def hh_rlhf_requests(root: Path | None) -> list[Row]:
     ]
 
 
-def dataset_hashes(root: Path | None) -> dict[str, str]:
+def dataset_hashes(config: Config, root: Path | None) -> dict[str, str]:
     names = (*JAILBREAK_SETS, *INJECTION_SETS, *NEGATIVE_SETS, "gptfuzz_templates")
     hashes = {name: datasets.sha256(name, root) for name in sorted(set(names))}
     hh_rlhf = (root or datasets.data_root()) / HH_RLHF
     hashes["hh_rlhf_requests"] = file_sha256(hh_rlhf)
     for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS, AUTHORED_INSTRUCTED):
         hashes[file.name] = file_sha256(file)
+    hashes["vocab.txt"] = file_sha256(Path(backbone_path(config.backbone)) / "vocab.txt")
+    if config.installed:
+        for name, value in provenance(config.installed, config.seed).items():
+            hashes[f"installed_text {name}"] = value
     return hashes

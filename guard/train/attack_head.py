@@ -348,7 +348,7 @@ def run(
         "thresholds": thresholds,
         "config": asdict(config),
         "training_rows": len(rows),
-        "training_data_sha256": dataset_hashes(root),
+        "training_data_sha256": dataset_hashes(config, root),
         "cv_goal_split": table(rows, oof, thresholds),
         "cv_template_split": table(rows, oof_template, thresholds),
         "eval_only": table(eval_rows, eval_scores, thresholds),

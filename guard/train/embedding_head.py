@@ -69,6 +69,7 @@ from guard.train.edits import (
     quoted,
     wrapped,
 )
+from guard.train.installed_text import installed_examples, provenance
 
 TRAIN_SETS = (
     "openai_moderation",
@@ -154,6 +155,10 @@ class Config:
     """Train on ``authored_filler.json`` too, as benign: placeholder text, test strings,
     loose syllables, harmless words spaced or broken. With ``broken_words`` the head
     otherwise flags "lorem ipsum dolor sit amet" as toxic."""
+    installed: int = 0
+    """Train on this many chunks of installed code, headers, data, descriptions and
+    licences too, as benign (``guard.train.installed_text``): without them the head flags
+    C headers and licence notices as harmful requests."""
     read_as_served: bool = False
     """Train on the texts as the rails read them (``guard.reading.normalized_text``) rather
     than as written. The shipped head reads them as written (56 of 4,961 rows differ,
@@ -198,7 +203,8 @@ def training_rows(config: Config, root: Path | None = None) -> list[Example]:
         rows += datasets.load(name, root)
     if config.system_prompts:
         rows += datasets.load("prompt_injection_benign", root)
-    return rows + authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
+    rows += authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
+    return rows + installed_examples(config.installed, config.seed)
 
 
 def trained_texts(rows: Sequence[Example], config: Config) -> list[str]:
@@ -456,6 +462,9 @@ def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
         hashes["authored_secrets"] = file_sha256(SECRETS)
     if config.fillers:
         hashes["authored_filler"] = file_sha256(FILLER)
+    if config.installed:
+        for name, value in provenance(config.installed, config.seed).items():
+            hashes[f"installed_text {name}"] = value
     return hashes
 
 
