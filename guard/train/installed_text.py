@@ -166,8 +166,8 @@ def training_chunks(count: int, seed: int) -> tuple[Chunk, ...]:
         if folder is None:
             return ()
         for kind, paths in files_under(folder).items():
-            group = [(f"{name}/{path.parent.relative_to(folder)}", path) for path in paths]
-            by_kind.setdefault(kind, []).extend(group)
+            placed = [(f"{name}/{path.parent.relative_to(folder)}", path) for path in paths]
+            by_kind.setdefault(kind, []).extend(placed)
         for kind, path in about(name):
             by_kind.setdefault(kind, []).append((f"{name}/about", path))
     rng = random.Random(seed)
