@@ -155,7 +155,7 @@ class Config:
     """Train on ``authored_filler.json`` too, as benign: placeholder text, test strings,
     loose syllables, harmless words spaced or broken. With ``broken_words`` the head
     otherwise flags "lorem ipsum dolor sit amet" as toxic."""
-    installed: int = 0
+    installed: int = 800
     """Train on this many chunks of installed code, headers, data, descriptions and
     licences too, as benign (``guard.train.installed_text``): without them the head flags
     C headers and licence notices as harmful requests."""

@@ -151,17 +151,18 @@ def test_each_unsafe_label_is_flagged_at_its_own_threshold(
     shipped: EmbeddingClassifier,
 ) -> None:
     base = shipped.model
-    own = {"toxic": 0.003, "harmful": 0.95}
-    meta = {**base.meta, "threshold": 0.5, "label_thresholds": own}
     assert base.head_w is not None and base.head_b is not None
-    model = EmbeddingModel(base.encoder, base.encode, meta, (base.head_w, base.head_b))
     texts = HARMFUL + BENIGN
     raw = base.logits(texts).sigmoid()
-    scores = [s.unsafe for s in model.predict(texts)]
-    expected = [bool(row[0] >= own["toxic"] or row[1] >= own["harmful"]) for row in raw]
-    assert [score >= 0.5 for score in scores] == expected
     plain = [s.unsafe >= 0.5 for s in base.predict(texts)]
-    assert plain != expected  # the labels' own thresholds decided differently
+    assert not all(plain)
+    # Each label, at a threshold every text reaches, flags every text alone.
+    for own in ({"toxic": 1e-9, "harmful": 1 - 1e-9}, {"toxic": 1 - 1e-9, "harmful": 1e-9}):
+        meta = {**base.meta, "threshold": 0.5, "label_thresholds": own}
+        model = EmbeddingModel(base.encoder, base.encode, meta, (base.head_w, base.head_b))
+        scores = [s.unsafe for s in model.predict(texts)]
+        expected = [bool(row[0] >= own["toxic"] or row[1] >= own["harmful"]) for row in raw]
+        assert [score >= 0.5 for score in scores] == expected == [True] * len(texts)
 
 
 def test_training_scores_shift_labels_as_the_classifier_does() -> None:
