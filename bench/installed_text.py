@@ -5,12 +5,12 @@ An agent's tool results and a developer's questions are full of code, configurat
 documentation, the kind of text an attack detector confuses with optimised suffixes and
 a language rail with another language. This samples such text from the files of the
 Python installation and the virtual environment (the standard library and every
-installed package but guard's own files and the packages the attack head trains on,
-``guard.train.installed_text.TRAINING_PACKAGES``): per kind of file (by extension), up to
+installed package but the packages the heads train on and any copy of their files,
+``guard.train.installed_text.measured_files``): per kind of file (by extension), up to
 ``--files`` files drawn with ``--seed``, from each a run of 3, 8, 20 or 40 lines, cut to
 4,000 characters. Each chunk is judged by the policy's input rails as ``guard eval``
 judges a row (every rail reads it), twice: as it is (a tool result, a pasted file) and
-asked about ("Explain what this does:" and the chunk). A block is a false positive.
+asked about ("Please explain this to me:" and the chunk). A block is a false positive.
 
 The sample depends on what is installed (printed: Python version, file counts); compare
 two policies or heads on one machine, in one run.
@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import platform
-import random
 import shlex
 import sys
 from collections import Counter
@@ -42,20 +41,10 @@ from guard.pipeline.runner import Pipeline  # noqa: E402
 from guard.policy.load import LoadedPolicy, load_policy_file  # noqa: E402
 from guard.protocol.upstream import Upstream  # noqa: E402
 from guard.settings import Settings  # noqa: E402
-from guard.train.installed_text import chunk_of, measured_files  # noqa: E402
+from guard.train.installed_text import measured_chunks, measured_files  # noqa: E402
 
-ASKED = "Explain what this does:\n\n{}"
-
-
-def chunks(files: dict[str, list[Path]], per_kind: int, seed: int) -> list[tuple[str, str]]:
-    """(kind, chunk) for up to ``per_kind`` files of each kind, drawn with ``seed``."""
-    rng = random.Random(seed)
-    out = []
-    for kind, paths in files.items():
-        for path in rng.sample(paths, min(per_kind, len(paths))):
-            if text := chunk_of(path, rng):
-                out.append((kind, text))
-    return out
+ASKED = "Please explain this to me:\n\n{}"
+"""Not one of the requests the heads train with (``installed_text.ASKED``)."""
 
 
 async def blocking_rails(loaded: LoadedPolicy, texts: list[str]) -> list[list[str]]:
@@ -88,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/installed_text.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
-    files = measured_files(ROOT)
-    sample = chunks(files, args.files, args.seed)
+    files = measured_files()
+    sample = [(kind, text) for kind, _, text in measured_chunks(files, args.files, args.seed)]
     print(f"$ {command}\nPython {platform.python_version()}, load average {os.getloadavg()}")
     print("files: " + ", ".join(f"{kind} {len(paths)}" for kind, paths in files.items()))
     [loaded] = load_policy_file(args.policy)

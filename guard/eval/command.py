@@ -139,6 +139,11 @@ def summary(result: dict[str, Any]) -> str:
         f"p99 {show(result['latency_ms']['p99'])} ms  "
         f"escalated {show(result['escalated_share'])}  rail errors {result['rail_errors']}",
     ]
+    if result["unjudged"]:
+        lines.append(
+            f"  {result['unjudged']} rows judged by no rail (the policy's parts or trusted "
+            "roles leave them out): counted as not flagged"
+        )
     for title, key in (("category", "per_category"), ("subset", "per_subset")):
         for name, metrics in result[key].items():
             lines.append(

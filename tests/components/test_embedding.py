@@ -150,19 +150,25 @@ def test_concurrent_calls_are_batched_and_match_single_calls() -> None:
 def test_each_unsafe_label_is_flagged_at_its_own_threshold(
     shipped: EmbeddingClassifier,
 ) -> None:
+    """A label's own threshold decides for that label: set just under one label's fourth
+    highest score (the other's at its highest), it flags the texts that label ranks
+    first, not those the other label would flag at the same value."""
     base = shipped.model
     assert base.head_w is not None and base.head_b is not None
-    texts = HARMFUL + BENIGN
+    texts = [*HARMFUL, *BENIGN, "Those people are vermin and should be driven out of our town."]
     raw = base.logits(texts).sigmoid()
-    plain = [s.unsafe >= 0.5 for s in base.predict(texts)]
-    assert not all(plain)
-    # Each label, at a threshold every text reaches, flags every text alone.
-    for own in ({"toxic": 1e-9, "harmful": 1 - 1e-9}, {"toxic": 1 - 1e-9, "harmful": 1e-9}):
+    labels = ("toxic", "harmful")
+    for i, label in enumerate(labels):
+        ranked = sorted((float(p) for p in raw[:, i]), reverse=True)
+        cut = (ranked[3] + ranked[4]) / 2
+        own = {label: cut, labels[1 - i]: 1 - 1e-6}
         meta = {**base.meta, "threshold": 0.5, "label_thresholds": own}
         model = EmbeddingModel(base.encoder, base.encode, meta, (base.head_w, base.head_b))
-        scores = [s.unsafe for s in model.predict(texts)]
+        flagged = [s.unsafe >= 0.5 for s in model.predict(texts)]
         expected = [bool(row[0] >= own["toxic"] or row[1] >= own["harmful"]) for row in raw]
-        assert [score >= 0.5 for score in scores] == expected == [True] * len(texts)
+        assert flagged == expected
+        assert 0 < sum(flagged) < len(texts)
+        assert flagged != [bool(row[1 - i] >= cut) for row in raw]
 
 
 def test_training_scores_shift_labels_as_the_classifier_does() -> None:

@@ -204,7 +204,9 @@ def test_an_applications_instructions_are_judged_as_its_system_message(
     for name in ("prompt_injection_benign", "prompt_injection"):
         args = ["eval", "--policy", str(policy), "--dataset", name, "--out", str(out)]
         assert main(args) == 0
-    benign = json.loads((out / "scoped-prompt_injection_benign.json").read_text())["overall"]
+    report = json.loads((out / "scoped-prompt_injection_benign.json").read_text())
+    benign = report["overall"]
     assert (benign["n"], benign["flagged_rate"]) == (2, flagged)
+    assert report["unjudged"] == (2 if flagged == 0.0 else 0)  # no rail read them
     attacks = json.loads((out / "scoped-prompt_injection.json").read_text())["overall"]
     assert (attacks["n"], attacks["recall"]) == (2, 1.0)

@@ -3,21 +3,27 @@ the same way every time, never the same files."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import pytest
 
+from guard.components.attacks import ATTACK_HEAD
+from guard.components.embedding import HEAD, file_sha256
 from guard.train.installed_text import (
     ASKED,
     KINDS,
     TRAINING_PACKAGES,
-    about,
     chunk_of,
     installed_examples,
+    measured_chunks,
     measured_files,
     package_folder,
+    pinned_differences,
+    provenance,
     training_chunks,
+    training_files,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -51,13 +57,31 @@ def test_every_third_example_is_asked_about() -> None:
             assert example.text == chunk.text
 
 
-def test_the_bench_never_reads_a_training_file(tmp_path: Path) -> None:
-    measured = {path for paths in measured_files().values() for path in paths}
-    folders = [package_folder(name) for name in TRAINING_PACKAGES]
-    trained = [folder for folder in folders if folder is not None]
-    assert measured and trained
-    assert not any(folder in path.parents for path in measured for folder in trained)
-    assert not measured & {path for name in TRAINING_PACKAGES for _, path in about(name)}
+def test_the_bench_never_reads_a_training_file() -> None:
+    """Not the training packages' files, nor a copy of one elsewhere (a vendored package,
+    a common licence): compared by path, folder name and content."""
+    files = measured_files()
+    drawn = measured_chunks(files, 20, 0)
+    trained = training_files()
+    assert drawn and trained
+    folders = [folder.resolve() for name in TRAINING_PACKAGES if (folder := package_folder(name))]
+    measured = {path for paths in files.values() for path in paths}
+    assert not measured & set(trained)
+    assert not any(path.is_relative_to(folder) for path in measured for folder in folders)
+    assert not any(set(path.parts) & set(TRAINING_PACKAGES) for path in measured)
+    hashes = {file_sha256(path) for path in trained}
+    assert not any(file_sha256(path) in hashes for _, path, _ in drawn)
+
+
+@pytest.mark.skipif(bool(pinned_differences()), reason="other versions than the shipped heads'")
+def test_the_shipped_heads_read_these_chunks() -> None:
+    """With the pinned packages installed, the chunks are the ones the shipped heads were
+    trained on (their SHA-256 in each head's JSON)."""
+    for head in (ATTACK_HEAD, HEAD):
+        recorded = json.loads(head.with_suffix(".json").read_text())["training_data_sha256"]
+        config = json.loads(head.with_suffix(".json").read_text())["config"]
+        found = provenance(config["installed"], config["seed"])
+        assert recorded["installed_text chunks"] == found["chunks"]
 
 
 def test_a_chunk_is_a_run_of_lines(tmp_path: Path) -> None:
