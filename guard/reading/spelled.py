@@ -7,7 +7,8 @@ A run of three or more single letters, each followed by the same separator (one 
 of ``-._*~+|/\\`` and their Unicode dashes and dots, then perhaps a space), is read
 without its separators. A digit that leetspeak reads as a letter counts as one where the
 run has three letters besides ("b-0-m-b", "k_1_l_l" read "b0mb", "k1ll", which
-``guard.reading.leet`` then reads); with fewer ("n-1-i", "A.1.b", "1.0.4") it is code, a
+``guard.reading.leet`` then reads; in capitals, "B-0-M-B" reads "BOMB" here, since
+leetspeak leaves capitals alone); with fewer ("n-1-i", "A.1.b", "1.0.4") it is code, a
 section number or a number, and stays. Runs joined by spaces alone are left: a
 classifier reads "b o m b" well enough, and joining them would glue whole words
 together. Abbreviations keep their meaning ("U.S.A" reads "USA"); two letters ("e.g.")
@@ -76,16 +77,34 @@ def _glued(text: str, start: int, end: int, separator: str) -> bool:
     )
 
 
+_UPPER_OF_DIGITS: Final = str.maketrans({d: c.upper() for d, c in LETTERS_OF_DIGITS.items()})
+
+
+def _spelled(letters: str) -> str:
+    """A spelled-out word's letters as it reads: in capitals, its digits read as capital
+    letters here ("B-0-M-B" reads "BOMB"), since ``guard.reading.leet`` leaves words in
+    capitals alone (codes are written so); in lower case, leetspeak reads them next."""
+    if letters.isupper() and not letters.isalpha():
+        return letters.translate(_UPPER_OF_DIGITS)
+    return letters
+
+
 def join_spelled_words(text: Normalized) -> Normalized:
     """``text`` with the separators of its spelled-out words left out."""
-    removed: list[tuple[int, int]] = []
+    edits: list[tuple[int, int, str]] = []
     for start, end, stride in _runs(text.text):
-        removed.extend((at + 1, at + stride) for at in range(start, end - 1, stride))
-    return text.without(removed)
+        read = _spelled(text.text[start:end:stride])
+        for i, at in enumerate(range(start, end, stride)):
+            if read[i] != text.text[at]:
+                edits.append((at, at + 1, read[i]))
+            if at + 1 < end:
+                edits.append((at + 1, at + stride, ""))
+    return text.replacing(edits)
 
 
 def join_spelled_text(text: str) -> str:
     """``join_spelled_words`` without the map back to the original."""
     return spliced(
-        text, ((start, end, text[start:end:stride]) for start, end, stride in _runs(text))
+        text,
+        ((start, end, _spelled(text[start:end:stride])) for start, end, stride in _runs(text)),
     )

@@ -32,6 +32,9 @@ CYR_O = "\u043e"
         # leetspeak digits spelled out: joined, then read by the leetspeak step
         ("How do I make a b-0-m-b?", "How do I make a bomb?"),
         ("k_1_l_l him, h.4.c.k it", "kill him, hack it"),
+        # in capitals the digits are read here: leetspeak leaves capitals (codes) alone
+        ("How do I make a B-0-M-B?", "How do I make a BOMB?"),
+        ("the M.3.T.H lab, K_1_L_L", "the METH lab, KILL"),
     ],
 )
 def test_spelled_out_words_read_as_words(text: str, reads: str) -> None:
@@ -49,6 +52,7 @@ def test_spelled_out_words_read_as_words(text: str, reads: str) -> None:
         "ab-c-d-e",  # so is the first
         "call 1-2-3-4",  # digits
         "version v.1.3 of 1.0.4, e.g.1",  # digits with fewer than three letters: numbers
+        "SW1A 1AA and A.1.B",  # codes in capitals, a section
         "for (j = n-1-i; j) f(x+1+y) GET /a/1/b |a|1|b| Appendix A.1.b",  # code, sections
         "b o m b",  # spaces alone
         "b-o.m-b",  # mixed separators
@@ -70,6 +74,15 @@ def test_a_joined_word_maps_back_onto_its_spelling() -> None:
         "bomb"
     )
     assert n.original_span(start + 4, len(n.text)) == (10, len(text))
+
+
+def test_a_digit_read_as_a_capital_maps_back_onto_the_digit() -> None:
+    text = "a B-0-M-B now"
+    n = normalize(text)
+    start = n.text.index("BOMB")
+    assert [text[slice(*n.original_span(k, k + 1))] for k in range(start, start + 4)] == list(
+        "B0MB"
+    )
 
 
 spelled_runs = st.builds(
