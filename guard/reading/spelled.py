@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import Final
 
-from guard.reading.leet import LETTERS_OF_DIGITS
+from guard.reading.leet import LETTERS_OF_DIGITS, MAX_WORD
 from guard.reading.offsets import Normalized, spliced
 
 SEPARATORS: Final = "-._*~+|/\\\u00b7\u2010\u2011\u2012\u2013\u2014\u2015\u2022\u2027\u2212\u30fb"
@@ -83,10 +83,14 @@ _UPPER_OF_DIGITS: Final = str.maketrans({d: c.upper() for d, c in LETTERS_OF_DIG
 def _spelled(letters: str) -> str:
     """A spelled-out word's letters as it reads: in capitals, its digits read as capital
     letters here ("B-0-M-B" reads "BOMB"), since ``guard.reading.leet`` leaves words in
-    capitals alone (codes are written so); in lower case, leetspeak reads them next."""
-    if letters.isupper() and not letters.isalpha():
-        return letters.translate(_UPPER_OF_DIGITS)
-    return letters
+    capitals alone (codes are written so); in lower case, leetspeak reads them next. The
+    same conditions as leetspeak's otherwise: ASCII letters, no digit at either end
+    ("H-T-M-L-5", "4-K-U-H-D" stay), at most ``MAX_WORD`` characters."""
+    if not letters.isupper() or letters.isalpha() or len(letters) > MAX_WORD:
+        return letters
+    read = letters.translate(_UPPER_OF_DIGITS)
+    ends_in_digit = letters[0] in LETTERS_OF_DIGITS or letters[-1] in LETTERS_OF_DIGITS
+    return letters if ends_in_digit or not (read.isascii() and read.isalpha()) else read
 
 
 def join_spelled_words(text: Normalized) -> Normalized:
