@@ -33,7 +33,7 @@ from guard.train.embedding_head import (
     authored_benign,
 )
 from guard.train.embedding_head import Config as HeadConfig
-from guard.train.installed_text import installed_examples, provenance
+from guard.train.installed_text import installed_examples, training_data_hashes
 from guard.train.instructed import AUTHORED_INSTRUCTED
 from guard.train.suffixes import suffix, vocabulary_words
 
@@ -286,7 +286,4 @@ def dataset_hashes(config: Config, root: Path | None) -> dict[str, str]:
     for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS, AUTHORED_INSTRUCTED):
         hashes[file.name] = file_sha256(file)
     hashes["vocab.txt"] = file_sha256(Path(backbone_path(config.backbone)) / "vocab.txt")
-    if config.installed:
-        for name, value in provenance(config.installed, config.seed).items():
-            hashes[f"installed_text {name}"] = value
-    return hashes
+    return hashes | training_data_hashes(config.installed, config.seed)

