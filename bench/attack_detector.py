@@ -10,8 +10,10 @@ Three measurements, each through ``classify`` (the batcher path a rail takes):
   closed loop, for ``--seconds``; prompts per second for each rail and for both;
 * the process CPU time of each, beside its wall time (the machine is shared).
 
-The last row adds the ``language`` rail to the policy's two, through the rails' windows
-as a policy runs it.
+The ``language`` rows add the ``language`` rail to the policy's two, through the rails'
+windows as a policy runs it. The ``bfloat16`` rows run the encoder's matrix products in
+bfloat16 (``precision: bfloat16``, both rails sharing it), as ``policies/offline.yaml``
+does.
 
 The ``attacks`` rail runs twice: on the prompts alone, and on the same prompts sent
 after a system prompt that forbids something (``APP``), which it reads them against.
@@ -180,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     attacks = AttackClassifier(AttacksSpec(kind="attacks", timeout_s=600))
     embedding = EmbeddingClassifier(EmbeddingSpec(kind="embedding", timeout_s=600))
     int8 = EmbeddingClassifier(EmbeddingSpec(kind="embedding", timeout_s=600, precision="int8"))
+    half = EmbeddingClassifier(EmbeddingSpec(kind="embedding", timeout_s=600, precision="bfloat16"))
+    half_attacks = AttackClassifier(
+        AttacksSpec(kind="attacks", timeout_s=600, precision="bfloat16")
+    )
     long = long_prompt(attacks)
     tokens = len(attacks.model.encode([long])[0]) - 2
     short = [r.text for name in ("xstest", "advbench") for r in datasets.load(name)]
@@ -196,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         measure(
             "attacks + embedding float32 + language",
             with_language(together(attacks, embedding)),
+            long,
+            short,
+            args,
+        ),
+        measure("embedding bfloat16", together(half), long, short, args),
+        measure(
+            "attacks + embedding bfloat16 + language",
+            with_language(together(half_attacks, half)),
             long,
             short,
             args,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
-from guard.components.embedding import file_sha256, load_model, sentences
+from guard.components.embedding import file_sha256, in_bfloat16, load_model, sentences
 from guard.components.instructions import (
     InstructionVectors,
     clauses,
@@ -52,7 +52,7 @@ from guard.components.minilm import (
     fit_length,
     load_backbone,
 )
-from guard.components.specs import ATTACK_LABELS, AttacksSpec
+from guard.components.specs import ATTACK_LABELS, AttacksSpec, SharedPrecision
 
 if TYPE_CHECKING:
     import numpy as np
@@ -181,7 +181,11 @@ class AttackModel:
         return list(self.meta.get("labels", ()))
 
     @staticmethod
-    def load(head: Path = ATTACK_HEAD, backbone: str | None = None) -> AttackModel:
+    def load(
+        head: Path = ATTACK_HEAD,
+        backbone: str | None = None,
+        precision: SharedPrecision = "float32",
+    ) -> AttackModel:
         import numpy as np
         from safetensors.numpy import load_file
 
@@ -190,10 +194,12 @@ class AttackModel:
             raise ValueError(f"{head}: not an attack head of this guard version")
         tensors = load_file(str(head))
         plain, encode = load_backbone(backbone or meta.get("backbone", PACKAGED_BACKBONE), {})
+        if precision == "bfloat16":
+            plain = in_bfloat16(plain)
         encoder, pooling = plain, None
         if meta.get("states"):
             # Called as the ``embedding`` rail calls it, to share its loaded model.
-            tuned = load_model(states_head(head, meta["states"]), backbone, "float32")
+            tuned = load_model(states_head(head, meta["states"]), backbone, precision)
             encoder, encode, pooling = tuned.encoder, tuned.encode, tuned.pooling
         return AttackModel(
             encoder,
@@ -364,9 +370,11 @@ def logit(p: float) -> float:
 
 
 @lru_cache(maxsize=4)
-def load_attack_model(head: Path = ATTACK_HEAD, backbone: str | None = None) -> AttackModel:
-    """One loaded model per head and backbone, shared by the classifiers using it."""
-    return AttackModel.load(head, backbone)
+def load_attack_model(
+    head: Path = ATTACK_HEAD, backbone: str | None = None, precision: SharedPrecision = "float32"
+) -> AttackModel:
+    """One loaded model per head, backbone and precision, shared by the classifiers using it."""
+    return AttackModel.load(head, backbone, precision)
 
 
 class AttackClassifier(Classifier):
@@ -375,7 +383,7 @@ class AttackClassifier(Classifier):
     def __init__(self, spec: AttacksSpec, backbone: str | None = None):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else ATTACK_HEAD
-        self.model = load_attack_model(head.resolve(), backbone)
+        self.model = load_attack_model(head.resolve(), backbone, spec.precision)
         shipped: dict[str, float] = self.model.meta["thresholds"]
         self.thresholds = {
             label: (spec.thresholds or {}).get(label, shipped[label]) for label in spec.labels

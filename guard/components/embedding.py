@@ -32,6 +32,7 @@ from guard.components.minilm import (
     Encode,
     Encoder,
     SharedPooling,
+    bfloat16_is_fast,
     fit_length,
     load_backbone,
     one_thread,
@@ -134,8 +135,9 @@ class EmbeddingModel:
         head: Path = HEAD, backbone: str | None = None, precision: Precision = "float32"
     ) -> EmbeddingModel:
         """The backbone (a hub id, a folder, or the packaged MiniLM) with a trained head.
-        With ``int8`` where this torch build cannot quantize, it stays float32 and says so
-        in the log: the scores are the same up to rounding, only slower."""
+        With ``int8`` where this torch build cannot quantize, or ``bfloat16`` where the CPU
+        has no bfloat16 instructions, it stays float32 and says so in the log: the scores
+        are the same up to rounding, only slower."""
         from safetensors.torch import load_file
 
         meta: dict[str, Any] = json.loads(head_meta_path(head).read_text())
@@ -146,6 +148,8 @@ class EmbeddingModel:
         if head_w.shape != (len(meta["labels"]), encoder.word.shape[1]):
             raise ValueError(f"{head}: head shape {tuple(head_w.shape)} does not fit its labels")
         quantized = _int8(encoder) if precision == "int8" else None
+        if precision == "bfloat16":
+            encoder = in_bfloat16(encoder)
         model = EmbeddingModel(quantized or encoder, encode, meta, (head_w, head_b))
         if quantized is not None:
             # int8 scales each product's input by its own range: a text run alone gets
@@ -239,6 +243,15 @@ def _int8(encoder: Encoder) -> Encoder | None:
     except (RuntimeError, AttributeError, NotImplementedError) as exc:
         log.warning("int8 is not available in this torch build (%s); using float32", exc)
         return None
+
+
+def in_bfloat16(encoder: Encoder) -> Encoder:
+    """``encoder`` with bfloat16 products; itself, said in the log, where this CPU has no
+    bfloat16 instructions (emulated, bfloat16 is slower than float32)."""
+    if bfloat16_is_fast():
+        return encoder.bfloat16()
+    log.warning("this CPU has no bfloat16 instructions; using float32")
+    return encoder
 
 
 def highest(parts: Sequence[torch.Tensor]) -> torch.Tensor:

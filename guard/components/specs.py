@@ -15,9 +15,15 @@ from typing import Annotated, ClassVar, Final, Literal
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Precision = Literal["int8", "float32"]
+Precision = Literal["int8", "float32", "bfloat16"]
 """How the built-in MiniLM kinds compute: int8 weights (about twice as fast on a CPU, scores
-within a few hundredths) or float32 (the precision they were trained and calibrated in)."""
+within a few hundredths), float32 (the precision they were trained and calibrated in), or
+bfloat16 matrix products (about twice as fast where the CPU has bfloat16 instructions,
+scores within about a hundredth; float32 elsewhere, said in the log)."""
+
+SharedPrecision = Literal["float32", "bfloat16"]
+"""The precisions in which the ``attacks`` kind can share the ``embedding`` kind's encoder:
+a policy running both runs it once per short text when both name the same one."""
 
 
 LongTexts = Literal["windows", "head_and_tail"]
@@ -305,6 +311,9 @@ class AttacksSpec(ClassifierSpec):
     """``prompt_injection`` also reads a message against the system and developer messages
     before it: a request for what the application's instructions forbid is an injection
     (``guard.components.instructions``). False judges each message alone."""
+    precision: SharedPrecision = "float32"
+    """How the encoder it reads texts through computes (``Precision``): name the same as
+    the policy's ``embedding`` rails, so that both rails run it once per short text."""
 
     @field_validator("thresholds")
     @classmethod

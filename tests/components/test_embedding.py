@@ -26,7 +26,15 @@ from guard.components.embedding import (
     head_meta_path,
     label_shifts,
 )
-from guard.components.minilm import Int8Layer, SharedPooling, fit_length, windows
+from guard.components.minilm import (
+    BFloat16Layer,
+    EncoderLayer,
+    Int8Layer,
+    SharedPooling,
+    bfloat16_is_fast,
+    fit_length,
+    windows,
+)
 from guard.components.specs import EmbeddingSpec
 from guard.datasets.readers import OPENAI_CATEGORIES
 from guard.policy.load import load_policy_file
@@ -217,6 +225,36 @@ def test_int8_scores_close_to_float32_and_never_depend_on_batch_mates(
     assert classify(int8, texts) == alone
     assert alone == pytest.approx(exact, abs=0.1)
     assert alone != pytest.approx(exact, abs=1e-6)
+
+
+@pytest.mark.skipif(not bfloat16_is_fast(), reason="this CPU has no bfloat16 instructions")
+def test_bfloat16_scores_close_to_float32_with_the_same_verdicts(
+    shipped: EmbeddingClassifier,
+) -> None:
+    half = EmbeddingClassifier(spec(precision="bfloat16"))
+    assert half.model is not shipped.model
+    assert all(isinstance(layer, BFloat16Layer) for layer in half.model.encoder.layers)
+    texts = HARMFUL + BENIGN + REQUESTS + QUESTIONS
+    exact = asyncio.run(shipped.classify([Subject(text) for text in texts]))
+    rounded = asyncio.run(half.classify([Subject(text) for text in texts]))
+    scores = [v.score for v in rounded]
+    assert scores == pytest.approx([v.score for v in exact], abs=0.02)
+    assert scores != pytest.approx([v.score for v in exact], abs=1e-7)
+    assert [v.flagged for v in rounded] == [v.flagged for v in exact]
+    assert [v.flagged for v in exact[:10]] == [True] * 5 + [False] * 5
+
+
+def test_bfloat16_stays_float32_where_the_cpu_has_no_bfloat16_instructions(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, check, lambda: False, raising=False)
+    assert not bfloat16_is_fast()
+    model = EmbeddingModel.load(precision="bfloat16")
+    assert all(type(layer) is EncoderLayer for layer in model.encoder.layers)
+    assert "no bfloat16 instructions; using float32" in caplog.text
 
 
 def test_int8_runs_on_the_calling_thread_alone_and_other_threads_keep_their_count(

@@ -20,7 +20,8 @@ from guard.components.embedding_reward import (
     reward_text,
     transcript_turns,
 )
-from guard.components.specs import EmbeddingRewardSpec
+from guard.components.minilm import bfloat16_is_fast
+from guard.components.specs import EmbeddingRewardSpec, Precision
 from tests.conftest import Fake
 from tests.pipeline.test_rails import chat, guard_with
 
@@ -169,15 +170,19 @@ def test_pruning_with_the_built_in_reward(fake_upstream: Fake, tmp_path: Path) -
     assert [i for i, s in enumerate(info["scores"]) if s is not None] == cut["kept"]
 
 
-def test_int8_reward_ranks_like_float32() -> None:
-    exact, int8 = EmbeddingRewardModel.load(), EmbeddingRewardModel.load(precision="int8")
+@pytest.mark.parametrize("precision", ["int8", "bfloat16"])
+def test_a_lower_precision_reward_ranks_like_float32(precision: Precision) -> None:
+    if precision == "bfloat16" and not bfloat16_is_fast():
+        pytest.skip("this CPU has no bfloat16 instructions")
+    exact, lower = EmbeddingRewardModel.load(), EmbeddingRewardModel.load(precision=precision)
     texts = [
         exact.text(Candidate(answer, conversation(question)))
         for question, harmless, harmful in PAIRS
         for answer in (harmless, harmful)
     ]
-    assert int8.scores(texts) == pytest.approx(exact.scores(texts), abs=0.5)
-    preferred = [int8.scores(texts[i : i + 2]) for i in range(0, len(texts), 2)]
+    assert lower.scores(texts) == pytest.approx(exact.scores(texts), abs=0.5)
+    assert lower.scores(texts) != pytest.approx(exact.scores(texts), abs=1e-7)
+    preferred = [lower.scores(texts[i : i + 2]) for i in range(0, len(texts), 2)]
     assert [a > b for a, b in preferred] == [True] * len(PAIRS)
 
 
