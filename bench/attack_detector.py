@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
+from guard.components.batching import (
+    PIECES_QUEUED,
+    MicroBatcher,
+    model_thread,
+    on_model_thread,
+    submit_in_pieces,
+)
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
@@ -275,7 +281,7 @@ class EmbeddingClassifier(Classifier):
     def __init__(self, spec: EmbeddingSpec, backbone: str | None = None):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else HEAD
-        self.model = load_model(head.resolve(), backbone, spec.precision)
+        self.model = on_model_thread(lambda: load_model(head.resolve(), backbone, spec.precision))
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
         self.categories = tuple(self.model.category_columns)
         self.batcher: MicroBatcher[list[int], torch.Tensor] = MicroBatcher(
@@ -285,6 +291,7 @@ class EmbeddingClassifier(Classifier):
             max_queued=PIECES_QUEUED,
             cost=len,
             max_batch_cost=BATCH_TOKENS,
+            executor=model_thread(),
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:

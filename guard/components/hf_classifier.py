@@ -16,7 +16,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
+from guard.components.batching import (
+    PIECES_QUEUED,
+    MicroBatcher,
+    model_thread,
+    on_model_thread,
+    submit_in_pieces,
+)
 from guard.components.specs import HFClassifierSpec
 
 
@@ -75,7 +81,7 @@ class HFClassifier(Classifier):
 
         self.spec = spec
         self._torch = torch
-        self.tokenizer, self.model = load_sequence_classifier(spec.model)
+        self.tokenizer, self.model = on_model_thread(lambda: load_sequence_classifier(spec.model))
         config = self.model.config
         if spec.labels and len(spec.labels) != config.num_labels:
             raise ValueError(
@@ -97,7 +103,11 @@ class HFClassifier(Classifier):
         """transformers' fast tokenizers may reconfigure themselves on a call, which fails
         while another thread is tokenizing with the same one."""
         self.batcher: MicroBatcher[list[int], dict[str, float]] = MicroBatcher(
-            self._probabilities, spec.max_batch_size, name="hf-classifier", max_queued=PIECES_QUEUED
+            self._probabilities,
+            spec.max_batch_size,
+            name="hf-classifier",
+            max_queued=PIECES_QUEUED,
+            executor=model_thread(),
         )
 
     async def classify(self, subjects: Sequence[Subject]) -> list[Verdict]:

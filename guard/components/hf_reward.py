@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guard.components.base import Candidate, Reward
-from guard.components.batching import MicroBatcher
+from guard.components.batching import MicroBatcher, model_thread, on_model_thread
 from guard.components.hf_classifier import load_sequence_classifier
 from guard.components.specs import HFRewardSpec
 
@@ -36,13 +36,13 @@ class HFReward(Reward):
 
         self.spec = spec
         self._torch = torch
-        self.tokenizer, self.model = load_sequence_classifier(spec.model)
+        self.tokenizer, self.model = on_model_thread(lambda: load_sequence_classifier(spec.model))
         if self.model.config.num_labels != 1:
             raise ValueError(
                 f"{spec.model} has {self.model.config.num_labels} outputs; a reward model has one"
             )
         self.batcher: MicroBatcher[str, float] = MicroBatcher(
-            self._scores, spec.max_batch_size, name="hf-reward"
+            self._scores, spec.max_batch_size, name="hf-reward", executor=model_thread()
         )
 
     async def score(self, candidates: Sequence[Candidate]) -> list[float]:

@@ -179,6 +179,10 @@ class Int8Layer(EncoderLayer):
         return result
 
 
+ROWS = 32
+"""bfloat16 products run on row counts that are multiples of this."""
+
+
 @dataclass(frozen=True)
 class BFloat16Layer(EncoderLayer):
     """An encoder layer whose matrix products run in bfloat16 (on CPUs with bfloat16
@@ -202,11 +206,19 @@ class BFloat16Layer(EncoderLayer):
         return BFloat16Layer(**tensors, halves=halves)
 
     def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """The product on ``x``'s rows padded with zeros to a multiple of ``ROWS``: oneDNN
+        builds its bfloat16 kernels for each shape it meets, which costs about as much as
+        the product itself, and a batch's token count is rarely the same twice."""
         import torch
         import torch.nn.functional as F
 
         weight, bias = self.halves[name]
-        return F.linear(x.to(torch.bfloat16), weight, bias).float()
+        flat = x.reshape(-1, x.shape[-1])
+        rows = flat.shape[0]
+        padded = flat.new_zeros((-(-rows // ROWS) * ROWS, flat.shape[1]), dtype=torch.bfloat16)
+        padded[:rows] = flat
+        out = F.linear(padded, weight, bias)[:rows]
+        return out.float().reshape(*x.shape[:-1], -1)
 
 
 def bfloat16_is_fast() -> bool:

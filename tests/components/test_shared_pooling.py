@@ -141,6 +141,10 @@ def test_the_embedding_and_attacks_rails_share_one_pass_per_short_text() -> None
 
     asyncio.run(both())
     assert pooling.computed - before == len(texts)
+    # Both ran on guard's one model thread, none of their own (``batching.model_thread``).
+    names = [thread.name for thread in threading.enumerate()]
+    assert any(name.startswith("guard-model") for name in names)
+    assert not [n for n in names if n.startswith(("guard-embedding", "guard-attacks"))]
 
 
 @pytest.mark.skipif(not bfloat16_is_fast(), reason="this CPU has no bfloat16 instructions")
