@@ -36,13 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import (
-    PIECES_QUEUED,
-    MicroBatcher,
-    model_thread,
-    on_model_thread,
-    submit_in_pieces,
-)
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.embedding import file_sha256, in_bfloat16, load_model, sentences
 from guard.components.instructions import (
     InstructionVectors,
@@ -59,6 +53,7 @@ from guard.components.minilm import (
     load_backbone,
 )
 from guard.components.specs import ATTACK_LABELS, AttacksSpec, SharedPrecision
+from guard.components.threads import load_alone, model_thread
 
 if TYPE_CHECKING:
     import numpy as np
@@ -389,9 +384,7 @@ class AttackClassifier(Classifier):
     def __init__(self, spec: AttacksSpec, backbone: str | None = None):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else ATTACK_HEAD
-        self.model = on_model_thread(
-            lambda: load_attack_model(head.resolve(), backbone, spec.precision)
-        )
+        self.model = load_alone(lambda: load_attack_model(head.resolve(), backbone, spec.precision))
         shipped: dict[str, float] = self.model.meta["thresholds"]
         self.thresholds = {
             label: (spec.thresholds or {}).get(label, shipped[label]) for label in spec.labels

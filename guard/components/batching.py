@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 In = TypeVar("In")
@@ -57,33 +55,6 @@ texts a policy judges (``inputs.max_chars``: 262,144 characters of prose make ab
 ON_LOOP_CHARS = 1_024
 """Texts this short are cut into pieces on the event loop: tokenizing them takes a few
 hundred microseconds at most, less than handing them to a thread and back."""
-
-
-_here = threading.local()
-
-
-@lru_cache(maxsize=1)
-def model_thread() -> ThreadPoolExecutor:
-    """The one thread on which guard's in-process torch models (the MiniLM and Hugging
-    Face kinds) are loaded and run, for all their batchers. torch's OpenMP gives each
-    thread that runs parallel work a team of helper threads of its own; with more of them
-    than cores, libgomp stops spinning between operators and wakes its helpers for each
-    one, which cost a quarter of a batch of short prompts (docs/benchmarks.md, "One
-    thread for torch")."""
-    return ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="guard-model", initializer=_mark_model_thread
-    )
-
-
-def _mark_model_thread() -> None:
-    _here.model_thread = True
-
-
-def on_model_thread(call: Callable[[], Result]) -> Result:
-    """``call()`` run on ``model_thread``, waited for; at once when called there."""
-    if getattr(_here, "model_thread", False):
-        return call()
-    return model_thread().submit(call).result()
 
 
 class QueueFull(Exception):
@@ -120,8 +91,8 @@ class MicroBatcher(Generic[In, Out]):
         max_batch_cost: int | None = None,
         executor: ThreadPoolExecutor | None = None,
     ):
-        """``run`` is called on ``executor`` (shared, never shut down here: ``model_thread``),
-        or on a thread of the batcher's own."""
+        """``run`` is called on ``executor`` (shared, never shut down here:
+        ``threads.model_thread``), or on a thread of the batcher's own."""
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued

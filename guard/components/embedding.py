@@ -26,13 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import (
-    PIECES_QUEUED,
-    MicroBatcher,
-    model_thread,
-    on_model_thread,
-    submit_in_pieces,
-)
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encode,
@@ -41,10 +35,10 @@ from guard.components.minilm import (
     bfloat16_is_fast,
     fit_length,
     load_backbone,
-    one_thread,
     windows,
 )
 from guard.components.specs import EmbeddingSpec, LongTexts, Precision
+from guard.components.threads import load_alone, model_thread, one_thread
 
 if TYPE_CHECKING:
     import torch
@@ -281,7 +275,7 @@ class EmbeddingClassifier(Classifier):
     def __init__(self, spec: EmbeddingSpec, backbone: str | None = None):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else HEAD
-        self.model = on_model_thread(lambda: load_model(head.resolve(), backbone, spec.precision))
+        self.model = load_alone(lambda: load_model(head.resolve(), backbone, spec.precision))
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
         self.categories = tuple(self.model.category_columns)
         self.batcher: MicroBatcher[list[int], torch.Tensor] = MicroBatcher(

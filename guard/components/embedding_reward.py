@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guard.components.base import Candidate, Reward
-from guard.components.batching import MicroBatcher, model_thread, on_model_thread
+from guard.components.batching import MicroBatcher
 from guard.components.embedding import DATA_DIR, EmbeddingModel
 from guard.components.minilm import Encode
 from guard.components.specs import EmbeddingRewardSpec, Precision
+from guard.components.threads import load_alone, model_thread
 from guard.protocol.messages import message_text
 
 HEAD = DATA_DIR / "embedding_reward.safetensors"
@@ -112,9 +113,7 @@ class EmbeddingReward(Reward):
     def __init__(self, spec: EmbeddingRewardSpec):
         self.spec = spec
         head = Path(spec.head).expanduser() if spec.head else HEAD
-        self.model = on_model_thread(
-            lambda: load_reward_model(head.resolve(), precision=spec.precision)
-        )
+        self.model = load_alone(lambda: load_reward_model(head.resolve(), precision=spec.precision))
         self.batcher: MicroBatcher[str, float] = MicroBatcher(
             self.model.scores, max_batch_size=64, name="embedding-reward", executor=model_thread()
         )

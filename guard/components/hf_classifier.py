@@ -16,14 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guard.components.base import Classifier, Subject, Verdict
-from guard.components.batching import (
-    PIECES_QUEUED,
-    MicroBatcher,
-    model_thread,
-    on_model_thread,
-    submit_in_pieces,
-)
+from guard.components.batching import PIECES_QUEUED, MicroBatcher, submit_in_pieces
 from guard.components.specs import HFClassifierSpec
+from guard.components.threads import load_alone, model_thread
 
 
 def verdict_from_probabilities(
@@ -81,7 +76,7 @@ class HFClassifier(Classifier):
 
         self.spec = spec
         self._torch = torch
-        self.tokenizer, self.model = on_model_thread(lambda: load_sequence_classifier(spec.model))
+        self.tokenizer, self.model = load_alone(lambda: load_sequence_classifier(spec.model))
         config = self.model.config
         if spec.labels and len(spec.labels) != config.num_labels:
             raise ValueError(

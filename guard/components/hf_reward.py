@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from guard.components.base import Candidate, Reward
-from guard.components.batching import MicroBatcher, model_thread, on_model_thread
+from guard.components.batching import MicroBatcher
 from guard.components.hf_classifier import load_sequence_classifier
 from guard.components.specs import HFRewardSpec
+from guard.components.threads import load_alone, model_thread
 
 
 def reward_conversation(candidate: Candidate) -> list[dict[str, Any]]:
@@ -36,7 +37,7 @@ class HFReward(Reward):
 
         self.spec = spec
         self._torch = torch
-        self.tokenizer, self.model = on_model_thread(lambda: load_sequence_classifier(spec.model))
+        self.tokenizer, self.model = load_alone(lambda: load_sequence_classifier(spec.model))
         if self.model.config.num_labels != 1:
             raise ValueError(
                 f"{spec.model} has {self.model.config.num_labels} outputs; a reward model has one"

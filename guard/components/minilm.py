@@ -13,9 +13,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -392,31 +390,6 @@ class SharedPooling:
                 future.set_result(row)
             while len(self.done) > self.size:
                 self.done.popitem(last=False)
-
-
-def one_thread() -> AbstractContextManager[object]:
-    """While inside, torch runs the calling thread's operators on that thread alone; other
-    threads keep their own count (``torch.set_num_threads`` would also change it for every
-    thread that starts using torch later).
-
-    For int8, which runs each text alone: operators on one text are small, and torch hands
-    each one to OpenMP's second thread and waits for it. Once more than one thread of the
-    process has used OpenMP (the model is loaded in one and run in a batcher's), OpenMP's
-    threads sleep between operators instead of spinning, and waking them costs more than
-    the second thread saves (docs/benchmarks.md, "int8 in a worker thread")."""
-    import torch
-
-    torch.get_num_threads()  # torch sets a thread's count on its first call: let it, first
-    limiter: AbstractContextManager[object] = _openmp().limit(limits=1)
-    return limiter
-
-
-@lru_cache(maxsize=1)
-def _openmp() -> Any:
-    """The OpenMP runtime torch loaded (found among the loaded libraries, once)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController().select(user_api="openmp")
 
 
 def mean_pool(states: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:

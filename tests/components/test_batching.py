@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from guard.components.batching import MicroBatcher, QueueFull, model_thread, on_model_thread
+from guard.components.batching import MicroBatcher, QueueFull
 
 
 def gated_model(gate: threading.Event, seen: list[list[int]]):  # type: ignore[no-untyped-def]
@@ -264,27 +264,3 @@ def test_a_job_whose_item_did_not_fit_goes_first_next_time() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [[500], [200, 110, 201], [900, 111], [202, 112]]
-
-
-def test_batchers_on_the_model_thread_share_it_and_closing_one_leaves_it_running() -> None:
-    threads: list[str] = []
-
-    def run(items: list[int]) -> list[int]:
-        threads.append(threading.current_thread().name)
-        return [i + 1 for i in items]
-
-    async def scenario() -> list[list[int]]:
-        first: MicroBatcher[int, int] = MicroBatcher(run, executor=model_thread())
-        second: MicroBatcher[int, int] = MicroBatcher(run, executor=model_thread())
-        out = [await first.submit([1]), await second.submit([2])]
-        await first.aclose()
-        out.append(await second.submit([3]))
-        await second.aclose()
-        return out
-
-    assert asyncio.run(scenario()) == [[2], [3], [4]]
-    assert len(set(threads)) == 1 and threads[0].startswith("guard-model")
-    # Loading happens there too; called from there, it runs at once (no deadlock).
-    assert on_model_thread(lambda: threading.current_thread().name) == threads[0]
-    nested = model_thread().submit(on_model_thread, lambda: threading.current_thread().name)
-    assert nested.result(timeout=10) == threads[0]

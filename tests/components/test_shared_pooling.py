@@ -141,7 +141,7 @@ def test_the_embedding_and_attacks_rails_share_one_pass_per_short_text() -> None
 
     asyncio.run(both())
     assert pooling.computed - before == len(texts)
-    # Both ran on guard's one model thread, none of their own (``batching.model_thread``).
+    # Both ran on guard's one model thread, none of their own (``threads.model_thread``).
     names = [thread.name for thread in threading.enumerate()]
     assert any(name.startswith("guard-model") for name in names)
     assert not [n for n in names if n.startswith(("guard-embedding", "guard-attacks"))]
