@@ -3,7 +3,7 @@ user's message), on this checkout or an older one, to compare the two in one ses
 
 * long: one jailbreak prompt of 2,002 MiniLM tokens (``bench/attack_detector.py``'s
   wrapper and story, cut to 8,561 characters), one call at a time, ``--repeat`` calls
-  after two warm-ups; p50 and p99;
+  after two warm-ups; p50 and p99 (of 30 calls, the highest);
 * short: the 489 prompts of XSTest and AdvBench, 32 coroutines each judging one prompt
   at a time in a closed loop for ``--seconds``; prompts per second;
 * the process CPU time beside the wall time (the machine is shared).

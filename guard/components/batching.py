@@ -1,7 +1,8 @@
 """Batch CPU-bound model calls across concurrent requests, off the event loop, fairly.
 
 Callers ``await batcher.submit(items)``: a job. One worker runs the model function in a
-thread; while it runs, new jobs queue up and go together into the next call. So a lone
+thread (the batcher's own, or one it shares with other batchers: ``threads.model_thread``);
+while it runs, new jobs queue up and go together into the next call. So a lone
 request pays no waiting, and under load the batches grow by themselves, up to
 ``max_batch_size`` items and ``max_batch_cost`` (with ``cost`` an item's share of the
 work, such as its tokens; by default each item costs 1 and the two limits are one).
@@ -24,7 +25,9 @@ Capacity is admitted, not assumed:
   one that arrives behind others is. A job that finds nothing waiting is admitted
   whatever its size.
 * ``queue_timeout_s``: a job whose first item has not started by then is refused
-  (``QueueFull``), and never runs. Both are load, never a verdict.
+  (``QueueFull``), and its items not yet handed to the model never run (on a shared
+  thread, an item starts when its model call begins, after any other batcher's call
+  ahead of it). Both are load, never a verdict.
 * ``timeout_s`` counts only the job's own work: from its first item's start to its last
   item's end (``TimeoutError``). A job whose caller stops waiting, by a time-out or by
   being cancelled, leaves the queue: its remaining items never run.
@@ -34,11 +37,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 In = TypeVar("In")
@@ -55,6 +60,32 @@ texts a policy judges (``inputs.max_chars``: 262,144 characters of prose make ab
 ON_LOOP_CHARS = 1_024
 """Texts this short are cut into pieces on the event loop: tokenizing them takes a few
 hundred microseconds at most, less than handing them to a thread and back."""
+
+
+class _Calls:
+    """Model calls handed to each executor and not yet returned, across batchers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[int, int] = {}
+
+    def enter(self, executor: ThreadPoolExecutor) -> bool:
+        """Count one more call; whether the executor had none (it starts at once)."""
+        with self._lock:
+            before = self._count.get(id(executor), 0)
+            self._count[id(executor)] = before + 1
+            return before == 0
+
+    def leave(self, executor: ThreadPoolExecutor) -> None:
+        with self._lock:
+            left = self._count[id(executor)] - 1
+            if left:
+                self._count[id(executor)] = left
+            else:
+                del self._count[id(executor)]
+
+
+_calls = _Calls()
 
 
 class QueueFull(Exception):
@@ -201,14 +232,15 @@ class MicroBatcher(Generic[In, Out]):
             wakeup.clear()
             while self._pending:
                 batch = self._next_batch()
-                now = time.monotonic()
-                for job, index in batch:
-                    if index == 0:
-                        job.started.set()
-                        self.waits_s.append(now - job.queued_at)
+                first = [job for job, index in batch if index == 0]
                 items = [job.items[index] for job, index in batch]
+                idle = _calls.enter(self._executor)
+                if idle:  # the call starts now: no other batcher's call is ahead of it
+                    self._started(first, time.monotonic())
                 try:
-                    outputs = await loop.run_in_executor(self._executor, self._run, items)
+                    outputs = await loop.run_in_executor(
+                        self._executor, self._call, loop, [] if idle else first, items
+                    )
                     if len(outputs) != len(items):
                         raise RuntimeError(f"model gave {len(outputs)} results for {len(items)}")
                 except Exception as exc:
@@ -217,6 +249,8 @@ class MicroBatcher(Generic[In, Out]):
                             job.future.set_exception(exc)
                             self._abandon(job)
                     continue
+                finally:
+                    _calls.leave(self._executor)
                 self.batch_sizes.append(len(items))
                 for (job, index), output in zip(batch, outputs, strict=True):
                     job.outputs[index] = output
@@ -224,6 +258,27 @@ class MicroBatcher(Generic[In, Out]):
                     if job.finished == len(job.items) and not job.future.done():
                         job.future.set_result(job.outputs)
                         self._unresolved.discard(job)
+
+    async def beside(self, call: Callable[[], Result]) -> Result:
+        """``call()`` on the thread the model runs on, after the calls ahead of it: work
+        that may use torch (combining a long text's pieces), kept off other threads
+        (``threads``)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _call(
+        self, loop: asyncio.AbstractEventLoop, first: list[_Job[In, Out]], items: list[In]
+    ) -> list[Out]:
+        """The model on ``items``, on the executor. The ``first`` jobs start when this
+        call does, not when their batch was formed: on a shared executor busy with another
+        batcher's call, this one waits its turn."""
+        if first:
+            loop.call_soon_threadsafe(self._started, first, time.monotonic())
+        return self._run(items)
+
+    def _started(self, jobs: list[_Job[In, Out]], at: float) -> None:
+        for job in jobs:
+            job.started.set()
+            self.waits_s.append(at - job.queued_at)
 
     async def aclose(self) -> None:
         if self._worker is not None:
@@ -247,8 +302,8 @@ async def submit_in_pieces(
     into pieces (a long text into windows): tokenizing, CPU work that grows with the
     text, so it runs in a thread, off the event loop (unless the texts are shorter than
     ``ON_LOOP_CHARS``), and its time counts towards ``timeout_s``. All the pieces go to
-    the batcher as one job. ``combine`` runs in a thread too when they were more than
-    one batch."""
+    the batcher as one job. ``combine`` runs on the model's thread when they were more
+    than one batch."""
     began = time.monotonic()
     if sum(len(text) for text in texts) <= ON_LOOP_CHARS:
         groups = expand()
@@ -266,7 +321,7 @@ async def submit_in_pieces(
         per_text.append(flat[start : start + len(group)])
         start += len(group)
     if len(flat) > batcher.max_batch_size:
-        return await asyncio.to_thread(combine, per_text)
+        return await batcher.beside(partial(combine, per_text))
     return combine(per_text)
 
 

@@ -250,8 +250,14 @@ def in_bfloat16(encoder: Encoder) -> Encoder:
     bfloat16 instructions (emulated, bfloat16 is slower than float32)."""
     if bfloat16_is_fast():
         return encoder.bfloat16()
-    log.warning("this CPU has no bfloat16 instructions; using float32")
+    _say_no_bfloat16()
     return encoder
+
+
+@lru_cache(maxsize=1)
+def _say_no_bfloat16() -> None:
+    """Once a process: every encoder a policy loads would say it again."""
+    log.warning("this CPU has no bfloat16 instructions; using float32")
 
 
 def highest(parts: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -184,7 +184,7 @@ ROWS = 32
 @dataclass(frozen=True)
 class BFloat16Layer(EncoderLayer):
     """An encoder layer whose matrix products run in bfloat16 (on CPUs with bfloat16
-    instructions, about four times the float32 rate); the rest of the layer (attention,
+    instructions, two to four times the float32 rate); the rest of the layer (attention,
     layer norms, the sums between layers) stays float32."""
 
     halves: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
@@ -311,9 +311,9 @@ class _Pooled:
 class SharedPooling:
     """An encoder's mean-pooled states, computed once per token id list for all the
     readers (models) that share the encoder. The ``embedding`` and ``attacks`` rails read
-    a short text through the same fine-tuned encoder, side by side in their own batcher
-    threads: the first to reach a text computes it, and the other takes that result,
-    waiting for it if it is still running.
+    a short text through the same fine-tuned encoder: the first to reach a text computes
+    it, and the other takes that result. On guard's one model thread (``threads``) their
+    calls take turns; a reader on another thread waits for a result still running.
 
     A result is kept only for the readers that have not read it yet, and dropped once
     all have (or when ``size`` newer ones are kept): a reader that reads the same text

@@ -43,7 +43,12 @@ def one_thread() -> AbstractContextManager[object]:
 
     Besides loading, int8 runs in it, each text alone: operators on one text are too small
     to be worth waking OpenMP's second thread for (docs/benchmarks.md, "int8 in a worker
-    thread")."""
+    thread").
+
+    Not after ``torch.set_num_threads``: it also sets MKL's count for the whole process,
+    and MKL's products (a float32 matrix product, ``exp``) then run on that many threads
+    whatever this limit. guard never calls it; scripts that do (the benches) may still
+    make a team on a thread that loads a model."""
     import torch
 
     torch.get_num_threads()  # torch sets a thread's count on its first call: let it, first

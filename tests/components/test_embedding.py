@@ -23,6 +23,7 @@ from guard.components.embedding import (
     HEAD,
     EmbeddingClassifier,
     EmbeddingModel,
+    _say_no_bfloat16,
     head_meta_path,
     label_shifts,
 )
@@ -244,6 +245,26 @@ def test_bfloat16_scores_close_to_float32_with_the_same_verdicts(
     assert [v.flagged for v in exact[:10]] == [True] * 5 + [False] * 5
 
 
+def test_bfloat16_products_pad_their_rows_and_give_each_row_its_own_result() -> None:
+    """Runs on every CPU (emulated where it has no bfloat16 instructions)."""
+    import torch
+    import torch.nn.functional as F
+
+    layer = BFloat16Layer.of(EmbeddingModel.bare().encoder.layers[0])
+    weight, bias = layer.halves["up"]
+    torch.manual_seed(0)
+    for shape in [(1, 384), (33, 384), (100, 384), (3, 7, 384)]:
+        x = torch.randn(*shape)
+        got = layer.linear(x, "up")
+        rows = x.reshape(-1, 384).to(torch.bfloat16)
+        alone = torch.cat([F.linear(row[None], weight, bias) for row in rows]).float()
+        assert got.dtype == torch.float32 and got.shape == (*shape[:-1], 1536)
+        assert torch.allclose(got.reshape(-1, 1536), alone, atol=0.05, rtol=0.02)
+        exact = F.linear(x, layer.up_w, layer.up_b)
+        assert torch.allclose(got, exact, atol=0.2, rtol=0.05)
+        assert not torch.equal(got, exact)
+
+
 def test_bfloat16_stays_float32_where_the_cpu_has_no_bfloat16_instructions(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -252,6 +273,7 @@ def test_bfloat16_stays_float32_where_the_cpu_has_no_bfloat16_instructions(
     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, check, lambda: False, raising=False)
     assert not bfloat16_is_fast()
+    _say_no_bfloat16.cache_clear()
     model = EmbeddingModel.load(precision="bfloat16")
     assert all(type(layer) is EncoderLayer for layer in model.encoder.layers)
     assert "no bfloat16 instructions; using float32" in caplog.text

@@ -7,6 +7,7 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -123,11 +124,20 @@ def test_the_oldest_unread_results_go_first_past_the_size() -> None:
     assert list(pooling.done) == [tuple(b), tuple(c)]
 
 
-def test_the_embedding_and_attacks_rails_share_one_pass_per_short_text() -> None:
+def test_the_embedding_and_attacks_rails_share_one_pass_per_short_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     embedding = EmbeddingClassifier(EmbeddingSpec(kind="embedding"))
     attacks = AttackClassifier(AttacksSpec(kind="attacks"))
     assert attacks.model.pooling is embedding.model.pooling
     pooling = embedding.model.pooling
+    encoder, threads = pooling.encoder, []
+
+    def pooled(ids: list[list[int]]) -> Any:
+        threads.append(threading.current_thread().name)
+        return encoder.pooled(ids)
+
+    monkeypatch.setattr(pooling, "encoder", SimpleNamespace(pooled=pooled))
     texts = [f"Which shoes suit a {n}-kilometre walk on the coast path?" for n in (7, 11)]
     before = pooling.computed
 
@@ -141,10 +151,8 @@ def test_the_embedding_and_attacks_rails_share_one_pass_per_short_text() -> None
 
     asyncio.run(both())
     assert pooling.computed - before == len(texts)
-    # Both ran on guard's one model thread, none of their own (``threads.model_thread``).
-    names = [thread.name for thread in threading.enumerate()]
-    assert any(name.startswith("guard-model") for name in names)
-    assert not [n for n in names if n.startswith(("guard-embedding", "guard-attacks"))]
+    # Computed on guard's one model thread (``threads.model_thread``).
+    assert threads and all(name.startswith("guard-model") for name in threads)
 
 
 @pytest.mark.skipif(not bfloat16_is_fast(), reason="this CPU has no bfloat16 instructions")

@@ -4,11 +4,16 @@ team behind."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from guard.components.batching import MicroBatcher
+from guard.components.batching import MicroBatcher, QueueFull, submit_in_pieces
 from guard.components.threads import load_alone, model_thread
 
 
@@ -41,3 +46,128 @@ def test_a_model_loads_on_its_thread_alone_and_the_thread_keeps_its_count() -> N
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_waiting_behind_another_batchers_call_is_load_not_the_jobs_own_work() -> None:
+    """On a shared thread a job starts when its call does: waiting behind another
+    batcher's long call is queueing (``QueueFull``), not a time-out of its own work."""
+    shared = ThreadPoolExecutor(max_workers=1)
+    gate = threading.Event()
+
+    def slow(items: list[int]) -> list[int]:
+        gate.wait(10)
+        return items
+
+    async def scenario() -> None:
+        long: MicroBatcher[int, int] = MicroBatcher(slow, executor=shared)
+        short: MicroBatcher[int, int] = MicroBatcher(lambda items: items, executor=shared)
+        held = asyncio.create_task(long.submit([1]))
+        await asyncio.sleep(0.05)  # the long call holds the shared thread
+        with pytest.raises(QueueFull):
+            await short.submit([2], timeout_s=0.5, queue_timeout_s=0.1)
+        gate.set()
+        assert await held == [1]
+        assert await short.submit([3], timeout_s=5, queue_timeout_s=5) == [3]
+        assert max(short.waits_s) < 1
+        await long.aclose()
+        await short.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        shared.shutdown(wait=True)
+
+
+def test_closing_one_batcher_leaves_the_others_work_on_the_shared_thread() -> None:
+    shared = ThreadPoolExecutor(max_workers=1)
+    gate = threading.Event()
+
+    def gated(items: list[int]) -> list[int]:
+        gate.wait(10)
+        return [i * 10 for i in items]
+
+    async def scenario() -> list[int]:
+        closing: MicroBatcher[int, int] = MicroBatcher(gated, executor=shared)
+        staying: MicroBatcher[int, int] = MicroBatcher(gated, executor=shared)
+        abandoned = asyncio.create_task(closing.submit([1]))
+        kept = asyncio.create_task(staying.submit([2]))
+        await asyncio.sleep(0.05)  # one call runs, the other waits its turn
+        await closing.aclose()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        result = await kept
+        await staying.aclose()
+        return result
+
+    try:
+        assert asyncio.run(scenario()) == [20]
+    finally:
+        gate.set()
+        shared.shutdown(wait=True)
+
+
+def test_a_long_texts_pieces_are_combined_on_the_models_thread() -> None:
+    """Combining may use torch: on another thread it would make a second OpenMP team."""
+    ran: list[str] = []
+
+    def run(items: list[int]) -> list[int]:
+        ran.append(threading.current_thread().name)
+        return items
+
+    def combine(per_text: list[list[int]]) -> list[int]:
+        ran.append(threading.current_thread().name)
+        return [sum(pieces) for pieces in per_text]
+
+    async def scenario() -> list[int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, max_batch_size=8, name="pieces")
+        try:
+            return await submit_in_pieces(batcher, ["a long text"], lambda: [range(40)], combine)
+        finally:
+            await batcher.aclose()
+
+    assert asyncio.run(scenario()) == [sum(range(40))]
+    assert len(ran) == 6 and len(set(ran)) == 1 and ran[0].startswith("guard-pieces")
+
+
+TEAMS = """
+import os, sys, threading
+import torch
+from guard.components.threads import load_alone
+
+def threads_gained(work):
+    gained = []
+
+    def body():
+        before = len(os.listdir("/proc/self/task"))
+        work()
+        gained.append(len(os.listdir("/proc/self/task")) - before)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(60)
+    return gained[0]
+
+def parallel_work():
+    torch.ones(1_000_000).exp().sum()
+
+print(threads_gained(lambda: load_alone(parallel_work)), threads_gained(parallel_work))
+"""
+"""Run in a fresh interpreter: ``torch.set_num_threads``, which other tests call, also
+sets MKL's thread count for the whole process, and MKL then ignores a thread's OpenMP
+limit (``threads.one_thread``)."""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: torch makes no team")
+def test_work_loaded_alone_leaves_no_openmp_threads_behind() -> None:
+    """A thread that runs torch's parallel work keeps a team of OpenMP helpers while it
+    lives; under ``load_alone`` it makes none."""
+    pytest.importorskip("torch")
+    done = subprocess.run(
+        [sys.executable, "-c", TEAMS], capture_output=True, text=True, timeout=120, check=True
+    )
+    alone, plain = (int(n) for n in done.stdout.split())
+    assert alone == 0
+    assert plain >= 1
