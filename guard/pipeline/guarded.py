@@ -14,7 +14,15 @@ from guard.errors import ContentFiltered, PolicyError
 from guard.pipeline.checks import built
 from guard.pipeline.context import Blocked, RequestContext, note_judgements, rail_failure
 from guard.pipeline.inputs import InputPlan, read_input, with_redacted_input
-from guard.pipeline.rails import Judgement, Rail, Stage, build_rail, cached_rail, judge
+from guard.pipeline.rails import (
+    Judgement,
+    Rail,
+    Stage,
+    build_rail,
+    cached_rail,
+    judge,
+    note_unshared_encoders,
+)
 from guard.pipeline.refusal import refusal
 from guard.pipeline.subjects import output_parts
 from guard.pipeline.texts import redact_fields
@@ -41,6 +49,7 @@ class GuardedCalls:
         )
         if problems:
             raise PolicyError(problems)
+        note_unshared_encoders([*self.input_rails, *self.output_rails])
         redacts = any(rail.action == "redact" for rail in policy.input_rails)
         self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
 

@@ -438,6 +438,30 @@ def _redactions(
     return tuple(merged)
 
 
+def note_unshared_encoders(rails: Sequence[Rail]) -> None:
+    """Log when a policy's ``attacks`` rails read texts through another copy of the
+    MiniLM encoder than its ``embedding`` rails: each short text then runs through the
+    encoder once for each (``minilm.SharedPooling``)."""
+
+    def poolings(kind: str) -> dict[int, str]:
+        found = {}
+        for rail in rails:
+            pooling = getattr(getattr(rail.classifier, "model", None), "pooling", None)
+            if rail.spec.kind == kind and pooling is not None:
+                found[id(pooling)] = rail.name
+        return found
+
+    embedding, attacks = poolings("embedding"), poolings("attacks")
+    if embedding and attacks and not embedding.keys() & attacks.keys():
+        log.warning(
+            "the attacks rail '%s' and the embedding rail '%s' read texts through separate "
+            "copies of the encoder, so every short text runs through it twice: name one "
+            "precision (float32 or bfloat16) on both to share it",
+            next(iter(attacks.values())),
+            next(iter(embedding.values())),
+        )
+
+
 def cached_rail(rail: Rail) -> Rail:
     """The rail, and its escalation, with a verdict cache (for input rails)."""
     escalation = cached_rail(rail.escalation) if rail.escalation else None

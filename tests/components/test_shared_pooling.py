@@ -241,3 +241,26 @@ def test_an_attack_head_refuses_an_embedding_head_it_was_not_trained_on(
     head.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="retrain it with `guard train-attack-head`"):
         AttackModel.load(head)
+
+
+@pytest.mark.parametrize("attacks_precision", ["float32", "bfloat16"])
+def test_guard_says_when_the_rails_read_through_separate_encoders(
+    fake_upstream: Fake,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    attacks_precision: str,
+) -> None:
+    rails = f"""
+input_rails:
+  - kind: embedding
+    name: harm
+    precision: bfloat16
+  - kind: attacks
+    name: attacks
+    precision: {attacks_precision}
+output_rails: []
+"""
+    with guard_with(fake_upstream, tmp_path, rails) as url:
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+    separate = "separate copies of the encoder" in caplog.text
+    assert separate is (attacks_precision != "bfloat16")
