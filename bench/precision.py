@@ -3,8 +3,9 @@ bfloat16 instead of float32 (the precision they were trained and calibrated in).
 
 Every row of every data set under the data root (or ``--sets``) is scored twice by the
 ``embedding`` head (read whole, in windows, as a rail reads it) and the ``attacks`` head
-(each label at its shipped threshold): once with the float32 encoder, once with the
-bfloat16 one (``precision: bfloat16``). Printed per set: rows, verdicts flipped (to
+(each label at its shipped threshold; a row sent after an application's instructions,
+as CyberSecEval's injections are, is read against them): once with the float32 encoder,
+once with the bfloat16 one (``precision: bfloat16``). Printed per set: rows, verdicts flipped (to
 flagged / to passed) and the largest change of a score, for each head.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/precision.py [--sets xstest,harmbench] [--json FILE]
@@ -34,12 +35,12 @@ def flips(before: list[bool], after: list[bool]) -> tuple[int, int]:
     return sum(not b and a for b, a in pairs), sum(b and not a for b, a in pairs)
 
 
-def compare(texts: list[str]) -> dict[str, Any]:
+def compare(texts: list[str], instructions: list[str]) -> dict[str, Any]:
     embedding = {p: load_model(HEAD.resolve(), None, p) for p in ("float32", "bfloat16")}
     attacks = {p: load_attack_model(ATTACK_HEAD.resolve(), None, p) for p in embedding}
     harm = {p: [s.unsafe for s in m.predict(texts, "windows")] for p, m in embedding.items()}
     threshold = embedding["float32"].threshold
-    attack = {p: m.probabilities(texts) for p, m in attacks.items()}
+    attack = {p: m.probabilities(texts, instructions) for p, m in attacks.items()}
     thresholds: dict[str, float] = attacks["float32"].meta["thresholds"]
 
     def fired(rows: list[dict[str, float]]) -> list[bool]:
@@ -85,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = {}
     for name in args.sets.split(",") if args.sets else datasets.names():
-        texts = [row.text for row in datasets.load(name)]
-        if not texts:
+        examples = datasets.load(name)
+        if not examples:
             continue
-        row = rows[name] = compare(texts)
+        texts = [example.text for example in examples]
+        row = rows[name] = compare(texts, [example.instructions or "" for example in examples])
         up, down = row["embedding_flips"]
         a_up, a_down = row["attacks_flips"]
         print(
