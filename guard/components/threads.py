@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -52,13 +52,20 @@ def one_thread() -> AbstractContextManager[object]:
     import torch
 
     torch.get_num_threads()  # torch sets a thread's count on its first call: let it, first
-    limiter: AbstractContextManager[object] = _openmp().limit(limits=1)
+    openmp = _openmp()
+    if openmp is None:
+        return nullcontext()
+    limiter: AbstractContextManager[object] = openmp.limit(limits=1)
     return limiter
 
 
 @lru_cache(maxsize=1)
 def _openmp() -> Any:
-    """The OpenMP runtime torch loaded (found among the loaded libraries, once)."""
-    from threadpoolctl import ThreadpoolController
-
+    """The OpenMP runtime torch loaded (found among the loaded libraries, once); None
+    without threadpoolctl (the ``embedding`` extra has it; a bare ``hf_classifier``
+    install may not): then nothing is limited, only slower."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
     return ThreadpoolController().select(user_api="openmp")
