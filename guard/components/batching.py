@@ -63,20 +63,26 @@ hundred microseconds at most, less than handing them to a thread and back."""
 
 
 class _Calls:
-    """Model calls handed to each executor and not yet returned, across batchers."""
+    """Calls handed to each executor and not yet over (returned, failed, or cancelled
+    before they started), across batchers."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count: dict[int, int] = {}
 
-    def enter(self, executor: ThreadPoolExecutor) -> bool:
-        """Count one more call; whether the executor had none (it starts at once)."""
+    def submit(
+        self, executor: ThreadPoolExecutor, call: Callable[[], Result]
+    ) -> tuple[bool, asyncio.Future[Result]]:
+        """``call()`` on ``executor``, awaitable; and whether the executor had no call
+        (then this one starts at once)."""
         with self._lock:
             before = self._count.get(id(executor), 0)
             self._count[id(executor)] = before + 1
-            return before == 0
+        submitted = executor.submit(call)
+        submitted.add_done_callback(lambda _: self._over(executor))
+        return before == 0, asyncio.wrap_future(submitted)
 
-    def leave(self, executor: ThreadPoolExecutor) -> None:
+    def _over(self, executor: ThreadPoolExecutor) -> None:
         with self._lock:
             left = self._count[id(executor)] - 1
             if left:
@@ -192,6 +198,7 @@ class MicroBatcher(Generic[In, Out]):
 
     def _abandon(self, job: _Job[In, Out]) -> None:
         job.future.cancel()
+        job.started.set()  # a caller still waiting for the start reads the outcome
         self._unresolved.discard(job)
         if job in self._pending:
             self._pending.remove(job)
@@ -234,13 +241,12 @@ class MicroBatcher(Generic[In, Out]):
                 batch = self._next_batch()
                 first = [job for job, index in batch if index == 0]
                 items = [job.items[index] for job, index in batch]
-                idle = _calls.enter(self._executor)
-                if idle:  # the call starts now: no other batcher's call is ahead of it
+                call = partial(self._call, loop, first, items)
+                idle, running = _calls.submit(self._executor, call)
+                if idle:  # it starts now: no other call is ahead of it
                     self._started(first, time.monotonic())
                 try:
-                    outputs = await loop.run_in_executor(
-                        self._executor, self._call, loop, [] if idle else first, items
-                    )
+                    outputs = await running
                     if len(outputs) != len(items):
                         raise RuntimeError(f"model gave {len(outputs)} results for {len(items)}")
                 except Exception as exc:
@@ -249,8 +255,6 @@ class MicroBatcher(Generic[In, Out]):
                             job.future.set_exception(exc)
                             self._abandon(job)
                     continue
-                finally:
-                    _calls.leave(self._executor)
                 self.batch_sizes.append(len(items))
                 for (job, index), output in zip(batch, outputs, strict=True):
                     job.outputs[index] = output
@@ -263,22 +267,24 @@ class MicroBatcher(Generic[In, Out]):
         """``call()`` on the thread the model runs on, after the calls ahead of it: work
         that may use torch (combining a long text's pieces), kept off other threads
         (``threads``)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        _, running = _calls.submit(self._executor, call)
+        return await running
 
     def _call(
         self, loop: asyncio.AbstractEventLoop, first: list[_Job[In, Out]], items: list[In]
     ) -> list[Out]:
         """The model on ``items``, on the executor. The ``first`` jobs start when this
         call does, not when their batch was formed: on a shared executor busy with another
-        batcher's call, this one waits its turn."""
-        if first:
-            loop.call_soon_threadsafe(self._started, first, time.monotonic())
+        call, this one waits its turn."""
+        loop.call_soon_threadsafe(self._started, first, time.monotonic())
         return self._run(items)
 
     def _started(self, jobs: list[_Job[In, Out]], at: float) -> None:
+        """Marks the jobs started (those not already marked, or given up)."""
         for job in jobs:
-            job.started.set()
-            self.waits_s.append(at - job.queued_at)
+            if not job.started.is_set() and not job.future.done():
+                job.started.set()
+                self.waits_s.append(at - job.queued_at)
 
     async def aclose(self) -> None:
         if self._worker is not None:

@@ -4,9 +4,10 @@ The model loads once, from a hub id or a local path; ``labels`` can name its cla
 its config does not. A text longer than ``max_length``
 tokens is read whole, in overlapping windows; its worst window's verdict stands. Texts
 are cut into windows in a thread (tokenizing a long text is CPU work), and the windows
-of concurrent requests are batched in one worker thread (``MicroBatcher``), off the
-event loop, round-robin between requests: a long text's windows never hold up a short
-text for longer than one batch.
+of concurrent requests are batched (``MicroBatcher``) on guard's one model thread
+(``threads``), off the event loop, round-robin between requests: a long text's windows
+never hold up a short text for longer than one batch (plus the calls of other rails
+ahead of it on that thread).
 """
 
 from __future__ import annotations

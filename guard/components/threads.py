@@ -13,12 +13,14 @@ and torch are imported only when used.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any, TypeVar
 
+log = logging.getLogger("guard")
 Loaded = TypeVar("Loaded")
 
 
@@ -67,5 +69,6 @@ def _openmp() -> Any:
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
+        log.warning("threadpoolctl is not installed: models load on every OpenMP thread")
         return None
     return ThreadpoolController().select(user_api="openmp")

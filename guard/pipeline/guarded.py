@@ -49,7 +49,8 @@ class GuardedCalls:
         )
         if problems:
             raise PolicyError(problems)
-        note_unshared_encoders([*self.input_rails, *self.output_rails])
+        note_unshared_encoders(self.input_rails)
+        note_unshared_encoders(self.output_rails)
         redacts = any(rail.action == "redact" for rail in policy.input_rails)
         self.input_in_parallel = policy.input_rails_mode != "sequential" and not redacts
 

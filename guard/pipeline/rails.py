@@ -439,24 +439,22 @@ def _redactions(
 
 
 def note_unshared_encoders(rails: Sequence[Rail]) -> None:
-    """Log when a policy's ``attacks`` rails read texts through another copy of the
-    MiniLM encoder than its ``embedding`` rails: each short text then runs through the
-    encoder once for each (``minilm.SharedPooling``)."""
-
-    def poolings(kind: str) -> dict[int, str]:
-        found = {}
-        for rail in rails:
-            pooling = getattr(getattr(rail.classifier, "model", None), "pooling", None)
-            if rail.spec.kind == kind and pooling is not None:
-                found[id(pooling)] = rail.name
-        return found
-
-    embedding, attacks = poolings("embedding"), poolings("attacks")
+    """Log when a stage's ``attacks`` rails (``rails``: one stage's, input or output)
+    read texts through another copy of the MiniLM encoder than its ``embedding`` rails:
+    each short text then runs through the encoder once for each
+    (``minilm.SharedPooling``)."""
+    found: dict[str, dict[int, str]] = {"embedding": {}, "attacks": {}}
+    for rail in [*rails, *(r.escalation for r in rails if r.escalation is not None)]:
+        pooling = getattr(getattr(rail.classifier, "model", None), "pooling", None)
+        if rail.spec.kind in found and pooling is not None:
+            found[rail.spec.kind][id(pooling)] = rail.name
+    embedding, attacks = found["embedding"], found["attacks"]
     if embedding and attacks and not embedding.keys() & attacks.keys():
         log.warning(
             "the attacks rail '%s' and the embedding rail '%s' read texts through separate "
-            "copies of the encoder, so every short text runs through it twice: name one "
-            "precision (float32 or bfloat16) on both to share it",
+            "copies of the encoder (another precision, int8, or heads not trained "
+            "together), so every short text runs through it twice; with the shipped heads, "
+            "name one precision (float32 or bfloat16) on both to share it",
             next(iter(attacks.values())),
             next(iter(embedding.values())),
         )

@@ -245,17 +245,27 @@ def test_bfloat16_scores_close_to_float32_with_the_same_verdicts(
     assert [v.flagged for v in exact[:10]] == [True] * 5 + [False] * 5
 
 
-def test_bfloat16_products_pad_their_rows_and_give_each_row_its_own_result() -> None:
+def test_bfloat16_products_pad_their_rows_and_give_each_row_its_own_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Runs on every CPU (emulated where it has no bfloat16 instructions)."""
     import torch
     import torch.nn.functional as F
 
     layer = BFloat16Layer.of(EmbeddingModel.bare().encoder.layers[0])
     weight, bias = layer.halves["up"]
+    linear, rows_run = F.linear, []
+
+    def counted(x: torch.Tensor, *args: Any) -> torch.Tensor:
+        rows_run.append(x.shape[0])
+        return linear(x, *args)
+
     torch.manual_seed(0)
     for shape in [(1, 384), (33, 384), (100, 384), (3, 7, 384)]:
         x = torch.randn(*shape)
-        got = layer.linear(x, "up")
+        with monkeypatch.context() as patched:
+            patched.setattr(F, "linear", counted)
+            got = layer.linear(x, "up")
         rows = x.reshape(-1, 384).to(torch.bfloat16)
         alone = torch.cat([F.linear(row[None], weight, bias) for row in rows]).float()
         assert got.dtype == torch.float32 and got.shape == (*shape[:-1], 1536)
@@ -263,6 +273,7 @@ def test_bfloat16_products_pad_their_rows_and_give_each_row_its_own_result() -> 
         exact = F.linear(x, layer.up_w, layer.up_b)
         assert torch.allclose(got, exact, atol=0.2, rtol=0.05)
         assert not torch.equal(got, exact)
+    assert rows_run == [32, 64, 128, 32]
 
 
 def test_bfloat16_stays_float32_where_the_cpu_has_no_bfloat16_instructions(

@@ -243,13 +243,23 @@ def test_an_attack_head_refuses_an_embedding_head_it_was_not_trained_on(
         AttackModel.load(head)
 
 
-@pytest.mark.parametrize("attacks_precision", ["float32", "bfloat16"])
-def test_guard_says_when_the_rails_read_through_separate_encoders(
+@pytest.mark.parametrize(
+    ("attacks_precision", "answers_precision", "separate"),
+    [
+        ("float32", "bfloat16", True),
+        ("bfloat16", "bfloat16", False),
+        ("bfloat16", "float32", False),
+    ],
+)
+def test_guard_says_when_a_stages_rails_read_through_separate_encoders(
     fake_upstream: Fake,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     attacks_precision: str,
+    answers_precision: str,
+    separate: bool,
 ) -> None:
+    """Per stage: an output rail of another precision reads other texts (the answers)."""
     rails = f"""
 input_rails:
   - kind: embedding
@@ -258,9 +268,11 @@ input_rails:
   - kind: attacks
     name: attacks
     precision: {attacks_precision}
-output_rails: []
+output_rails:
+  - kind: embedding
+    name: answers
+    precision: {answers_precision}
 """
     with guard_with(fake_upstream, tmp_path, rails) as url:
         assert httpx.get(f"{url}/health", timeout=30).status_code == 200
-    separate = "separate copies of the encoder" in caplog.text
-    assert separate is (attacks_precision != "bfloat16")
+    assert ("separate copies of the encoder" in caplog.text) is separate
