@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.jailbreak_text import jailbreak  # noqa: E402
+from bench.rail_speed import jailbreak, latencies, throughput  # noqa: E402
 from guard import datasets  # noqa: E402
 from guard.components.attacks import AttackClassifier  # noqa: E402
 from guard.components.base import Classifier, Subject  # noqa: E402
@@ -102,39 +102,15 @@ def with_language(judged: Judge) -> Judge:
     return judge_both
 
 
-async def latencies(judge: Judge, text: str, repeat: int) -> list[float]:
-    for _ in range(2):
-        await judge([Subject(text)])
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await judge([Subject(text)])
-        out.append((time.perf_counter() - started) * 1000)
-    return out
-
-
-async def throughput(judge: Judge, texts: list[str], seconds: float) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker(offset: int) -> None:
-        nonlocal done
-        i = offset
-        while time.perf_counter() < stop:
-            await judge([Subject(texts[i % len(texts)])])
-            done += 1
-            i += 32
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(32)))
-    return done / (time.perf_counter() - started)
-
-
 def measure(name: str, judge: Judge, long: str, short: list[str], args: Any) -> dict[str, Any]:
     cpu = time.process_time()
     wall = time.perf_counter()
-    values = asyncio.run(latencies(judge, long, args.repeat))
-    rate = asyncio.run(throughput(judge, short, args.seconds))
+
+    async def one(text: str) -> Any:
+        return await judge([Subject(text)])
+
+    values = asyncio.run(latencies(one, long, args.repeat))
+    rate = asyncio.run(throughput(one, short, args.seconds))
     row = {
         "rails": name,
         "long_p50_ms": round(statistics.median(values), 1),

@@ -3,7 +3,7 @@ user's message), on this checkout or an older one, to compare the two in one ses
 
 * long: one jailbreak prompt of 2,002 MiniLM tokens (``bench/attack_detector.py``'s
   wrapper and story, cut to 8,561 characters), one call at a time, ``--repeat`` calls
-  after two warm-ups; p50 and p99 (of 30 calls, the highest);
+  after two warm-ups; p50 and p99;
 * short: the 489 prompts of XSTest and AdvBench, 32 coroutines each judging one prompt
   at a time in a closed loop for ``--seconds``; prompts per second;
 * the process CPU time beside the wall time (the machine is shared).
@@ -35,7 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.jailbreak_text import jailbreak  # noqa: E402  (imports no guard)
+from bench.rail_speed import JudgeText, jailbreak, latencies, throughput  # noqa: E402
 
 LONG_CHARACTERS = 8_561
 """2,002 MiniLM tokens of this text."""
@@ -55,45 +55,18 @@ def input_rails(policy: Path) -> list[Any]:
     return [Rail(spec, build_classifier(spec, context)) for spec in loaded.policy.input_rails]
 
 
-def as_user(count: int) -> list[list[str]]:
-    """``judge``'s ``kinds`` argument for ``count`` user messages; none where it has none."""
-    from guard.pipeline.rails import judge
-
-    return [["user"] * count] if "kinds" in inspect.signature(judge).parameters else []
-
-
-async def latencies(rails: list[Any], text: str, repeat: int) -> list[float]:
+def as_user(rails: list[Any]) -> JudgeText:
+    """Judging one text with ``rails`` as a user message (``judge``'s ``kinds``), or as
+    every subject where ``judge`` has no ``kinds``."""
     from guard.components.base import Subject
     from guard.pipeline.rails import judge
 
-    for _ in range(2):
-        await judge(rails, [Subject(text)], "input", *as_user(1))
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await judge(rails, [Subject(text)], "input", *as_user(1))
-        out.append((time.perf_counter() - started) * 1000)
-    return out
+    kinds = [["user"]] if "kinds" in inspect.signature(judge).parameters else []
 
+    async def judged(text: str) -> Any:
+        return await judge(rails, [Subject(text)], "input", *kinds)
 
-async def throughput(rails: list[Any], texts: list[str], seconds: float) -> float:
-    from guard.components.base import Subject
-    from guard.pipeline.rails import judge
-
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker(offset: int) -> None:
-        nonlocal done
-        i = offset
-        while time.perf_counter() < stop:
-            await judge(rails, [Subject(texts[i % len(texts)])], "input", *as_user(1))
-            done += 1
-            i += 32
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(32)))
-    return done / (time.perf_counter() - started)
+    return judged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from guard import datasets
+    from guard.eval import percentile
 
     torch.set_num_threads(args.threads)
     command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/policy_input_rails.py " + shlex.join(
@@ -120,14 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     rails = input_rails(policy)
     short = [r.text for name in ("xstest", "advbench") for r in datasets.load(name)]
     cpu, wall = time.process_time(), time.perf_counter()
-    values = asyncio.run(latencies(rails, long_prompt(), args.repeat))
-    rate = asyncio.run(throughput(rails, short, args.seconds))
+    values = asyncio.run(latencies(as_user(rails), long_prompt(), args.repeat))
+    rate = asyncio.run(throughput(as_user(rails), short, args.seconds))
     row = {
         "root": str(root),
         "policy": str(policy),
         "rails": [rail.name for rail in rails],
         "long_p50_ms": round(statistics.median(values), 1),
-        "long_p99_ms": round(sorted(values)[min(len(values) - 1, int(len(values) * 0.99))], 1),
+        "long_p99_ms": round(percentile(values, 99), 1),
         "short_prompts_per_s": round(rate, 1),
         "cpu_s": round(time.process_time() - cpu, 1),
         "wall_s": round(time.perf_counter() - wall, 1),
