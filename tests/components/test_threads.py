@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,49 +48,57 @@ def test_a_model_loads_on_its_thread_alone_and_the_thread_keeps_its_count() -> N
         torch.set_num_threads(before)
 
 
-def test_waiting_behind_another_batchers_call_is_load_not_the_jobs_own_work() -> None:
-    """On a shared thread a job starts when its call does: waiting behind another
-    batcher's long call is queueing (``QueueFull``), not a time-out of its own work."""
-    shared = ThreadPoolExecutor(max_workers=1)
-    gate = threading.Event()
+class Held:
+    """A thread shared by batchers, and a model call that holds it until ``gate`` opens."""
 
-    def slow(items: list[int]) -> list[int]:
-        gate.wait(10)
+    def __init__(self) -> None:
+        self.shared = ThreadPoolExecutor(max_workers=1)
+        self.gate = threading.Event()
+
+    def gated(self, items: list[int]) -> list[int]:
+        self.gate.wait(10)
         return items
 
+
+@pytest.fixture
+def held() -> Iterator[Held]:
+    holding = Held()
+    try:
+        yield holding
+    finally:
+        holding.gate.set()
+        holding.shared.shutdown(wait=True)
+
+
+def test_waiting_behind_another_batchers_call_is_load_not_the_jobs_own_work(held: Held) -> None:
+    """On a shared thread a job starts when its call does: waiting behind another
+    batcher's long call is queueing (``QueueFull``), not a time-out of its own work."""
+    shared, gate = held.shared, held.gate
+
     async def scenario() -> None:
-        long: MicroBatcher[int, int] = MicroBatcher(slow, executor=shared)
+        long: MicroBatcher[int, int] = MicroBatcher(held.gated, executor=shared)
         short: MicroBatcher[int, int] = MicroBatcher(lambda items: items, executor=shared)
-        held = asyncio.create_task(long.submit([1]))
+        holding = asyncio.create_task(long.submit([1]))
         await asyncio.sleep(0.05)  # the long call holds the shared thread
         with pytest.raises(QueueFull):
             await short.submit([2], timeout_s=0.5, queue_timeout_s=0.1)
         gate.set()
-        assert await held == [1]
+        assert await holding == [1]
         assert await short.submit([3], timeout_s=5, queue_timeout_s=5) == [3]
         assert short.waits_s[-1] < 1  # [3]'s: the refused job's wait is not recorded
         assert len(short.waits_s) == 1
         await long.aclose()
         await short.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        gate.set()
-        shared.shutdown(wait=True)
+    asyncio.run(scenario())
 
 
-def test_closing_one_batcher_leaves_the_others_work_on_the_shared_thread() -> None:
-    shared = ThreadPoolExecutor(max_workers=1)
-    gate = threading.Event()
-
-    def gated(items: list[int]) -> list[int]:
-        gate.wait(10)
-        return [i * 10 for i in items]
+def test_closing_one_batcher_leaves_the_others_work_on_the_shared_thread(held: Held) -> None:
+    shared, gate = held.shared, held.gate
 
     async def scenario() -> list[int]:
-        closing: MicroBatcher[int, int] = MicroBatcher(gated, executor=shared)
-        staying: MicroBatcher[int, int] = MicroBatcher(gated, executor=shared)
+        closing: MicroBatcher[int, int] = MicroBatcher(held.gated, executor=shared)
+        staying: MicroBatcher[int, int] = MicroBatcher(held.gated, executor=shared)
         abandoned = asyncio.create_task(closing.submit([1]))
         kept = asyncio.create_task(staying.submit([2]))
         await asyncio.sleep(0.05)  # one call runs, the other waits its turn
@@ -101,11 +110,7 @@ def test_closing_one_batcher_leaves_the_others_work_on_the_shared_thread() -> No
         await staying.aclose()
         return result
 
-    try:
-        assert asyncio.run(scenario()) == [20]
-    finally:
-        gate.set()
-        shared.shutdown(wait=True)
+    assert asyncio.run(scenario()) == [2]
 
 
 def test_a_long_texts_pieces_are_combined_on_the_models_thread() -> None:
@@ -178,18 +183,13 @@ def test_work_loaded_alone_leaves_no_openmp_threads_behind() -> None:
     assert plain >= 1
 
 
-def test_closing_a_batcher_whose_call_waits_its_turn_ends_its_callers_wait() -> None:
-    shared = ThreadPoolExecutor(max_workers=1)
-    gate = threading.Event()
-
-    def gated(items: list[int]) -> list[int]:
-        gate.wait(10)
-        return items
+def test_closing_a_batcher_whose_call_waits_its_turn_ends_its_callers_wait(held: Held) -> None:
+    shared, gate = held.shared, held.gate
 
     async def scenario() -> None:
-        running: MicroBatcher[int, int] = MicroBatcher(gated, executor=shared)
-        waiting: MicroBatcher[int, int] = MicroBatcher(gated, executor=shared)
-        held = asyncio.create_task(running.submit([1]))
+        running: MicroBatcher[int, int] = MicroBatcher(held.gated, executor=shared)
+        waiting: MicroBatcher[int, int] = MicroBatcher(held.gated, executor=shared)
+        holding = asyncio.create_task(running.submit([1]))
         await asyncio.sleep(0.05)  # the first call holds the shared thread
         queued = asyncio.create_task(waiting.submit([2]))  # no queue_timeout_s
         await asyncio.sleep(0.05)
@@ -197,11 +197,7 @@ def test_closing_a_batcher_whose_call_waits_its_turn_ends_its_callers_wait() -> 
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(queued, 5)  # not a TimeoutError: it does end
         gate.set()
-        assert await held == [1]
+        assert await holding == [1]
         await running.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        gate.set()
-        shared.shutdown(wait=True)
+    asyncio.run(scenario())
