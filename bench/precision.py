@@ -5,8 +5,10 @@ Every row of every data set under the data root (or ``--sets``) is scored twice 
 ``embedding`` head (read whole, in windows, as a rail reads it) and the ``attacks`` head
 (each label at its shipped threshold; a row sent after an application's instructions,
 as CyberSecEval's injections are, is read against them): once with the float32 encoder,
-once with the bfloat16 one (``precision: bfloat16``). Printed per set: rows, verdicts flipped (to
-flagged / to passed) and the largest change of a score, for each head.
+once with the bfloat16 one (``precision: bfloat16``). Printed per set: rows, verdicts
+flipped (to flagged / to passed) and the largest change of a score, for each head. Last,
+how far a score moves with its batch mates in each precision: XSTest's prompts judged
+alone and together.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/precision.py [--sets xstest,harmbench] [--json FILE]
 """
@@ -63,6 +65,18 @@ def compare(texts: list[str], instructions: list[str]) -> dict[str, Any]:
     }
 
 
+def batch_mates(texts: list[str]) -> dict[str, float]:
+    """Per precision, the largest change of a text's unsafe score between judging it
+    alone and among the others (in batches of 32, as ``predict`` runs them)."""
+    out = {}
+    for precision in ("float32", "bfloat16"):
+        model = load_model(HEAD.resolve(), None, precision)
+        together = [s.unsafe for s in model.predict(texts, "windows")]
+        alone = [model.predict([text], "windows")[0].unsafe for text in texts]
+        out[precision] = max(abs(a - b) for a, b in zip(alone, together, strict=True))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", help="comma-separated data set names (default: all)")
@@ -102,9 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     changed = sum(sum(r["embedding_flips"]) for r in rows.values())
     a_changed = sum(sum(r["attacks_flips"]) for r in rows.values())
     print(f"\n{total} rows: `embedding` {changed} verdicts changed, `attacks` {a_changed}")
+    mates = batch_mates([row.text for row in datasets.load("xstest")])
+    print(
+        "XSTest, a score alone against among its batch mates, largest change: float32 "
+        f"{mates['float32']:.1e}, bfloat16 {mates['bfloat16']:.1e}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": command, "sets": rows}, indent=1) + "\n")
+        record = {"command": command, "sets": rows, "batch_mates_xstest": mates}
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 
