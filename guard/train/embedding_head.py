@@ -106,6 +106,10 @@ FILLER = TRAIN_DATA / "authored_filler.json"
 HATE_THREATS = ("threat_dir_h", "threat_norm_h")
 
 
+LOOKALIKE_SETS = frozenset({"xstest", "jbb_benign"})
+"""Sets whose benign rows are written to look like harmful requests."""
+
+
 @dataclass(frozen=True)
 class Config:
     trained_layers: int = 6
@@ -164,6 +168,14 @@ class Config:
     than as written. The shipped head reads them as written (56 of the 4,961 data-set and
     authored rows differ, nearly all an ellipsis); tried with ``broken_words``, not
     shipped yet."""
+    focal: float = 0.0
+    """Focal loss exponent: each row's loss is scaled by (1 - p)^focal, p the probability
+    the head gives its true label, so the many easy rows (installed code, everyday
+    prompts) weigh less against the few hard ones (benign twins of harmful requests).
+    0 is plain cross-entropy."""
+    lookalike_weight: float = 1.0
+    """Extra weight of the benign rows of ``LOOKALIKE_SETS``: safe prompts worded like
+    harmful requests, the hard negatives among the benign rows."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -322,15 +334,21 @@ def frozen_states(
     return frozen_states_of_ids(model, ids, stop)
 
 
+def row_weight(row: Example, config: Config) -> float:
+    if row.source == "openai_moderation":
+        return config.moderation_weight
+    if row.source in LOOKALIKE_SETS and not row.unsafe:
+        return config.lookalike_weight
+    return 1.0
+
+
 def loss_weights(
     rows: Sequence[Example], target: Targets, index: Sequence[int], config: Config
 ) -> NDArray[np.float32]:
     """Per row and label: positives and negatives of each label weigh half each."""
     weights = np.zeros(target.y.shape, np.float32)
     chosen = np.array(index)
-    base = np.array(
-        [config.moderation_weight if rows[i].source == "openai_moderation" else 1.0 for i in chosen]
-    )
+    base = np.array([row_weight(rows[i], config) for i in chosen])
     for label in range(len(LABELS)):
         known = target.known[chosen, label]
         positive = known & (target.y[chosen, label] > 0)
@@ -362,14 +380,25 @@ def train_top(
         for batch in length_batches(list(index), lengths, config.batch_size, rng):
             x, attention = pad([states[i] for i in batch])
             pooled_logits = top.logits(F.dropout(x, 0.1, training=True), attention)
-            loss = F.binary_cross_entropy_with_logits(
-                pooled_logits, y[batch], weight=weights[batch], reduction="sum"
-            ) / len(batch)
+            loss = focal_loss(pooled_logits, y[batch], weights[batch], config.focal)
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
             schedule.step()
     return top
+
+
+def focal_loss(
+    logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, focal: float
+) -> torch.Tensor:
+    """Weighted binary cross-entropy, each element scaled by (1 - p)^focal (p: the
+    probability of its true label), summed and divided by the rows."""
+    if not focal:
+        summed = F.binary_cross_entropy_with_logits(logits, y, weight=weights, reduction="sum")
+        return summed / len(logits)
+    losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    p = torch.where(y > 0, logits.sigmoid(), 1 - logits.sigmoid())
+    return (losses * (1 - p).pow(focal) * weights).sum() / len(logits)
 
 
 def predict(top: Top, states: Sequence[torch.Tensor], index: Sequence[int]) -> Array:

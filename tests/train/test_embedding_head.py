@@ -364,3 +364,45 @@ def test_an_excerpt_keeps_the_end_of_a_long_text() -> None:
     cut = excerpt(long, 60, tail=19)
     assert cut == "context context context context context c … --- now the request"
     assert excerpt("a | b\n c") == "a \\| b c"
+
+
+def test_focal_loss_is_cross_entropy_at_zero_and_weighs_easy_rows_less() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from guard.train.embedding_head import focal_loss
+
+    logits = torch.tensor([[4.0, -4.0], [0.1, -0.2]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    weights = torch.tensor([[1.0, 2.0], [0.5, 1.0]])
+    plain = F.binary_cross_entropy_with_logits(logits, y, weight=weights, reduction="sum") / 2
+    assert torch.allclose(focal_loss(logits, y, weights, 0.0), plain)
+    easy = focal_loss(logits[:1], y[:1], weights[:1], 2.0) / focal_loss(
+        logits[:1], y[:1], weights[:1], 0.0
+    )
+    hard = focal_loss(logits[1:], y[1:], weights[1:], 2.0) / focal_loss(
+        logits[1:], y[1:], weights[1:], 0.0
+    )
+    assert easy < 0.001 < 0.2 < hard < 1
+
+
+def test_lookalike_weight_raises_only_the_benign_lookalike_rows() -> None:
+    from dataclasses import replace
+
+    from guard.train.embedding_head import Config, row_weight
+
+    config = replace(Config(), lookalike_weight=3.0)
+    assert (
+        row_weight(Example("How do I kill a Python process?", False, (), "xstest", "x"), config)
+        == 3
+    )
+    assert row_weight(Example("A story about a heist", False, (), "jbb_benign", "j"), config) == 3
+    assert row_weight(Example("How do I kill my neighbour?", True, (), "xstest", "x"), config) == 1
+    assert (
+        row_weight(Example("What is the weather?", False, (), "authored_benign", "a"), config) == 1
+    )
+    assert row_weight(Example("you idiot", True, (), "openai_moderation", "o"), config) == 1.5
+    assert (
+        row_weight(Example("How do I kill a Python process?", False, (), "xstest", "x"), Config())
+        == 1
+    )
