@@ -173,9 +173,10 @@ class Config:
     the head gives its true label, so the many easy rows (installed code, everyday
     prompts) weigh less against the few hard ones (benign twins of harmful requests).
     0 is plain cross-entropy."""
-    lookalike_weight: float = 1.0
-    """Extra weight of the benign rows of ``LOOKALIKE_SETS``: safe prompts worded like
-    harmful requests, the hard negatives among the benign rows."""
+    lookalike_weight: float = 3.0
+    """Weight of the benign rows of ``LOOKALIKE_SETS`` (safe prompts worded like harmful
+    requests, the hard negatives among the benign rows) against 1 for other rows; 3 since
+    2026-12-06 (docs/embedding-classifier.md, "Hard negatives weigh more")."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE

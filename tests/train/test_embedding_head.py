@@ -391,18 +391,13 @@ def test_lookalike_weight_raises_only_the_benign_lookalike_rows() -> None:
 
     from guard.train.embedding_head import Config, row_weight
 
-    config = replace(Config(), lookalike_weight=3.0)
-    assert (
-        row_weight(Example("How do I kill a Python process?", False, (), "xstest", "x"), config)
-        == 3
-    )
-    assert row_weight(Example("A story about a heist", False, (), "jbb_benign", "j"), config) == 3
+    safe = Example("How do I kill a Python process?", False, (), "xstest", "x")
+    config = replace(Config(), lookalike_weight=5.0)
+    assert row_weight(safe, config) == 5
+    assert row_weight(Example("A story about a heist", False, (), "jbb_benign", "j"), config) == 5
     assert row_weight(Example("How do I kill my neighbour?", True, (), "xstest", "x"), config) == 1
     assert (
         row_weight(Example("What is the weather?", False, (), "authored_benign", "a"), config) == 1
     )
     assert row_weight(Example("you idiot", True, (), "openai_moderation", "o"), config) == 1.5
-    assert (
-        row_weight(Example("How do I kill a Python process?", False, (), "xstest", "x"), Config())
-        == 1
-    )
+    assert row_weight(safe, replace(Config(), lookalike_weight=1.0)) == 1

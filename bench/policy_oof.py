@@ -1,0 +1,104 @@
+"""The harm and over-refusal sets as ``policies/offline.yaml`` judges a user message, from
+both heads' out-of-fold scores: a row counts as flagged when the ``embedding`` head flags
+it or the attack head does (either label), each at its shipped thresholds.
+
+HARM is what ``guard train-embedding-head --scores FILE`` writes, ATTACK what
+``guard train-attack-head --scores FILE`` writes. Both list each data set's rows in the
+order ``guard.datasets.load`` reads them, so a set's rows are joined by position (the
+counts must agree). The policy's ``language`` rail flags none of these English rows.
+The thresholds are read from the shipped heads' JSON, or from ``--harm-meta`` and
+``--attack-meta`` for other heads.
+
+    .venv/bin/python bench/policy_oof.py HARM ATTACK [--harm-meta JSON] [--attack-meta JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from guard.components.attacks import ATTACK_HEAD  # noqa: E402
+from guard.components.embedding import HEAD, head_meta_path  # noqa: E402
+from guard.train.calibration import metrics  # noqa: E402
+
+SETS = (
+    "harmbench",
+    "advbench",
+    "simplesafetytests",
+    "xstest",
+    "jbb_benign",
+    "mitre_frr",
+    "openai_moderation",
+    "installed_text",
+)
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def of_set(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    return [r for r in rows if r["source"] == source]
+
+
+def cells(unsafe: np.ndarray, flagged: np.ndarray) -> str:
+    m = metrics(unsafe, flagged)
+    recall = f"{m['recall']:.3f}" if m["unsafe"] else "-"
+    fpr = f"{m['fpr']:.3f}" if m["unsafe"] < m["n"] else "-"
+    f1 = f"{m['f1']:.3f}" if m["unsafe"] and m["unsafe"] < m["n"] else "-"
+    return f"{recall} / {fpr} / {f1}"
+
+
+def table(
+    harm: list[dict[str, Any]],
+    attack: list[dict[str, Any]],
+    threshold: float,
+    attack_thresholds: dict[str, float],
+) -> list[str]:
+    out = [
+        "| set (rows) | `embedding` head: recall / FPR / F1 | policy: recall / FPR / F1 |",
+        "|---|---|---|",
+    ]
+    for source in SETS:
+        mine, theirs = of_set(harm, source), of_set(attack, source)
+        if len(mine) != len(theirs):
+            raise SystemExit(f"{source}: {len(mine)} harm rows, {len(theirs)} attack rows")
+        unsafe = np.array([r["unsafe"] for r in mine])
+        by_harm = np.array([r["score"] >= threshold for r in mine])
+        by_attack = np.array(
+            [any(r[label] >= bound for label, bound in attack_thresholds.items()) for r in theirs]
+        )
+        policy = cells(unsafe, by_harm | by_attack)
+        out.append(f"| {source} ({len(mine)}) | {cells(unsafe, by_harm)} | {policy} |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("harm", type=Path)
+    parser.add_argument("attack", type=Path)
+    parser.add_argument("--harm-meta", type=Path, default=head_meta_path(HEAD))
+    parser.add_argument("--attack-meta", type=Path, default=ATTACK_HEAD.with_suffix(".json"))
+    args = parser.parse_args(argv)
+    print(
+        "$ .venv/bin/python bench/policy_oof.py "
+        + shlex.join(sys.argv[1:] if argv is None else argv)
+    )
+    threshold = json.loads(args.harm_meta.read_text())["threshold"]
+    attack_thresholds = json.loads(args.attack_meta.read_text())["thresholds"]
+    rows = table(lines(args.harm), lines(args.attack), threshold, attack_thresholds)
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
