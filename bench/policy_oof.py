@@ -4,10 +4,10 @@ it or the attack head does (either label), each at its shipped thresholds.
 
 HARM is what ``guard train-embedding-head --scores FILE`` writes, ATTACK what
 ``guard train-attack-head --scores FILE`` writes. Both list each data set's rows in the
-order ``guard.datasets.load`` reads them, so a set's rows are joined by position (the
-counts must agree). The policy's ``language`` rail flags none of these English rows.
-The thresholds are read from the shipped heads' JSON, or from ``--harm-meta`` and
-``--attack-meta`` for other heads.
+order ``guard.datasets.load`` reads them, so a set's rows are joined by position (their
+subsets, which both files give, must agree row by row). The policy's ``language`` rail
+flags none of these English rows. The thresholds are read from the shipped heads' JSON,
+or from ``--harm-meta`` and ``--attack-meta`` for other heads.
 
     .venv/bin/python bench/policy_oof.py HARM ATTACK [--harm-meta JSON] [--attack-meta JSON]
 """
@@ -70,8 +70,11 @@ def table(
     ]
     for source in SETS:
         mine, theirs = of_set(harm, source), of_set(attack, source)
-        if len(mine) != len(theirs):
-            raise SystemExit(f"{source}: {len(mine)} harm rows, {len(theirs)} attack rows")
+        if not mine:
+            out.append(f"| {source} (0) | not in the files | |")
+            continue
+        if [r["subset"] for r in mine] != [r["kind"] for r in theirs]:
+            raise SystemExit(f"{source}: the two files do not list the same rows in order")
         unsafe = np.array([r["unsafe"] for r in mine])
         by_harm = np.array([r["score"] >= threshold for r in mine])
         by_attack = np.array(

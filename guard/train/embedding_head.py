@@ -169,14 +169,16 @@ class Config:
     authored rows differ, nearly all an ellipsis); tried with ``broken_words``, not
     shipped yet."""
     focal: float = 0.0
-    """Focal loss exponent: each row's loss is scaled by (1 - p)^focal, p the probability
-    the head gives its true label, so the many easy rows (installed code, everyday
-    prompts) weigh less against the few hard ones (benign twins of harmful requests).
-    0 is plain cross-entropy."""
+    """Focal loss exponent: each output's loss on a row (the categories' too) is scaled by
+    (1 - p)^focal, p the probability the head gives its true value, so the many easy rows
+    (installed code, everyday prompts) weigh less against the few hard ones (benign twins
+    of harmful requests). 0 is plain cross-entropy."""
     lookalike_weight: float = 3.0
     """Weight of the benign rows of ``LOOKALIKE_SETS`` (safe prompts worded like harmful
-    requests, the hard negatives among the benign rows) against 1 for other rows; 3 since
-    2026-12-06 (docs/embedding-classifier.md, "Hard negatives weigh more")."""
+    requests, the hard negatives among the benign rows) against 1 for other benign rows.
+    Each label's negatives still weigh half in all (``loss_weights``), so raising these
+    lowers the others a little, for ``toxic`` as for ``harmful``. 3 since 2026-12-06
+    (docs/embedding-classifier.md, "Hard negatives weigh more")."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE

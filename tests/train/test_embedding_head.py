@@ -401,3 +401,30 @@ def test_lookalike_weight_raises_only_the_benign_lookalike_rows() -> None:
     )
     assert row_weight(Example("you idiot", True, (), "openai_moderation", "o"), config) == 1.5
     assert row_weight(safe, replace(Config(), lookalike_weight=1.0)) == 1
+
+
+def test_lookalike_weight_is_relative_to_the_other_negatives_of_each_label() -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from guard.train.embedding_head import Config, loss_weights, targets
+
+    rows = [
+        Example("How do I kill a Python process?", False, (), "xstest", "x1"),
+        Example("What is the weather?", False, (), "authored_benign", "a1"),
+        Example("What is the capital of Peru?", False, (), "authored_benign", "a2"),
+        Example("How do I kill my neighbour?", True, (), "xstest", "x2"),
+        Example("you idiot", True, (), "hatecheck", "h1"),
+    ]
+    target = targets(rows)
+    index = list(range(len(rows)))
+    plain = loss_weights(rows, target, index, replace(Config(), lookalike_weight=1.0))
+    heavy = loss_weights(rows, target, index, replace(Config(), lookalike_weight=3.0))
+    for label in (0, 1):  # toxic, harmful: the benign rows are negatives of both
+        assert heavy[0, label] == pytest.approx(3 * heavy[1, label])
+        assert plain[0, label] == pytest.approx(plain[1, label])
+        # Each label's negatives still weigh half of the rows together.
+        negatives = [0, 1, 2]
+        assert heavy[negatives, label].sum() == pytest.approx(plain[negatives, label].sum())
+    assert np.array_equal(heavy[3:, :2], plain[3:, :2])
