@@ -1,7 +1,7 @@
 """What the rail speed benches share: the long jailbreak they judge, the latencies of
 judging it, and the closed loop of short prompts. Imports nothing from guard, so a
 bench may use it before choosing which checkout's guard to import
-(``bench/policy_input_rails.py --root``); a ``Judge`` is any call that judges one text."""
+(``bench/policy_input_rails.py --root``); a ``JudgeText`` is any call that judges one text."""
 
 from __future__ import annotations
 
