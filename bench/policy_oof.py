@@ -7,9 +7,13 @@ HARM is what ``guard train-embedding-head --scores FILE`` writes, ATTACK what
 order ``guard.datasets.load`` reads them, so a set's rows are joined by position (their
 subsets, which both files give, must agree row by row). The policy's ``language`` rail
 flags none of these English rows. The thresholds are read from the shipped heads' JSON,
-or from ``--harm-meta`` and ``--attack-meta`` for other heads.
+or from ``--harm-meta`` and ``--attack-meta`` for other heads. With ``--served`` the
+harm head's rows count as the rail reads them (``served_score``: a long text in windows
+and sentences), not as they trained (cut to their start and end); the attack head's
+scores are already read as served.
 
-    .venv/bin/python bench/policy_oof.py HARM ATTACK [--harm-meta JSON] [--attack-meta JSON]
+    .venv/bin/python bench/policy_oof.py HARM ATTACK [--served]
+        [--harm-meta JSON] [--attack-meta JSON]
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def table(
     attack: list[dict[str, Any]],
     threshold: float,
     attack_thresholds: dict[str, float],
+    score: str = "score",
 ) -> list[str]:
     out = [
         "| set (rows) | `embedding` head: recall / FPR / F1 | policy: recall / FPR / F1 |",
@@ -76,7 +81,7 @@ def table(
         if [r["subset"] for r in mine] != [r["kind"] for r in theirs]:
             raise SystemExit(f"{source}: the two files do not list the same rows in order")
         unsafe = np.array([r["unsafe"] for r in mine])
-        by_harm = np.array([r["score"] >= threshold for r in mine])
+        by_harm = np.array([r[score] >= threshold for r in mine])
         by_attack = np.array(
             [any(r[label] >= bound for label, bound in attack_thresholds.items()) for r in theirs]
         )
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("attack", type=Path)
     parser.add_argument("--harm-meta", type=Path, default=head_meta_path(HEAD))
     parser.add_argument("--attack-meta", type=Path, default=ATTACK_HEAD.with_suffix(".json"))
+    parser.add_argument("--served", action="store_true", help="the harm rows as a rail reads them")
     args = parser.parse_args(argv)
     print(
         "$ .venv/bin/python bench/policy_oof.py "
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     threshold = json.loads(args.harm_meta.read_text())["threshold"]
     attack_thresholds = json.loads(args.attack_meta.read_text())["thresholds"]
-    rows = table(lines(args.harm), lines(args.attack), threshold, attack_thresholds)
+    score = "served_score" if args.served else "score"
+    rows = table(lines(args.harm), lines(args.attack), threshold, attack_thresholds, score)
     print("\n".join(rows))
     return 0
 

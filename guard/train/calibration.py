@@ -142,9 +142,17 @@ def category_thresholds(rows: Sequence[Example], probabilities: Array) -> dict[s
     return chosen
 
 
-def write_scores(path: Path, rows: Sequence[Example], probabilities: Array, scores: Array) -> None:
+def write_scores(
+    path: Path,
+    rows: Sequence[Example],
+    probabilities: Array,
+    scores: Array,
+    served_scores: Sequence[float] = (),
+) -> None:
+    """One JSON line per row; the first ``len(served_scores)`` rows also get their
+    ``served_score``."""
     with path.open("w") as out:
-        for row, p, score in zip(rows, probabilities, scores, strict=True):
+        for i, (row, p, score) in enumerate(zip(rows, probabilities, scores, strict=True)):
             record = {
                 "source": row.source,
                 "group": row.group,
@@ -152,6 +160,7 @@ def write_scores(path: Path, rows: Sequence[Example], probabilities: Array, scor
                 "unsafe": row.unsafe,
                 "categories": list(row.categories),
                 "score": float(score),
+                **({"served_score": float(served_scores[i])} if i < len(served_scores) else {}),
                 **{label: round(float(v), 5) for label, v in zip(LABELS, p, strict=True)},
             }
             out.write(json.dumps(record) + "\n")
@@ -165,21 +174,29 @@ def calibration(
     folds: int,
     scores_out: Path | None = None,
     misses_out: Path | None = None,
+    as_served: Array | None = None,
 ) -> dict[str, Any]:
     """The head's thresholds, chosen on the out-of-fold probabilities ``oof``, and the
     cross-validation table they give (``held``: the never-trained sets' probabilities);
-    ``scores_out`` gets every row's scores, ``misses_out`` every miss (``write_misses``)."""
+    with ``as_served`` (``rows`` read as a rail reads them, out of fold) the table that
+    gives too. ``scores_out`` gets every row's scores, ``misses_out`` every miss
+    (``write_misses``)."""
     threshold, label_thresholds = choose_label_thresholds(rows, oof)
     all_rows = [*rows, *eval_rows]
     probabilities = np.concatenate([oof, held])
-    scores = unsafe_score(probabilities, label_shifts(UNSAFE_LABELS, label_thresholds, threshold))
+    shifts = label_shifts(UNSAFE_LABELS, label_thresholds, threshold)
+    scores = unsafe_score(probabilities, shifts)
+    served = unsafe_score(as_served, shifts) if as_served is not None else np.zeros(0)
     table = per_dataset(all_rows, scores, threshold)
     if scores_out is not None:
-        write_scores(scores_out, all_rows, probabilities, scores)
+        write_scores(scores_out, all_rows, probabilities, scores, served.tolist())
     if misses_out is not None:
         write_misses(misses_out, all_rows, scores, threshold)
+    cv: dict[str, Any] = {"folds": folds, "per_dataset": table}
+    if as_served is not None:
+        cv["as_served"] = per_dataset(rows, served, threshold)
     return {
-        "cv": {"folds": folds, "per_dataset": table},
+        "cv": cv,
         "goals": [
             {
                 **asdict(g),

@@ -332,9 +332,13 @@ def frozen_states(
     """Token states after the frozen bottom layers, one (length, hidden) tensor per text
     (read as the rails read it with ``config.read_as_served``)."""
     stop = len(model.encoder.layers) - config.trained_layers
+    return frozen_states_of_ids(model, frozen_ids(model, texts, config), stop)
+
+
+def frozen_ids(model: EmbeddingModel, texts: Sequence[str], config: Config) -> list[list[int]]:
+    """The token ids a text trains on: cut to its start and end where it is long."""
     read = [normalized_text(text) for text in texts] if config.read_as_served else texts
-    ids = [fit_length(row, config.max_length) for row in model.tokenize(read)]
-    return frozen_states_of_ids(model, ids, stop)
+    return [fit_length(row, config.max_length) for row in model.tokenize(read)]
 
 
 def row_weight(row: Example, config: Config) -> float:
@@ -426,24 +430,60 @@ class Report:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+AS_SERVED = "as served"
+"""The reading of ``served``: out-of-fold scores as an ``embedding`` rail reads the rows."""
+
+
 @dataclass
-class Edited:
-    """Rows of ``EDITED_SETS`` (``index`` into the training rows), and per edit the frozen
-    states of their edited texts, in the same order."""
+class Reading:
+    """Rows (``index`` into the training rows) read another way than they train: the
+    frozen ``states`` of every piece read, and for each piece the position in ``index``
+    of its row. A row's probabilities are its pieces' highest, as at run time."""
 
     index: list[int]
-    states: Mapping[str, Sequence[torch.Tensor]]
+    owner: list[int]
+    states: Sequence[torch.Tensor]
 
 
-def edited(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> Edited:
+def edited(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> dict[str, Reading]:
+    """Per edit of ``EDITS``, the rows of ``EDITED_SETS`` with their text edited."""
     index = [i for i, row in enumerate(rows) if row.source in EDITED_SETS]
-    return Edited(
-        index,
-        {
-            name: frozen_states(model, [edit(rows[i].text) for i in index], config)
-            for name, edit in EDITS.items()
-        },
-    )
+    return {
+        name: Reading(
+            index,
+            list(range(len(index))),
+            frozen_states(model, [edit(rows[i].text) for i in index], config),
+        )
+        for name, edit in EDITS.items()
+    }
+
+
+def served(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> Reading:
+    """The rows an ``embedding`` rail reads otherwise than they train, read as it does:
+    the text normalised (``guard.reading``), and a text longer than one window in
+    windows and sentences (``long_texts: windows``) rather than cut to its start and
+    end. The other rows read alike either way."""
+    stop = len(model.encoder.layers) - config.trained_layers
+    trained = frozen_ids(model, [row.text for row in rows], config)
+    pieces = model.pieces([normalized_text(row.text) for row in rows], "windows")
+    index = [i for i, own in enumerate(pieces) if own != [trained[i]]]
+    owner = [position for position, i in enumerate(index) for _ in pieces[i]]
+    ids = [piece for i in index for piece in pieces[i]]
+    return Reading(index, owner, frozen_states_of_ids(model, ids, stop))
+
+
+def read_probabilities(top: Top, reading: Reading, positions: Sequence[int]) -> Array:
+    """Probabilities of the rows at ``positions`` in ``reading.index``: each the highest
+    of its pieces'."""
+    wanted = set(positions)
+    chosen = [piece for piece, owner in enumerate(reading.owner) if owner in wanted]
+    per_piece = predict(top, reading.states, chosen)
+    row_of = {position: row for row, position in enumerate(positions)}
+    out = np.zeros((len(positions), len(LABELS)))
+    for piece, probabilities in zip(chosen, per_piece, strict=True):
+        row = row_of[reading.owner[piece]]
+        out[row] = np.maximum(out[row], probabilities)
+    return out
 
 
 def cross_validate(
@@ -455,20 +495,20 @@ def cross_validate(
     eval_rows: Sequence[Example],
     config: Config,
     log: Any = print,
-    edits: Edited | None = None,
+    readings: Mapping[str, Reading] | None = None,
     measured: int | None = None,
 ) -> tuple[Array, Array, dict[str, Array]]:
     """Out-of-fold probabilities for the first ``measured`` of ``rows`` (their ``states``;
     the rest are copies, which only train), the fold models' mean for ``eval_rows``, and
-    out-of-fold probabilities for each of ``edits``' edited texts; each fold's model trains
-    on the ``trained`` states of the other folds' rows."""
+    per reading of ``readings`` the out-of-fold probabilities of its rows; each fold's
+    model trains on the ``trained`` states of the other folds' rows."""
     target = targets(rows)
     fold = fold_of(rows, config.folds, config.seed)
     measured = len(rows) if measured is None else measured
     oof = np.zeros((measured, len(LABELS)))
     held = np.zeros((len(eval_rows), len(LABELS)))
-    edits = edits or Edited([], {})
-    edited_oof = {name: np.zeros((len(edits.index), len(LABELS))) for name in edits.states}
+    readings = readings or {}
+    read_oof = {name: np.zeros((len(r.index), len(LABELS))) for name, r in readings.items()}
     for k in range(config.folds):
         started = time.perf_counter()
         train = [int(i) for i in np.where(fold != k)[0]]
@@ -476,12 +516,12 @@ def cross_validate(
         top = train_top(model.encoder, trained, rows, target, train, config)
         oof[test] = predict(top, states, test)
         held += predict(top, eval_states, list(range(len(eval_rows)))) / config.folds
-        here = [p for p, i in enumerate(edits.index) if fold[i] == k]
-        for name, texts in edits.states.items():
-            edited_oof[name][here] = predict(top, texts, here)
+        for name, reading in readings.items():
+            here = [p for p, i in enumerate(reading.index) if fold[i] == k]
+            read_oof[name][here] = read_probabilities(top, reading, here)
         took = time.perf_counter() - started
         log(f"fold {k + 1}/{config.folds}: {len(train)} train, {len(test)} test, {took:.0f} s")
-    return oof, held, edited_oof
+    return oof, held, read_oof
 
 
 def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
@@ -521,7 +561,8 @@ def run(
     texts = trained_texts(rows, config)
     trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
-    edits = edited(model, rows, config) if cv else None
+    edits = edited(model, rows, config) if cv else {}
+    readings = {**edits, AS_SERVED: served(model, rows, config)} if cv else {}
     copies = copied_rows(texts, config) + broken_copies(rows, texts, config)
     measured = len(rows)
     if copies:
@@ -545,17 +586,26 @@ def run(
     meta["label_thresholds"] = dict.fromkeys(UNSAFE_LABELS, 0.5)
     meta["category_thresholds"] = dict.fromkeys(CATEGORIES, 0.5)
     if cv:
-        oof, held, edited_oof = cross_validate(
-            model, trained, states, rows, eval_states, eval_rows, config, log, edits, measured
+        oof, held, read_oof = cross_validate(
+            model, trained, states, rows, eval_states, eval_rows, config, log, readings, measured
         )
         originals_only = rows[:measured]
+        as_served = oof.copy()
+        as_served[readings[AS_SERVED].index] = read_oof.pop(AS_SERVED)
         meta.update(
-            calibration(originals_only, oof, eval_rows, held, config.folds, scores_out, misses_out)
+            calibration(
+                originals_only,
+                oof,
+                eval_rows,
+                held,
+                config.folds,
+                scores_out,
+                misses_out,
+                as_served,
+            )
         )
-        assert edits is not None
-        meta["robustness"] = robustness(
-            [rows[i] for i in edits.index], oof[edits.index], edited_oof, meta
-        )
+        index = next(iter(edits.values())).index
+        meta["robustness"] = robustness([rows[i] for i in index], oof[index], read_oof, meta)
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()

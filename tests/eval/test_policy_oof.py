@@ -44,3 +44,17 @@ def test_files_that_list_other_rows_are_refused() -> None:
     ]
     with pytest.raises(SystemExit, match="harmbench"):
         table(harms, attacks, 0.5, {"jailbreak": 0.5})
+
+
+def test_the_served_reading_counts_the_served_score() -> None:
+    harms = [
+        {**harm("harmbench", "contextual", True, 0.2), "served_score": 0.9},
+        {**harm("harmbench", "standard", True, 0.9), "served_score": 0.9},
+    ]
+    attacks = [attack("harmbench", "contextual", 0.1, 0.1), attack("harmbench", "standard", 0, 0)]
+    thresholds = {"jailbreak": 0.5, "prompt_injection": 0.5}
+    assert "| harmbench (2) | 0.500 / - / - | 0.500 / - / - |" in table(
+        harms, attacks, 0.5, thresholds
+    )
+    served = table(harms, attacks, 0.5, thresholds, "served_score")
+    assert "| harmbench (2) | 1.000 / - / - | 1.000 / - / - |" in served
