@@ -147,10 +147,11 @@ def write_scores(
     rows: Sequence[Example],
     probabilities: Array,
     scores: Array,
-    served_scores: Sequence[float] = (),
+    served: tuple[Array, Array] | None = None,
 ) -> None:
-    """One JSON line per row; the first ``len(served_scores)`` rows also get their
-    ``served_score``."""
+    """One JSON line per row. ``served`` holds the probabilities and scores of the first
+    rows as a rail reads them: those rows also get ``served_score`` and ``served``."""
+    served_probabilities, served_scores = served or (np.zeros((0, len(LABELS))), np.zeros(0))
     with path.open("w") as out:
         for i, (row, p, score) in enumerate(zip(rows, probabilities, scores, strict=True)):
             record = {
@@ -160,9 +161,13 @@ def write_scores(
                 "unsafe": row.unsafe,
                 "categories": list(row.categories),
                 "score": float(score),
-                **({"served_score": float(served_scores[i])} if i < len(served_scores) else {}),
                 **{label: round(float(v), 5) for label, v in zip(LABELS, p, strict=True)},
             }
+            if i < len(served_scores):
+                record["served_score"] = float(served_scores[i])
+                record["served"] = dict(
+                    zip(LABELS, served_probabilities[i].round(5).tolist(), strict=True)
+                )
             out.write(json.dumps(record) + "\n")
 
 
@@ -186,15 +191,15 @@ def calibration(
     probabilities = np.concatenate([oof, held])
     shifts = label_shifts(UNSAFE_LABELS, label_thresholds, threshold)
     scores = unsafe_score(probabilities, shifts)
-    served = unsafe_score(as_served, shifts) if as_served is not None else np.zeros(0)
+    served = None if as_served is None else (as_served, unsafe_score(as_served, shifts))
     table = per_dataset(all_rows, scores, threshold)
     if scores_out is not None:
-        write_scores(scores_out, all_rows, probabilities, scores, served.tolist())
+        write_scores(scores_out, all_rows, probabilities, scores, served)
     if misses_out is not None:
         write_misses(misses_out, all_rows, scores, threshold)
     cv: dict[str, Any] = {"folds": folds, "per_dataset": table}
-    if as_served is not None:
-        cv["as_served"] = per_dataset(rows, served, threshold)
+    if served is not None:
+        cv["as_served"] = per_dataset(rows, served[1], threshold)
     return {
         "cv": cv,
         "goals": [

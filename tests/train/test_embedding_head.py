@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,30 +14,39 @@ from guard.datasets.readers import Example
 pytest.importorskip("torch")
 
 
-def test_each_label_gets_the_threshold_its_own_rows_need() -> None:
+# (set, unsafe, P(toxic), P(harmful), rows): toxic comments are less sure (0.55) than
+# harmful requests (0.9), and benign look-alike requests sit between them (0.7).
+GOAL_PLAN = [
+    ("openai_moderation", True, 0.55, 0.1, 10),
+    ("openai_moderation", False, 0.1, 0.1, 10),
+    ("xstest", True, 0.1, 0.9, 10),
+    ("xstest", False, 0.1, 0.7, 10),
+    ("harmbench", True, 0.1, 0.9, 5),
+    ("advbench", True, 0.1, 0.9, 5),
+    ("simplesafetytests", True, 0.1, 0.9, 5),
+    ("jbb_benign", False, 0.1, 0.7, 5),
+]
+
+
+def goal_rows() -> tuple[list[Example], Any]:
+    """``GOAL_PLAN``'s rows and their probabilities (the category outputs all 0.1)."""
     import numpy as np
 
-    from guard.components.embedding import label_shifts
-    from guard.train.calibration import LABELS, UNSAFE_LABELS, choose_label_thresholds, unsafe_score
+    from guard.train.calibration import LABELS
 
-    # (set, unsafe, P(toxic), P(harmful), rows): toxic comments are less sure (0.55) than
-    # harmful requests (0.9), and benign look-alike requests sit between them (0.7).
-    plan = [
-        ("openai_moderation", True, 0.55, 0.1, 10),
-        ("openai_moderation", False, 0.1, 0.1, 10),
-        ("xstest", True, 0.1, 0.9, 10),
-        ("xstest", False, 0.1, 0.7, 10),
-        ("harmbench", True, 0.1, 0.9, 5),
-        ("advbench", True, 0.1, 0.9, 5),
-        ("simplesafetytests", True, 0.1, 0.9, 5),
-        ("jbb_benign", False, 0.1, 0.7, 5),
-    ]
     rows, probabilities = [], []
-    for source, unsafe, toxic, harmful, count in plan:
+    for source, unsafe, toxic, harmful, count in GOAL_PLAN:
         for i in range(count):
             rows.append(Example(f"{source} {i}", unsafe, source=source, group=f"{source}{i}"))
             probabilities.append([toxic, harmful] + [0.1] * (len(LABELS) - 2))
-    p = np.array(probabilities)
+    return rows, np.array(probabilities)
+
+
+def test_each_label_gets_the_threshold_its_own_rows_need() -> None:
+    from guard.components.embedding import label_shifts
+    from guard.train.calibration import UNSAFE_LABELS, choose_label_thresholds, unsafe_score
+
+    rows, p = goal_rows()
 
     threshold, own = choose_label_thresholds(rows, p)
 
@@ -47,6 +58,31 @@ def test_each_label_gets_the_threshold_its_own_rows_need() -> None:
     flagged = unsafe_score(p, label_shifts(UNSAFE_LABELS, own, threshold)) >= threshold
     assert list(flagged) == [row.unsafe for row in rows]
     assert (unsafe_score(p) >= threshold).tolist() != flagged.tolist()
+
+
+def test_calibration_reports_the_rows_as_served_beside_them(tmp_path: Path) -> None:
+    """Thresholds come from the rows as they trained; the served reading (here: the benign
+    comments read higher) gets its own table and its own scores in the scores file."""
+    import numpy as np
+
+    from guard.train.calibration import LABELS, calibration
+
+    rows, oof = goal_rows()
+    served = oof.copy()
+    served[10:20, 0] = 0.95
+    scores = tmp_path / "oof.jsonl"
+    held = np.zeros((0, len(LABELS)))
+    meta = calibration(rows, oof, [], held, 5, scores_out=scores, as_served=served)
+
+    assert meta["cv"]["per_dataset"]["openai_moderation"]["fpr"] == 0
+    assert meta["cv"]["as_served"]["openai_moderation"]["fpr"] == 1
+    assert meta["cv"]["as_served"]["xstest"] == meta["cv"]["per_dataset"]["xstest"]
+    lines = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert [line["served"]["toxic"] for line in lines[9:11]] == [0.55, 0.95]
+    assert lines[10]["score"] < meta["threshold"] <= lines[10]["served_score"]
+    without = tmp_path / "plain.jsonl"
+    calibration(rows, oof, [], held, 5, scores_out=without)
+    assert "served_score" not in json.loads(without.read_text().splitlines()[0])
 
 
 def words(text: str) -> str:
