@@ -8,9 +8,9 @@ order ``guard.datasets.load`` reads them, so a set's rows are joined by position
 subsets, which both files give, must agree row by row). The policy's ``language`` rail
 flags none of these English rows. The thresholds are read from the shipped heads' JSON,
 or from ``--harm-meta`` and ``--attack-meta`` for other heads. With ``--served`` the
-harm head's rows count as the rail reads them (``served_score``: a long text in windows
-and sentences), not as they trained (cut to their start and end); the attack head's
-scores are already read as served.
+harm head's rows count as the rail reads them (``served_score``: normalised, each second
+reading too, a long text in windows and sentences), not as they trained (cut to their
+start and end); the attack head's scores are already read as served.
 
     .venv/bin/python bench/policy_oof.py HARM ATTACK [--served]
         [--harm-meta JSON] [--attack-meta JSON]
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     threshold = json.loads(args.harm_meta.read_text())["threshold"]
     attack_thresholds = json.loads(args.attack_meta.read_text())["thresholds"]
     score = "served_score" if args.served else "score"
-    rows = table(lines(args.harm), lines(args.attack), threshold, attack_thresholds, score)
+    harm = lines(args.harm)
+    if score not in harm[0]:
+        raise SystemExit(f"{args.harm} has no {score}: written before the served reading was")
+    rows = table(harm, lines(args.attack), threshold, attack_thresholds, score)
     print("\n".join(rows))
     return 0
 

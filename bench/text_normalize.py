@@ -3,15 +3,15 @@
 ``python bench/text_normalize.py`` prints, for 100 KB samples, the best of 10 warm runs
 and the first (cold) run of ``normalize``, ``normalized_text``, and ``normalize`` followed
 by the search for second readings (ROT13 and backwards writing, words broken by hyphens:
-``guard.pipeline.rails.readings``), which is what the rails run on every text.
+``guard.reading.readings.readings``), which is what the rails run on every text.
 """
 
 from __future__ import annotations
 
 import sys
 
-from guard.pipeline.rails import readings
 from guard.reading.normalize import clear_caches, normalize, normalized_text
+from guard.reading.readings import readings
 
 
 def demo_text(size: int) -> str:

@@ -7,7 +7,7 @@ the text it judged never is, so a blocked prompt is never echoed back.
 Texts are judged as they read (``guard.reading.normalize``): the classifiers see the
 normalised text, and redaction spans are mapped back onto the original. A text with
 stretches in ROT13 or written backwards, or words broken by hyphens, is judged again
-with those read (``SECOND_READINGS``); per rail, the worst verdict stands. A classifier
+with those read (``guard.reading.readings``); per rail, the worst verdict stands. A classifier
 with a window (``window_chars``) reads a longer text whole, in overlapping windows; the
 worst window's verdict stands.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -35,10 +35,8 @@ from guard.components.specs import ClassifierSpec
 from guard.errors import client_safe, without_credentials
 from guard.logs import REQUEST_ID
 from guard.pipeline.verdict_cache import VerdictCache
-from guard.reading.joined import read_joined
-from guard.reading.normalize import before_leet, with_leet_read
 from guard.reading.offsets import Normalized
-from guard.reading.rotated import read_rotated
+from guard.reading.readings import readings
 
 log = logging.getLogger("guard")
 
@@ -204,33 +202,6 @@ async def judge(
     for (index, _, norm), pairs in zip(texts, judged, strict=True):
         by_subject[index].append((pairs, norm))
     return [_judgement(found) for found in by_subject]
-
-
-def _rotated(before_leet: Normalized) -> Normalized:
-    """ROT13 or backwards writing read, from the text before leetspeak is read (rotated
-    "b0mb" is "o0zo", whose "0" must stay a digit until it is rotated back); words it
-    shows broken by hyphens are joined in the same reading."""
-    read = read_rotated(before_leet)
-    return before_leet if read is before_leet else read_joined(with_leet_read(read))
-
-
-SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
-    "rotated": lambda before_leet, _: _rotated(before_leet),
-    "joined": lambda _, norm: read_joined(norm),
-}
-"""Readings that are guesses (ROT13 or backwards writing read, words broken by hyphens
-joined), each from the text before and after leetspeak is read: each is judged beside
-the text as it reads, never in its place. A rotated reading is joined too (ROT13 of
-broken words); a joined one is not rotated, since joining makes no common words."""
-
-
-def readings(text: str) -> list[tuple[str | None, Normalized]]:
-    """The text as it reads, then each second reading it has, by name."""
-    before = before_leet(text)
-    norm = with_leet_read(before)
-    found = [(name, read(before, norm)) for name, read in SECOND_READINGS.items()]
-    seconds = [(name, other) for name, other in found if other is not before and other is not norm]
-    return [(None, norm), *seconds]
 
 
 def _judgement(judged: Sequence[tuple[list[tuple[Rail, RailReport]], Normalized]]) -> Judgement:

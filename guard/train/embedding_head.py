@@ -42,6 +42,7 @@ from guard.components.minilm import (
 )
 from guard.datasets.readers import Example, text_group
 from guard.reading import normalized_text
+from guard.reading.readings import readings as every_reading
 from guard.train.batches import (
     Top,
     frozen_states_of_ids,
@@ -331,12 +332,17 @@ def frozen_states(
 ) -> list[torch.Tensor]:
     """Token states after the frozen bottom layers, one (length, hidden) tensor per text
     (read as the rails read it with ``config.read_as_served``)."""
-    stop = len(model.encoder.layers) - config.trained_layers
-    return frozen_states_of_ids(model, frozen_ids(model, texts, config), stop)
+    return frozen_states_of_ids(model, frozen_ids(model, texts, config), frozen_stop(model, config))
+
+
+def frozen_stop(model: EmbeddingModel, config: Config) -> int:
+    """The first trained layer: the layers below it are frozen."""
+    return len(model.encoder.layers) - config.trained_layers
 
 
 def frozen_ids(model: EmbeddingModel, texts: Sequence[str], config: Config) -> list[list[int]]:
-    """The token ids a text trains on: cut to its start and end where it is long."""
+    """The token ids of each text as training reads it: cut to its start and end where it
+    is long (normalised first with ``config.read_as_served``)."""
     read = [normalized_text(text) for text in texts] if config.read_as_served else texts
     return [fit_length(row, config.max_length) for row in model.tokenize(read)]
 
@@ -445,9 +451,14 @@ class Reading:
     states: Sequence[torch.Tensor]
 
 
+def edited_index(rows: Sequence[Example]) -> list[int]:
+    """The rows of ``EDITED_SETS``."""
+    return [i for i, row in enumerate(rows) if row.source in EDITED_SETS]
+
+
 def edited(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> dict[str, Reading]:
     """Per edit of ``EDITS``, the rows of ``EDITED_SETS`` with their text edited."""
-    index = [i for i, row in enumerate(rows) if row.source in EDITED_SETS]
+    index = edited_index(rows)
     return {
         name: Reading(
             index,
@@ -459,17 +470,23 @@ def edited(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> di
 
 
 def served(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> Reading:
-    """The rows an ``embedding`` rail reads otherwise than they train, read as it does:
-    the text normalised (``guard.reading``), and a text longer than one window in
-    windows and sentences (``long_texts: windows``) rather than cut to its start and
-    end. The other rows read alike either way."""
-    stop = len(model.encoder.layers) - config.trained_layers
-    trained = frozen_ids(model, [row.text for row in rows], config)
-    pieces = model.pieces([normalized_text(row.text) for row in rows], "windows")
-    index = [i for i, own in enumerate(pieces) if own != [trained[i]]]
+    """The rows an ``embedding`` rail reads otherwise than training does, read as it
+    does: each of the text's readings (``guard.reading.readings``: normalised, and the
+    second readings judged beside it), a reading longer than one window in windows and
+    sentences (``long_texts: windows``) rather than cut to its start and end. The rail
+    flags a text when any reading does, so a row's score is the highest of all its
+    pieces. (Float32; ``policies/offline.yaml`` serves bfloat16: docs, "Precision".)"""
+    as_trained = frozen_ids(model, [row.text for row in rows], config)
+    texts = [[norm.text for _, norm in every_reading(row.text)] for row in rows]
+    flat = model.pieces([text for row in texts for text in row], "windows")
+    pieces, start = [], 0
+    for row in texts:
+        pieces.append([piece for text in flat[start : start + len(row)] for piece in text])
+        start += len(row)
+    index = [i for i, own in enumerate(pieces) if own != [as_trained[i]]]
     owner = [position for position, i in enumerate(index) for _ in pieces[i]]
     ids = [piece for i in index for piece in pieces[i]]
-    return Reading(index, owner, frozen_states_of_ids(model, ids, stop))
+    return Reading(index, owner, frozen_states_of_ids(model, ids, frozen_stop(model, config)))
 
 
 def read_probabilities(top: Top, reading: Reading, positions: Sequence[int]) -> Array:
@@ -591,7 +608,7 @@ def run(
         )
         originals_only = rows[:measured]
         as_served = oof.copy()
-        as_served[readings[AS_SERVED].index] = read_oof.pop(AS_SERVED)
+        as_served[readings[AS_SERVED].index] = read_oof[AS_SERVED]
         meta.update(
             calibration(
                 originals_only,
@@ -604,8 +621,9 @@ def run(
                 as_served,
             )
         )
-        index = next(iter(edits.values())).index
-        meta["robustness"] = robustness([rows[i] for i in index], oof[index], read_oof, meta)
+        index = edited_index(originals_only)
+        edited_oof = {name: read_oof[name] for name in edits}
+        meta["robustness"] = robustness([rows[i] for i in index], oof[index], edited_oof, meta)
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()

@@ -20,7 +20,8 @@ from starlette.routing import Route
 
 from guard.components.base import Classifier, Subject, Verdict
 from guard.components.specs import RegexSpec
-from guard.pipeline.rails import Rail, char_windows, judge, readings
+from guard.pipeline.rails import Rail, char_windows, judge
+from guard.reading.readings import readings
 from tests.conftest import Fake, guard_app, listing_rails, write_policy
 from tests.scrape import metric
 from tests.servers import free_port, serve_in_thread

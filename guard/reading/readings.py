@@ -1,0 +1,38 @@
+"""Every reading of a text the rails judge: the text as it reads, then the readings that
+are guesses (``SECOND_READINGS``), judged beside it; per rail, the worst verdict stands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from guard.reading.joined import read_joined
+from guard.reading.normalize import before_leet, with_leet_read
+from guard.reading.offsets import Normalized
+from guard.reading.rotated import read_rotated
+
+
+def _rotated(before_leet: Normalized) -> Normalized:
+    """ROT13 or backwards writing read, from the text before leetspeak is read (rotated
+    "b0mb" is "o0zo", whose "0" must stay a digit until it is rotated back); words it
+    shows broken by hyphens are joined in the same reading."""
+    read = read_rotated(before_leet)
+    return before_leet if read is before_leet else read_joined(with_leet_read(read))
+
+
+SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
+    "rotated": lambda before_leet, _: _rotated(before_leet),
+    "joined": lambda _, norm: read_joined(norm),
+}
+"""Readings that are guesses (ROT13 or backwards writing read, words broken by hyphens
+joined), each from the text before and after leetspeak is read: each is judged beside
+the text as it reads, never in its place. A rotated reading is joined too (ROT13 of
+broken words); a joined one is not rotated, since joining makes no common words."""
+
+
+def readings(text: str) -> list[tuple[str | None, Normalized]]:
+    """The text as it reads, then each second reading it has, by name."""
+    before = before_leet(text)
+    norm = with_leet_read(before)
+    found = [(name, read(before, norm)) for name, read in SECOND_READINGS.items()]
+    seconds = [(name, other) for name, other in found if other is not before and other is not norm]
+    return [(None, norm), *seconds]
