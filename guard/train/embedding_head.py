@@ -34,7 +34,13 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from guard import datasets
-from guard.components.embedding import HEAD, EmbeddingModel, file_sha256, head_meta_path
+from guard.components.embedding import (
+    HEAD,
+    EmbeddingModel,
+    file_sha256,
+    head_meta_path,
+    sentences,
+)
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
     Encoder,
@@ -174,6 +180,12 @@ class Config:
     (1 - p)^focal, p the probability the head gives its true value, so the many easy rows
     (installed code, everyday prompts) weigh less against the few hard ones (benign twins
     of harmful requests). 0 is plain cross-entropy."""
+    benign_pieces: int = 0
+    """Train on this many sentences, drawn with the seed, of each benign row longer than
+    one window, as benign copies of it. An ``embedding`` rail reads a long text's
+    sentences alone too (``long_texts: windows``), but the head trained on whole rows cut
+    to their start and end only, and flagged sentences of installed code and docs out of
+    context (``cv.as_served``). The folds measure the originals only."""
     lookalike_weight: float = 3.0
     """Weight of the benign rows of ``LOOKALIKE_SETS`` (safe prompts worded like harmful
     requests, the hard negatives among the benign rows) against 1 for other benign rows.
@@ -266,6 +278,26 @@ def broken_copies(
         if rng.random() < config.broken_words and rows[index].source not in TOXIC_SETS
     ]
     return [(index, broken_words(texts[index], rng)) for index in chosen]
+
+
+def piece_copies(
+    model: EmbeddingModel, rows: Sequence[Example], config: Config
+) -> list[tuple[int, str]]:
+    """(row, text) of each sentence ``config.benign_pieces`` asks for: drawn from the
+    benign rows longer than one window, as the rail reads them, by their own seeded
+    generator."""
+    if not config.benign_pieces:
+        return []
+    rng = random.Random(f"pieces:{config.seed}")
+    read = [normalized_text(row.text) for row in rows]
+    long = [len(ids) > config.max_length for ids in model.encode(read)]
+    copies = []
+    for index, row in enumerate(rows):
+        if long[index] and not row.unsafe:
+            found = sentences(read[index])
+            chosen = rng.sample(found, min(config.benign_pieces, len(found)))
+            copies += [(index, sentence) for sentence in chosen]
+    return copies
 
 
 def targets(rows: Sequence[Example]) -> Targets:
@@ -580,7 +612,11 @@ def run(
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     edits = edited(model, rows, config) if cv else {}
     readings = {**edits, AS_SERVED: served(model, rows, config)} if cv else {}
-    copies = copied_rows(texts, config) + broken_copies(rows, texts, config)
+    copies = [
+        *copied_rows(texts, config),
+        *broken_copies(rows, texts, config),
+        *piece_copies(model, rows, config),
+    ]
     measured = len(rows)
     if copies:
         copy_states = frozen_states(model, [text for _, text in copies], config)
