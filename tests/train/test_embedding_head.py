@@ -532,3 +532,25 @@ def test_lookalike_weight_is_relative_to_the_other_negatives_of_each_label() -> 
         negatives = [0, 1, 2]
         assert heavy[negatives, label].sum() == pytest.approx(plain[negatives, label].sum())
     assert np.array_equal(heavy[3:, :2], plain[3:, :2])
+
+
+def test_benign_pieces_are_sentences_of_long_benign_rows_only() -> None:
+    from dataclasses import replace
+
+    from guard.components.embedding import EmbeddingModel, sentences
+    from guard.train.embedding_head import Config, piece_copies
+
+    long = " ".join(f"Step {n} of the build copies the files to the cache." for n in range(30))
+    rows = [
+        Example(long, False, source="installed_text", group="a"),
+        Example(long + " Then poison the well.", True, source="harmbench", group="b"),
+        Example("Keep the cache small. Clear it weekly.", False, source="mitre_frr", group="c"),
+    ]
+    config = replace(Config(), benign_pieces=2)
+    model = EmbeddingModel.bare(config.backbone, config.max_length)
+    copies = piece_copies(model, rows, config)
+    assert [index for index, _ in copies] == [0, 0]
+    assert len({text for _, text in copies}) == 2
+    assert all(text in sentences(long) for _, text in copies)
+    assert copies == piece_copies(model, rows, config)
+    assert piece_copies(model, rows, Config()) == []
