@@ -151,6 +151,7 @@ def write_scores(
 ) -> None:
     """One JSON line per row. ``served`` holds the probabilities and scores of the first
     rows as a rail reads them: those rows also get ``served_score`` and ``served``."""
+    served_probabilities, served_scores = served or (np.zeros((0, len(LABELS))), np.zeros(0))
     with path.open("w") as out:
         for i, (row, p, score) in enumerate(zip(rows, probabilities, scores, strict=True)):
             record = {
@@ -162,8 +163,7 @@ def write_scores(
                 "score": float(score),
                 **{label: round(float(v), 5) for label, v in zip(LABELS, p, strict=True)},
             }
-            if served is not None and i < len(served[1]):
-                served_probabilities, served_scores = served
+            if i < len(served_scores):
                 record["served_score"] = float(served_scores[i])
                 record["served"] = dict(
                     zip(LABELS, served_probabilities[i].round(5).tolist(), strict=True)

@@ -284,8 +284,8 @@ def piece_copies(
     model: EmbeddingModel, rows: Sequence[Example], config: Config
 ) -> list[tuple[int, str]]:
     """(row, text) of each sentence ``config.benign_pieces`` asks for: drawn from the
-    benign rows longer than one window, as the rail reads them, by their own seeded
-    generator."""
+    benign rows longer than one window, normalised as the rail reads them (not their
+    second readings), by their own seeded generator."""
     if not config.benign_pieces:
         return []
     rng = random.Random(f"pieces:{config.seed}")
