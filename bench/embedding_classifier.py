@@ -83,11 +83,11 @@ async def single(classifier: EmbeddingClassifier, texts: list[str]) -> dict[str,
 
 
 def batched(classifier: EmbeddingClassifier, texts: list[str], size: int) -> dict[str, float]:
-    long_texts = classifier.spec.long_texts
-    classifier.model.predict(texts[:size], long_texts)
+    read = (classifier.spec.long_texts, classifier.spec.sentence_margin)
+    classifier.model.predict(texts[:size], *read)
     started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(texts), size):
-        classifier.model.predict(texts[start : start + size], long_texts)
+        classifier.model.predict(texts[start : start + size], *read)
     return {
         "prompts_per_s": len(texts) / (time.perf_counter() - started),
         "prompts_per_cpu_s": len(texts) / (time.process_time() - cpu_started),
@@ -118,7 +118,8 @@ def quality(classifier: EmbeddingClassifier) -> dict[str, Any]:
     for source in QUALITY:
         rows = datasets.load(source)
         texts = [r.text for r in rows]
-        predicted = classifier.model.predict(texts, long_texts=classifier.spec.long_texts)
+        spec = classifier.spec
+        predicted = classifier.model.predict(texts, spec.long_texts, spec.sentence_margin)
         scores = [score.unsafe for score in predicted]
         flagged = [score >= classifier.threshold for score in scores]
         results[source] = {

@@ -1,6 +1,6 @@
 """Where torch runs, and what it costs: the shipped ``embedding`` model's call on 60
 batches of 32 short prompts (XSTest and AdvBench, drawn with seed 0), as a batcher makes
-it (``logit_rows``), in three arrangements, each in a fresh interpreter:
+it (``piece_rows``), in three arrangements, each in a fresh interpreter:
 
 * ``main``: loaded and run on the main thread (one thread ever runs torch);
 * ``worker``: loaded on the main thread, run on another (how batchers ran before
@@ -44,7 +44,7 @@ def batches_ms(arrangement: str, precision: str) -> dict[str, float]:
     from concurrent.futures import ThreadPoolExecutor
 
     from guard import datasets
-    from guard.components.embedding import EmbeddingModel
+    from guard.components.embedding import EmbeddingModel, Piece
     from guard.components.threads import load_alone, model_thread
 
     def load() -> EmbeddingModel:
@@ -52,14 +52,14 @@ def batches_ms(arrangement: str, precision: str) -> dict[str, float]:
 
     model = load_alone(load) if arrangement == "model thread" else load()
     texts = [row.text for name in ("xstest", "advbench") for row in datasets.load(name)]
-    ids = model.tokenize(texts)
+    pieces = [Piece(row) for row in model.tokenize(texts)]
     rng = random.Random(0)
-    batches = [rng.sample(ids, 32) for _ in range(60)]
+    batches = [rng.sample(pieces, 32) for _ in range(60)]
 
     def one_pass() -> float:
         started = time.perf_counter()
         for batch in batches:
-            model.logit_rows(batch)
+            model.piece_rows(batch)
         return (time.perf_counter() - started) / len(batches) * 1000
 
     if arrangement == "main":

@@ -92,6 +92,18 @@ def sentences(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Piece:
+    """Token ids the model reads at once: a window of a text, or a sentence of it alone,
+    whose logits are read ``margin`` lower (``EmbeddingModel.pieces``)."""
+
+    ids: list[int]
+    margin: float = 0.0
+
+    def tokens(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
 class Scores:
     unsafe: float
     categories: dict[str, float]
@@ -190,25 +202,37 @@ class EmbeddingModel:
         return out
 
     def pieces(
-        self, texts: Sequence[str], long_texts: LongTexts = "windows"
-    ) -> list[list[list[int]]]:
-        """Per text, the token id lists the model reads, each at most one window long. A
-        text longer than the window is cut to its start and end (``head_and_tail``, how
-        the head was trained), or read whole (``windows``): in overlapping windows, and
-        each of its sentences alone too, since mean pooling lets a long benign window
-        drown one harmful sentence."""
+        self, texts: Sequence[str], long_texts: LongTexts = "windows", sentence_margin: float = 0.0
+    ) -> list[list[Piece]]:
+        """Per text, the pieces the model reads, each at most one window long. A text
+        longer than the window is cut to its start and end (``head_and_tail``, how the
+        head was trained), or read whole (``windows``): in overlapping windows, and each
+        of its sentences alone too, since mean pooling lets a long benign window drown
+        one harmful sentence. A sentence alone is read ``sentence_margin`` lower in
+        logit space: out of its context it reads as less benign than it is."""
         if long_texts == "head_and_tail":
-            return [[ids] for ids in self.tokenize(texts)]
+            return [[Piece(ids)] for ids in self.tokenize(texts)]
         encoded = self.encode(list(texts))
-        pieces = [windows(row, self.max_length) for row in encoded]
+        pieces = [[Piece(ids) for ids in windows(row, self.max_length)] for row in encoded]
         for index, row in enumerate(encoded):
             if len(row) > self.max_length:
-                pieces[index] += self.tokenize(sentences(texts[index]))
+                alone = self.tokenize(sentences(texts[index]))
+                pieces[index] += [Piece(ids, sentence_margin) for ids in alone]
         return pieces
 
-    def logit_rows(self, ids: list[list[int]]) -> list[torch.Tensor]:
-        """``logits_of_ids`` as one row per token id list: a ``MicroBatcher``'s outputs."""
-        return list(self.logits_of_ids(ids))
+    def piece_logits(self, pieces: Sequence[Piece]) -> torch.Tensor:
+        """One row of head logits per piece, in order, each less its piece's margin."""
+        logits = self.logits_of_ids([piece.ids for piece in pieces])
+        margins = [piece.margin for piece in pieces]
+        if any(margins):
+            import torch
+
+            logits -= torch.tensor(margins).unsqueeze(1)
+        return logits
+
+    def piece_rows(self, pieces: list[Piece]) -> list[torch.Tensor]:
+        """``piece_logits`` as one row per piece: a ``MicroBatcher``'s outputs."""
+        return list(self.piece_logits(pieces))
 
     def scores(self, logits: torch.Tensor) -> list[Scores]:
         """Scores per row of head logits."""
@@ -225,13 +249,18 @@ class EmbeddingModel:
 
         return self.scores(highest([torch.stack(list(rows)) for rows in per_text]))
 
-    def predict(self, texts: list[str], long_texts: LongTexts = "head_and_tail") -> list[Scores]:
+    def predict(
+        self,
+        texts: list[str],
+        long_texts: LongTexts = "head_and_tail",
+        sentence_margin: float = 0.0,
+    ) -> list[Scores]:
         """Scores per text, read as ``pieces`` says; a text's score is its pieces' highest
         (each logit's highest over the pieces)."""
         import torch
 
-        pieces = self.pieces(texts, long_texts)
-        every = self.logits_of_ids([piece for row in pieces for piece in row])
+        pieces = self.pieces(texts, long_texts, sentence_margin)
+        every = self.piece_logits([piece for row in pieces for piece in row])
         return self.scores(highest(torch.split(every, [len(row) for row in pieces])))
 
 
@@ -284,12 +313,12 @@ class EmbeddingClassifier(Classifier):
         self.model = load_alone(lambda: load_model(head.resolve(), backbone, spec.precision))
         self.threshold = self.model.threshold if spec.threshold is None else spec.threshold
         self.categories = tuple(self.model.category_columns)
-        self.batcher: MicroBatcher[list[int], torch.Tensor] = MicroBatcher(
-            self.model.logit_rows,
+        self.batcher: MicroBatcher[Piece, torch.Tensor] = MicroBatcher(
+            self.model.piece_rows,
             max_batch_size=64,
             name="embedding",
             max_queued=PIECES_QUEUED,
-            cost=len,
+            cost=Piece.tokens,
             max_batch_cost=BATCH_TOKENS,
             executor=model_thread(),
         )
@@ -299,7 +328,7 @@ class EmbeddingClassifier(Classifier):
         scores = await submit_in_pieces(
             self.batcher,
             texts,
-            partial(self.model.pieces, texts, self.spec.long_texts),
+            partial(self.model.pieces, texts, self.spec.long_texts, self.spec.sentence_margin),
             self.model.combine,
             timeout_s=self.spec.timeout_s,
             queue_timeout_s=self.spec.queue_timeout_s,

@@ -281,6 +281,11 @@ class LLMJudgeSpec(ClassifierSpec, RemoteModel, Windowed):
     threshold: float = Field(default=0.5, ge=0, le=1)
 
 
+SENTENCE_MARGIN: Final = 0.0
+"""``EmbeddingSpec.sentence_margin``'s default (docs/embedding-classifier.md, "Sentences
+alone")."""
+
+
 class EmbeddingSpec(ClassifierSpec):
     kind: Literal["embedding"]
     threshold: float | None = Field(default=None, ge=0, le=1)
@@ -290,6 +295,10 @@ class EmbeddingSpec(ClassifierSpec):
     precision: Precision = "float32"
     long_texts: Literal["windows"] = "windows"
     """Rails read a long text whole, in overlapping windows; there is no other choice."""
+    sentence_margin: float = Field(default=SENTENCE_MARGIN, ge=0)
+    """How much lower, in logit space, a long text's sentence read alone scores than a
+    window does: the head learnt from whole texts, and a sentence out of its context reads
+    as less benign than it is (docs/embedding-classifier.md, "Sentences alone")."""
 
 
 ATTACK_LABELS: Final = ("jailbreak", "prompt_injection")

@@ -46,6 +46,7 @@ from guard.components.minilm import (
     Encoder,
     fit_length,
 )
+from guard.components.specs import SENTENCE_MARGIN
 from guard.datasets.readers import Example, text_group
 from guard.reading import normalized_text
 from guard.reading.readings import readings as every_reading
@@ -446,14 +447,23 @@ def focal_loss(
     return (losses * (1 - p).pow(focal) * weights).sum() / len(logits)
 
 
-def predict(top: Top, states: Sequence[torch.Tensor], index: Sequence[int]) -> Array:
-    """Probabilities, one row per index, in the order of ``index``."""
+def predict(
+    top: Top,
+    states: Sequence[torch.Tensor],
+    index: Sequence[int],
+    margins: Sequence[float] = (),
+) -> Array:
+    """Probabilities, one row per index, in the order of ``index``; the logits of the
+    states with ``margins`` (one per state) read that much lower."""
     out = np.zeros((len(index), len(LABELS)))
     position = {i: p for p, i in enumerate(index)}
     with torch.inference_mode():
         for batch in length_batches(list(index), [s.shape[0] for s in states], 64):
             x, attention = pad([states[i] for i in batch])
-            probabilities = top.logits(x, attention).sigmoid().double().numpy()
+            logits = top.logits(x, attention)
+            if margins:
+                logits -= torch.tensor([margins[i] for i in batch]).unsqueeze(1)
+            probabilities = logits.sigmoid().double().numpy()
             for row, i in enumerate(batch):
                 out[position[i]] = probabilities[row]
     return out
@@ -481,6 +491,8 @@ class Reading:
     index: list[int]
     owner: list[int]
     states: Sequence[torch.Tensor]
+    margins: Sequence[float] = ()
+    """Per piece, how much lower its logits are read (a sentence alone); none: 0."""
 
 
 def edited_index(rows: Sequence[Example]) -> list[int]:
@@ -501,24 +513,31 @@ def edited(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> di
     }
 
 
-def served(model: EmbeddingModel, rows: Sequence[Example], config: Config) -> Reading:
+def served(
+    model: EmbeddingModel,
+    rows: Sequence[Example],
+    config: Config,
+    sentence_margin: float = SENTENCE_MARGIN,
+) -> Reading:
     """The rows an ``embedding`` rail reads otherwise than training does, read as it
     does: each of the text's readings (``guard.reading.readings``: normalised, and the
     second readings judged beside it), a reading longer than one window in windows and
-    sentences (``long_texts: windows``) rather than cut to its start and end. The rail
-    flags a text when any reading does, so a row's score is the highest of all its
-    pieces. (Float32; ``policies/offline.yaml`` serves bfloat16: docs, "Precision".)"""
+    sentences (``long_texts: windows``, a sentence ``sentence_margin`` lower) rather than
+    cut to its start and end. The rail flags a text when any reading does, so a row's
+    score is the highest of all its pieces. (Float32; ``policies/offline.yaml`` serves
+    bfloat16: docs, "Precision".)"""
     as_trained = frozen_ids(model, [row.text for row in rows], config)
     texts = [[norm.text for _, norm in every_reading(row.text)] for row in rows]
-    flat = model.pieces([text for row in texts for text in row], "windows")
+    flat = model.pieces([text for row in texts for text in row], "windows", sentence_margin)
     pieces, start = [], 0
     for row in texts:
         pieces.append([piece for text in flat[start : start + len(row)] for piece in text])
         start += len(row)
-    index = [i for i, own in enumerate(pieces) if own != [as_trained[i]]]
+    index = [i for i, own in enumerate(pieces) if [p.ids for p in own] != [as_trained[i]]]
     owner = [position for position, i in enumerate(index) for _ in pieces[i]]
-    ids = [piece for i in index for piece in pieces[i]]
-    return Reading(index, owner, frozen_states_of_ids(model, ids, frozen_stop(model, config)))
+    read = [piece for i in index for piece in pieces[i]]
+    states = frozen_states_of_ids(model, [p.ids for p in read], frozen_stop(model, config))
+    return Reading(index, owner, states, [p.margin for p in read])
 
 
 def read_probabilities(top: Top, reading: Reading, positions: Sequence[int]) -> Array:
@@ -526,7 +545,7 @@ def read_probabilities(top: Top, reading: Reading, positions: Sequence[int]) -> 
     of its pieces'."""
     wanted = set(positions)
     chosen = [piece for piece, owner in enumerate(reading.owner) if owner in wanted]
-    per_piece = predict(top, reading.states, chosen)
+    per_piece = predict(top, reading.states, chosen, reading.margins)
     row_of = {position: row for row, position in enumerate(positions)}
     out = np.zeros((len(positions), len(LABELS)))
     for piece, probabilities in zip(chosen, per_piece, strict=True):

@@ -7,6 +7,7 @@ import base64
 import codecs
 import copy
 import json
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,11 @@ from guard.components.embedding import (
     HEAD,
     EmbeddingClassifier,
     EmbeddingModel,
+    Piece,
     _say_no_bfloat16,
     head_meta_path,
     label_shifts,
+    sentences,
 )
 from guard.components.minilm import (
     BFloat16Layer,
@@ -316,8 +319,8 @@ def test_int8_runs_on_the_calling_thread_alone_and_other_threads_keep_their_coun
         return watching
 
     async def in_a_worker(model: EmbeddingModel) -> None:
-        batcher = MicroBatcher(model.logit_rows, name="watched")
-        await batcher.submit(ids)
+        batcher = MicroBatcher(model.piece_rows, name="watched")
+        await batcher.submit([Piece(row) for row in ids])
         await batcher.aclose()
 
     int8 = EmbeddingClassifier(spec(precision="int8")).model
@@ -355,6 +358,30 @@ def test_the_middle_of_a_long_text_is_read_in_windows(shipped: EmbeddingClassifi
 
 
 MUSEUM = "The museum opens at nine and the cafe upstairs serves soup and bread. "
+
+
+def test_a_sentence_alone_is_read_its_margin_lower(shipped: EmbeddingClassifier) -> None:
+    """In its window the request reads as benign (mean pooling), alone as harmful; with
+    a margin, alone it reads that much lower in logit space, and the rail scores it so."""
+    text = MUSEUM * 12 + HARMFUL[1]
+    [pieces] = shipped.model.pieces([text], "windows", 1.0)
+    alone = len(sentences(text))
+    assert [p.margin for p in pieces] == [0.0] * (len(pieces) - alone) + [1.0] * alone
+    [plain] = shipped.model.predict([text], "windows")
+    [lowered] = shipped.model.predict([text], "windows", 1.0)
+    assert plain.unsafe > lowered.unsafe > shipped.threshold
+    assert logit(lowered.unsafe) == pytest.approx(logit(plain.unsafe) - 1.0, abs=1e-4)
+    margined = EmbeddingClassifier(spec(sentence_margin=1.0))
+    [verdict] = asyncio.run(margined.classify([Subject(text)]))
+    assert verdict.flagged and verdict.score == pytest.approx(lowered.unsafe, abs=1e-5)
+    with pytest.raises(ValueError, match="sentence_margin"):
+        spec(sentence_margin=-1.0)
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
 LONG = MUSEUM * 100 + HARMFUL[0] + " " + MUSEUM * 100
 """About 2,800 tokens: 30 windows and 201 sentences, 7,000 tokens in four or more batches."""
 
@@ -370,7 +397,7 @@ def test_a_long_text_is_read_in_many_batches_and_scores_as_predict_scores_it() -
     for precision in ("float32", "int8"):
         classifier = EmbeddingClassifier(spec(precision=precision, timeout_s=600))
         verdicts = asyncio.run(judged(classifier))
-        expected = classifier.model.predict(texts, long_texts="windows")
+        expected = classifier.model.predict(texts, "windows", classifier.spec.sentence_margin)
         scores = [v.score for v in verdicts]
         sizes = list(classifier.batcher.batch_sizes)
         assert len(sizes) > 3 and max(sizes) <= 64
@@ -385,12 +412,12 @@ def test_a_short_text_is_judged_while_a_long_one_is_still_being_read() -> None:
     classifier = EmbeddingClassifier(spec(timeout_s=600))  # a busy CI machine is slow
     gate, batches = threading.Event(), []
 
-    def held(ids: list[list[int]]) -> list[torch.Tensor]:
-        batches.append(len(ids))
+    def held(pieces: list[Piece]) -> list[torch.Tensor]:
+        batches.append(len(pieces))
         gate.wait(10)
-        return classifier.model.logit_rows(ids)
+        return classifier.model.piece_rows(pieces)
 
-    classifier.batcher = MicroBatcher(held, 64, cost=len, max_batch_cost=BATCH_TOKENS)
+    classifier.batcher = MicroBatcher(held, 64, cost=Piece.tokens, max_batch_cost=BATCH_TOKENS)
 
     async def until(condition: Callable[[], bool]) -> None:
         for _ in range(1000):  # bounded: 10 s
@@ -415,7 +442,8 @@ def test_a_short_text_is_judged_while_a_long_one_is_still_being_read() -> None:
     order, long_score, short_score = asyncio.run(scenario())
     assert order == ["short", "long"]
     assert len(batches) > 3
-    [long_alone, short_alone] = classifier.model.predict([LONG, HARMFUL[1]], long_texts="windows")
+    margin = classifier.spec.sentence_margin
+    [long_alone, short_alone] = classifier.model.predict([LONG, HARMFUL[1]], "windows", margin)
     assert long_score == pytest.approx(long_alone.unsafe, abs=1e-5)
     assert short_score == pytest.approx(short_alone.unsafe, abs=1e-5)
 

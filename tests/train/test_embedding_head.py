@@ -332,11 +332,11 @@ def test_rows_are_also_scored_as_a_rail_reads_them_in_windows_and_sentences(
 ) -> None:
     """A long row, a row with a character the rail normalises and a row with a word
     broken by a hyphen (read joined beside it) are read as the rail reads them: each
-    scored out of fold, by its own fold's model, as the loaded head scores it. A short
-    plain row reads alike either way."""
+    scored out of fold, by its own fold's model, as the loaded head scores it, a sentence
+    alone read a margin lower. A short plain row reads alike either way."""
     import numpy as np
 
-    from guard.components.embedding import EmbeddingModel
+    from guard.components.embedding import EmbeddingModel, sentences
     from guard.reading.readings import readings
     from guard.train.batches import write_head
     from guard.train.calibration import LABELS, UNSAFE_LABELS
@@ -364,8 +364,10 @@ def test_rows_are_also_scored_as_a_rail_reads_them_in_windows_and_sentences(
     rows = [Example(t, u, source="harmbench", group=f"g{i}") for i, (t, u) in enumerate(texts)]
     config = Config(folds=2, epochs=1, batch_size=4)
     model = EmbeddingModel.bare(config.backbone, config.max_length)
-    reading = served(model, rows, config)
+    reading = served(model, rows, config, sentence_margin=1.5)
     assert reading.index == [0, 1, 2]
+    windows, alone = len(model.pieces([rows[0].text])[0]), len(sentences(rows[0].text))
+    assert reading.margins == [0.0] * (windows - alone) + [1.5] * alone + [0.0] * 3
     assert reading.owner.count(0) == len(model.pieces([rows[0].text], "windows")[0]) > 2
     assert reading.owner.count(1) == 1 and reading.owner.count(2) == 2  # as written, joined
 
@@ -389,7 +391,7 @@ def test_rows_are_also_scored_as_a_rail_reads_them_in_windows_and_sentences(
         for p in here:
             text = rows[reading.index[p]].text
             as_read = [norm.text for _, norm in readings(text)]
-            at_run_time = max(s.unsafe for s in loaded.predict(as_read, "windows"))
+            at_run_time = max(s.unsafe for s in loaded.predict(as_read, "windows", 1.5))
             assert abs(read_oof[AS_SERVED][p][:2].max() - at_run_time) < 1e-3
     assert not np.allclose(read_oof[AS_SERVED][0], oof[0])
 
