@@ -37,7 +37,7 @@ from guard.components.minilm import (
     load_backbone,
     windows,
 )
-from guard.components.specs import EmbeddingSpec, LongTexts, Precision
+from guard.components.specs import SENTENCE_MARGIN, EmbeddingSpec, LongTexts, Precision
 from guard.components.threads import load_alone, model_thread, one_thread
 
 if TYPE_CHECKING:
@@ -202,7 +202,10 @@ class EmbeddingModel:
         return out
 
     def pieces(
-        self, texts: Sequence[str], long_texts: LongTexts = "windows", sentence_margin: float = 0.0
+        self,
+        texts: Sequence[str],
+        long_texts: LongTexts = "windows",
+        sentence_margin: float = SENTENCE_MARGIN,
     ) -> list[list[Piece]]:
         """Per text, the pieces the model reads, each at most one window long. A text
         longer than the window is cut to its start and end (``head_and_tail``, how the
@@ -227,7 +230,7 @@ class EmbeddingModel:
         if any(margins):
             import torch
 
-            logits -= torch.tensor(margins).unsqueeze(1)
+            return logits - torch.tensor(margins, dtype=logits.dtype).unsqueeze(1)
         return logits
 
     def piece_rows(self, pieces: list[Piece]) -> list[torch.Tensor]:
@@ -253,7 +256,7 @@ class EmbeddingModel:
         self,
         texts: list[str],
         long_texts: LongTexts = "head_and_tail",
-        sentence_margin: float = 0.0,
+        sentence_margin: float = SENTENCE_MARGIN,
     ) -> list[Scores]:
         """Scores per text, read as ``pieces`` says; a text's score is its pieces' highest
         (each logit's highest over the pieces)."""

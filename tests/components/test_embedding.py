@@ -367,13 +367,16 @@ def test_a_sentence_alone_is_read_its_margin_lower(shipped: EmbeddingClassifier)
     [pieces] = shipped.model.pieces([text], "windows", 1.0)
     alone = len(sentences(text))
     assert [p.margin for p in pieces] == [0.0] * (len(pieces) - alone) + [1.0] * alone
-    [plain] = shipped.model.predict([text], "windows")
+    [plain] = shipped.model.predict([text], "windows", 0.0)
     [lowered] = shipped.model.predict([text], "windows", 1.0)
     assert plain.unsafe > lowered.unsafe > shipped.threshold
     assert logit(lowered.unsafe) == pytest.approx(logit(plain.unsafe) - 1.0, abs=1e-4)
     margined = EmbeddingClassifier(spec(sentence_margin=1.0))
     [verdict] = asyncio.run(margined.classify([Subject(text)]))
     assert verdict.flagged and verdict.score == pytest.approx(lowered.unsafe, abs=1e-5)
+    [[short]] = shipped.model.pieces([HARMFUL[1]], "windows", 1.0)
+    assert short.margin == 0.0  # a short text is its own window
+    assert shipped.spec.sentence_margin == 1.0
     with pytest.raises(ValueError, match="sentence_margin"):
         spec(sentence_margin=-1.0)
 

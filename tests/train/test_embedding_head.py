@@ -366,8 +366,8 @@ def test_rows_are_also_scored_as_a_rail_reads_them_in_windows_and_sentences(
     model = EmbeddingModel.bare(config.backbone, config.max_length)
     reading = served(model, rows, config, sentence_margin=1.5)
     assert reading.index == [0, 1, 2]
-    windows, alone = len(model.pieces([rows[0].text])[0]), len(sentences(rows[0].text))
-    assert reading.margins == [0.0] * (windows - alone) + [1.5] * alone + [0.0] * 3
+    pieces, alone = len(model.pieces([rows[0].text])[0]), len(sentences(rows[0].text))
+    assert reading.margins == [0.0] * (pieces - alone) + [1.5] * alone + [0.0] * 3
     assert reading.owner.count(0) == len(model.pieces([rows[0].text], "windows")[0]) > 2
     assert reading.owner.count(1) == 1 and reading.owner.count(2) == 2  # as written, joined
 
