@@ -309,7 +309,9 @@ async def submit_in_pieces(
     text, so it runs in a thread, off the event loop (unless the texts are shorter than
     ``ON_LOOP_CHARS``), and its time counts towards ``timeout_s``. All the pieces go to
     the batcher as one job. ``combine`` runs on the model's thread when they were more
-    than one batch."""
+    than one batch, after the calls ahead of it there, within ``timeout_s`` of its own:
+    behind a model call that never returns, the caller gets ``TimeoutError``, not a wait
+    without end."""
     began = time.monotonic()
     if sum(len(text) for text in texts) <= ON_LOOP_CHARS:
         groups = expand()
@@ -327,7 +329,7 @@ async def submit_in_pieces(
         per_text.append(flat[start : start + len(group)])
         start += len(group)
     if len(flat) > batcher.max_batch_size:
-        return await batcher.beside(partial(combine, per_text))
+        return await asyncio.wait_for(batcher.beside(partial(combine, per_text)), timeout_s)
     return combine(per_text)
 
 

@@ -136,6 +136,41 @@ def test_a_long_texts_pieces_are_combined_on_the_models_thread() -> None:
     assert len(ran) == 6 and len(set(ran)) == 1 and ran[0].startswith("guard-pieces")
 
 
+def test_combining_behind_a_model_call_that_never_returns_times_out() -> None:
+    """The rails give classifiers that time themselves no limit of their own: combining
+    must not wait without end behind a hung call on the model's thread."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    hung = threading.Event()
+    release = threading.Event()
+
+    def hang() -> None:
+        hung.set()
+        release.wait(30)
+
+    def run(items: list[int]) -> list[int]:
+        if items[-1] == 39:  # the last batch queues a call that hangs, ahead of combining
+            executor.submit(hang)
+        return items
+
+    def combine(per_text: list[list[int]]) -> list[int]:
+        return [sum(pieces) for pieces in per_text]
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(run, max_batch_size=8, name="pieces", executor=executor)
+        try:
+            with pytest.raises(TimeoutError):
+                await submit_in_pieces(
+                    batcher, ["a long text"], lambda: [range(40)], combine, timeout_s=0.5
+                )
+            assert hung.is_set()
+        finally:
+            release.set()
+            await batcher.aclose()
+
+    asyncio.run(scenario())
+    executor.shutdown(wait=True)
+
+
 TEAMS = """
 import os, sys, threading
 import torch
