@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from guard.cli.serve import serve_with
+from guard.cli.serve import cannot_start, serve_with
+from guard.errors import PolicyError
+from guard.policy.load import load_policy_file
+from guard.policy.models import WILDCARD
+
+
+def client_model(policy: Path) -> str:
+    """The model name a client sends to reach the demo model under ``policy``: its first
+    listed name (``demo`` in policies/default.yaml, ``demo-safe`` in offline.yaml)."""
+    names = [name for loaded in load_policy_file(policy) for name in loaded.policy.models]
+    return next((name for name in names if name != WILDCARD), "smollm2")
 
 
 def run_demo(policy: Path, port: int, vllm_port: int) -> int:
@@ -14,6 +24,10 @@ def run_demo(policy: Path, port: int, vllm_port: int) -> int:
     def say(message: str) -> None:
         print(f"[guard up] {message}", flush=True)
 
+    try:  # before vLLM's start, which takes most of a minute
+        model = client_model(policy)
+    except PolicyError as exc:
+        return cannot_start(exc)
     say("step 1/3: the demo model (SmolLM2-135M-Instruct)")
     model_dir = ensure_demo_model(progress=say)
     say(f"step 2/3: starting vLLM on 127.0.0.1:{vllm_port} (usually about 40 s)")
@@ -23,12 +37,12 @@ def run_demo(policy: Path, port: int, vllm_port: int) -> int:
         say(f"step 3/3: starting guard on 127.0.0.1:{port} with {policy}")
         say(
             f"ready soon: point any OpenAI client at http://127.0.0.1:{port}/v1 "
-            "with model 'demo'. Try:"
+            f"with model '{model}'. Try:"
         )
         say(
             f"  curl -s http://127.0.0.1:{port}/v1/chat/completions -H 'content-type: "
-            'application/json\' -d \'{"model": "demo", "messages": [{"role": "user", '
-            '"content": "What is the capital of France?"}]}\''
+            f'application/json\' -d \'{{"model": "{model}", "temperature": 0, "messages": '
+            '[{"role": "user", "content": "What is the capital of France?"}]}\''
         )
         say("Ctrl-C stops guard and vLLM.")
         return serve_with({"policies": [policy], "upstream_url": vllm.url, "port": port})

@@ -8,6 +8,12 @@ import sys
 from guard.errors import PolicyError
 
 
+def cannot_start(exc: PolicyError) -> int:
+    """Says what to fix, on stderr; the exit status for it."""
+    print("guard cannot start; fix these problems:\n" + "\n".join(exc.problems), file=sys.stderr)
+    return 2
+
+
 def serve_with(overrides: dict[str, object]) -> int:
     import uvicorn
 
@@ -19,11 +25,7 @@ def serve_with(overrides: dict[str, object]) -> int:
     try:
         app = create_app(settings)
     except PolicyError as exc:
-        print(
-            "guard cannot start; fix these problems:\n" + "\n".join(exc.problems),
-            file=sys.stderr,
-        )
-        return 2
+        return cannot_start(exc)
     uvicorn.run(
         app,
         host=settings.host,
