@@ -177,12 +177,13 @@ import torch
 from guard.components.threads import load_alone
 
 def threads_gained(work):
+    # New thread ids, not a count: a thread joined just before may still be leaving.
     gained = []
 
     def body():
-        before = len(os.listdir("/proc/self/task"))
+        before = set(os.listdir("/proc/self/task"))
         work()
-        gained.append(len(os.listdir("/proc/self/task")) - before)
+        gained.append(len(set(os.listdir("/proc/self/task")) - before))
 
     thread = threading.Thread(target=body)
     thread.start()
