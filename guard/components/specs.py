@@ -281,7 +281,7 @@ class LLMJudgeSpec(ClassifierSpec, RemoteModel, Windowed):
     threshold: float = Field(default=0.5, ge=0, le=1)
 
 
-SENTENCE_MARGIN: Final = 1.0
+SENTENCE_MARGIN: Final = 1.5
 """``EmbeddingSpec.sentence_margin``'s default (docs/embedding-classifier.md, "Sentences
 alone")."""
 

@@ -679,6 +679,10 @@ def run(
         index = edited_index(originals_only)
         edited_oof = {name: read_oof[name] for name in edits}
         meta["robustness"] = robustness([rows[i] for i in index], oof[index], edited_oof, meta)
+        meta["cv"]["as_served_reading"] = {
+            "long_texts": "windows",
+            "sentence_margin": SENTENCE_MARGIN,
+        }
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()
