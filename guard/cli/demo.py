@@ -9,12 +9,19 @@ from guard.errors import PolicyError
 from guard.policy.load import load_policy_file
 from guard.policy.models import WILDCARD
 
+SERVED_NAME = "smollm2"
+"""The name vLLM serves the demo model by."""
+
 
 def client_model(policy: Path) -> str:
-    """The model name a client sends to reach the demo model under ``policy``: its first
-    listed name (``demo`` in policies/default.yaml, ``demo-safe`` in offline.yaml)."""
-    names = [name for loaded in load_policy_file(policy) for name in loaded.policy.models]
-    return next((name for name in names if name != WILDCARD), "smollm2")
+    """The model name a client sends to reach the demo model under ``policy``: the first
+    name it routes there (``demo`` in policies/default.yaml, ``demo-safe`` in
+    offline.yaml), or the served name itself under a ``"*"`` policy."""
+    for loaded in load_policy_file(policy):
+        for name, target in loaded.policy.models.items():
+            if name != WILDCARD and (target or name) == SERVED_NAME:
+                return name
+    return SERVED_NAME
 
 
 def run_demo(policy: Path, port: int, vllm_port: int) -> int:
@@ -32,7 +39,7 @@ def run_demo(policy: Path, port: int, vllm_port: int) -> int:
     model_dir = ensure_demo_model(progress=say)
     say(f"step 2/3: starting vLLM on 127.0.0.1:{vllm_port} (usually about 40 s)")
     with VLLMServer(
-        model_dir, port=vllm_port, served_name="smollm2", extra_args=DEMO_ARGS, progress=say
+        model_dir, port=vllm_port, served_name=SERVED_NAME, extra_args=DEMO_ARGS, progress=say
     ) as vllm:
         say(f"step 3/3: starting guard on 127.0.0.1:{port} with {policy}")
         say(

@@ -21,6 +21,14 @@ def test_the_demo_names_the_model_its_policy_serves(policy: str, model: str) -> 
     assert client_model(ROOT / "policies" / policy) == model
 
 
+def test_the_demo_names_a_model_routed_to_it_not_just_the_first(tmp_path: Path) -> None:
+    policy = tmp_path / "two.yaml"
+    policy.write_text(
+        "name: p\nmodels: {other: big-model, mine: smollm2}\ninput_rails: []\noutput_rails: []\n"
+    )
+    assert client_model(policy) == "mine"
+
+
 def test_guard_up_refuses_a_bad_policy_before_starting_vllm(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
