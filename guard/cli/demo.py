@@ -16,12 +16,18 @@ SERVED_NAME = "smollm2"
 def client_model(policy: Path) -> str:
     """The model name a client sends to reach the demo model under ``policy``: the first
     name it routes there (``demo`` in policies/default.yaml, ``demo-safe`` in
-    offline.yaml), or the served name itself under a ``"*"`` policy."""
-    for loaded in load_policy_file(policy):
-        for name, target in loaded.policy.models.items():
+    offline.yaml), or the served name itself under a ``"*"`` policy. ``PolicyError`` for a
+    policy that serves it by no name."""
+    loaded = load_policy_file(policy)
+    for one in loaded:
+        for name, target in one.policy.models.items():
             if name != WILDCARD and (target or name) == SERVED_NAME:
                 return name
-    return SERVED_NAME
+    if any(WILDCARD in one.policy.models for one in loaded):
+        return SERVED_NAME
+    raise PolicyError(
+        [f"{policy}: no model name leads to the demo model '{SERVED_NAME}' (add one to `models`)"]
+    )
 
 
 def run_demo(policy: Path, port: int, vllm_port: int) -> int:

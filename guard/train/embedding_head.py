@@ -630,7 +630,8 @@ def run(
     trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     edits = edited(model, rows, config) if cv else {}
-    readings = {**edits, AS_SERVED: served(model, rows, config)} if cv else {}
+    margin = SENTENCE_MARGIN  # the rail's default: the reading the JSON's table describes
+    readings = {**edits, AS_SERVED: served(model, rows, config, margin)} if cv else {}
     copies = [
         *copied_rows(texts, config),
         *broken_copies(rows, texts, config),
@@ -679,10 +680,7 @@ def run(
         index = edited_index(originals_only)
         edited_oof = {name: read_oof[name] for name in edits}
         meta["robustness"] = robustness([rows[i] for i in index], oof[index], edited_oof, meta)
-        meta["cv"]["as_served_reading"] = {
-            "long_texts": "windows",
-            "sentence_margin": SENTENCE_MARGIN,
-        }
+        meta["cv"]["as_served_reading"] = {"long_texts": "windows", "sentence_margin": margin}
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from guard.cli.demo import client_model
+from guard.errors import PolicyError
 from tests.conftest import ROOT
 
 
@@ -27,6 +28,13 @@ def test_the_demo_names_a_model_routed_to_it_not_just_the_first(tmp_path: Path) 
         "name: p\nmodels: {other: big-model, mine: smollm2}\ninput_rails: []\noutput_rails: []\n"
     )
     assert client_model(policy) == "mine"
+
+
+def test_a_policy_that_does_not_serve_the_demo_model_is_refused(tmp_path: Path) -> None:
+    policy = tmp_path / "gpu.yaml"
+    policy.write_text("name: p\nmodels: {big: big-model}\ninput_rails: []\noutput_rails: []\n")
+    with pytest.raises(PolicyError, match="no model name leads to the demo model"):
+        client_model(policy)
 
 
 def test_guard_up_refuses_a_bad_policy_before_starting_vllm(tmp_path: Path) -> None:

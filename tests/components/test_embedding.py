@@ -376,7 +376,7 @@ def test_a_sentence_alone_is_read_its_margin_lower(shipped: EmbeddingClassifier)
     assert verdict.flagged and verdict.score == pytest.approx(lowered.unsafe, abs=1e-5)
     [[short]] = shipped.model.pieces([HARMFUL[1]], "windows", 1.0)
     assert short.margin == 0.0  # a short text is its own window
-    assert shipped.spec.sentence_margin == 1.0
+    assert shipped.spec.sentence_margin == 1.5
     with pytest.raises(ValueError, match="sentence_margin"):
         spec(sentence_margin=-1.0)
 
