@@ -39,7 +39,7 @@ from guard.components.minilm import (
     fit_length,
     windows,
 )
-from guard.components.specs import EmbeddingSpec
+from guard.components.specs import SENTENCE_MARGIN, EmbeddingSpec
 from guard.datasets.readers import OPENAI_CATEGORIES
 from guard.policy.load import load_policy_file
 from tests.conftest import Fake, guard_app, write_policy
@@ -107,6 +107,9 @@ def test_shipped_head_is_small_and_documented() -> None:
     assert 0 < meta["threshold"] < 1
     assert set(meta["training_sets"]).isdisjoint({"toxicchat_human", "do_not_answer"})
     assert set(meta["labels"]) >= set(OPENAI_CATEGORIES.values())
+    # Its table "as served" was measured reading as a rail does by default.
+    reading = {"long_texts": "windows", "sentence_margin": SENTENCE_MARGIN}
+    assert meta["cv"]["as_served_reading"] == reading
 
 
 def test_obviously_harmful_prompts_are_flagged(shipped: EmbeddingClassifier) -> None:
