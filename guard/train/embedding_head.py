@@ -187,6 +187,10 @@ class Config:
     sentences alone too (``long_texts: windows``), but the head trained on whole rows cut
     to their start and end only, and flagged sentences of installed code and docs out of
     context (``cv.as_served``). The folds measure the originals only."""
+    benign_piece_weight: float = 1.0
+    """Weight of each ``benign_pieces`` copy against 1 for a benign row (it replaces the
+    row's own weight, openai_moderation's too): lower, to teach that a benign text's
+    sentences are benign without making every short text read so."""
     lookalike_weight: float = 3.0
     """Weight of the benign rows of ``LOOKALIKE_SETS`` (safe prompts worded like harmful
     requests, the hard negatives among the benign rows) against 1 for other benign rows.
@@ -301,6 +305,17 @@ def piece_copies(
     return copies
 
 
+def copied_examples(
+    rows: Sequence[Example], copies: Sequence[tuple[int, str]], first_piece: int
+) -> list[Example]:
+    """The row each copy trains as: its original's, and from ``first_piece`` on (the
+    ``benign_pieces`` copies) marked ``PIECE_SUBSET`` to weigh ``benign_piece_weight``."""
+    return [
+        replace(rows[index], subset=PIECE_SUBSET) if n >= first_piece else rows[index]
+        for n, (index, _) in enumerate(copies)
+    ]
+
+
 def targets(rows: Sequence[Example]) -> Targets:
     y = np.zeros((len(rows), len(LABELS)), np.float32)
     known = np.zeros((len(rows), len(LABELS)), bool)
@@ -380,7 +395,13 @@ def frozen_ids(model: EmbeddingModel, texts: Sequence[str], config: Config) -> l
     return [fit_length(row, config.max_length) for row in model.tokenize(read)]
 
 
+PIECE_SUBSET = "sentence alone"
+"""The ``subset`` of a ``benign_pieces`` copy, which weighs ``benign_piece_weight``."""
+
+
 def row_weight(row: Example, config: Config) -> float:
+    if row.subset == PIECE_SUBSET:
+        return config.benign_piece_weight
     if row.source == "openai_moderation":
         return config.moderation_weight
     if row.source in LOOKALIKE_SETS and not row.unsafe:
@@ -632,16 +653,13 @@ def run(
     edits = edited(model, rows, config) if cv else {}
     margin = SENTENCE_MARGIN  # the rail's default: the reading the JSON's table describes
     readings = {**edits, AS_SERVED: served(model, rows, config, margin)} if cv else {}
-    copies = [
-        *copied_rows(texts, config),
-        *broken_copies(rows, texts, config),
-        *piece_copies(model, rows, config),
-    ]
+    pieces = piece_copies(model, rows, config)
+    copies = [*copied_rows(texts, config), *broken_copies(rows, texts, config), *pieces]
     measured = len(rows)
     if copies:
         copy_states = frozen_states(model, [text for _, text in copies], config)
         trained, states = [*trained, *copy_states], [*states, *copy_states]
-        rows = [*rows, *(rows[index] for index, _ in copies)]
+        rows = [*rows, *copied_examples(rows, copies, len(copies) - len(pieces))]
     seconds = {"frozen_states": time.perf_counter() - started}
     meta: dict[str, Any] = {
         "format": 1,

@@ -509,6 +509,23 @@ def test_lookalike_weight_raises_only_the_benign_lookalike_rows() -> None:
     assert row_weight(safe, replace(Config(), lookalike_weight=1.0)) == 1
 
 
+def test_benign_piece_copies_weigh_their_own_weight() -> None:
+    from dataclasses import replace
+
+    from guard.train.embedding_head import Config, copied_examples, row_weight
+
+    rows = [
+        Example("a long benign comment. It goes on.", False, (), "openai_moderation", "o"),
+        Example("a request", True, (), "harmbench", "h"),
+    ]
+    copies = [(1, '"a request"'), (0, "It goes on.")]
+    quoted, piece = copied_examples(rows, copies, first_piece=1)
+    assert quoted == rows[1] and piece.source == "openai_moderation" and not piece.unsafe
+    config = replace(Config(), benign_piece_weight=0.3)
+    assert row_weight(piece, config) == 0.3 and row_weight(rows[0], config) == 1.5
+    assert row_weight(piece, Config()) == 1
+
+
 def test_lookalike_weight_is_relative_to_the_other_negatives_of_each_label() -> None:
     from dataclasses import replace
 
