@@ -306,14 +306,14 @@ def piece_copies(
 
 
 def copied_examples(
-    rows: Sequence[Example], copies: Sequence[tuple[int, str]], first_piece: int
+    rows: Sequence[Example],
+    others: Sequence[tuple[int, str]],
+    pieces: Sequence[tuple[int, str]],
 ) -> list[Example]:
-    """The row each copy trains as: its original's, and from ``first_piece`` on (the
-    ``benign_pieces`` copies) marked ``PIECE_SUBSET`` to weigh ``benign_piece_weight``."""
-    return [
-        replace(rows[index], subset=PIECE_SUBSET) if n >= first_piece else rows[index]
-        for n, (index, _) in enumerate(copies)
-    ]
+    """The row each copy trains as, in order: its original's, a ``benign_pieces`` copy's
+    marked ``PIECE_SUBSET`` to weigh ``benign_piece_weight``."""
+    marked = (replace(rows[index], subset=PIECE_SUBSET) for index, _ in pieces)
+    return [*(rows[index] for index, _ in others), *marked]
 
 
 def targets(rows: Sequence[Example]) -> Targets:
@@ -653,13 +653,14 @@ def run(
     edits = edited(model, rows, config) if cv else {}
     margin = SENTENCE_MARGIN  # the rail's default: the reading the JSON's table describes
     readings = {**edits, AS_SERVED: served(model, rows, config, margin)} if cv else {}
+    others = [*copied_rows(texts, config), *broken_copies(rows, texts, config)]
     pieces = piece_copies(model, rows, config)
-    copies = [*copied_rows(texts, config), *broken_copies(rows, texts, config), *pieces]
+    copies = [*others, *pieces]
     measured = len(rows)
     if copies:
         copy_states = frozen_states(model, [text for _, text in copies], config)
         trained, states = [*trained, *copy_states], [*states, *copy_states]
-        rows = [*rows, *copied_examples(rows, copies, len(copies) - len(pieces))]
+        rows = [*rows, *copied_examples(rows, others, pieces)]
     seconds = {"frozen_states": time.perf_counter() - started}
     meta: dict[str, Any] = {
         "format": 1,

@@ -518,8 +518,7 @@ def test_benign_piece_copies_weigh_their_own_weight() -> None:
         Example("a long benign comment. It goes on.", False, (), "openai_moderation", "o"),
         Example("a request", True, (), "harmbench", "h"),
     ]
-    copies = [(1, '"a request"'), (0, "It goes on.")]
-    quoted, piece = copied_examples(rows, copies, first_piece=1)
+    quoted, piece = copied_examples(rows, [(1, '"a request"')], [(0, "It goes on.")])
     assert quoted == rows[1] and piece.source == "openai_moderation" and not piece.unsafe
     config = replace(Config(), benign_piece_weight=0.3)
     assert row_weight(piece, config) == 0.3 and row_weight(rows[0], config) == 1.5
