@@ -4,9 +4,11 @@ Each FILE is what ``guard train-embedding-head --scores FILE`` writes: one JSON 
 row, with its out-of-fold unsafe ``score``. One threshold is moved over each file's
 scores until HarmBench recall, or XSTest's false-positive rate, reaches a target, and
 the other sets are read at that threshold. Two heads at their own thresholds sit at
-different operating points; here they are compared at the same ones.
+different operating points; here they are compared at the same ones. With ``--served``
+each row counts as the rail reads it (``served_score``: normalised, a long text in
+windows and each sentence alone a margin lower), as ``bench/policy_oof.py --served``.
 
-    .venv/bin/python bench/operating_points.py FILE [FILE ...]
+    .venv/bin/python bench/operating_points.py FILE [FILE ...] [--served]
 """
 
 from __future__ import annotations
@@ -39,33 +41,52 @@ SHARES = (
 F1_SETS = (("openai F1", "openai_moderation"), ("ToxicChat F1", "toxicchat_human"))
 
 
-def scores(rows: list[dict[str, Any]], source: str, unsafe: bool | None = None) -> np.ndarray:
+Rows = list[dict[str, Any]]
+"""One dict per row: its ``source``, ``unsafe``, and the score read (``score`` or
+``served_score``) as ``score``."""
+
+
+def scores(rows: Rows, source: str, unsafe: bool | None = None) -> np.ndarray:
     return np.array(
         [r["score"] for r in rows if r["source"] == source and unsafe in (None, r["unsafe"])]
     )
 
 
-def f1(rows: list[dict[str, Any]], source: str, threshold: float) -> float:
+def f1(rows: Rows, source: str, threshold: float) -> float:
     unsafe = np.array([r["unsafe"] for r in rows if r["source"] == source])
     return metrics(unsafe, scores(rows, source) >= threshold)["f1"]
 
 
-def row(rows: list[dict[str, Any]], point: str, threshold: float) -> str:
+def row(rows: Rows, point: str, threshold: float) -> str:
     cells = [f"{(scores(rows, s, u) >= threshold).mean():.3f}" for _, s, u in SHARES]
     cells += [f"{f1(rows, s, threshold):.3f}" for _, s in F1_SETS]
     return f"| {point} | {threshold:.3f} | " + " | ".join(cells) + " |"
 
 
-def table(rows: list[dict[str, Any]]) -> list[str]:
+def read(path: Path, field: str) -> Rows:
+    """The file's rows, each with ``field`` as its ``score``. The sets only evaluated
+    (ToxicChat, Do-Not-Answer: the fold models' mean) have no served reading and keep their
+    ``score``; their prompts are short, read whole either way."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if not any(field in r for r in rows):
+        raise SystemExit(f"{path} has no {field}: written before the served reading was")
+    return [
+        {"source": r["source"], "unsafe": r["unsafe"], "score": r.get(field, r["score"])}
+        for r in rows
+    ]
+
+
+def table(rows: Rows) -> list[str]:
     harmbench = np.sort(scores(rows, "harmbench"))
     safe = np.sort(scores(rows, "xstest", False))
     header = ["operating point", "threshold", *(c for c, _, _ in SHARES), *(c for c, _ in F1_SETS)]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    # the 1e-9s: (1 - 0.9) * 10 is 0.999..., and a target met exactly must count as met
     for target in RECALL_TARGETS:
-        threshold = harmbench[int(np.floor((1 - target) * len(harmbench)))]
+        threshold = harmbench[int(np.floor((1 - target) * len(harmbench) + 1e-9))]
         lines.append(row(rows, f"HarmBench recall {target}", threshold))
     for target in FPR_TARGETS:
-        threshold = safe[int(np.ceil((1 - target) * len(safe))) - 1] + 1e-9
+        threshold = safe[int(np.ceil((1 - target) * len(safe) - 1e-9)) - 1] + 1e-9
         lines.append(row(rows, f"XSTest FPR {target}", threshold))
     return lines
 
@@ -73,10 +94,15 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--served", action="store_true", help="the rows as a rail reads them")
     args = parser.parse_args(argv)
-    print("$ .venv/bin/python bench/operating_points.py " + shlex.join(map(str, args.files)))
+    field = "served_score" if args.served else "score"
+    flags = " --served" if args.served else ""
+    print(
+        "$ .venv/bin/python bench/operating_points.py " + shlex.join(map(str, args.files)) + flags
+    )
     for path in args.files:
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        rows = read(path, field)
         print(f"\n{path}\n")
         print("\n".join(table(rows)))
     return 0
