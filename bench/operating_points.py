@@ -14,7 +14,6 @@ windows and each sentence alone a margin lower), as ``bench/policy_oof.py --serv
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.policy_oof import scored  # noqa: E402
 from guard.train.calibration import metrics  # noqa: E402
 
 RECALL_TARGETS = (0.90, 0.923, 0.95)
@@ -42,8 +42,7 @@ F1_SETS = (("openai F1", "openai_moderation"), ("ToxicChat F1", "toxicchat_human
 
 
 Rows = list[dict[str, Any]]
-"""One dict per row: its ``source``, ``unsafe``, and the score read (``score`` or
-``served_score``) as ``score``."""
+"""One dict per row of a ``--scores`` file: its ``source``, ``unsafe`` and ``score``."""
 
 
 def scores(rows: Rows, source: str, unsafe: bool | None = None) -> np.ndarray:
@@ -61,19 +60,6 @@ def row(rows: Rows, point: str, threshold: float) -> str:
     cells = [f"{(scores(rows, s, u) >= threshold).mean():.3f}" for _, s, u in SHARES]
     cells += [f"{f1(rows, s, threshold):.3f}" for _, s in F1_SETS]
     return f"| {point} | {threshold:.3f} | " + " | ".join(cells) + " |"
-
-
-def read(path: Path, field: str) -> Rows:
-    """The file's rows, each with ``field`` as its ``score``. The sets only evaluated
-    (ToxicChat, Do-Not-Answer: the fold models' mean) have no served reading and keep their
-    ``score``; their prompts are short, read whole either way."""
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    if not any(field in r for r in rows):
-        raise SystemExit(f"{path} has no {field}: written before the served reading was")
-    return [
-        {"source": r["source"], "unsafe": r["unsafe"], "score": r.get(field, r["score"])}
-        for r in rows
-    ]
 
 
 def table(rows: Rows) -> list[str]:
@@ -97,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--served", action="store_true", help="the rows as a rail reads them")
     args = parser.parse_args(argv)
     field = "served_score" if args.served else "score"
-    flags = " --served" if args.served else ""
     print(
-        "$ .venv/bin/python bench/operating_points.py " + shlex.join(map(str, args.files)) + flags
+        "$ .venv/bin/python bench/operating_points.py "
+        + shlex.join(sys.argv[1:] if argv is None else argv)
     )
     for path in args.files:
-        rows = read(path, field)
+        rows = scored(path, field)
         print(f"\n{path}\n")
         print("\n".join(table(rows)))
     return 0

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from guard.components.attacks import ATTACK_HEAD  # noqa: E402
 from guard.components.embedding import HEAD, head_meta_path  # noqa: E402
 from guard.train.calibration import metrics  # noqa: E402
+from guard.train.embedding_head import EVAL_ONLY_SETS  # noqa: E402
 
 SETS = (
     "harmbench",
@@ -48,6 +49,19 @@ SETS = (
 
 def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def scored(path: Path, field: str) -> list[dict[str, Any]]:
+    """The rows of a harm head's ``--scores`` file, each with ``field`` as its ``score``
+    (``served_score``: as the rail reads it). The sets only evaluated, scored by the fold
+    models' mean, have no served reading and keep their ``score``: their prompts are short."""
+    rows = lines(path)
+    if lacking := [r for r in rows if field not in r and r["source"] not in EVAL_ONLY_SETS]:
+        raise SystemExit(
+            f"{path}: a {lacking[0]['source']} row has no {field}: "
+            "written before the served reading was"
+        )
+    return [{**r, "score": r.get(field, r["score"])} for r in rows]
 
 
 def of_set(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
@@ -67,7 +81,6 @@ def table(
     attack: list[dict[str, Any]],
     threshold: float,
     attack_thresholds: dict[str, float],
-    score: str = "score",
 ) -> list[str]:
     out = [
         "| set (rows) | `embedding` head: recall / FPR / F1 | policy: recall / FPR / F1 |",
@@ -81,7 +94,7 @@ def table(
         if [r["subset"] for r in mine] != [r["kind"] for r in theirs]:
             raise SystemExit(f"{source}: the two files do not list the same rows in order")
         unsafe = np.array([r["unsafe"] for r in mine])
-        by_harm = np.array([r[score] >= threshold for r in mine])
+        by_harm = np.array([r["score"] >= threshold for r in mine])
         by_attack = np.array(
             [any(r[label] >= bound for label, bound in attack_thresholds.items()) for r in theirs]
         )
@@ -104,11 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     threshold = json.loads(args.harm_meta.read_text())["threshold"]
     attack_thresholds = json.loads(args.attack_meta.read_text())["thresholds"]
-    score = "served_score" if args.served else "score"
-    harm = lines(args.harm)
-    if score not in harm[0]:
-        raise SystemExit(f"{args.harm} has no {score}: written before the served reading was")
-    rows = table(harm, lines(args.attack), threshold, attack_thresholds, score)
+    harm = scored(args.harm, "served_score" if args.served else "score")
+    rows = table(harm, lines(args.attack), threshold, attack_thresholds)
     print("\n".join(rows))
     return 0
 

@@ -2,35 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-
-from bench.operating_points import read, table
-
-
-def write(path: Path, rows: list[dict[str, object]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
-def test_served_reads_the_served_score_and_the_evaluated_sets_keep_theirs(tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "oof.jsonl",
-        [
-            {"source": "harmbench", "unsafe": True, "score": 0.9, "served_score": 0.3},
-            {"source": "toxicchat_human", "unsafe": False, "score": 0.2},
-        ],
-    )
-    assert [row["score"] for row in read(path, "served_score")] == [0.3, 0.2]
-    assert [row["score"] for row in read(path, "score")] == [0.9, 0.2]
-
-
-def test_a_file_without_the_served_reading_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path / "old.jsonl", [{"source": "harmbench", "unsafe": True, "score": 0.9}])
-    with pytest.raises(SystemExit, match="no served_score"):
-        read(path, "served_score")
+from bench.operating_points import table
 
 
 def test_the_other_sets_are_read_at_the_threshold_that_meets_the_target() -> None:
@@ -52,8 +24,8 @@ def test_the_other_sets_are_read_at_the_threshold_that_meets_the_target() -> Non
         ]
     )
     # recall 0.9 of the ten HarmBench scores 0.1 ... 1.0: threshold 0.2, nine caught
-    cells = next(line for line in lines if line.startswith("| HarmBench recall 0.9 |"))
-    assert cells.split(" | ")[1:] == [
+    recall = next(line for line in lines if line.startswith("| HarmBench recall 0.9 |"))
+    assert recall.split(" | ")[1:] == [
         "0.200",
         "0.900",
         "0.500",
@@ -64,3 +36,7 @@ def test_the_other_sets_are_read_at_the_threshold_that_meets_the_target() -> Non
         "1.000",
         "0.000 |",
     ]
+    # XSTest's two safe scores 0.15 and 0.95: a false-positive rate of 0.14 allows
+    # neither, so the threshold sits just above 0.95: HarmBench's 1.0 alone is caught
+    fpr = next(line for line in lines if line.startswith("| XSTest FPR 0.14 |"))
+    assert fpr.split(" | ")[1:6] == ["0.950", "0.100", "0.000", "0.000", "0.000"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from bench.policy_oof import table
+from bench.policy_oof import scored, table
 
 
 def harm(source: str, subset: str, unsafe: bool, score: float) -> dict[str, object]:
@@ -46,7 +49,7 @@ def test_files_that_list_other_rows_are_refused() -> None:
         table(harms, attacks, 0.5, {"jailbreak": 0.5})
 
 
-def test_the_served_reading_counts_the_served_score() -> None:
+def test_the_served_reading_counts_the_served_score(tmp_path: Path) -> None:
     harms = [
         {**harm("harmbench", "contextual", True, 0.2), "served_score": 0.9},
         {**harm("harmbench", "standard", True, 0.9), "served_score": 0.9},
@@ -56,5 +59,25 @@ def test_the_served_reading_counts_the_served_score() -> None:
     assert "| harmbench (2) | 0.500 / - / - | 0.500 / - / - |" in table(
         harms, attacks, 0.5, thresholds
     )
-    served = table(harms, attacks, 0.5, thresholds, "served_score")
+    served = table(read(tmp_path, harms, "served_score"), attacks, 0.5, thresholds)
     assert "| harmbench (2) | 1.000 / - / - | 1.000 / - / - |" in served
+
+
+def read(folder: Path, rows: list[dict[str, object]], field: str) -> list[dict[str, object]]:
+    path = folder / "oof.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return scored(path, field)
+
+
+def test_the_evaluated_sets_keep_their_score_and_a_trained_row_needs_the_field(
+    tmp_path: Path,
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"source": "harmbench", "unsafe": True, "score": 0.9, "served_score": 0.3},
+        {"source": "toxicchat_human", "unsafe": False, "score": 0.2},
+    ]
+    assert [r["score"] for r in read(tmp_path, rows, "served_score")] == [0.3, 0.2]
+    assert [r["score"] for r in read(tmp_path, rows, "score")] == [0.9, 0.2]
+    rows.append({"source": "xstest", "unsafe": False, "score": 0.4})
+    with pytest.raises(SystemExit, match="xstest row has no served_score"):
+        read(tmp_path, rows, "served_score")
