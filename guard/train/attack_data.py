@@ -1,12 +1,13 @@
 """The rows ``guard train-attack-head`` learns from, and its settings.
 
 Only sets whose licence allows training, plus the frames written for guard in
-``guard/train/data/authored_attacks.json``: jailbreak positives (JailbreakBench attack
-artifacts, in-the-wild jailbreaks, GPTFuzz templates filled with GPTFuzz questions),
-prompt-injection positives (CyberSecEval, authored injected instructions alone and
-inside authored documents), and negatives of both (every trainable request and text
-set, HH-RLHF's first human turns, the authored benign texts), and harmful requests with
-a drawn optimised-suffix stand-in after them (jailbreaks) or an authored technical text
+``guard/train/data/authored_attacks.json`` and ``authored_documentation.json``: jailbreak
+positives (JailbreakBench attack artifacts, in-the-wild jailbreaks, GPTFuzz templates
+filled with GPTFuzz questions), prompt-injection positives (CyberSecEval, authored
+injected instructions alone and inside authored documents), and negatives of both
+(every trainable request and text set, HH-RLHF's first human turns, the authored benign
+texts and documentation, installed code and docs), and harmful requests with a drawn
+optimised-suffix stand-in after them (jailbreaks) or an authored technical text
 (neither; ``suffixed_requests``). Each row carries its group for the goal split and its
 template for the template split.
 """
@@ -33,11 +34,12 @@ from guard.train.embedding_head import (
     authored_benign,
 )
 from guard.train.embedding_head import Config as HeadConfig
-from guard.train.installed_text import installed_examples, training_data_hashes
+from guard.train.installed_text import ASKED, installed_examples, training_data_hashes
 from guard.train.instructed import AUTHORED_INSTRUCTED
 from guard.train.suffixes import suffix, vocabulary_words
 
 AUTHORED_ATTACKS = TRAIN_DATA / "authored_attacks.json"
+AUTHORED_DOCUMENTATION = TRAIN_DATA / "authored_documentation.json"
 
 JAILBREAK_SETS = ("jbb_artifacts", "inthewild_jailbreaks")
 INJECTION_SETS = ("prompt_injection",)
@@ -87,6 +89,10 @@ class Config:
     installed: int = 800
     """How many chunks of installed code, headers, data, descriptions and licences train
     as neither (``guard.train.installed_text``); every third asked about."""
+    documentation: bool = False
+    """Train on the authored documentation and markup (Markdown, reStructuredText, HTML,
+    CSS, JavaScript, templates, configuration) as neither: the installed packages hold
+    little of it, and the head took it for attacks."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -223,13 +229,34 @@ def training_rows(config: Config, root: Path | None = None) -> list[Row]:
     ]
     rows += hh_rlhf_requests(root) + authored_attack_rows(config)
     rows += suffixed_requests(rows, config)
-    return rows + installed_rows(config)
+    return rows + installed_rows(config) + documentation_rows(config)
 
 
 def installed_rows(config: Config) -> list[Row]:
     """Installed technical text, neither label (``installed_examples``); a fold keeps a
     folder's chunks."""
     return [benign(example) for example in installed_examples(config.installed, config.seed)]
+
+
+def documentation_rows(config: Config) -> list[Row]:
+    """The authored documentation snippets, neither label, one group each; every third
+    after a request to explain or review it, as the installed chunks."""
+    if not config.documentation:
+        return []
+    texts = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
+    rng = random.Random(config.seed)
+    return [
+        benign(
+            Example(
+                f"{rng.choice(ASKED)}\n\n{text}" if i % 3 == 2 else text,
+                False,
+                (),
+                "authored_documentation",
+                f"documentation:{i}",
+            )
+        )
+        for i, text in enumerate(texts)
+    ]
 
 
 def suffixed_requests(rows: list[Row], config: Config) -> list[Row]:
@@ -285,5 +312,7 @@ def dataset_hashes(config: Config, root: Path | None) -> dict[str, str]:
     hashes["hh_rlhf_requests"] = file_sha256(hh_rlhf)
     for file in (AUTHORED, LOOKALIKES, AUTHORED_ATTACKS, AUTHORED_INSTRUCTED):
         hashes[file.name] = file_sha256(file)
+    if config.documentation:
+        hashes[AUTHORED_DOCUMENTATION.name] = file_sha256(AUTHORED_DOCUMENTATION)
     hashes["vocab.txt"] = file_sha256(Path(backbone_path(config.backbone)) / "vocab.txt")
     return hashes | training_data_hashes(config.installed, config.seed)

@@ -3,6 +3,7 @@ writes scores at run time as cross-validation scored it."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,36 @@ def test_authored_frames_are_original_and_documents_train_only_clean() -> None:
         for name in datasets.DATASETS:
             elsewhere |= {words(r.text) for r in datasets.load(name)}
     assert not elsewhere & texts
+
+
+def test_the_authored_documentation_trains_as_neither_label() -> None:
+    from guard import datasets
+    from guard.train.attack_data import (
+        AUTHORED_DOCUMENTATION,
+        Config,
+        dataset_hashes,
+        documentation_rows,
+    )
+    from guard.train.installed_text import ASKED
+
+    written = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
+    rows = documentation_rows(replace(Config(), documentation=True))
+    assert len(rows) == len(written) == 160
+    assert all(r.labels == (False, False) and r.trained for r in rows)
+    assert len({r.example.group for r in rows}) == len(rows)
+    for i, (r, text) in enumerate(zip(rows, written, strict=True)):
+        if i % 3 == 2:
+            request, pasted = r.example.text.split("\n\n", 1)
+            assert request in ASKED and pasted == text
+        else:
+            assert r.example.text == text
+    assert not documentation_rows(replace(Config(), documentation=False))
+    texts = {words(r.example.text) for r in rows}
+    if (datasets.data_root() / "README.md").exists():
+        assert not texts & {words(e.text) for n in datasets.DATASETS for e in datasets.load(n)}
+        for documentation in (False, True):
+            config = replace(Config(), installed=0, documentation=documentation)
+            assert (AUTHORED_DOCUMENTATION.name in dataset_hashes(config, None)) == documentation
 
 
 def test_training_never_reads_a_non_commercial_set() -> None:
