@@ -89,10 +89,11 @@ class Config:
     installed: int = 800
     """How many chunks of installed code, headers, data, descriptions and licences train
     as neither (``guard.train.installed_text``); every third asked about."""
-    documentation: bool = False
-    """Train on the authored documentation and markup (Markdown, reStructuredText, HTML,
-    CSS, JavaScript, templates, configuration) as neither: the installed packages hold
-    little of it, and the head took it for attacks."""
+    documentation: tuple[str, ...] = ("jailbreak", "prompt_injection")
+    """The labels whose fits learn from the authored documentation and markup (Markdown,
+    reStructuredText, HTML, CSS, JavaScript, templates, configuration), as neither: the
+    installed packages hold little of it, and the head took it for attacks. ``()``
+    trains the head shipped before them."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -110,10 +111,15 @@ class Row:
     """(jailbreak, prompt_injection)"""
     template: str
     """The group of the template split."""
-    trained: bool = True
-    """False: only measured. An authored document with an instruction injected is scored
-    whole, as at run time, but trains nothing: its benign text would teach the head that
-    documents are injections. Its payload, alone, trains; its document, clean, too."""
+    trains: tuple[bool, bool] = (True, True)
+    """Which labels' fits learn from the row (jailbreak, prompt_injection); neither: only
+    measured. An authored document with an instruction injected is scored whole, as at
+    run time, but trains nothing: its benign text would teach the head that documents
+    are injections. Its payload, alone, trains; its document, clean, too."""
+
+    @property
+    def trained(self) -> bool:
+        return any(self.trains)
 
 
 def attack(example: Example, label: str, template: str) -> Row:
@@ -177,7 +183,7 @@ def authored_attack_rows(config: Config) -> list[Row]:
         injected = source.startswith("authored_injected")
         example = Example(text, injected, (), source, group)
         row = attack(example, "prompt_injection", group) if injected else benign(example)
-        rows.append(replace(row, trained=trained))
+        rows.append(replace(row, trains=(trained, trained)))
 
     inserts = data["benign_inserts"]
     payloads = [(text, f"payload:{i}") for i, text in enumerate(data["payloads"])]
@@ -239,21 +245,29 @@ def installed_rows(config: Config) -> list[Row]:
 
 
 def documentation_rows(config: Config) -> list[Row]:
-    """The authored documentation snippets, neither label, one group each; every third
-    after a request to explain or review it, as the installed chunks."""
+    """The authored documentation snippets, neither label, one group each, learnt by the
+    labels ``config.documentation`` names; every third after a request to explain or
+    review it, as the installed chunks."""
     if not config.documentation:
         return []
     texts = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
+    trains = (
+        "jailbreak" in config.documentation,
+        "prompt_injection" in config.documentation,
+    )
     rng = random.Random(config.seed)
     return [
-        benign(
-            Example(
-                f"{rng.choice(ASKED)}\n\n{text}" if i % 3 == 2 else text,
-                False,
-                (),
-                "authored_documentation",
-                f"documentation:{i}",
-            )
+        replace(
+            benign(
+                Example(
+                    f"{rng.choice(ASKED)}\n\n{text}" if i % 3 == 2 else text,
+                    False,
+                    (),
+                    "authored_documentation",
+                    f"documentation:{i}",
+                )
+            ),
+            trains=trains,
         )
         for i, text in enumerate(texts)
     ]

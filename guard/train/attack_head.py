@@ -172,17 +172,18 @@ def logistic(x: Any, target: NDArray[np.bool_], config: Config) -> tuple[Any, fl
 
 
 def fit(feats: Features, y: NDArray[np.bool_], train: NDArray[np.bool_], config: Config) -> Fitted:
-    """Per label, two logistic regressions: one reads whole texts (n-grams and embedding);
-    one reads parts (n-grams only), learnt from the whole texts' n-grams and from the
-    windows and sentences of benign texts."""
-    benign_parts = train[feats.owner] & ~y[feats.owner].any(axis=1)
+    """Per label, two logistic regressions, each learning from the rows ``train`` (rows,
+    labels) marks for the label: one reads whole texts (n-grams and embedding); one reads
+    parts (n-grams only), learnt from the whole texts' n-grams and from the windows and
+    sentences of benign texts."""
     whole_ngrams = feats.whole[:, :NGRAM_BUCKETS]
     wholes, parts = [], []
     for label in range(y.shape[1]):
-        wholes.append(logistic(feats.whole[train], y[train, label], config))
-        chosen = benign_parts & feats.read_by(label)
-        x = sparse.vstack([whole_ngrams[train], feats.windows[chosen][:, :NGRAM_BUCKETS]])
-        target = np.concatenate([y[train, label], np.zeros(int(chosen.sum()), bool)])
+        rows = train[:, label]
+        wholes.append(logistic(feats.whole[rows], y[rows, label], config))
+        chosen = rows[feats.owner] & ~y[feats.owner].any(axis=1) & feats.read_by(label)
+        x = sparse.vstack([whole_ngrams[rows], feats.windows[chosen][:, :NGRAM_BUCKETS]])
+        target = np.concatenate([y[rows, label], np.zeros(int(chosen.sum()), bool)])
         parts.append(logistic(x.tocsr(), target, config))
     return Fitted(
         np.array([w for w, _ in wholes]),
@@ -220,7 +221,7 @@ def out_of_fold(
     oof = np.zeros(y.shape)
     for k in range(config.folds):
         started = time.perf_counter()
-        fitted = fit(feats, y, (fold != k) & trained, config)
+        fitted = fit(feats, y, (fold != k)[:, None] & trained, config)
         oof[fold == k] = predict(fitted, feats, fold == k)
         log(f"fold {k + 1}/{config.folds}: {time.perf_counter() - started:.0f} s")
     return oof
@@ -312,13 +313,15 @@ def run(
     by_goal = fold_of([row.example for row in rows], config.folds, config.seed)
     templates = [replace(row.example, group=row.template) for row in rows]
     by_template = fold_of(templates, config.folds, config.seed)
-    trained = np.array([row.trained for row in rows])
+    trained = np.array([row.trains for row in rows])
     oof = out_of_fold(feats, y, trained, by_goal, config, log)
     oof_template = out_of_fold(feats, y, trained, by_template, config, log)
     thresholds = {
         label: choose_threshold(rows, oof[:, i], label) for i, label in enumerate(ATTACK_LABELS)
     }
-    fold_models = [fit(feats, y, (by_goal != k) & trained, config) for k in range(config.folds)]
+    fold_models = [
+        fit(feats, y, (by_goal != k)[:, None] & trained, config) for k in range(config.folds)
+    ]
     eval_rows, eval_scores = evaluate_only(model, config, root, fold_models)
     log("training the final head on every row")
     final = fit(feats, y, trained, config)
