@@ -34,7 +34,11 @@ from guard.train.embedding_head import (
     authored_benign,
 )
 from guard.train.embedding_head import Config as HeadConfig
-from guard.train.installed_text import ASKED, installed_examples, training_data_hashes
+from guard.train.installed_text import (
+    asked_every_third,
+    installed_examples,
+    training_data_hashes,
+)
 from guard.train.instructed import AUTHORED_INSTRUCTED
 from guard.train.suffixes import suffix, vocabulary_words
 
@@ -119,6 +123,7 @@ class Row:
 
     @property
     def trained(self) -> bool:
+        """Whether any label's fit learns from the row."""
         return any(self.trains)
 
 
@@ -248,28 +253,18 @@ def documentation_rows(config: Config) -> list[Row]:
     """The authored documentation snippets, neither label, one group each, learnt by the
     labels ``config.documentation`` names; every third after a request to explain or
     review it, as the installed chunks."""
+    if unknown := set(config.documentation) - {"jailbreak", "prompt_injection"}:
+        raise ValueError(f"documentation names no such label: {sorted(unknown)}")
     if not config.documentation:
         return []
-    texts = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
-    trains = (
-        "jailbreak" in config.documentation,
-        "prompt_injection" in config.documentation,
-    )
-    rng = random.Random(config.seed)
+    written = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
+    trains = ("jailbreak" in config.documentation, "prompt_injection" in config.documentation)
     return [
         replace(
-            benign(
-                Example(
-                    f"{rng.choice(ASKED)}\n\n{text}" if i % 3 == 2 else text,
-                    False,
-                    (),
-                    "authored_documentation",
-                    f"documentation:{i}",
-                )
-            ),
+            benign(Example(text, False, (), "authored_documentation", f"documentation:{i}")),
             trains=trains,
         )
-        for i, text in enumerate(texts)
+        for i, text in enumerate(asked_every_third(written, config.seed))
     ]
 
 

@@ -176,6 +176,7 @@ def fit(feats: Features, y: NDArray[np.bool_], train: NDArray[np.bool_], config:
     labels) marks for the label: one reads whole texts (n-grams and embedding); one reads
     parts (n-grams only), learnt from the whole texts' n-grams and from the windows and
     sentences of benign texts."""
+    assert train.shape == y.shape, "one column of rows per label"
     whole_ngrams = feats.whole[:, :NGRAM_BUCKETS]
     wholes, parts = [], []
     for label in range(y.shape[1]):
@@ -213,7 +214,7 @@ def predict(fitted: Fitted, feats: Features, rows: NDArray[np.bool_]) -> NDArray
 def out_of_fold(
     feats: Features,
     y: NDArray[np.bool_],
-    trained: NDArray[np.bool_],
+    trains: NDArray[np.bool_],
     fold: NDArray[np.int64],
     config: Config,
     log: Any,
@@ -221,7 +222,7 @@ def out_of_fold(
     oof = np.zeros(y.shape)
     for k in range(config.folds):
         started = time.perf_counter()
-        fitted = fit(feats, y, (fold != k)[:, None] & trained, config)
+        fitted = fit(feats, y, (fold != k)[:, None] & trains, config)
         oof[fold == k] = predict(fitted, feats, fold == k)
         log(f"fold {k + 1}/{config.folds}: {time.perf_counter() - started:.0f} s")
     return oof
@@ -313,18 +314,18 @@ def run(
     by_goal = fold_of([row.example for row in rows], config.folds, config.seed)
     templates = [replace(row.example, group=row.template) for row in rows]
     by_template = fold_of(templates, config.folds, config.seed)
-    trained = np.array([row.trains for row in rows])
-    oof = out_of_fold(feats, y, trained, by_goal, config, log)
-    oof_template = out_of_fold(feats, y, trained, by_template, config, log)
+    trains = np.array([row.trains for row in rows])
+    oof = out_of_fold(feats, y, trains, by_goal, config, log)
+    oof_template = out_of_fold(feats, y, trains, by_template, config, log)
     thresholds = {
         label: choose_threshold(rows, oof[:, i], label) for i, label in enumerate(ATTACK_LABELS)
     }
     fold_models = [
-        fit(feats, y, (by_goal != k)[:, None] & trained, config) for k in range(config.folds)
+        fit(feats, y, (by_goal != k)[:, None] & trains, config) for k in range(config.folds)
     ]
     eval_rows, eval_scores = evaluate_only(model, config, root, fold_models)
     log("training the final head on every row")
-    final = fit(feats, y, trained, config)
+    final = fit(feats, y, trains, config)
     hidden = model.encoder.word.shape[1]
     injection = ATTACK_LABELS.index("prompt_injection")
 

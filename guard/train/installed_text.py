@@ -19,6 +19,7 @@ import os
 import random
 import sysconfig
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -272,17 +273,19 @@ def installed_examples(count: int, seed: int) -> list[Example]:
             f"({'; '.join(differences)}): other chunks, so other weights",
             stacklevel=2,
         )
+    texts = asked_every_third([chunk.text for chunk in chunks], seed)
+    return [
+        Example(text, False, (), "installed_text", chunk.group, chunk.kind)
+        for text, chunk in zip(texts, chunks, strict=True)
+    ]
+
+
+def asked_every_third(texts: Sequence[str], seed: int) -> list[str]:
+    """The texts, every third after one of ``ASKED`` (drawn with ``seed``), as a developer
+    pastes a file after a request."""
     rng = random.Random(seed)
     return [
-        Example(
-            f"{rng.choice(ASKED)}\n\n{chunk.text}" if i % 3 == 2 else chunk.text,
-            False,
-            (),
-            "installed_text",
-            chunk.group,
-            chunk.kind,
-        )
-        for i, chunk in enumerate(chunks)
+        f"{rng.choice(ASKED)}\n\n{text}" if i % 3 == 2 else text for i, text in enumerate(texts)
     ]
 
 

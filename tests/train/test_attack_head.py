@@ -51,6 +51,7 @@ def test_the_authored_documentation_trains_as_neither_label() -> None:
         documentation_rows,
     )
     from guard.train.installed_text import ASKED
+    from tests.components.test_attacks import ALARMING_BUT_BENIGN, JAILBREAK, PASTED_FILES
 
     written = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
     rows = documentation_rows(replace(Config(), documentation=("jailbreak",)))
@@ -64,7 +65,11 @@ def test_the_authored_documentation_trains_as_neither_label() -> None:
         else:
             assert r.example.text == text
     assert not documentation_rows(replace(Config(), documentation=()))
-    texts = {words(r.example.text) for r in rows}
+    assert {r.trains for r in documentation_rows(Config())} == {(True, True)}  # shipped
+    with pytest.raises(ValueError, match="no such label"):
+        documentation_rows(replace(Config(), documentation=("jailbrake",)))
+    texts = {words(text) for text in written}
+    assert not texts & {words(t) for t in [JAILBREAK, *ALARMING_BUT_BENIGN, *PASTED_FILES]}
     if (datasets.data_root() / "README.md").exists():
         assert not texts & {words(e.text) for n in datasets.DATASETS for e in datasets.load(n)}
         for labels in ((), ("jailbreak",)):
