@@ -1,13 +1,14 @@
 """The rows ``guard train-attack-head`` learns from, and its settings.
 
 Only sets whose licence allows training, plus the frames written for guard in
-``guard/train/data/authored_attacks.json`` and ``authored_documentation.json``: jailbreak
-positives (JailbreakBench attack artifacts, in-the-wild jailbreaks, GPTFuzz templates
-filled with GPTFuzz questions), prompt-injection positives (CyberSecEval, authored
-injected instructions alone and inside authored documents), and negatives of both
-(every trainable request and text set, HH-RLHF's first human turns, the authored benign
-texts and documentation, installed code and docs), and harmful requests with a drawn
-optimised-suffix stand-in after them (jailbreaks) or an authored technical text
+``guard/train/data/authored_attacks.json``, ``authored_documentation.json`` and
+``authored_personas.json``: jailbreak positives (JailbreakBench attack artifacts,
+in-the-wild jailbreaks, GPTFuzz templates filled with GPTFuzz questions, authored short
+persona set-ups), prompt-injection positives (CyberSecEval, authored injected
+instructions alone and inside authored documents), and negatives of both (every
+trainable request and text set, HH-RLHF's first human turns, the authored benign texts,
+documentation and role-play requests, installed code and docs), and harmful requests with
+a drawn optimised-suffix stand-in after them (jailbreaks) or an authored technical text
 (neither; ``suffixed_requests``). Each row carries its group for the goal split and its
 template for the template split.
 """
@@ -44,6 +45,7 @@ from guard.train.suffixes import suffix, vocabulary_words
 
 AUTHORED_ATTACKS = TRAIN_DATA / "authored_attacks.json"
 AUTHORED_DOCUMENTATION = TRAIN_DATA / "authored_documentation.json"
+AUTHORED_PERSONAS = TRAIN_DATA / "authored_personas.json"
 
 JAILBREAK_SETS = ("jbb_artifacts", "inthewild_jailbreaks")
 INJECTION_SETS = ("prompt_injection",)
@@ -68,6 +70,7 @@ SUFFIXED_SETS = ("harmbench", "advbench", "gptfuzz_questions")
 """Harmful requests that get drawn suffixes or technical texts after them. Not
 JailbreakBench's own behaviours: its attack artifacts wrap those very goals."""
 DRAWN_SUFFIX = "attack:drawn_suffix"
+PERSONA = "attack:authored_persona"
 
 EVAL_ONLY_SETS = ("toxicchat_human", "do_not_answer")
 """Scored by the fold models; never trained on (non-commercial licences)."""
@@ -98,6 +101,9 @@ class Config:
     reStructuredText, HTML, CSS, JavaScript, templates, configuration), as neither: the
     installed packages hold little of it, and the head took it for attacks. ``()``
     trains the head shipped before them."""
+    personas: bool = True
+    """Train on the authored short jailbreak set-ups (one attack kind for the template
+    split) and the honest role-play requests worded like them."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -240,7 +246,7 @@ def training_rows(config: Config, root: Path | None = None) -> list[Row]:
     ]
     rows += hh_rlhf_requests(root) + authored_attack_rows(config)
     rows += suffixed_requests(rows, config)
-    return rows + installed_rows(config) + documentation_rows(config)
+    return rows + installed_rows(config) + documentation_rows(config) + persona_rows(config)
 
 
 def installed_rows(config: Config) -> list[Row]:
@@ -265,6 +271,22 @@ def documentation_rows(config: Config) -> list[Row]:
             trains=trains,
         )
         for i, text in enumerate(asked_every_third(written, config.seed))
+    ]
+
+
+def persona_rows(config: Config) -> list[Row]:
+    """The authored short jailbreak set-ups (jailbreaks, one group each, one attack kind
+    for the template split) and the role-play requests worded like them (neither)."""
+    if not config.personas:
+        return []
+    data = json.loads(AUTHORED_PERSONAS.read_text())
+    jailbreaks = [
+        attack(Example(text, True, (), "authored_personas", f"persona:{i}"), "jailbreak", PERSONA)
+        for i, text in enumerate(data["jailbreaks"])
+    ]
+    return jailbreaks + [
+        benign(Example(text, False, (), "authored_persona_roleplay", f"persona_roleplay:{i}"))
+        for i, text in enumerate(data["roleplay"])
     ]
 
 
@@ -323,5 +345,7 @@ def dataset_hashes(config: Config, root: Path | None) -> dict[str, str]:
         hashes[file.name] = file_sha256(file)
     if config.documentation:
         hashes[AUTHORED_DOCUMENTATION.name] = file_sha256(AUTHORED_DOCUMENTATION)
+    if config.personas:
+        hashes[AUTHORED_PERSONAS.name] = file_sha256(AUTHORED_PERSONAS)
     hashes["vocab.txt"] = file_sha256(Path(backbone_path(config.backbone)) / "vocab.txt")
     return hashes | training_data_hashes(config.installed, config.seed)

@@ -77,6 +77,35 @@ def test_the_authored_documentation_trains_as_neither_label() -> None:
             assert (AUTHORED_DOCUMENTATION.name in dataset_hashes(config, None)) == bool(labels)
 
 
+def test_the_authored_personas_train_short_jailbreaks_against_role_play() -> None:
+    from guard import datasets
+    from guard.train.attack_data import (
+        AUTHORED_PERSONAS,
+        PERSONA,
+        Config,
+        dataset_hashes,
+        persona_rows,
+    )
+    from tests.components.test_attacks import ALARMING_BUT_BENIGN, JAILBREAK, PASTED_FILES
+
+    written = json.loads(AUTHORED_PERSONAS.read_text())
+    rows = persona_rows(Config())
+    jailbreaks = [r for r in rows if r.labels == (True, False)]
+    assert [r.example.text for r in jailbreaks] == written["jailbreaks"]
+    assert {r.template for r in jailbreaks} == {PERSONA}  # one attack kind by template
+    honest = [r for r in rows if r.labels == (False, False)]
+    assert [r.example.text for r in honest] == written["roleplay"]
+    assert len({r.example.group for r in rows}) == len(rows) == 180
+    assert not persona_rows(replace(Config(), personas=False))
+    texts = {words(text) for text in written["jailbreaks"] + written["roleplay"]}
+    assert not texts & {words(t) for t in [JAILBREAK, *ALARMING_BUT_BENIGN, *PASTED_FILES]}
+    if (datasets.data_root() / "README.md").exists():
+        assert not texts & {words(e.text) for n in datasets.DATASETS for e in datasets.load(n)}
+        for personas in (False, True):
+            config = replace(Config(), installed=0, personas=personas)
+            assert (AUTHORED_PERSONAS.name in dataset_hashes(config, None)) == personas
+
+
 def test_training_never_reads_a_non_commercial_set() -> None:
     from guard import datasets
     from guard.train import attack_data
