@@ -81,13 +81,13 @@ def test_suffixed_requests_are_jailbreaks_and_code_after_one_is_not() -> None:
     assert not [r for r in training_rows(Config(suffixes=0)) if r.example.source in added]
 
 
-def test_the_technical_probe_is_never_trained_on_nor_copied() -> None:
+def test_the_probes_are_never_trained_on_nor_copied() -> None:
     from guard import datasets
 
-    probe = {
-        normalized_text(t)
-        for t in json.loads((ROOT / "bench/data/technical_probe.json").read_text())["texts"]
-    }
+    technical = json.loads((ROOT / "bench/data/technical_probe.json").read_text())["texts"]
+    personas = json.loads((ROOT / "bench/data/persona_probe.json").read_text())
+    written = technical + personas["jailbreaks"] + personas["roleplay"]
+    probe = {normalized_text(t) for t in written}
 
     def strings(value: object) -> list[str]:
         if isinstance(value, str):
@@ -105,4 +105,4 @@ def test_the_technical_probe_is_never_trained_on_nor_copied() -> None:
     }
     if (datasets.data_root() / "README.md").exists():
         elsewhere |= {normalized_text(r.text) for n in datasets.DATASETS for r in datasets.load(n)}
-    assert len(probe) == 40 and not probe & elsewhere
+    assert len(probe) == 40 + 60 and not probe & elsewhere
