@@ -11,8 +11,9 @@ and from the windows of negative texts, so a window of a benign document is know
 be benign. Cross-validation is grouped twice: by goal (a JailbreakBench goal with all
 its attacks, every row's own group, identical texts) and by template (an attack kind of
 JailbreakBench, the opening words of a jailbreak template, an authored payload, the
-drawn suffixes of ``guard.train.suffixes`` as one kind). The
-thresholds are chosen on the goal split's out-of-fold scores; both splits are reported.
+drawn suffixes of ``guard.train.suffixes`` as one kind, the authored short persona
+set-ups as another). The thresholds are chosen on the goal split's out-of-fold scores;
+both splits are reported.
 The final head is trained on every row, and then the instruction-aware layer of
 ``prompt_injection`` (``guard.train.instructed``) on its scores.
 """
@@ -81,6 +82,7 @@ GROUPED_SOURCES = {
         "authored_benign",
         "authored_chat",
         "authored_roleplay",
+        "authored_persona_roleplay",
         "authored_technical",
     ),
 }
