@@ -99,11 +99,12 @@ class Config:
     documentation: tuple[str, ...] = ("jailbreak", "prompt_injection")
     """The labels whose fits learn from the authored documentation and markup (Markdown,
     reStructuredText, HTML, CSS, JavaScript, templates, configuration), as neither: the
-    installed packages hold little of it, and the head took it for attacks. ``()``
-    trains the head shipped before them."""
+    installed packages hold little of it, and the head took it for attacks. ``()``, with
+    ``personas`` false, trains the head shipped before them."""
     personas: bool = True
     """Train on the authored short jailbreak set-ups (one attack kind for the template
-    split) and the honest role-play requests worded like them."""
+    split) and the honest role-play requests worded like them; false trains the head
+    shipped before them (the documentation head)."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
