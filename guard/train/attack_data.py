@@ -26,6 +26,7 @@ from typing import Any
 from guard import datasets
 from guard.components.embedding import file_sha256
 from guard.components.minilm import PACKAGED_BACKBONE, backbone_path
+from guard.components.specs import ATTACK_LABELS
 from guard.datasets.readers import Example, text_group
 from guard.train.embedding_head import (
     AUTHORED,
@@ -260,7 +261,7 @@ def documentation_rows(config: Config) -> list[Row]:
     """The authored documentation snippets, neither label, one group each, learnt by the
     labels ``config.documentation`` names; every third after a request to explain or
     review it, as the installed chunks."""
-    if unknown := set(config.documentation) - {"jailbreak", "prompt_injection"}:
+    if unknown := set(config.documentation) - set(ATTACK_LABELS):
         raise ValueError(f"documentation names no such label: {sorted(unknown)}")
     if not config.documentation:
         return []

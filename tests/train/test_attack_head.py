@@ -20,10 +20,20 @@ def words(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
-def test_authored_frames_are_original_and_documents_train_only_clean() -> None:
+def written_elsewhere() -> set[str]:
+    """The words of the component tests' texts and, where the data is here, of every data
+    set's rows: what no authored training text may copy."""
     from guard import datasets
+    from tests.components.test_attacks import ALARMING_BUT_BENIGN, JAILBREAK, PASTED_FILES
+
+    texts = [JAILBREAK, *ALARMING_BUT_BENIGN, *PASTED_FILES]
+    if (datasets.data_root() / "README.md").exists():
+        texts += [r.text for name in datasets.DATASETS for r in datasets.load(name)]
+    return {words(text) for text in texts}
+
+
+def test_authored_frames_are_original_and_documents_train_only_clean() -> None:
     from guard.train.attack_data import Config, authored_attack_rows
-    from tests.components.test_attacks import ALARMING_BUT_BENIGN, JAILBREAK
 
     rows = authored_attack_rows(Config())
     injected_documents = [r for r in rows if r.example.source == "authored_injected_documents"]
@@ -34,12 +44,7 @@ def test_authored_frames_are_original_and_documents_train_only_clean() -> None:
     assert clean and all(r.labels == (False, False) for r in clean)
     # A document's rows share its group, so no fold tests a document it trained on.
     assert {r.example.group for r in injected_documents} <= {r.example.group for r in clean}
-    texts = {words(r.example.text) for r in rows}
-    elsewhere = {words(t) for t in [JAILBREAK, *ALARMING_BUT_BENIGN]}
-    if (datasets.data_root() / "README.md").exists():
-        for name in datasets.DATASETS:
-            elsewhere |= {words(r.text) for r in datasets.load(name)}
-    assert not elsewhere & texts
+    assert not {words(r.example.text) for r in rows} & written_elsewhere()
 
 
 def test_the_authored_documentation_trains_as_neither_label() -> None:
@@ -51,7 +56,6 @@ def test_the_authored_documentation_trains_as_neither_label() -> None:
         documentation_rows,
     )
     from guard.train.installed_text import ASKED
-    from tests.components.test_attacks import ALARMING_BUT_BENIGN, JAILBREAK, PASTED_FILES
 
     written = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
     rows = documentation_rows(replace(Config(), documentation=("jailbreak",)))
@@ -68,10 +72,8 @@ def test_the_authored_documentation_trains_as_neither_label() -> None:
     assert {r.trains for r in documentation_rows(Config())} == {(True, True)}  # shipped
     with pytest.raises(ValueError, match="no such label"):
         documentation_rows(replace(Config(), documentation=("jailbrake",)))
-    texts = {words(text) for text in written}
-    assert not texts & {words(t) for t in [JAILBREAK, *ALARMING_BUT_BENIGN, *PASTED_FILES]}
+    assert not {words(text) for text in written} & written_elsewhere()
     if (datasets.data_root() / "README.md").exists():
-        assert not texts & {words(e.text) for n in datasets.DATASETS for e in datasets.load(n)}
         for labels in ((), ("jailbreak",)):
             config = replace(Config(), installed=0, documentation=labels)
             assert (AUTHORED_DOCUMENTATION.name in dataset_hashes(config, None)) == bool(labels)
@@ -86,7 +88,6 @@ def test_the_authored_personas_train_short_jailbreaks_against_role_play() -> Non
         dataset_hashes,
         persona_rows,
     )
-    from tests.components.test_attacks import ALARMING_BUT_BENIGN, JAILBREAK, PASTED_FILES
 
     written = json.loads(AUTHORED_PERSONAS.read_text())
     rows = persona_rows(Config())
@@ -98,9 +99,8 @@ def test_the_authored_personas_train_short_jailbreaks_against_role_play() -> Non
     assert len({r.example.group for r in rows}) == len(rows) == 180
     assert not persona_rows(replace(Config(), personas=False))
     texts = {words(text) for text in written["jailbreaks"] + written["roleplay"]}
-    assert not texts & {words(t) for t in [JAILBREAK, *ALARMING_BUT_BENIGN, *PASTED_FILES]}
+    assert not texts & written_elsewhere()
     if (datasets.data_root() / "README.md").exists():
-        assert not texts & {words(e.text) for n in datasets.DATASETS for e in datasets.load(n)}
         for personas in (False, True):
             config = replace(Config(), installed=0, personas=personas)
             assert (AUTHORED_PERSONAS.name in dataset_hashes(config, None)) == personas
