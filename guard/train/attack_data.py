@@ -37,7 +37,8 @@ from guard.train.embedding_head import (
 )
 from guard.train.embedding_head import Config as HeadConfig
 from guard.train.installed_text import (
-    asked_every_third,
+    AUTHORED_DOCUMENTATION,
+    documentation_examples,
     installed_examples,
     training_data_hashes,
 )
@@ -45,7 +46,6 @@ from guard.train.instructed import AUTHORED_INSTRUCTED
 from guard.train.suffixes import suffix, vocabulary_words
 
 AUTHORED_ATTACKS = TRAIN_DATA / "authored_attacks.json"
-AUTHORED_DOCUMENTATION = TRAIN_DATA / "authored_documentation.json"
 AUTHORED_PERSONAS = TRAIN_DATA / "authored_personas.json"
 
 JAILBREAK_SETS = ("jbb_artifacts", "inthewild_jailbreaks")
@@ -265,15 +265,8 @@ def documentation_rows(config: Config) -> list[Row]:
         raise ValueError(f"documentation names no such label: {sorted(unknown)}")
     if not config.documentation:
         return []
-    written = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
     trains = ("jailbreak" in config.documentation, "prompt_injection" in config.documentation)
-    return [
-        replace(
-            benign(Example(text, False, (), "authored_documentation", f"documentation:{i}")),
-            trains=trains,
-        )
-        for i, text in enumerate(asked_every_third(written, config.seed))
-    ]
+    return [replace(benign(row), trains=trains) for row in documentation_examples(config.seed)]
 
 
 def persona_rows(config: Config) -> list[Row]:

@@ -77,7 +77,12 @@ from guard.train.edits import (
     quoted,
     wrapped,
 )
-from guard.train.installed_text import installed_examples, training_data_hashes
+from guard.train.installed_text import (
+    AUTHORED_DOCUMENTATION,
+    documentation_examples,
+    installed_examples,
+    training_data_hashes,
+)
 
 TRAIN_SETS = (
     "openai_moderation",
@@ -171,6 +176,10 @@ class Config:
     """Train on this many chunks of installed code, headers, data, descriptions and
     licences too, as benign (``guard.train.installed_text``): without them the head flags
     C headers and licence notices as harmful requests."""
+    documentation: bool = False
+    """Train on the authored documentation snippets too, as benign
+    (``authored_documentation.json``, the attack head's since 2026-12-07): Markdown,
+    reStructuredText, HTML, CSS and configuration, which the installed packages hold few of."""
     read_as_served: bool = False
     """Train on the texts as the rails read them (``guard.reading.normalized_text``) rather
     than as written. The shipped head reads them as written (56 of the 4,961 data-set and
@@ -238,7 +247,8 @@ def training_rows(config: Config, root: Path | None = None) -> list[Example]:
     if config.system_prompts:
         rows += datasets.load("prompt_injection_benign", root)
     rows += authored_benign(config) + (authored_lookalikes() if config.lookalikes else [])
-    return rows + installed_examples(config.installed, config.seed)
+    documentation = documentation_examples(config.seed) if config.documentation else []
+    return rows + installed_examples(config.installed, config.seed) + documentation
 
 
 def trained_texts(rows: Sequence[Example], config: Config) -> list[str]:
@@ -624,6 +634,8 @@ def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
         hashes["authored_secrets"] = file_sha256(SECRETS)
     if config.fillers:
         hashes["authored_filler"] = file_sha256(FILLER)
+    if config.documentation:
+        hashes[AUTHORED_DOCUMENTATION.name] = file_sha256(AUTHORED_DOCUMENTATION)
     return hashes | training_data_hashes(config.installed, config.seed)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import random
 import sysconfig
@@ -26,6 +27,11 @@ from pathlib import Path
 
 from guard.components.embedding import file_sha256
 from guard.datasets.readers import Example
+
+AUTHORED_DOCUMENTATION = Path(__file__).resolve().parent / "data" / "authored_documentation.json"
+"""Benign documentation snippets written for guard (Markdown, reStructuredText, HTML,
+CSS, templates, configuration...): the doc-like files the training packages hold too few
+of."""
 
 PINNED = {
     "torch": "torch 2.13.0+cpu",
@@ -277,6 +283,16 @@ def installed_examples(count: int, seed: int) -> list[Example]:
     return [
         Example(text, False, (), "installed_text", chunk.group, chunk.kind)
         for text, chunk in zip(texts, chunks, strict=True)
+    ]
+
+
+def documentation_examples(seed: int) -> list[Example]:
+    """The authored documentation snippets as honest rows (source
+    ``authored_documentation``, one group each), every third asked about as the chunks."""
+    written = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
+    return [
+        Example(text, False, (), "authored_documentation", f"documentation:{i}")
+        for i, text in enumerate(asked_every_third(written, seed))
     ]
 
 

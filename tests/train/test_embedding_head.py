@@ -153,6 +153,30 @@ def test_system_prompts_train_as_benign_only_when_asked() -> None:
     assert not any(row.unsafe for row in added)
 
 
+def test_the_authored_documentation_trains_as_benign_only_when_asked() -> None:
+    from dataclasses import replace
+
+    from guard import datasets
+    from guard.train.embedding_head import Config, dataset_hashes, training_rows
+    from guard.train.installed_text import AUTHORED_DOCUMENTATION
+
+    if not (datasets.data_root() / "README.md").exists():
+        pytest.skip("no shared data folder")
+    written = json.loads(AUTHORED_DOCUMENTATION.read_text())["texts"]
+    config = replace(Config(), installed=0)
+    without = training_rows(replace(config, documentation=False))
+    with_them = training_rows(replace(config, documentation=True))
+    added = with_them[len(without) :]
+    assert with_them[: len(without)] == without
+    assert len(added) == len(written) and not any(row.unsafe for row in added)
+    assert {row.source for row in added} == {"authored_documentation"}
+    assert len({row.group for row in added}) == len(added)  # each its own fold
+    assert added[0].text == written[0] and added[2].text.endswith("\n\n" + written[2])
+    for documentation in (False, True):
+        hashes = dataset_hashes(replace(config, documentation=documentation), None)
+        assert (AUTHORED_DOCUMENTATION.name in hashes) == documentation
+
+
 def test_a_seeded_half_trains_with_its_ending_changed() -> None:
     from dataclasses import replace
 
