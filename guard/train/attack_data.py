@@ -106,6 +106,10 @@ class Config:
     """Train on the authored short jailbreak set-ups (one attack kind for the template
     split) and the honest role-play requests worded like them; false trains the head
     shipped before them (the documentation head)."""
+    rules: bool = False
+    """With ``personas``, train on the authored honest requests that set rules the way
+    the set-ups do too (forced openings and reply formats, cipher and word games, claimed
+    roles, opposite-day games), as neither; false trains the persona head."""
     folds: int = 5
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -271,7 +275,8 @@ def documentation_rows(config: Config) -> list[Row]:
 
 def persona_rows(config: Config) -> list[Row]:
     """The authored short jailbreak set-ups (jailbreaks, one group each, one attack kind
-    for the template split) and the role-play requests worded like them (neither)."""
+    for the template split), and the role-play requests worded like them and the honest
+    rule-setting requests (``config.rules``) as neither."""
     if not config.personas:
         return []
     data = json.loads(AUTHORED_PERSONAS.read_text())
@@ -281,7 +286,7 @@ def persona_rows(config: Config) -> list[Row]:
     ]
     return jailbreaks + [
         benign(Example(text, False, (), "authored_persona_roleplay", f"persona_roleplay:{i}"))
-        for i, text in enumerate(data["roleplay"])
+        for i, text in enumerate([*data["roleplay"], *(data["rules"] if config.rules else [])])
     ]
 
 

@@ -90,15 +90,17 @@ def test_the_authored_personas_train_short_jailbreaks_against_role_play() -> Non
     )
 
     written = json.loads(AUTHORED_PERSONAS.read_text())
-    rows = persona_rows(Config())
+    rows = persona_rows(replace(Config(), rules=True))
     jailbreaks = [r for r in rows if r.labels == (True, False)]
     assert [r.example.text for r in jailbreaks] == written["jailbreaks"]
     assert {r.template for r in jailbreaks} == {PERSONA}  # one attack kind by template
     honest = [r for r in rows if r.labels == (False, False)]
-    assert [r.example.text for r in honest] == written["roleplay"]
-    assert len({r.example.group for r in rows}) == len(rows) == 180
+    assert [r.example.text for r in honest] == written["roleplay"] + written["rules"]
+    assert len({r.example.group for r in rows}) == len(rows) == 120 + 60 + 80
     assert not persona_rows(replace(Config(), personas=False))
-    texts = {words(text) for text in written["jailbreaks"] + written["roleplay"]}
+    persona_head = persona_rows(replace(Config(), rules=False))
+    assert [r.example.text for r in persona_head] == written["jailbreaks"] + written["roleplay"]
+    texts = {words(t) for t in written["jailbreaks"] + written["roleplay"] + written["rules"]}
     assert not texts & written_elsewhere()
     if (datasets.data_root() / "README.md").exists():
         for personas in (False, True):

@@ -86,7 +86,9 @@ def test_the_probes_are_never_trained_on_nor_copied() -> None:
 
     technical = json.loads((ROOT / "bench/data/technical_probe.json").read_text())["texts"]
     personas = json.loads((ROOT / "bench/data/persona_probe.json").read_text())
-    written = technical + personas["jailbreaks"] + personas["roleplay"]
+    rules = json.loads((ROOT / "bench/data/rules_probe.json").read_text())
+    written = [*technical, *personas["jailbreaks"], *personas["roleplay"]]
+    written += [*rules["jailbreaks"], *rules["honest"]]
     probe = {normalized_text(t) for t in written}
 
     def strings(value: object) -> list[str]:
@@ -105,4 +107,4 @@ def test_the_probes_are_never_trained_on_nor_copied() -> None:
     }
     if (datasets.data_root() / "README.md").exists():
         elsewhere |= {normalized_text(r.text) for n in datasets.DATASETS for r in datasets.load(n)}
-    assert len(probe) == 40 + 60 and not probe & elsewhere
+    assert len(probe) == 40 + 60 + 80 and not probe & elsewhere
