@@ -230,6 +230,11 @@ def out_of_fold(
     return oof
 
 
+def draw_seeds(config: Config) -> range:
+    """The seeds of the folds' draws: ``config.seed`` first."""
+    return range(config.seed, config.seed + config.draws)
+
+
 def goal_values(
     rows: Sequence[Row], scores: NDArray[np.float64], threshold: float, goals: Sequence[Goal]
 ) -> list[float]:
@@ -313,17 +318,26 @@ def run(
     log(f"{len(rows)} rows ({int(y[:, 0].sum())} jailbreaks, {int(y[:, 1].sum())} injections)")
     feats = features(model, [row.example.text for row in rows], config)
     log(f"features: {time.perf_counter() - started:.0f} s")
-    by_goal = fold_of([row.example for row in rows], config.folds, config.seed)
     templates = [replace(row.example, group=row.template) for row in rows]
-    by_template = fold_of(templates, config.folds, config.seed)
     trains = np.array([row.trains for row in rows])
-    oof = out_of_fold(feats, y, trains, by_goal, config, log)
-    oof_template = out_of_fold(feats, y, trains, by_template, config, log)
+    by_goal = [
+        fold_of([r.example for r in rows], config.folds, seed) for seed in draw_seeds(config)
+    ]
+    oofs = [out_of_fold(feats, y, trains, fold, config, log) for fold in by_goal]
+    pooled = np.concatenate(oofs)
+    pooled_template = np.concatenate(
+        [
+            out_of_fold(feats, y, trains, fold_of(templates, config.folds, seed), config, log)
+            for seed in draw_seeds(config)
+        ]
+    )
+    # Per row: the first draw (the folds of ``seed``); thresholds and tables: every draw.
+    oof, by_goal_first, drawn = oofs[0], by_goal[0], [*rows] * config.draws
     thresholds = {
-        label: choose_threshold(rows, oof[:, i], label) for i, label in enumerate(ATTACK_LABELS)
+        label: choose_threshold(drawn, pooled[:, i], label) for i, label in enumerate(ATTACK_LABELS)
     }
     fold_models = [
-        fit(feats, y, (by_goal != k)[:, None] & trains, config) for k in range(config.folds)
+        fit(feats, y, (by_goal_first != k)[:, None] & trains, config) for k in range(config.folds)
     ]
     eval_rows, eval_scores = evaluate_only(model, config, root, fold_models)
     log("training the final head on every row")
@@ -355,15 +369,15 @@ def run(
         "config": asdict(config),
         "training_rows": len(rows),
         "training_data_sha256": dataset_hashes(config, root),
-        "cv_goal_split": table(rows, oof, thresholds),
-        "cv_template_split": table(rows, oof_template, thresholds),
+        "cv_goal_split": table(drawn, pooled, thresholds, config.draws),
+        "cv_template_split": table(drawn, pooled_template, thresholds, config.draws),
         "eval_only": table(eval_rows, eval_scores, thresholds),
         "goals": {
             label: [
                 {**asdict(goal), "value": round(value, 4), "met": goal.met(value)}
                 for goal, value in zip(
                     GOALS[label],
-                    goal_values(rows, oof[:, i], thresholds[label], GOALS[label]),
+                    goal_values(drawn, pooled[:, i], thresholds[label], GOALS[label]),
                     strict=True,
                 )
             ]

@@ -23,10 +23,15 @@ def source(row: Row) -> str:
 
 
 def table(
-    rows: Sequence[Row], probabilities: NDArray[np.float64], thresholds: dict[str, float]
+    rows: Sequence[Row],
+    probabilities: NDArray[np.float64],
+    thresholds: dict[str, float],
+    draws: int = 1,
 ) -> dict[str, dict[str, float]]:
     """Per data set: rows, attacks, and for each label and for either, the share flagged
-    (recall over the set's attacks, false-positive rate over its other rows)."""
+    (recall over the set's attacks, false-positive rate over its other rows). ``draws``:
+    the rows are that many cross-validation draws of each row, the shares pooled over
+    them, the counts each row's once."""
     fired = np.stack(
         [probabilities[:, i] >= thresholds[label] for i, label in enumerate(ATTACK_LABELS)], 1
     )
@@ -39,7 +44,10 @@ def table(
             [name in (source(row), f"{source(row)}/{row.example.subset}") for row in rows]
         )
         truth = np.array([any(row.labels) for row in rows])[index]
-        entry: dict[str, float] = {"rows": int(index.sum()), "attacks": int(truth.sum())}
+        entry: dict[str, float] = {
+            "rows": int(index.sum()) // draws,
+            "attacks": int(truth.sum()) // draws,
+        }
         for i, label in enumerate([*ATTACK_LABELS, "either"]):
             flagged = fired[index].any(axis=1) if label == "either" else fired[index, i]
             scores = metrics(truth, flagged)

@@ -151,6 +151,30 @@ def test_the_threshold_obeys_every_over_refusal_goal_first() -> None:
     assert 0.7 < threshold <= 0.95
 
 
+def test_the_tables_pool_the_draws_and_count_each_row_once() -> None:
+    import numpy as np
+
+    from guard.train.attack_data import Config
+    from guard.train.attack_head import draw_seeds
+    from guard.train.attack_report import table
+
+    # Four attacks and four honest rows, drawn twice: the first draw catches 1 attack
+    # and flags 1 honest row, the second catches 3 and flags none.
+    rows = [row("jbb_artifacts", True)] * 4 + [row("xstest", False)] * 4
+    first = [0.9, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1]
+    second = [0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1]
+    probabilities = np.array([[p, 0.0] for p in first + second])
+    thresholds = {"jailbreak": 0.5, "prompt_injection": 0.5}
+    pooled = table(rows * 2, probabilities, thresholds, draws=2)  # type: ignore[arg-type]
+    assert pooled["jbb_artifacts"]["rows"] == pooled["jbb_artifacts"]["attacks"] == 4
+    assert pooled["jbb_artifacts"]["jailbreak_recall"] == (1 + 3) / 8
+    assert pooled["xstest"]["rows"] == 4 and pooled["xstest"]["jailbreak_fpr"] == 1 / 8
+    once = table(rows, probabilities[:8], thresholds)  # type: ignore[arg-type]
+    assert once["jbb_artifacts"]["jailbreak_recall"] == 1 / 4
+    assert list(draw_seeds(replace(Config(), seed=7, draws=3))) == [7, 8, 9]
+    assert list(draw_seeds(replace(Config(), draws=1))) == [Config().seed]
+
+
 def test_the_written_head_scores_as_cross_validation_scored(tmp_path: Path) -> None:
     import numpy as np
 
