@@ -111,11 +111,12 @@ class Config:
     the set-ups do too (forced openings and reply formats, cipher and word games, claimed
     roles, opposite-day games), as neither; false trains the persona head."""
     folds: int = 5
-    draws: int = 1
+    draws: int = 3
     """How many times cross-validation deals the groups into folds (seeds ``seed``,
     ``seed + 1``...). The thresholds and the cross-validation tables pool every draw's
     out-of-fold scores; one draw alone moves them with the luck of which groups share a
-    fold (docs/safety.md, "Folds drawn again")."""
+    fold (docs/safety.md, "Folds drawn again"). 3 since 2026-12-07; 1 gives the head
+    shipped before, thresholds and tables of one draw."""
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
     tuned_states: bool = True

@@ -12,8 +12,9 @@ be benign. Cross-validation is grouped twice: by goal (a JailbreakBench goal wit
 its attacks, every row's own group, identical texts) and by template (an attack kind of
 JailbreakBench, the opening words of a jailbreak template, an authored payload, the
 drawn suffixes of ``guard.train.suffixes`` as one kind, the authored short persona
-set-ups as another). The thresholds are chosen on the goal split's out-of-fold scores;
-both splits are reported.
+set-ups as another). Each split deals the groups into folds ``Config.draws`` times;
+the thresholds are chosen on the goal split's out-of-fold scores of every draw pooled,
+and both splits are reported pooled.
 The final head is trained on every row, and then the instruction-aware layer of
 ``prompt_injection`` (``guard.train.instructed``) on its scores.
 """

@@ -22,7 +22,7 @@ from guard.components.attacks import (
 from guard.components.base import Subject, Verdict
 from guard.components.specs import AttacksSpec
 from guard.pipeline.verdict_cache import VerdictCache
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import Fake, guard_app, offline_policy_for, write_policy
 from tests.pipeline.test_rails import guard_with
 from tests.servers import serve_in_thread
 
@@ -451,8 +451,7 @@ def test_an_agent_turn_passes_the_offline_policy(
 ) -> None:
     """The head shipped before this test flagged an empty tool result, `[]` or `{}`, as a
     jailbreak (0.51 and 0.52 at its threshold 0.51), and so blocked an agent's turn."""
-    offline = Path("policies/offline.yaml").read_text()
-    policy = write_policy(tmp_path, offline.replace("  demo-safe: smollm2", "  fake-model: null"))
+    policy = offline_policy_for(tmp_path, "fake-model")
     body = {
         "model": "fake-model",
         "tools": AGENT_TOOLS,

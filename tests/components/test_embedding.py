@@ -42,7 +42,7 @@ from guard.components.minilm import (
 from guard.components.specs import SENTENCE_MARGIN, EmbeddingSpec
 from guard.datasets.readers import OPENAI_CATEGORIES
 from guard.policy.load import load_policy_file
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import Fake, guard_app, offline_policy_for
 from tests.pipeline.test_rails import chat, guard_with
 from tests.servers import serve_in_thread
 
@@ -564,8 +564,7 @@ def test_offline_policy_answers_self_harm_with_its_own_refusal(
 ) -> None:
     """Through guard with the download-free policy: a self-harm request gets the
     embedding rail's self-harm refusal, another harmful request the policy's message."""
-    offline = Path("policies/offline.yaml").read_text()
-    policy = write_policy(tmp_path, offline.replace("  demo-safe: smollm2", "  fake-model: null"))
+    policy = offline_policy_for(tmp_path, "fake-model")
 
     def ask(text: str) -> httpx.Response:
         body = {"model": "fake-model", "messages": [{"role": "user", "content": text}]}

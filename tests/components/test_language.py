@@ -16,7 +16,7 @@ from guard.errors import PolicyError
 from guard.pipeline.rails import Rail, judge
 from guard.policy.routing import PolicySet
 from tests.components.test_attacks import tool_turn
-from tests.conftest import Fake, guard_app, write_policy
+from tests.conftest import Fake, guard_app, offline_policy_for, write_policy
 from tests.servers import serve_in_thread
 
 ENGLISH_ONLY = LanguageClassifier(LanguageSpec(kind="language"))
@@ -101,8 +101,7 @@ def test_offline_policy_refuses_a_tool_result_in_another_language(
 ) -> None:
     """Through guard with the download-free policy: the language rail names the part and
     the language, and the same turn in English is answered."""
-    offline = Path("policies/offline.yaml").read_text()
-    policy = write_policy(tmp_path, offline.replace("  demo-safe: smollm2", "  fake-model: null"))
+    policy = offline_policy_for(tmp_path, "fake-model")
 
     def turn(result: str) -> dict[str, object]:
         return {
