@@ -7,7 +7,9 @@ spreadsheet formulas and chat full of emoticons. Symbols and code are what optim
 jailbreak suffixes are made of, so this is where an attack detector over-refuses first.
 ``--probe bench/data/persona_probe.json`` holds short jailbreak set-ups (flagged:
 caught) and honest role-play requests worded like them (flagged: over-refused), written
-apart from the training ones. Each list of the probe is counted on its own; each text is
+apart from the training ones; ``--probe bench/data/rules_probe.json`` the same for
+forced openings, cipher games, claimed authority and opposite-day games. Each list of
+the probe is counted on its own; each text is
 judged alone, through ``classify``, by the shipped head or by ``--head``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/technical_probe.py [--head FILE ...]
