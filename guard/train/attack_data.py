@@ -111,11 +111,11 @@ class Config:
     the set-ups do too (forced openings and reply formats, cipher and word games, claimed
     roles, opposite-day games), as neither; false trains the persona head."""
     folds: int = 5
-    draws: int = 3
+    draws: int = 10
     """How many times cross-validation deals the groups into folds (seeds ``seed``,
     ``seed + 1``...). The thresholds and the cross-validation tables pool every draw's
     out-of-fold scores; one draw alone moves them with the luck of which groups share a
-    fold (docs/safety.md, "Folds drawn again"). 3 since 2026-12-07; 1 gives the head
+    fold (docs/safety.md, "Folds drawn again"). 10 since 2026-12-07; 1 gives the head
     shipped before, thresholds and tables of one draw."""
     seed: int = 0
     backbone: str = PACKAGED_BACKBONE
@@ -290,10 +290,17 @@ def persona_rows(config: Config) -> list[Row]:
         attack(Example(text, True, (), "authored_personas", f"persona:{i}"), "jailbreak", PERSONA)
         for i, text in enumerate(data["jailbreaks"])
     ]
-    return jailbreaks + [
-        benign(Example(text, False, (), "authored_persona_roleplay", f"persona_roleplay:{i}"))
-        for i, text in enumerate([*data["roleplay"], *(data["rules"] if config.rules else [])])
-    ]
+    return (
+        jailbreaks
+        + [
+            benign(Example(text, False, (), "authored_persona_roleplay", f"persona_roleplay:{i}"))
+            for i, text in enumerate(data["roleplay"])
+        ]
+        + [
+            benign(Example(text, False, (), "authored_rules", f"rules:{i}"))
+            for i, text in enumerate(data["rules"] if config.rules else [])
+        ]
+    )
 
 
 def suffixed_requests(rows: list[Row], config: Config) -> list[Row]:

@@ -84,6 +84,7 @@ GROUPED_SOURCES = {
         "authored_chat",
         "authored_roleplay",
         "authored_persona_roleplay",
+        "authored_rules",
         "authored_technical",
     ),
 }
@@ -239,13 +240,30 @@ def draw_seeds(config: Config) -> range:
 def goal_values(
     rows: Sequence[Row], scores: NDArray[np.float64], threshold: float, goals: Sequence[Goal]
 ) -> list[float]:
-    values = []
+    return values_at(goal_sets(rows, goals), scores, threshold, goals)
+
+
+GoalSet = tuple[NDArray[np.bool_], NDArray[np.bool_]]
+"""A goal's rows (a mask over all rows) and which of them are attacks."""
+
+
+def goal_sets(rows: Sequence[Row], goals: Sequence[Goal]) -> list[GoalSet]:
+    sources = np.array([source(row) for row in rows])
+    attacks = np.array([any(row.labels) for row in rows])
+    sets = []
     for goal in goals:
-        names = GROUPED_SOURCES.get(goal.dataset, (goal.dataset,))
-        index = np.array([source(row) in names for row in rows])
-        truth = np.array([any(row.labels) for row in rows])[index]
-        values.append(metrics(truth, scores[index] >= threshold)[goal.metric])
-    return values
+        index = np.isin(sources, GROUPED_SOURCES.get(goal.dataset, (goal.dataset,)))
+        sets.append((index, attacks[index]))
+    return sets
+
+
+def values_at(
+    sets: Sequence[GoalSet], scores: NDArray[np.float64], threshold: float, goals: Sequence[Goal]
+) -> list[float]:
+    return [
+        metrics(truth, scores[index] >= threshold)[goal.metric]
+        for (index, truth), goal in zip(sets, goals, strict=True)
+    ]
 
 
 def choose_threshold(rows: Sequence[Row], scores: NDArray[np.float64], label: str) -> float:
@@ -255,9 +273,10 @@ def choose_threshold(rows: Sequence[Row], scores: NDArray[np.float64], label: st
     higher threshold."""
     goals = GOALS[label]
     candidates = [round(0.05 + 0.01 * i, 2) for i in range(91)]
+    sets = goal_sets(rows, goals)
 
     def shortfalls(threshold: float) -> list[float]:
-        values = goal_values(rows, scores, threshold, goals)
+        values = values_at(sets, scores, threshold, goals)
         return [g.shortfall(v) for g, v in zip(goals, values, strict=True)]
 
     def refuses_too_much(threshold: float) -> bool:
@@ -311,7 +330,10 @@ def run(
     scores: Path | None = None,
 ) -> dict[str, Any]:
     """Cross-validate, train on every row, write the head to ``out``; ``misses`` gets every
-    miss (Markdown) and ``scores`` every row's out-of-fold scores (JSON lines)."""
+    miss (Markdown) and ``scores`` every row's out-of-fold scores (JSON lines), both of
+    the first draw of the folds at the thresholds every draw chose."""
+    if config.draws < 1:
+        raise ValueError(f"draws must be 1 or more, not {config.draws}")
     started = time.perf_counter()
     rows = training_rows(config, root)
     y = np.array([row.labels for row in rows])
@@ -446,8 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ATTACK_HEAD)
     parser.add_argument("--data", type=Path, default=None, help="data folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--misses", type=Path, help="write every miss here (Markdown)")
-    parser.add_argument("--scores", type=Path, help="write out-of-fold scores (JSON lines)")
+    first = "the first draw of the folds"
+    parser.add_argument("--misses", type=Path, help=f"write every miss here (Markdown; {first})")
+    parser.add_argument(
+        "--scores", type=Path, help=f"write out-of-fold scores (JSON lines; {first})"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     log = lambda message: print(message, flush=True)  # noqa: E731
