@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,11 @@ def test_suffixed_requests_are_jailbreaks_and_code_after_one_is_not() -> None:
     assert not [r for r in training_rows(Config(suffixes=0)) if r.example.source in added]
 
 
+def word_runs(text: str, length: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + length]) for i in range(len(words) - length + 1)}
+
+
 def test_the_probes_are_never_trained_on_nor_copied() -> None:
     from guard import datasets
 
@@ -100,11 +106,18 @@ def test_the_probes_are_never_trained_on_nor_copied() -> None:
             return [s for v in value for s in strings(v)]
         return []
 
-    elsewhere = {
-        normalized_text(s)
+    trained = [
+        s
         for path in (ROOT / "guard/train/data").glob("*.json")
         for s in strings(json.loads(path.read_text()))
-    }
+    ]
+    elsewhere = {normalized_text(s) for s in trained}
+    # Nor reworded: no run of ten words of a probe text is in a training text, but for one
+    # honest role-play two helpers wrote alike (the probe's and the training's Riddle the
+    # Owl, docs/safety.md, "Short persona jailbreaks").
+    runs = {run for text in trained for run in word_runs(text, 10)}
+    shared = [text for text in written if word_runs(text, 10) & runs]
+    assert [text[:40] for text in shared] == ["Let's play 20 Questions. You're Riddle t"]
     if (datasets.data_root() / "README.md").exists():
         elsewhere |= {normalized_text(r.text) for n in datasets.DATASETS for r in datasets.load(n)}
     assert len(probe) == 40 + 60 + 80 and not probe & elsewhere
