@@ -175,6 +175,15 @@ def test_the_tables_pool_the_draws_and_count_each_row_once() -> None:
     assert list(draw_seeds(replace(Config(), draws=1))) == [Config().seed]
 
 
+def test_no_draw_of_the_folds_is_refused_before_any_work(tmp_path: Path) -> None:
+    from guard.train.attack_data import Config
+    from guard.train.attack_head import run
+
+    with pytest.raises(ValueError, match="draws must be 1 or more"):
+        run(replace(Config(), draws=0), tmp_path / "head.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
 def test_the_written_head_scores_as_cross_validation_scored(tmp_path: Path) -> None:
     import numpy as np
 
