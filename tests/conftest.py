@@ -109,14 +109,15 @@ def write_policy(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
     return path
 
 
-def offline_policy_for(tmp_path: Path, model: str) -> Path:
-    """``policies/offline.yaml`` serving ``model`` with no upstream name, its rails' 2 s
-    time-outs raised to 120 s: the tests judge verdicts, and a loaded machine would turn
-    a slow rail into a 503."""
+def offline_policy_for(tmp_path: Path, model: str | None = None) -> Path:
+    """``policies/offline.yaml`` with its rails' 2 s time-outs raised to 120 s: the tests
+    judge verdicts, and a loaded machine would turn a slow rail into a 503. With ``model``,
+    it serves that model with no upstream name instead of ``demo-safe``."""
     offline = (Path(__file__).resolve().parent.parent / "policies/offline.yaml").read_text()
     assert offline.count("timeout_s: 2\n") >= 1 and "  demo-safe: smollm2" in offline
-    text = offline.replace("  demo-safe: smollm2", f"  {model}: null")
-    return write_policy(tmp_path, text.replace("timeout_s: 2\n", "timeout_s: 120\n"))
+    if model is not None:
+        offline = offline.replace("  demo-safe: smollm2", f"  {model}: null")
+    return write_policy(tmp_path, offline.replace("timeout_s: 2\n", "timeout_s: 120\n"))
 
 
 def listing_rails(text: str) -> str:
