@@ -236,6 +236,15 @@ class RewardUnavailable(GuardError):
     code = "reward_unavailable"
 
 
+class ModelCallStalled(GuardError):
+    """A model call has run far longer than any batch takes: its thread, which every
+    in-process rail shares, is held until guard restarts (``/livez`` says so)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "model_call_stalled"
+
+
 class LimitStoreUnavailable(GuardError):
     """The shared limits' store (Redis) did not answer in time or failed, and the settings
     say a request must not pass unchecked: a fault, not a verdict on the key."""

@@ -64,11 +64,12 @@ hundred microseconds at most, less than handing them to a thread and back."""
 
 class _Calls:
     """Calls handed to each executor and not yet over (returned, failed, or cancelled
-    before they started), across batchers."""
+    before they started), across batchers; and when each thread's running call began."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count: dict[int, int] = {}
+        self._began: dict[int, float] = {}
 
     def submit(
         self, executor: ThreadPoolExecutor, call: Callable[[], Result]
@@ -78,9 +79,25 @@ class _Calls:
         with self._lock:
             before = self._count.get(id(executor), 0)
             self._count[id(executor)] = before + 1
-        submitted = executor.submit(call)
+        submitted = executor.submit(self._timed, call)
         submitted.add_done_callback(lambda _: self._over(executor))
         return before == 0, asyncio.wrap_future(submitted)
+
+    def longest_running_s(self) -> float:
+        """How long the oldest call still running has run (0 with none running)."""
+        with self._lock:
+            began = min(self._began.values(), default=None)
+        return 0.0 if began is None else time.monotonic() - began
+
+    def _timed(self, call: Callable[[], Result]) -> Result:
+        thread = threading.get_ident()
+        with self._lock:
+            self._began[thread] = time.monotonic()
+        try:
+            return call()
+        finally:
+            with self._lock:
+                del self._began[thread]
 
     def _over(self, executor: ThreadPoolExecutor) -> None:
         with self._lock:
@@ -92,6 +109,12 @@ class _Calls:
 
 
 _calls = _Calls()
+
+
+def longest_model_call_s() -> float:
+    """How long the oldest model call still running has run, over every batcher's thread:
+    a call that never returns holds its thread, and every rail that shares it, for good."""
+    return _calls.longest_running_s()
 
 
 class QueueFull(Exception):

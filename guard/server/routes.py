@@ -12,7 +12,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from guard.errors import GuardError, InvalidRequest, ModelNotFound, PayloadTooLarge
+from guard.components.batching import longest_model_call_s
+from guard.errors import (
+    GuardError,
+    InvalidRequest,
+    ModelCallStalled,
+    ModelNotFound,
+    PayloadTooLarge,
+)
 from guard.pipeline.context import RequestContext
 from guard.protocol.messages import CHAT, COMPLETIONS
 from guard.protocol.relay import Relay
@@ -142,8 +149,17 @@ def _model(name: str) -> dict[str, Any]:
 
 
 async def livez(request: Request) -> Response:
-    """200 while the event loop answers. It asks the upstream nothing, so a liveness
-    probe on it never restarts guard because vLLM is down (``/health`` tells that)."""
+    """200 while the event loop answers and no in-process model call has stalled. It asks
+    the upstream nothing, so a liveness probe on it never restarts guard because vLLM is
+    down (``/health`` tells that)."""
+    running_s = longest_model_call_s()
+    limit_s = guard_state(request).settings.stalled_model_call_s
+    if running_s > limit_s:
+        stalled = ModelCallStalled(
+            f"a model call has run for {running_s:.0f} s (GUARD_STALLED_MODEL_CALL_S is "
+            f"{limit_s:g}): in-process rails cannot run until guard restarts"
+        )
+        return ORJSONResponse(stalled.to_dict(), status_code=stalled.status_code)
     return ORJSONResponse({"status": "alive"})
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -10,6 +13,7 @@ import openai
 import orjson
 import pytest
 
+from guard.components.batching import MicroBatcher
 from guard.ops.keys import hash_key
 from tests.conftest import ALIASES_POLICY as ALIASES
 from tests.conftest import Fake, guard_app, listing_rails, write_policy
@@ -211,6 +215,46 @@ def test_livez_answers_without_the_upstream_and_without_a_key(tmp_path: Path) ->
         assert live.status_code == 200
         assert live.json() == {"status": "alive"}
         assert httpx.get(f"{url}/v1/models").status_code == 401  # keys are on
+
+
+def test_livez_fails_while_a_model_call_has_stalled(tmp_path: Path) -> None:
+    """A model call that never returns holds the thread its rails share: liveness fails,
+    so the kubelet restarts guard, and passes again once the call is over."""
+    release = threading.Event()
+
+    def hangs(items: list[str]) -> list[str]:
+        release.wait(60)
+        return items
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(hangs, name="hangs")
+    policy = write_policy(
+        tmp_path, "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
+    )
+    app = guard_app(f"http://127.0.0.1:{free_port()}", [policy], stalled_model_call_s=0.2)
+    with serve_in_thread(app) as url:
+        assert httpx.get(f"{url}/livez").status_code == 200
+        call = threading.Thread(target=asyncio.run, args=(batcher.submit(["x"]),))
+        call.start()
+        try:
+            stalled = wait_for_livez(url, 503)
+            error = stalled.json()["error"]
+            assert error["type"] == "service_unavailable"
+            assert error["code"] == "model_call_stalled"
+            assert "GUARD_STALLED_MODEL_CALL_S is 0.2" in error["message"]
+        finally:
+            release.set()
+            call.join(60)
+        assert wait_for_livez(url, 200).json() == {"status": "alive"}
+
+
+def wait_for_livez(url: str, status: int) -> httpx.Response:
+    """``/livez`` once it answers ``status`` (asked for up to 30 s)."""
+    for _ in range(300):
+        live = httpx.get(f"{url}/livez")
+        if live.status_code == status:
+            return live
+        time.sleep(0.1)
+    raise AssertionError(f"/livez still answers {live.status_code}")
 
 
 def test_request_id_is_generated_or_honoured(guard_url: str, fake_upstream: Fake) -> None:
