@@ -127,6 +127,8 @@ class _Job(Generic[In, Out]):
     future: asyncio.Future[list[Out]]
     started: asyncio.Event = field(default_factory=asyncio.Event)
     queued_at: float = field(default_factory=time.monotonic)
+    started_at: float = 0.0
+    """When its first item started (``time.monotonic``), once ``started`` is set."""
     taken: int = 0
     """Items handed to the model so far; they are taken in order."""
     finished: int = 0
@@ -196,8 +198,19 @@ class MicroBatcher(Generic[In, Out]):
         """The model's outputs for ``items``. ``QueueFull`` when the work cannot start
         (too much work ahead of it, or not started within ``queue_timeout_s``);
         ``TimeoutError`` when it started but took longer than ``timeout_s``."""
+        outputs, _ = await self.submit_timed(items, timeout_s, queue_timeout_s)
+        return outputs
+
+    async def submit_timed(
+        self,
+        items: Sequence[In],
+        timeout_s: float | None = None,
+        queue_timeout_s: float | None = None,
+    ) -> tuple[list[Out], float]:
+        """``submit``, and when the work started (``time.monotonic``; now when there
+        were no items)."""
         if not items:
-            return []
+            return [], time.monotonic()
         if self._queued_items and self.work_ahead(len(items)) > self.max_queued:
             raise QueueFull(f"{self._queued_items} items already wait for the classifier")
         if self._wakeup is None or self._worker is None or self._worker.done():
@@ -214,7 +227,8 @@ class MicroBatcher(Generic[In, Out]):
                 await asyncio.wait_for(job.started.wait(), queue_timeout_s)
             except TimeoutError:
                 raise QueueFull(f"waited {queue_timeout_s} s for the classifier to start") from None
-            return await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
+            outputs = await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
+            return outputs, job.started_at
         finally:
             if not job.future.done():
                 self._abandon(job)  # the worker runs no more of it
@@ -306,6 +320,7 @@ class MicroBatcher(Generic[In, Out]):
         """Marks the jobs started (those not already marked, or given up)."""
         for job in jobs:
             if not job.started.is_set() and not job.future.done():
+                job.started_at = at
                 job.started.set()
                 self.waits_s.append(at - job.queued_at)
 
@@ -332,9 +347,10 @@ async def submit_in_pieces(
     text, so it runs in a thread, off the event loop (unless the texts are shorter than
     ``ON_LOOP_CHARS``), and its time counts towards ``timeout_s``. All the pieces go to
     the batcher as one job. ``combine`` runs on the model's thread when they were more
-    than one batch, after the calls ahead of it there, within ``timeout_s`` of its own:
-    behind a model call that never returns, the caller gets ``TimeoutError``, not a wait
-    without end."""
+    than one batch, after the calls ahead of it there, within what is left of
+    ``timeout_s``: cutting, the pieces' work and combining share the one limit (the
+    pieces' wait for their first batch does not count, as in ``submit``). Behind a model
+    call that never returns, the caller gets ``TimeoutError``, not a wait without end."""
     began = time.monotonic()
     if sum(len(text) for text in texts) <= ON_LOOP_CHARS:
         groups = expand()
@@ -344,7 +360,7 @@ async def submit_in_pieces(
         timeout_s -= time.monotonic() - began
         if timeout_s <= 0:
             raise TimeoutError("cutting the texts into pieces took the whole time limit")
-    flat = await batcher.submit(
+    flat, started = await batcher.submit_timed(
         [piece for group in groups for piece in group], timeout_s, queue_timeout_s
     )
     per_text, start = [], 0
@@ -352,6 +368,10 @@ async def submit_in_pieces(
         per_text.append(flat[start : start + len(group)])
         start += len(group)
     if len(flat) > batcher.max_batch_size:
+        if timeout_s is not None:
+            timeout_s -= time.monotonic() - started
+            if timeout_s <= 0:
+                raise TimeoutError("the pieces took the whole time limit")
         return await asyncio.wait_for(batcher.beside(partial(combine, per_text)), timeout_s)
     return combine(per_text)
 

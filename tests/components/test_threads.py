@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -169,6 +170,31 @@ def test_combining_behind_a_model_call_that_never_returns_times_out() -> None:
 
     asyncio.run(scenario())
     executor.shutdown(wait=True)
+
+
+def test_combining_gets_what_the_pieces_left_of_the_time_limit() -> None:
+    """Cutting, the pieces and combining share one ``timeout_s``: pieces that take most of
+    it leave combining the rest, not a fresh limit of its own."""
+    def run(items: list[int]) -> list[int]:
+        time.sleep(0.5)
+        return items
+
+    def combine(per_text: list[list[int]]) -> list[int]:
+        time.sleep(1.0)  # within a fresh 1.5 s; past the 0.5 s the pieces leave
+        return [sum(pieces) for pieces in per_text]
+
+    async def scenario() -> None:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, max_batch_size=8, name="pieces")
+        try:
+            with pytest.raises(TimeoutError):
+                await submit_in_pieces(
+                    batcher, ["a long text"], lambda: [range(16)], combine, timeout_s=1.5
+                )
+            assert len(batcher.batch_sizes) == 2  # both batches of pieces ran
+        finally:
+            await batcher.aclose()
+
+    asyncio.run(scenario())
 
 
 TEAMS = """
