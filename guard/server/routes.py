@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, TypeVar
 
@@ -38,6 +39,8 @@ from guard.server.state import GuardState
 
 Schema = TypeVar("Schema", bound=BaseModel)
 _STARTED = int(time.time())
+
+log = logging.getLogger("guard")
 
 
 class ORJSONResponse(Response):
@@ -152,26 +155,38 @@ async def livez(request: Request) -> Response:
     """200 while the event loop answers and no in-process model call has stalled. It asks
     the upstream nothing, so a liveness probe on it never restarts guard because vLLM is
     down (``/health`` tells that)."""
-    running_s = longest_model_call_s()
-    limit_s = guard_state(request).settings.stalled_model_call_s
-    if running_s > limit_s:
-        stalled = ModelCallStalled(
-            f"a model call has run for {running_s:.0f} s (GUARD_STALLED_MODEL_CALL_S is "
-            f"{limit_s:g}): in-process rails cannot run until guard restarts"
-        )
+    stalled = _stalled_model_call(guard_state(request).settings.stalled_model_call_s)
+    if stalled is not None:
         return ORJSONResponse(stalled.to_dict(), status_code=stalled.status_code)
     return ORJSONResponse({"status": "alive"})
 
 
 async def health(request: Request) -> Response:
-    """200 when guard and its upstream are both up; 503 with the reason otherwise. Anyone
-    may call it, so it names no address: the upstream's URL is in the server log."""
+    """200 when guard and its upstream are both up and no in-process model call has
+    stalled; 503 with the reason otherwise. Anyone may call it, so it names no address:
+    the upstream's URL is in the server log."""
     state = guard_state(request)
+    stalled = _stalled_model_call(state.settings.stalled_model_call_s)
+    if stalled is not None:
+        return ORJSONResponse(stalled.to_dict(), status_code=stalled.status_code)
     try:
         await state.upstream.get_json("/health", timeout_s=5.0)
     except GuardError as exc:
         return ORJSONResponse(exc.to_dict(), status_code=503)
     return ORJSONResponse({"status": "ok", "upstream": "ok"})
+
+
+def _stalled_model_call(limit_s: float) -> ModelCallStalled | None:
+    """The error to answer with while a model call has run past ``limit_s`` (logged)."""
+    running_s = longest_model_call_s()
+    if running_s <= limit_s:
+        return None
+    stalled = ModelCallStalled(
+        f"a model call has run for {running_s:.0f} s (GUARD_STALLED_MODEL_CALL_S is "
+        f"{limit_s:g}): in-process rails cannot run until guard restarts"
+    )
+    log.error("%s", stalled.message)
+    return stalled
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

@@ -217,44 +217,55 @@ def test_livez_answers_without_the_upstream_and_without_a_key(tmp_path: Path) ->
         assert httpx.get(f"{url}/v1/models").status_code == 401  # keys are on
 
 
-def test_livez_fails_while_a_model_call_has_stalled(tmp_path: Path) -> None:
+def test_livez_and_health_fail_while_a_model_call_has_stalled(
+    fake_upstream: Fake, tmp_path: Path
+) -> None:
     """A model call that never returns holds the thread its rails share: liveness fails,
-    so the kubelet restarts guard, and passes again once the call is over."""
+    so the kubelet restarts guard, readiness too, so traffic goes elsewhere meanwhile, and
+    both pass again once the call is over."""
     release = threading.Event()
 
     def hangs(items: list[str]) -> list[str]:
         release.wait(60)
         return items
 
-    batcher: MicroBatcher[str, str] = MicroBatcher(hangs, name="hangs")
+    async def one_call() -> None:
+        batcher: MicroBatcher[str, str] = MicroBatcher(hangs, name="hangs")
+        try:
+            await batcher.submit(["x"])
+        finally:
+            await batcher.aclose()
+
     policy = write_policy(
         tmp_path, "name: p\nmodels: {m: null}\ninput_rails: []\noutput_rails: []\n"
     )
-    app = guard_app(f"http://127.0.0.1:{free_port()}", [policy], stalled_model_call_s=0.2)
+    app = guard_app(fake_upstream.url, [policy], stalled_model_call_s=0.2)
     with serve_in_thread(app) as url:
-        assert httpx.get(f"{url}/livez").status_code == 200
-        call = threading.Thread(target=asyncio.run, args=(batcher.submit(["x"]),))
+        assert wait_for(f"{url}/livez", 200).json() == {"status": "alive"}
+        assert httpx.get(f"{url}/health").status_code == 200
+        call = threading.Thread(target=asyncio.run, args=(one_call(),))
         call.start()
         try:
-            stalled = wait_for_livez(url, 503)
-            error = stalled.json()["error"]
+            error = wait_for(f"{url}/livez", 503).json()["error"]
             assert error["type"] == "service_unavailable"
             assert error["code"] == "model_call_stalled"
             assert "GUARD_STALLED_MODEL_CALL_S is 0.2" in error["message"]
+            assert httpx.get(f"{url}/health").json()["error"]["code"] == "model_call_stalled"
         finally:
             release.set()
             call.join(60)
-        assert wait_for_livez(url, 200).json() == {"status": "alive"}
+        assert wait_for(f"{url}/livez", 200).json() == {"status": "alive"}
+        assert httpx.get(f"{url}/health").status_code == 200
 
 
-def wait_for_livez(url: str, status: int) -> httpx.Response:
-    """``/livez`` once it answers ``status`` (asked for up to 30 s)."""
+def wait_for(url: str, status: int) -> httpx.Response:
+    """``url``'s answer once it has ``status`` (asked for up to 30 s)."""
     for _ in range(300):
-        live = httpx.get(f"{url}/livez")
-        if live.status_code == status:
-            return live
+        answer = httpx.get(url)
+        if answer.status_code == status:
+            return answer
         time.sleep(0.1)
-    raise AssertionError(f"/livez still answers {live.status_code}")
+    raise AssertionError(f"{url} still answers {answer.status_code}")
 
 
 def test_request_id_is_generated_or_honoured(guard_url: str, fake_upstream: Fake) -> None:
