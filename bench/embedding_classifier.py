@@ -83,7 +83,8 @@ async def single(classifier: EmbeddingClassifier, texts: list[str]) -> dict[str,
 
 
 def batched(classifier: EmbeddingClassifier, texts: list[str], size: int) -> dict[str, float]:
-    read = (classifier.spec.long_texts, classifier.spec.sentence_margin)
+    spec = classifier.spec
+    read = (spec.long_texts, spec.sentence_margin, spec.sentence_min_words)
     classifier.model.predict(texts[:size], *read)
     started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(texts), size):
@@ -119,7 +120,9 @@ def quality(classifier: EmbeddingClassifier) -> dict[str, Any]:
         rows = datasets.load(source)
         texts = [r.text for r in rows]
         spec = classifier.spec
-        predicted = classifier.model.predict(texts, spec.long_texts, spec.sentence_margin)
+        predicted = classifier.model.predict(
+            texts, spec.long_texts, spec.sentence_margin, spec.sentence_min_words
+        )
         scores = [score.unsafe for score in predicted]
         flagged = [score >= classifier.threshold for score in scores]
         results[source] = {

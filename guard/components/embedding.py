@@ -37,7 +37,13 @@ from guard.components.minilm import (
     load_backbone,
     windows,
 )
-from guard.components.specs import SENTENCE_MARGIN, EmbeddingSpec, LongTexts, Precision
+from guard.components.specs import (
+    SENTENCE_MARGIN,
+    SENTENCE_MIN_WORDS,
+    EmbeddingSpec,
+    LongTexts,
+    Precision,
+)
 from guard.components.threads import load_alone, model_thread, one_thread
 
 if TYPE_CHECKING:
@@ -89,6 +95,14 @@ SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 def sentences(text: str) -> list[str]:
     """The text's sentences (and lines), each as it stands, empty ones left out."""
     return [piece.strip() for piece in SENTENCE_END.split(text) if piece.strip()]
+
+
+WORD = re.compile(r"\w*[^\W\d_]\w*")
+"""A word, for ``sentence_min_words``: a run of word characters with a letter in it."""
+
+
+def words(text: str) -> int:
+    return len(WORD.findall(text))
 
 
 @dataclass(frozen=True)
@@ -206,20 +220,23 @@ class EmbeddingModel:
         texts: Sequence[str],
         long_texts: LongTexts = "windows",
         sentence_margin: float = SENTENCE_MARGIN,
+        sentence_min_words: int = SENTENCE_MIN_WORDS,
     ) -> list[list[Piece]]:
         """Per text, the pieces the model reads, each at most one window long. A text
         longer than the window is cut to its start and end (``head_and_tail``, how the
         head was trained), or read whole (``windows``): in overlapping windows, and each
         of its sentences alone too, since mean pooling lets a long benign window drown
         one harmful sentence. A sentence alone is read ``sentence_margin`` lower in
-        logit space: out of its context it reads as less benign than it is."""
+        logit space: out of its context it reads as less benign than it is; one of
+        fewer than ``sentence_min_words`` words is not read alone."""
         if long_texts == "head_and_tail":
             return [[Piece(ids)] for ids in self.tokenize(texts)]
         encoded = self.encode(list(texts))
         pieces = [[Piece(ids) for ids in windows(row, self.max_length)] for row in encoded]
         for index, row in enumerate(encoded):
             if len(row) > self.max_length:
-                alone = self.tokenize(sentences(texts[index]))
+                split = sentences(texts[index])
+                alone = self.tokenize([s for s in split if words(s) >= sentence_min_words])
                 pieces[index] += [Piece(ids, sentence_margin) for ids in alone]
         return pieces
 
@@ -257,12 +274,13 @@ class EmbeddingModel:
         texts: list[str],
         long_texts: LongTexts = "head_and_tail",
         sentence_margin: float = SENTENCE_MARGIN,
+        sentence_min_words: int = SENTENCE_MIN_WORDS,
     ) -> list[Scores]:
         """Scores per text, read as ``pieces`` says; a text's score is its pieces' highest
         (each logit's highest over the pieces)."""
         import torch
 
-        pieces = self.pieces(texts, long_texts, sentence_margin)
+        pieces = self.pieces(texts, long_texts, sentence_margin, sentence_min_words)
         every = self.piece_logits([piece for row in pieces for piece in row])
         return self.scores(highest(torch.split(every, [len(row) for row in pieces])))
 
@@ -331,7 +349,13 @@ class EmbeddingClassifier(Classifier):
         scores = await submit_in_pieces(
             self.batcher,
             texts,
-            partial(self.model.pieces, texts, self.spec.long_texts, self.spec.sentence_margin),
+            partial(
+                self.model.pieces,
+                texts,
+                self.spec.long_texts,
+                self.spec.sentence_margin,
+                self.spec.sentence_min_words,
+            ),
             self.model.combine,
             timeout_s=self.spec.timeout_s,
             queue_timeout_s=self.spec.queue_timeout_s,

@@ -285,6 +285,10 @@ SENTENCE_MARGIN: Final = 1.5
 """``EmbeddingSpec.sentence_margin``'s default (docs/embedding-classifier.md, "Sentences
 alone")."""
 
+SENTENCE_MIN_WORDS: Final = 3
+"""``EmbeddingSpec.sentence_min_words``'s default (docs/embedding-classifier.md,
+"Fragments are not sentences")."""
+
 
 class EmbeddingSpec(ClassifierSpec):
     kind: Literal["embedding"]
@@ -299,6 +303,10 @@ class EmbeddingSpec(ClassifierSpec):
     """How much lower, in logit space, a long text's sentence read alone scores than a
     window does: the head learnt from whole texts, and a sentence out of its context reads
     as less benign than it is (docs/embedding-classifier.md, "Sentences alone")."""
+    sentence_min_words: int = Field(default=SENTENCE_MIN_WORDS, ge=1)
+    """A long text's sentence is read alone only with at least this many words (runs of
+    characters with a letter): a fragment of code or an abbreviation ("str,", "e.g.")
+    alone reads as nothing the head learnt from, and its window still reads it."""
 
 
 ATTACK_LABELS: Final = ("jailbreak", "prompt_injection")

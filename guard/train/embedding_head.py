@@ -46,7 +46,7 @@ from guard.components.minilm import (
     Encoder,
     fit_length,
 )
-from guard.components.specs import SENTENCE_MARGIN
+from guard.components.specs import SENTENCE_MARGIN, SENTENCE_MIN_WORDS
 from guard.datasets.readers import Example, text_group
 from guard.reading import normalized_text
 from guard.reading.readings import readings as every_reading
@@ -711,7 +711,11 @@ def run(
         index = edited_index(originals_only)
         edited_oof = {name: read_oof[name] for name in edits}
         meta["robustness"] = robustness([rows[i] for i in index], oof[index], edited_oof, meta)
-        meta["cv"]["as_served_reading"] = {"long_texts": "windows", "sentence_margin": margin}
+        meta["cv"]["as_served_reading"] = {
+            "long_texts": "windows",
+            "sentence_margin": margin,
+            "sentence_min_words": SENTENCE_MIN_WORDS,
+        }
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()
