@@ -238,7 +238,8 @@ class RewardUnavailable(GuardError):
 
 class ModelCallStalled(GuardError):
     """A model call has run far longer than any batch takes: its thread, which every
-    in-process rail shares, is held until guard restarts (``/livez`` says so)."""
+    in-process rail shares, is held until guard restarts (``/livez`` and ``/health``
+    say so)."""
 
     status_code = 503
     error_type = "service_unavailable"

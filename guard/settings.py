@@ -66,9 +66,9 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM: how long requests and streams in flight may take to finish."""
     stalled_model_call_s: float = Field(default=300.0, gt=0)
-    """``/livez`` answers 503 while an in-process model call has run longer than this (a
-    batch takes seconds): a call that hangs holds the thread every in-process rail runs
-    on, and only a restart frees it."""
+    """``/livez`` and ``/health`` answer 503 while an in-process model call has run longer
+    than this (a batch takes seconds): a call that hangs holds the thread every
+    in-process rail runs on, and only a restart frees it."""
     watch: bool = False
     """Reload policies and keys when their files change (polled)."""
     watch_interval_s: float = Field(default=1.0, gt=0)

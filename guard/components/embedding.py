@@ -100,9 +100,12 @@ def sentences(text: str) -> list[str]:
 WORD = re.compile(r"\w*[^\W\d_]\w*")
 """A word, for ``sentence_min_words``: a run of word characters with a letter in it."""
 
+UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+"""Kana and CJK ideographs: scripts written without spaces, where each counts as a word."""
+
 
 def words(text: str) -> int:
-    return len(WORD.findall(text))
+    return len(WORD.findall(UNSPACED.sub(" ", text))) + len(UNSPACED.findall(text))
 
 
 @dataclass(frozen=True)

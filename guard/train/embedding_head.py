@@ -40,6 +40,7 @@ from guard.components.embedding import (
     file_sha256,
     head_meta_path,
     sentences,
+    words,
 )
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
@@ -299,8 +300,8 @@ def piece_copies(
     model: EmbeddingModel, rows: Sequence[Example], config: Config
 ) -> list[tuple[int, str]]:
     """(row, text) of each sentence ``config.benign_pieces`` asks for: drawn from the
-    benign rows longer than one window, normalised as the rail reads them (not their
-    second readings), by their own seeded generator."""
+    sentences a rail reads alone of the benign rows longer than one window, normalised
+    as the rail reads them (not their second readings), by their own seeded generator."""
     if not config.benign_pieces:
         return []
     rng = random.Random(f"pieces:{config.seed}")
@@ -309,7 +310,7 @@ def piece_copies(
     copies = []
     for index, row in enumerate(rows):
         if long[index] and not row.unsafe:
-            found = sentences(read[index])
+            found = [s for s in sentences(read[index]) if words(s) >= SENTENCE_MIN_WORDS]
             chosen = rng.sample(found, min(config.benign_pieces, len(found)))
             copies += [(index, sentence) for sentence in chosen]
     return copies
@@ -549,17 +550,20 @@ def served(
     rows: Sequence[Example],
     config: Config,
     sentence_margin: float = SENTENCE_MARGIN,
+    sentence_min_words: int = SENTENCE_MIN_WORDS,
 ) -> Reading:
     """The rows an ``embedding`` rail reads otherwise than training does, read as it
     does: each of the text's readings (``guard.reading.readings``: normalised, and the
     second readings judged beside it), a reading longer than one window in windows and
-    sentences (``long_texts: windows``, a sentence ``sentence_margin`` lower) rather than
+    sentences (``long_texts: windows``, a sentence of ``sentence_min_words`` words or more
+    alone, ``sentence_margin`` lower) rather than
     cut to its start and end. The rail flags a text when any reading does, so a row's
     score is the highest of all its pieces. (Float32; ``policies/offline.yaml`` serves
     bfloat16: docs, "Precision".)"""
     as_trained = frozen_ids(model, [row.text for row in rows], config)
     texts = [[norm.text for _, norm in every_reading(row.text)] for row in rows]
-    flat = model.pieces([text for row in texts for text in row], "windows", sentence_margin)
+    every = [text for row in texts for text in row]
+    flat = model.pieces(every, "windows", sentence_margin, sentence_min_words)
     pieces, start = [], 0
     for row in texts:
         pieces.append([piece for text in flat[start : start + len(row)] for piece in text])
@@ -663,8 +667,9 @@ def run(
     trained = states if texts == originals else frozen_states(model, texts, config)
     eval_states = frozen_states(model, [r.text for r in eval_rows], config) if cv else []
     edits = edited(model, rows, config) if cv else {}
-    margin = SENTENCE_MARGIN  # the rail's default: the reading the JSON's table describes
-    readings = {**edits, AS_SERVED: served(model, rows, config, margin)} if cv else {}
+    # the rail's defaults: the reading the JSON's table describes
+    margin, min_words = SENTENCE_MARGIN, SENTENCE_MIN_WORDS
+    readings = {**edits, AS_SERVED: served(model, rows, config, margin, min_words)} if cv else {}
     others = [*copied_rows(texts, config), *broken_copies(rows, texts, config)]
     pieces = piece_copies(model, rows, config)
     copies = [*others, *pieces]
@@ -714,7 +719,7 @@ def run(
         meta["cv"]["as_served_reading"] = {
             "long_texts": "windows",
             "sentence_margin": margin,
-            "sentence_min_words": SENTENCE_MIN_WORDS,
+            "sentence_min_words": min_words,
         }
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")

@@ -399,6 +399,18 @@ def test_a_fragment_is_not_read_alone(shipped: EmbeddingClassifier) -> None:
     assert shipped.spec.sentence_min_words == 3
     with pytest.raises(ValueError, match="sentence_min_words"):
         spec(sentence_min_words=0)
+    # Scripts written without spaces count a word per character.
+    assert [words("如何制作炸弹"), words("爆弾の作り方"), words("e.g. 炸弹")] == [6, 6, 4]
+
+
+def test_the_rail_reads_alone_only_the_sentences_its_setting_allows() -> None:
+    text = MUSEUM * 12 + HARMFUL[1]
+    strict = EmbeddingClassifier(spec(sentence_min_words=14))  # more than any sentence here
+    [verdict] = asyncio.run(strict.classify([Subject(text)]))
+    [windows_only] = strict.model.predict([text], "windows", 1.5, 14)
+    [default] = strict.model.predict([text], "windows", 1.5)
+    assert verdict.score == pytest.approx(windows_only.unsafe, abs=1e-5)
+    assert windows_only.unsafe < default.unsafe
 
 
 def logit(p: float) -> float:

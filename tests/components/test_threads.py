@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -156,20 +156,8 @@ def test_combining_behind_a_model_call_that_never_returns_times_out() -> None:
     def combine(per_text: list[list[int]]) -> list[int]:
         return [sum(pieces) for pieces in per_text]
 
-    async def scenario() -> None:
-        batcher = MicroBatcher(run, max_batch_size=8, name="pieces", executor=executor)
-        try:
-            with pytest.raises(TimeoutError):
-                await submit_in_pieces(
-                    batcher, ["a long text"], lambda: [range(40)], combine, timeout_s=2
-                )
-            assert len(batcher.batch_sizes) == 5 and hung.is_set()  # the pieces all ran
-        finally:
-            release.set()
-            await batcher.aclose()
-
-    asyncio.run(scenario())
-    executor.shutdown(wait=True)
+    batches = timed_out_in_pieces(executor, run, combine, pieces=40, timeout_s=2, release=release)
+    assert len(batches) == 5 and hung.is_set()  # the pieces all ran
 
 
 def test_combining_gets_what_the_pieces_left_of_the_time_limit() -> None:
@@ -187,20 +175,38 @@ def test_combining_gets_what_the_pieces_left_of_the_time_limit() -> None:
         release.wait(3.0)  # within a fresh 4 s; past the 2 s the pieces leave
         return [sum(pieces) for pieces in per_text]
 
-    async def scenario() -> None:
+    timed_out_in_pieces(executor, run, combine, pieces=16, timeout_s=4, release=release)
+    assert combining.is_set()  # the pieces were done: combining ran out of time
+
+
+def timed_out_in_pieces(
+    executor: ThreadPoolExecutor,
+    run: Callable[[list[int]], list[int]],
+    combine: Callable[[list[list[int]]], list[int]],
+    pieces: int,
+    timeout_s: float,
+    release: threading.Event,
+) -> list[int]:
+    """``submit_in_pieces`` of one text of ``pieces`` pieces in batches of 8 on
+    ``executor``, which must time out; then ``release`` is set and the executor shut
+    down. The sizes of the batches that ran."""
+
+    async def scenario() -> list[int]:
         batcher = MicroBatcher(run, max_batch_size=8, name="pieces", executor=executor)
         try:
             with pytest.raises(TimeoutError):
                 await submit_in_pieces(
-                    batcher, ["a long text"], lambda: [range(16)], combine, timeout_s=4
+                    batcher, ["a long text"], lambda: [range(pieces)], combine, timeout_s
                 )
-            assert combining.is_set()  # the pieces were done: combining ran out of time
+            return list(batcher.batch_sizes)
         finally:
             release.set()
             await batcher.aclose()
 
-    asyncio.run(scenario())
-    executor.shutdown(wait=True)
+    try:
+        return asyncio.run(scenario())
+    finally:
+        executor.shutdown(wait=True)
 
 
 TEAMS = """
