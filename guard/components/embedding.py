@@ -108,6 +108,12 @@ def words(text: str) -> int:
     return len(WORD.findall(UNSPACED.sub(" ", text))) + len(UNSPACED.findall(text))
 
 
+def read_alone(text: str, min_words: int = SENTENCE_MIN_WORDS) -> list[str]:
+    """The sentences of a long text a rail reads alone: those of ``min_words`` words or
+    more (``EmbeddingSpec.sentence_min_words``)."""
+    return [sentence for sentence in sentences(text) if words(sentence) >= min_words]
+
+
 @dataclass(frozen=True)
 class Piece:
     """Token ids the model reads at once: a window of a text, or a sentence of it alone,
@@ -238,8 +244,7 @@ class EmbeddingModel:
         pieces = [[Piece(ids) for ids in windows(row, self.max_length)] for row in encoded]
         for index, row in enumerate(encoded):
             if len(row) > self.max_length:
-                split = sentences(texts[index])
-                alone = self.tokenize([s for s in split if words(s) >= sentence_min_words])
+                alone = self.tokenize(read_alone(texts[index], sentence_min_words))
                 pieces[index] += [Piece(ids, sentence_margin) for ids in alone]
         return pieces
 

@@ -39,8 +39,7 @@ from guard.components.embedding import (
     EmbeddingModel,
     file_sha256,
     head_meta_path,
-    sentences,
-    words,
+    read_alone,
 )
 from guard.components.minilm import (
     PACKAGED_BACKBONE,
@@ -310,7 +309,7 @@ def piece_copies(
     copies = []
     for index, row in enumerate(rows):
         if long[index] and not row.unsafe:
-            found = [s for s in sentences(read[index]) if words(s) >= SENTENCE_MIN_WORDS]
+            found = read_alone(read[index])
             chosen = rng.sample(found, min(config.benign_pieces, len(found)))
             copies += [(index, sentence) for sentence in chosen]
     return copies
@@ -556,10 +555,9 @@ def served(
     does: each of the text's readings (``guard.reading.readings``: normalised, and the
     second readings judged beside it), a reading longer than one window in windows and
     sentences (``long_texts: windows``, a sentence of ``sentence_min_words`` words or more
-    alone, ``sentence_margin`` lower) rather than
-    cut to its start and end. The rail flags a text when any reading does, so a row's
-    score is the highest of all its pieces. (Float32; ``policies/offline.yaml`` serves
-    bfloat16: docs, "Precision".)"""
+    alone, ``sentence_margin`` lower) rather than cut to its start and end. The rail
+    flags a text when any reading does, so a row's score is the highest of all its
+    pieces. (Float32; ``policies/offline.yaml`` serves bfloat16: docs, "Precision".)"""
     as_trained = frozen_ids(model, [row.text for row in rows], config)
     texts = [[norm.text for _, norm in every_reading(row.text)] for row in rows]
     every = [text for row in texts for text in row]
