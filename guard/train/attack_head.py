@@ -57,6 +57,7 @@ from guard.train.attack_data import (
     training_rows,
 )
 from guard.train.attack_report import source, table, write_misses
+from guard.train.batches import draw_seeds
 from guard.train.calibration import Goal, metrics
 from guard.train.embedding_head import fold_of
 from guard.train.instructed import sent_with_instructions
@@ -232,11 +233,6 @@ def out_of_fold(
     return oof
 
 
-def draw_seeds(config: Config) -> range:
-    """The seeds of the folds' draws: ``config.seed`` first."""
-    return range(config.seed, config.seed + config.draws)
-
-
 def goal_values(
     rows: Sequence[Row], scores: NDArray[np.float64], threshold: float, goals: Sequence[Goal]
 ) -> list[float]:
@@ -332,8 +328,7 @@ def run(
     """Cross-validate, train on every row, write the head to ``out``; ``misses`` gets every
     miss (Markdown) and ``scores`` every row's out-of-fold scores (JSON lines), both of
     the first draw of the folds at the thresholds every draw chose."""
-    if config.draws < 1:
-        raise ValueError(f"draws must be 1 or more, not {config.draws}")
+    seeds = draw_seeds(config.seed, config.draws)
     started = time.perf_counter()
     rows = training_rows(config, root)
     y = np.array([row.labels for row in rows])
@@ -343,15 +338,13 @@ def run(
     log(f"features: {time.perf_counter() - started:.0f} s")
     templates = [replace(row.example, group=row.template) for row in rows]
     trains = np.array([row.trains for row in rows])
-    by_goal = [
-        fold_of([r.example for r in rows], config.folds, seed) for seed in draw_seeds(config)
-    ]
+    by_goal = [fold_of([r.example for r in rows], config.folds, seed) for seed in seeds]
     oofs = [out_of_fold(feats, y, trains, fold, config, log) for fold in by_goal]
     pooled = np.concatenate(oofs)
     pooled_template = np.concatenate(
         [
             out_of_fold(feats, y, trains, fold_of(templates, config.folds, seed), config, log)
-            for seed in draw_seeds(config)
+            for seed in seeds
         ]
     )
     # Per row: the first draw (the folds of ``seed``); thresholds and tables: every draw.

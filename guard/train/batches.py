@@ -159,6 +159,13 @@ def write_head(top: Top, path: Path, meta: dict[str, Any], layer_count: int) -> 
     head_meta_path(path).write_text(json.dumps(meta, indent=1) + "\n")
 
 
+def draw_seeds(seed: int, draws: int) -> range:
+    """The seeds of a cross-validation's draws of the folds, ``seed`` first."""
+    if draws < 1:
+        raise ValueError(f"draws must be 1 or more, not {draws}")
+    return range(seed, seed + draws)
+
+
 def head_parser(prog: str, description: str, head: Path, epochs: int) -> argparse.ArgumentParser:
     """The options every head-training script has: --out, --data, --no-cv, --epochs,
     --threads, --backbone."""

@@ -180,12 +180,14 @@ def calibration(
     scores_out: Path | None = None,
     misses_out: Path | None = None,
     as_served: Array | None = None,
+    first: int | None = None,
 ) -> dict[str, Any]:
     """The head's thresholds, chosen on the out-of-fold probabilities ``oof``, and the
     cross-validation table they give (``held``: the never-trained sets' probabilities);
     with ``as_served`` (``rows`` read as a rail reads them, out of fold) the table that
-    gives too. ``scores_out`` gets every row's scores, ``misses_out`` every miss
-    (``write_misses``)."""
+    gives too. ``scores_out`` gets the scores of the first ``first`` rows (default: every
+    row; with several draws of the folds, the first draw's) and of ``eval_rows``,
+    ``misses_out`` their misses (``write_misses``)."""
     threshold, label_thresholds = choose_label_thresholds(rows, oof)
     all_rows = [*rows, *eval_rows]
     probabilities = np.concatenate([oof, held])
@@ -193,10 +195,19 @@ def calibration(
     scores = unsafe_score(probabilities, shifts)
     served = None if as_served is None else (as_served, unsafe_score(as_served, shifts))
     table = per_dataset(all_rows, scores, threshold)
+    first = len(rows) if first is None else first
+    written = [*range(first), *range(len(rows), len(all_rows))]
     if scores_out is not None:
-        write_scores(scores_out, all_rows, probabilities, scores, served)
+        served_first = None if served is None else (served[0][:first], served[1][:first])
+        write_scores(
+            scores_out,
+            [all_rows[i] for i in written],
+            probabilities[written],
+            scores[written],
+            served_first,
+        )
     if misses_out is not None:
-        write_misses(misses_out, all_rows, scores, threshold)
+        write_misses(misses_out, [all_rows[i] for i in written], scores[written], threshold)
     cv: dict[str, Any] = {"folds": folds, "per_dataset": table}
     if served is not None:
         cv["as_served"] = per_dataset(rows, served[1], threshold)

@@ -52,6 +52,7 @@ from guard.reading import normalized_text
 from guard.reading.readings import readings as every_reading
 from guard.train.batches import (
     Top,
+    draw_seeds,
     frozen_states_of_ids,
     head_parser,
     length_batches,
@@ -208,6 +209,12 @@ class Config:
     (docs/embedding-classifier.md, "Hard negatives weigh more")."""
     folds: int = 5
     seed: int = 0
+    draws: int = 1
+    """How many times the groups are dealt into folds (seeds ``seed``, ``seed`` + 1, ...;
+    the rows, their copies and the order of training stay ``seed``'s). The thresholds
+    and tables pool every draw's out-of-fold scores; the scores and misses files are the
+    first draw's. One draw's thresholds are partly the fall of its folds
+    (docs/embedding-classifier.md, "A second draw")."""
     backbone: str = PACKAGED_BACKBONE
 
 
@@ -509,6 +516,9 @@ class Report:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+Draw = tuple[Array, Array, dict[str, Array]]
+"""One draw of the folds' out-of-fold probabilities, as ``cross_validate`` returns them."""
+
 AS_SERVED = "as served"
 """The reading of ``served``: out-of-fold scores as an ``embedding`` rail reads the rows."""
 
@@ -598,13 +608,15 @@ def cross_validate(
     log: Any = print,
     readings: Mapping[str, Reading] | None = None,
     measured: int | None = None,
-) -> tuple[Array, Array, dict[str, Array]]:
+    fold_seed: int | None = None,
+) -> Draw:
     """Out-of-fold probabilities for the first ``measured`` of ``rows`` (their ``states``;
     the rest are copies, which only train), the fold models' mean for ``eval_rows``, and
     per reading of ``readings`` the out-of-fold probabilities of its rows; each fold's
-    model trains on the ``trained`` states of the other folds' rows."""
+    model trains on the ``trained`` states of the other folds' rows. The groups are dealt
+    into folds with ``fold_seed`` (default ``config.seed``)."""
     target = targets(rows)
-    fold = fold_of(rows, config.folds, config.seed)
+    fold = fold_of(rows, config.folds, config.seed if fold_seed is None else fold_seed)
     measured = len(rows) if measured is None else measured
     oof = np.zeros((measured, len(LABELS)))
     held = np.zeros((len(eval_rows), len(LABELS)))
@@ -623,6 +635,21 @@ def cross_validate(
         took = time.perf_counter() - started
         log(f"fold {k + 1}/{config.folds}: {len(train)} train, {len(test)} test, {took:.0f} s")
     return oof, held, read_oof
+
+
+def pooled(draws: Sequence[Draw], served_index: Sequence[int]) -> tuple[Draw, Array]:
+    """The draws' out-of-fold probabilities one draw after the other (the rows as many
+    times as there are draws, and each reading's rows likewise), the never-trained sets'
+    mean over every fold model, and the pooled rows as served (each draw's out-of-fold
+    probabilities with the rows at ``served_index`` read as served)."""
+    served = []
+    for oof, _, read in draws:
+        rows = oof.copy()
+        rows[served_index] = read[AS_SERVED]
+        served.append(rows)
+    read = {name: np.concatenate([d[2][name] for d in draws]) for name in draws[0][2]}
+    oof = np.concatenate([d[0] for d in draws])
+    return (oof, np.mean([d[1] for d in draws], axis=0), read), np.concatenate(served)
 
 
 def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
@@ -653,6 +680,7 @@ def run(
     """Cross-validate (unless ``cv`` is false), train on every row, write the head to ``out``;
     ``scores_out`` gets every row's out-of-fold score as JSON lines, ``misses_out`` every
     miss as Markdown."""
+    seeds = draw_seeds(config.seed, config.draws)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     rows = training_rows(config, root)
@@ -693,15 +721,18 @@ def run(
     meta["label_thresholds"] = dict.fromkeys(UNSAFE_LABELS, 0.5)
     meta["category_thresholds"] = dict.fromkeys(CATEGORIES, 0.5)
     if cv:
-        oof, held, read_oof = cross_validate(
-            model, trained, states, rows, eval_states, eval_rows, config, log, readings, measured
-        )
-        originals_only = rows[:measured]
-        as_served = oof.copy()
-        as_served[readings[AS_SERVED].index] = read_oof[AS_SERVED]
+        draws = [
+            cross_validate(
+                model, trained, states, rows, eval_states, eval_rows, config, log, readings,
+                measured, fold_seed,
+            )
+            for fold_seed in seeds
+        ]  # fmt: skip
+        (oof, held, read_oof), as_served = pooled(draws, readings[AS_SERVED].index)
+        drawn = rows[:measured] * config.draws
         meta.update(
             calibration(
-                originals_only,
+                drawn,
                 oof,
                 eval_rows,
                 held,
@@ -709,11 +740,14 @@ def run(
                 scores_out,
                 misses_out,
                 as_served,
+                first=measured,
             )
         )
-        index = edited_index(originals_only)
+        meta["cv"]["draws"] = config.draws
+        once = edited_index(drawn[:measured])
+        index = [d * measured + i for d in range(config.draws) for i in once]
         edited_oof = {name: read_oof[name] for name in edits}
-        meta["robustness"] = robustness([rows[i] for i in index], oof[index], edited_oof, meta)
+        meta["robustness"] = robustness([drawn[i] for i in index], oof[index], edited_oof, meta)
         meta["cv"]["as_served_reading"] = {
             "long_texts": "windows",
             "sentence_margin": margin,
@@ -741,9 +775,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--scores", type=Path, help="write out-of-fold scores here (JSON lines)")
     parser.add_argument("--misses", type=Path, help="write every out-of-fold miss here (Markdown)")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=Config.draws,
+        help="deal the folds this many times; thresholds from every draw's scores pooled",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = replace(Config(), epochs=args.epochs, backbone=args.backbone)
+    config = replace(Config(), epochs=args.epochs, backbone=args.backbone, draws=args.draws)
     meta = run(
         config,
         args.out,

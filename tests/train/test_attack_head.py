@@ -154,9 +154,8 @@ def test_the_threshold_obeys_every_over_refusal_goal_first() -> None:
 def test_the_tables_pool_the_draws_and_count_each_row_once() -> None:
     import numpy as np
 
-    from guard.train.attack_data import Config
-    from guard.train.attack_head import draw_seeds
     from guard.train.attack_report import table
+    from guard.train.batches import draw_seeds
 
     # Four attacks and four honest rows, drawn twice: the first draw catches 1 attack
     # and flags 1 honest row, the second catches 3 and flags none.
@@ -171,8 +170,10 @@ def test_the_tables_pool_the_draws_and_count_each_row_once() -> None:
     assert pooled["xstest"]["rows"] == 4 and pooled["xstest"]["jailbreak_fpr"] == 1 / 8
     once = table(rows, probabilities[:8], thresholds)  # type: ignore[arg-type]
     assert once["jbb_artifacts"]["jailbreak_recall"] == 1 / 4
-    assert list(draw_seeds(replace(Config(), seed=7, draws=3))) == [7, 8, 9]
-    assert list(draw_seeds(replace(Config(), draws=1))) == [Config().seed]
+    assert list(draw_seeds(7, 3)) == [7, 8, 9]
+    assert list(draw_seeds(0, 1)) == [0]
+    with pytest.raises(ValueError, match="draws must be 1 or more"):
+        draw_seeds(0, 0)
 
 
 def test_no_draw_of_the_folds_is_refused_before_any_work(tmp_path: Path) -> None:

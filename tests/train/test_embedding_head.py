@@ -85,6 +85,59 @@ def test_calibration_reports_the_rows_as_served_beside_them(tmp_path: Path) -> N
     assert "served_score" not in json.loads(without.read_text().splitlines()[0])
 
 
+def test_thresholds_pool_the_draws_and_the_files_hold_the_first(tmp_path: Path) -> None:
+    """Two draws of the same rows: the second scores XSTest's safe prompts a little
+    higher, so the pooled `harmful` threshold moves above them; the scores file and the
+    misses report hold the first draw's rows once."""
+    import numpy as np
+
+    from guard.train.calibration import LABELS, calibration
+
+    rows, first = goal_rows()
+    first[30, 1] = 0.95  # one of xstest's safe prompts, flagged in every draw
+    second = first.copy()
+    second[31:40, 1] = 0.75  # xstest's other safe prompts: 0.7 in the first draw
+    held = np.zeros((0, len(LABELS)))
+    alone = calibration(rows, first, [], held, 5)
+    scores, misses = tmp_path / "oof.jsonl", tmp_path / "misses.md"
+    both = calibration(
+        rows * 2, np.concatenate([first, second]), [], held, 5, scores, misses, first=len(rows)
+    )
+
+    assert alone["label_thresholds"]["harmful"] <= 0.75 < both["label_thresholds"]["harmful"]
+    assert both["cv"]["per_dataset"]["xstest"]["n"] == 2 * 20
+    lines = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert len(lines) == len(rows)
+    assert [line["harmful"] for line in lines] == first[:, 1].round(5).tolist()
+    assert "### xstest (1 of 10)" in misses.read_text()
+
+
+def test_the_draws_pool_in_order_and_the_never_trained_sets_average() -> None:
+    import numpy as np
+
+    from guard.train.embedding_head import AS_SERVED, pooled
+
+    def draw(value: float) -> tuple[Any, Any, dict[str, Any]]:
+        oof = np.full((4, 2), value)
+        return oof, np.full((1, 2), value), {AS_SERVED: np.full((2, 2), value + 0.5)}
+
+    (oof, held, read), served = pooled([draw(0.1), draw(0.3)], [1, 3])
+    assert oof[:, 0].tolist() == [0.1] * 4 + [0.3] * 4
+    assert held.tolist() == [[0.2, 0.2]]
+    assert read[AS_SERVED][:, 0].tolist() == [0.6, 0.6, 0.8, 0.8]
+    assert served[:, 0].tolist() == [0.1, 0.6, 0.1, 0.6, 0.3, 0.8, 0.3, 0.8]
+
+
+def test_no_draw_of_the_folds_is_refused_before_any_work(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from guard.train.embedding_head import Config, run
+
+    with pytest.raises(ValueError, match="draws must be 1 or more"):
+        run(replace(Config(), draws=0), tmp_path / "head.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
 def words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
