@@ -83,11 +83,10 @@ class _Calls:
         submitted.add_done_callback(lambda _: self._over(executor))
         return before == 0, asyncio.wrap_future(submitted)
 
-    def longest_running_s(self) -> float:
-        """How long the oldest call still running has run (0 with none running)."""
+    def oldest_began(self) -> float | None:
+        """When (``time.monotonic``) the oldest call still running began; None with none."""
         with self._lock:
-            began = min(self._began.values(), default=None)
-        return 0.0 if began is None else time.monotonic() - began
+            return min(self._began.values(), default=None)
 
     def _timed(self, call: Callable[[], Result]) -> Result:
         thread = threading.get_ident()
@@ -111,10 +110,11 @@ class _Calls:
 _calls = _Calls()
 
 
-def longest_model_call_s() -> float:
-    """How long the oldest model call still running has run, over every batcher's thread:
-    a call that never returns holds its thread, and every rail that shares it, for good."""
-    return _calls.longest_running_s()
+def oldest_model_call() -> float | None:
+    """When (``time.monotonic``) the oldest model call still running began, over every
+    batcher's thread; None with none running. A call that never returns holds its
+    thread, and every rail that shares it, for good."""
+    return _calls.oldest_began()
 
 
 class QueueFull(Exception):

@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from guard.components.batching import longest_model_call_s
+from guard.components.batching import oldest_model_call
 from guard.errors import (
     GuardError,
     InvalidRequest,
@@ -176,16 +176,25 @@ async def health(request: Request) -> Response:
     return ORJSONResponse({"status": "ok", "upstream": "ok"})
 
 
+_logged_stalls: set[float] = set()
+"""When each stalled call began, once logged: the probes ask every few seconds. A stalled
+call holds its thread for good, so there are never more than batcher threads."""
+
+
 def _stalled_model_call(limit_s: float) -> ModelCallStalled | None:
-    """The error to answer with while a model call has run past ``limit_s`` (logged)."""
-    running_s = longest_model_call_s()
-    if running_s <= limit_s:
+    """The error to answer with while a model call has run past ``limit_s`` (logged once
+    per call)."""
+    began = oldest_model_call()
+    running_s = 0.0 if began is None else time.monotonic() - began
+    if began is None or running_s <= limit_s:
         return None
     stalled = ModelCallStalled(
         f"a model call has run for {running_s:.0f} s (GUARD_STALLED_MODEL_CALL_S is "
         f"{limit_s:g}): in-process rails cannot run until guard restarts"
     )
-    log.error("%s", stalled.message)
+    if began not in _logged_stalls:
+        _logged_stalls.add(began)
+        log.error("%s", stalled.message)
     return stalled
 
 

@@ -218,11 +218,11 @@ def test_livez_answers_without_the_upstream_and_without_a_key(tmp_path: Path) ->
 
 
 def test_livez_and_health_fail_while_a_model_call_has_stalled(
-    fake_upstream: Fake, tmp_path: Path
+    fake_upstream: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A model call that never returns holds the thread its rails share: liveness fails,
     so the kubelet restarts guard, readiness too, so traffic goes elsewhere meanwhile, and
-    both pass again once the call is over."""
+    both pass again once the call is over. The stall is logged once, not per probe."""
     release = threading.Event()
 
     def hangs(items: list[str]) -> list[str]:
@@ -251,6 +251,9 @@ def test_livez_and_health_fail_while_a_model_call_has_stalled(
             assert error["code"] == "model_call_stalled"
             assert "GUARD_STALLED_MODEL_CALL_S is 0.2" in error["message"]
             assert httpx.get(f"{url}/health").json()["error"]["code"] == "model_call_stalled"
+            assert httpx.get(f"{url}/livez").status_code == 503
+            logged = [r for r in caplog.records if "a model call has run for" in r.message]
+            assert len(logged) == 1 and logged[0].levelname == "ERROR"
         finally:
             release.set()
             call.join(60)
