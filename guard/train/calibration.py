@@ -93,6 +93,22 @@ def per_dataset(
     }
 
 
+def counted_once(
+    table: dict[str, dict[str, float]], once: Sequence[Example]
+) -> dict[str, dict[str, float]]:
+    """``table`` with each set of ``once`` (one draw of the folds' rows) counted once: its
+    rows and unsafe rows as ``once`` has them, its rates pooled over every draw."""
+    counts = {name: 0 for name in table}
+    unsafe = dict(counts)
+    for row in once:
+        counts[row.source] += 1
+        unsafe[row.source] += row.unsafe
+    return {
+        name: {**values, "n": counts[name], "unsafe": unsafe[name]} if counts[name] else values
+        for name, values in table.items()
+    }
+
+
 def _rank(rows: Sequence[Example], scores: Array, threshold: float) -> tuple[float, float]:
     """Higher is better: the smaller total shortfall from the goals, then the better
     openai_moderation F1."""
@@ -194,8 +210,8 @@ def calibration(
     shifts = label_shifts(UNSAFE_LABELS, label_thresholds, threshold)
     scores = unsafe_score(probabilities, shifts)
     served = None if as_served is None else (as_served, unsafe_score(as_served, shifts))
-    table = per_dataset(all_rows, scores, threshold)
     first = len(rows) if first is None else first
+    table = counted_once(per_dataset(all_rows, scores, threshold), rows[:first])
     written = [*range(first), *range(len(rows), len(all_rows))]
     if scores_out is not None:
         served_first = None if served is None else (served[0][:first], served[1][:first])
@@ -210,7 +226,7 @@ def calibration(
         write_misses(misses_out, [all_rows[i] for i in written], scores[written], threshold)
     cv: dict[str, Any] = {"folds": folds, "per_dataset": table}
     if served is not None:
-        cv["as_served"] = per_dataset(rows, served[1], threshold)
+        cv["as_served"] = counted_once(per_dataset(rows, served[1], threshold), rows[:first])
     return {
         "cv": cv,
         "goals": [

@@ -212,9 +212,10 @@ class Config:
     draws: int = 1
     """How many times the groups are dealt into folds (seeds ``seed``, ``seed`` + 1, ...;
     the rows, their copies and the order of training stay ``seed``'s). The thresholds
-    and tables pool every draw's out-of-fold scores; the scores and misses files are the
-    first draw's. One draw's thresholds are partly the fall of its folds
-    (docs/embedding-classifier.md, "A second draw")."""
+    and tables pool every draw's out-of-fold scores (each row counted once); the scores
+    and misses files hold the first draw's, and both score the never-trained sets by
+    the mean of every draw's fold models. One draw's thresholds are partly the fall of
+    its folds (docs/embedding-classifier.md, "A second draw")."""
     backbone: str = PACKAGED_BACKBONE
 
 
@@ -782,6 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="deal the folds this many times; thresholds from every draw's scores pooled",
     )
     args = parser.parse_args(argv)
+    if args.draws < 1:
+        parser.error(f"--draws must be 1 or more, not {args.draws}")
     torch.set_num_threads(args.threads)
     config = replace(Config(), epochs=args.epochs, backbone=args.backbone, draws=args.draws)
     meta = run(

@@ -105,7 +105,9 @@ def test_thresholds_pool_the_draws_and_the_files_hold_the_first(tmp_path: Path) 
     )
 
     assert alone["label_thresholds"]["harmful"] <= 0.75 < both["label_thresholds"]["harmful"]
-    assert both["cv"]["per_dataset"]["xstest"]["n"] == 2 * 20
+    xstest = both["cv"]["per_dataset"]["xstest"]
+    assert (xstest["n"], xstest["unsafe"]) == (20, 10)  # each row once
+    assert xstest["fpr"] == 2 / 20  # one safe prompt flagged in each draw's ten
     lines = [json.loads(line) for line in scores.read_text().splitlines()]
     assert len(lines) == len(rows)
     assert [line["harmful"] for line in lines] == first[:, 1].round(5).tolist()
