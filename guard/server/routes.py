@@ -176,9 +176,16 @@ async def health(request: Request) -> Response:
     return ORJSONResponse({"status": "ok", "upstream": "ok"})
 
 
-_logged_stalls: set[float] = set()
-"""When each stalled call began, once logged: the probes ask every few seconds. A stalled
-call holds its thread for good, so there are never more than batcher threads."""
+class _StallLog:
+    """Logs each stalled call once: the probes ask every few seconds."""
+
+    began: float | None = None
+
+    @classmethod
+    def once(cls, began: float, message: str) -> None:
+        if began != cls.began:
+            cls.began = began
+            log.error("%s", message)
 
 
 def _stalled_model_call(limit_s: float) -> ModelCallStalled | None:
@@ -192,9 +199,7 @@ def _stalled_model_call(limit_s: float) -> ModelCallStalled | None:
         f"a model call has run for {running_s:.0f} s (GUARD_STALLED_MODEL_CALL_S is "
         f"{limit_s:g}): in-process rails cannot run until guard restarts"
     )
-    if began not in _logged_stalls:
-        _logged_stalls.add(began)
-        log.error("%s", stalled.message)
+    _StallLog.once(began, stalled.message)
     return stalled
 
 

@@ -32,8 +32,6 @@ def table(
     (recall over the set's attacks, false-positive rate over its other rows). ``draws``:
     the rows are that many cross-validation draws of each row, the shares pooled over
     them, the counts each row's once."""
-    if len(rows) % draws:
-        raise ValueError(f"{len(rows)} rows are not {draws} draws of the same rows")
     fired = np.stack(
         [probabilities[:, i] >= thresholds[label] for i, label in enumerate(ATTACK_LABELS)], 1
     )
@@ -46,6 +44,8 @@ def table(
             [name in (source(row), f"{source(row)}/{row.example.subset}") for row in rows]
         )
         truth = np.array([any(row.labels) for row in rows])[index]
+        if index.sum() % draws:
+            raise ValueError(f"{name}: {index.sum()} rows are not {draws} draws of its rows")
         entry: dict[str, float] = {
             "rows": int(index.sum()) // draws,
             "attacks": int(truth.sum()) // draws,

@@ -170,7 +170,7 @@ def test_the_tables_pool_the_draws_and_count_each_row_once() -> None:
     assert pooled["xstest"]["rows"] == 4 and pooled["xstest"]["jailbreak_fpr"] == 1 / 8
     once = table(rows, probabilities[:8], thresholds)  # type: ignore[arg-type]
     assert once["jbb_artifacts"]["jailbreak_recall"] == 1 / 4
-    with pytest.raises(ValueError, match="7 rows are not 2 draws"):
+    with pytest.raises(ValueError, match="xstest: 3 rows are not 2 draws"):
         table(rows[:7], probabilities[:7], thresholds, draws=2)  # type: ignore[arg-type]
     assert list(draw_seeds(7, 3)) == [7, 8, 9]
     assert list(draw_seeds(0, 1)) == [0]
