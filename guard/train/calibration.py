@@ -187,6 +187,12 @@ def write_scores(
             out.write(json.dumps(record) + "\n")
 
 
+def draw_path(scores: Path, draw: int) -> Path:
+    """Where a draw of the folds' scores go: ``scores`` itself for the first draw,
+    ``oof.draw1.jsonl`` beside ``oof.jsonl`` for the second, and so on."""
+    return scores if not draw else scores.with_name(f"{scores.stem}.draw{draw}{scores.suffix}")
+
+
 def calibration(
     rows: Sequence[Example],
     oof: Array,
@@ -201,9 +207,10 @@ def calibration(
     """The head's thresholds, chosen on the out-of-fold probabilities ``oof``, and the
     cross-validation table they give (``held``: the never-trained sets' probabilities);
     with ``as_served`` (``rows`` read as a rail reads them, out of fold) the table that
-    gives too. ``scores_out`` gets the scores of the first ``first`` rows (default: every
-    row; with several draws of the folds, the first draw's) and of ``eval_rows``,
-    ``misses_out`` their misses (``write_misses``)."""
+    gives too. ``rows`` may be several draws of the folds of the same rows, ``first``
+    rows each (default: one draw). ``scores_out`` gets the first draw's scores and those
+    of ``eval_rows``, and each further draw's go beside it (``draw_path``);
+    ``misses_out`` gets the first draw's misses (``write_misses``)."""
     threshold, label_thresholds = choose_label_thresholds(rows, oof)
     all_rows = [*rows, *eval_rows]
     probabilities = np.concatenate([oof, held])
@@ -212,16 +219,20 @@ def calibration(
     served = None if as_served is None else (as_served, unsafe_score(as_served, shifts))
     first = len(rows) if first is None else first
     table = counted_once(per_dataset(all_rows, scores, threshold), rows[:first])
-    written = [*range(first), *range(len(rows), len(all_rows))]
-    if scores_out is not None:
-        served_first = None if served is None else (served[0][:first], served[1][:first])
+    paths = (
+        [] if scores_out is None else [draw_path(scores_out, d) for d in range(len(rows) // first)]
+    )
+    for draw, path in enumerate(paths):
+        drawn = slice(draw * first, (draw + 1) * first)
+        written = [*range(len(rows))[drawn], *range(len(rows), len(all_rows))]
         write_scores(
-            scores_out,
+            path,
             [all_rows[i] for i in written],
             probabilities[written],
             scores[written],
-            served_first,
+            None if served is None else (served[0][drawn], served[1][drawn]),
         )
+    written = [*range(first), *range(len(rows), len(all_rows))]
     if misses_out is not None:
         write_misses(misses_out, [all_rows[i] for i in written], scores[written], threshold)
     cv: dict[str, Any] = {"folds": folds, "per_dataset": table}

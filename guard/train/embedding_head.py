@@ -209,12 +209,13 @@ class Config:
     (docs/embedding-classifier.md, "Hard negatives weigh more")."""
     folds: int = 5
     seed: int = 0
-    draws: int = 1
+    draws: int = 2
     """How many times the groups are dealt into folds (seeds ``seed``, ``seed`` + 1, ...;
     the rows, their copies and the order of training stay ``seed``'s). The thresholds
     and tables pool every draw's out-of-fold scores (each row counted once); the scores
-    and misses files hold the first draw's, and both score the never-trained sets by
-    the mean of every draw's fold models. One draw's thresholds are partly the fall of
+    file holds the first draw's, a file beside it each other draw's (``draw_path``), the
+    misses file the first draw's, and all score the never-trained sets by the mean of
+    every draw's fold models. One draw's thresholds are partly the fall of
     its folds (docs/embedding-classifier.md, "A second draw")."""
     backbone: str = PACKAGED_BACKBONE
 

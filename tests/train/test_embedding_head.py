@@ -87,8 +87,8 @@ def test_calibration_reports_the_rows_as_served_beside_them(tmp_path: Path) -> N
 
 def test_thresholds_pool_the_draws_and_the_files_hold_the_first(tmp_path: Path) -> None:
     """Two draws of the same rows: the second scores XSTest's safe prompts a little
-    higher, so the pooled `harmful` threshold moves above them; the scores file and the
-    misses report hold the first draw's rows once."""
+    higher, so the pooled `harmful` threshold moves above them; the scores file holds the
+    first draw's rows, a second file the second's, and the misses report the first's."""
     import numpy as np
 
     from guard.train.calibration import LABELS, calibration
@@ -108,9 +108,12 @@ def test_thresholds_pool_the_draws_and_the_files_hold_the_first(tmp_path: Path) 
     xstest = both["cv"]["per_dataset"]["xstest"]
     assert (xstest["n"], xstest["unsafe"]) == (20, 10)  # each row once
     assert xstest["fpr"] == 2 / 20  # one safe prompt flagged in each draw's ten
-    lines = [json.loads(line) for line in scores.read_text().splitlines()]
-    assert len(lines) == len(rows)
-    assert [line["harmful"] for line in lines] == first[:, 1].round(5).tolist()
+    for path, draw in ((scores, first), (tmp_path / "oof.draw1.jsonl", second)):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [line["harmful"] for line in lines] == draw[:, 1].round(5).tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "misses.md", "oof.draw1.jsonl", "oof.jsonl"
+    ]  # fmt: skip
     assert "### xstest (1 of 10)" in misses.read_text()
 
 
