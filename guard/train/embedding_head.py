@@ -209,7 +209,7 @@ class Config:
     (docs/embedding-classifier.md, "Hard negatives weigh more")."""
     folds: int = 5
     seed: int = 0
-    draws: int = 2
+    draws: int = 1
     """How many times the groups are dealt into folds (seeds ``seed``, ``seed`` + 1, ...;
     the rows, their copies and the order of training stay ``seed``'s). The thresholds
     and tables pool every draw's out-of-fold scores (each row counted once); the scores
