@@ -775,7 +775,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         HEAD,
         Config.epochs,
     )
-    parser.add_argument("--scores", type=Path, help="write out-of-fold scores here (JSON lines)")
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        help="write out-of-fold scores here (JSON lines; each further draw's beside it)",
+    )
     parser.add_argument("--misses", type=Path, help="write every out-of-fold miss here (Markdown)")
     parser.add_argument(
         "--draws",
