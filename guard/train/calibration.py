@@ -218,6 +218,8 @@ def calibration(
     scores = unsafe_score(probabilities, shifts)
     served = None if as_served is None else (as_served, unsafe_score(as_served, shifts))
     first = len(rows) if first is None else first
+    if not first or len(rows) % first:
+        raise ValueError(f"{len(rows)} rows are not whole draws of {first}")
     table = counted_once(per_dataset(all_rows, scores, threshold), rows[:first])
     paths = (
         [] if scores_out is None else [draw_path(scores_out, d) for d in range(len(rows) // first)]

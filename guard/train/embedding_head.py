@@ -215,8 +215,9 @@ class Config:
     and tables pool every draw's out-of-fold scores (each row counted once); the scores
     file holds the first draw's, a file beside it each other draw's (``draw_path``), the
     misses file the first draw's, and all score the never-trained sets by the mean of
-    every draw's fold models. One draw's thresholds are partly the fall of
-    its folds (docs/embedding-classifier.md, "A second draw")."""
+    every draw's fold models. One draw's thresholds are the fall of its
+    folds as much as the head's (docs/embedding-classifier.md, "The same rows, folds
+    dealt again")."""
     backbone: str = PACKAGED_BACKBONE
 
 
@@ -790,6 +791,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.draws < 1:
         parser.error(f"--draws must be 1 or more, not {args.draws}")
+    if args.no_cv and args.draws != 1:
+        parser.error("--draws deals the cross-validation's folds: not with --no-cv")
     torch.set_num_threads(args.threads)
     config = replace(Config(), epochs=args.epochs, backbone=args.backbone, draws=args.draws)
     meta = run(

@@ -97,20 +97,23 @@ def test_thresholds_pool_the_draws_and_the_files_hold_the_first(tmp_path: Path) 
     first[30, 1] = 0.95  # one of xstest's safe prompts, flagged in every draw
     second = first.copy()
     second[31:40, 1] = 0.75  # xstest's other safe prompts: 0.7 in the first draw
-    held = np.zeros((0, len(LABELS)))
-    alone = calibration(rows, first, [], held, 5)
+    never = [Example("never trained", True, source="toxicchat_human")]
+    held = np.full((1, len(LABELS)), 0.99)
+    alone = calibration(rows, first, never, held, 5)
     scores, misses = tmp_path / "oof.jsonl", tmp_path / "misses.md"
-    both = calibration(
-        rows * 2, np.concatenate([first, second]), [], held, 5, scores, misses, first=len(rows)
-    )
+    pooled = np.concatenate([first, second])
+    both = calibration(rows * 2, pooled, never, held, 5, scores, misses, first=len(rows))
 
     assert alone["label_thresholds"]["harmful"] <= 0.75 < both["label_thresholds"]["harmful"]
     xstest = both["cv"]["per_dataset"]["xstest"]
     assert (xstest["n"], xstest["unsafe"]) == (20, 10)  # each row once
     assert xstest["fpr"] == 2 / 20  # one safe prompt flagged in each draw's ten
+    assert both["cv"]["per_dataset"]["toxicchat_human"]["n"] == 1
     for path, draw in ((scores, first), (tmp_path / "oof.draw1.jsonl", second)):
         lines = [json.loads(line) for line in path.read_text().splitlines()]
-        assert [line["harmful"] for line in lines] == draw[:, 1].round(5).tolist()
+        assert [line["harmful"] for line in lines] == [*draw[:, 1].round(5), 0.99]
+    with pytest.raises(ValueError, match="not whole draws"):
+        calibration(rows * 2, pooled, never, held, 5, first=len(rows) + 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "misses.md", "oof.draw1.jsonl", "oof.jsonl"
     ]  # fmt: skip
@@ -136,10 +139,14 @@ def test_the_draws_pool_in_order_and_the_never_trained_sets_average() -> None:
 def test_no_draw_of_the_folds_is_refused_before_any_work(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from guard.train.embedding_head import Config, run
+    from guard.train.embedding_head import Config, main, run
 
     with pytest.raises(ValueError, match="draws must be 1 or more"):
         run(replace(Config(), draws=0), tmp_path / "head.safetensors")
+    with pytest.raises(SystemExit):
+        main(["--no-cv", "--draws", "2", "--out", str(tmp_path / "head.safetensors")])
+    with pytest.raises(SystemExit):
+        main(["--draws", "0", "--out", str(tmp_path / "head.safetensors")])
     assert not list(tmp_path.iterdir())
 
 
