@@ -192,8 +192,10 @@ def _stalled_model_call(limit_s: float) -> ModelCallStalled | None:
     """The error to answer with while a model call has run past ``limit_s`` (logged once
     per call)."""
     began = oldest_model_call()
-    running_s = 0.0 if began is None else time.monotonic() - began
-    if began is None or running_s <= limit_s:
+    if began is None:
+        return None
+    running_s = time.monotonic() - began
+    if running_s <= limit_s:
         return None
     stalled = ModelCallStalled(
         f"a model call has run for {running_s:.0f} s (GUARD_STALLED_MODEL_CALL_S is "

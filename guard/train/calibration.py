@@ -221,22 +221,24 @@ def calibration(
     if not first or len(rows) % first:
         raise ValueError(f"{len(rows)} rows are not whole draws of {first}")
     table = counted_once(per_dataset(all_rows, scores, threshold), rows[:first])
-    paths = (
-        [] if scores_out is None else [draw_path(scores_out, d) for d in range(len(rows) // first)]
-    )
-    for draw, path in enumerate(paths):
-        drawn = slice(draw * first, (draw + 1) * first)
-        written = [*range(len(rows))[drawn], *range(len(rows), len(all_rows))]
-        write_scores(
-            path,
-            [all_rows[i] for i in written],
-            probabilities[written],
-            scores[written],
-            None if served is None else (served[0][drawn], served[1][drawn]),
-        )
-    written = [*range(first), *range(len(rows), len(all_rows))]
+    # Per draw: its rows, then the never-trained sets' (the same in every draw's file).
+    per_draw = [
+        [*range(start, start + first), *range(len(rows), len(all_rows))]
+        for start in range(0, len(rows), first)
+    ]
+    if scores_out is not None:
+        for draw, written in enumerate(per_draw):
+            drawn = slice(draw * first, (draw + 1) * first)
+            write_scores(
+                draw_path(scores_out, draw),
+                [all_rows[i] for i in written],
+                probabilities[written],
+                scores[written],
+                None if served is None else (served[0][drawn], served[1][drawn]),
+            )
     if misses_out is not None:
-        write_misses(misses_out, [all_rows[i] for i in written], scores[written], threshold)
+        first_draw = per_draw[0]
+        write_misses(misses_out, [all_rows[i] for i in first_draw], scores[first_draw], threshold)
     cv: dict[str, Any] = {"folds": folds, "per_dataset": table}
     if served is not None:
         cv["as_served"] = counted_once(per_dataset(rows, served[1], threshold), rows[:first])

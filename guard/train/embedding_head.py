@@ -645,14 +645,14 @@ def pooled(draws: Sequence[Draw], served_index: Sequence[int]) -> tuple[Draw, Ar
     times as there are draws, and each reading's rows likewise), the never-trained sets'
     mean over every fold model, and the pooled rows as served (each draw's out-of-fold
     probabilities with the rows at ``served_index`` read as served)."""
+    oofs, helds, reads = zip(*draws, strict=True)
     served = []
-    for oof, _, read in draws:
-        rows = oof.copy()
-        rows[served_index] = read[AS_SERVED]
-        served.append(rows)
-    read = {name: np.concatenate([d[2][name] for d in draws]) for name in draws[0][2]}
-    oof = np.concatenate([d[0] for d in draws])
-    return (oof, np.mean([d[1] for d in draws], axis=0), read), np.concatenate(served)
+    for oof, read in zip(oofs, reads, strict=True):
+        as_served = oof.copy()
+        as_served[served_index] = read[AS_SERVED]
+        served.append(as_served)
+    read = {name: np.concatenate([r[name] for r in reads]) for name in reads[0]}
+    return (np.concatenate(oofs), np.mean(helds, axis=0), read), np.concatenate(served)
 
 
 def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
