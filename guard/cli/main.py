@@ -17,6 +17,10 @@ POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 TRAINERS = {
     "train-embedding-head": ("guard.train.embedding_head", "train the embedding classifier's head"),
+    "calibrate-embedding-head": (
+        "guard.train.calibrate_head",
+        "choose the embedding head's thresholds again from its --scores files",
+    ),
     "train-embedding-reward": ("guard.train.reward_head", "train the embedding reward head"),
     "train-attack-head": ("guard.train.attack_head", "train the attacks detector's head"),
 }

@@ -67,6 +67,7 @@ from guard.train.calibration import (
     UNSAFE_LABELS,
     Array,
     calibration,
+    report,
     robustness,
 )
 from guard.train.edits import (
@@ -804,12 +805,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores_out=args.scores,
         misses_out=args.misses,
     )
-    for goal in meta.get("goals", []):
-        mark = "met" if goal["met"] else "MISSED"
-        sign = ">=" if goal["at_least"] else "<="
-        bound = f"goal {sign} {goal['bound']}"
-        print(f"{goal['dataset']:18s} {goal['metric']:7s} {goal['value']:.3f} ({bound}) {mark}")
-    print(f"threshold {meta['threshold']}, per label {meta['label_thresholds']}")
+    for line in report(meta):
+        print(line)
     return 0
 
 

@@ -661,3 +661,28 @@ def test_benign_pieces_are_sentences_of_long_benign_rows_only() -> None:
     assert all(text in sentences(long) for _, text in copies)
     assert copies == piece_copies(model, rows, config)
     assert piece_copies(model, rows, Config()) == []
+
+
+def test_the_thresholds_hold_xstests_budget_before_any_recall() -> None:
+    """XSTest's safe prompts read surer than the harmful requests: flagging the requests
+    would flag every safe prompt. A sum of shortfalls would take that trade (0.92 against
+    0.95 a set); the budget (XSTest's false positives at most 8 %) refuses it."""
+    import numpy as np
+
+    from guard.train.calibration import LABELS, choose_label_thresholds
+
+    plan = [("xstest", False, 0.6, 10), ("xstest", True, 0.9, 10)]
+    plan += [(name, True, 0.55, 10) for name in ("harmbench", "advbench", "simplesafetytests")]
+    rows, probabilities = [], []
+    for source, unsafe, harmful, count in plan:
+        for i in range(count):
+            rows.append(Example(f"{source} {i}", unsafe, source=source, group=f"{source}{i}"))
+            probabilities.append([0.1, harmful] + [0.1] * (len(LABELS) - 2))
+    p = np.array(probabilities)
+
+    _, held = choose_label_thresholds(rows, p)
+    p[:10, 1] = 0.99  # no threshold on the grid spares them: the budget cannot be held
+    _, spent = choose_label_thresholds(rows, p)
+
+    assert 0.6 < held["harmful"] <= 0.9
+    assert spent["harmful"] <= 0.55

@@ -1,0 +1,128 @@
+"""``guard calibrate-embedding-head``: the embedding head's thresholds and its
+cross-validation table chosen again from the out-of-fold scores its training wrote
+(``guard train-embedding-head --scores``), without training again: seconds, not hours,
+for a new threshold rule or for draws of the folds run apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guard.components.embedding import HEAD, head_meta_path
+from guard.components.specs import SENTENCE_MARGIN, SENTENCE_MIN_WORDS
+from guard.datasets.readers import Example
+from guard.train.calibration import LABELS, Array, calibration, report
+from guard.train.embedding_head import EVAL_ONLY_SETS
+
+Draws = tuple[list[Example], Array, Array, list[Example], Array]
+"""The trained rows (once); every draw's out-of-fold probabilities, and the same read as
+served, one draw after the other; the never-trained rows and their probabilities."""
+
+
+def read_draws(paths: Sequence[Path]) -> Draws:
+    """The draws of the folds in ``paths``, one ``--scores`` file each (the first draw's
+    file, then ``oof.draw1.jsonl``...). Every file must list the same rows in the same
+    order; the never-trained rows get the mean of the files' probabilities (each file's
+    is the mean of its fold models)."""
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return row["source"], row["group"], row["subset"], row["unsafe"], row["categories"]
+
+    draws = []
+    for path in paths:
+        try:
+            draw = [json.loads(line) for line in path.read_text().splitlines()]
+            for row in draw:
+                key(row), [row[label] for label in LABELS]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a --scores file ({error!r})") from error
+        draws.append(draw)
+    for path, draw in zip(paths[1:], draws[1:], strict=True):
+        if [key(row) for row in draw] != [key(row) for row in draws[0]]:
+            raise ValueError(f"{path} does not list the rows of {paths[0]} in its order")
+    trained = [i for i, row in enumerate(draws[0]) if row["source"] not in EVAL_ONLY_SETS]
+    never = [i for i, row in enumerate(draws[0]) if row["source"] in EVAL_ONLY_SETS]
+    for path, draw in zip(paths, draws, strict=True):
+        if lacking := [draw[i]["source"] for i in trained if "served" not in draw[i]]:
+            raise ValueError(f"{path}: a {lacking[0]} row has no reading as served")
+
+    def probabilities(draw: list[dict[str, Any]], index: list[int], served: bool) -> Array:
+        read = [draw[i]["served"] if served else draw[i] for i in index]
+        return np.array([[row[label] for label in LABELS] for row in read])
+
+    def example(row: dict[str, Any]) -> Example:
+        categories = tuple(row["categories"])
+        return Example("", row["unsafe"], categories, row["source"], row["group"], row["subset"])
+
+    return (
+        [example(draws[0][i]) for i in trained],
+        np.concatenate([probabilities(draw, trained, False) for draw in draws]),
+        np.concatenate([probabilities(draw, trained, True) for draw in draws]),
+        [example(draws[0][i]) for i in never],
+        np.mean([probabilities(draw, never, False) for draw in draws], axis=0),
+    )
+
+
+def recalibrate(
+    meta: dict[str, Any], paths: Sequence[Path], scores_out: Path | None = None
+) -> dict[str, Any]:
+    """``meta`` (a head's JSON) with its thresholds, cross-validation tables and goals
+    chosen on the draws in ``paths``. ``robustness`` cannot be measured from scores
+    files: ``robustness_at`` keeps the thresholds it was measured at."""
+    rows, oof, served, eval_rows, held = read_draws(paths)
+    folds = meta["cv"]["folds"]
+    drawn = rows * len(paths)
+    chosen = calibration(drawn, oof, eval_rows, held, folds, scores_out, None, served, len(rows))
+    if "robustness" in meta and "robustness_at" not in meta:
+        meta["robustness_at"] = {k: meta[k] for k in ("threshold", "label_thresholds")}
+    reading = {
+        "long_texts": "windows",
+        "sentence_margin": SENTENCE_MARGIN,
+        "sentence_min_words": SENTENCE_MIN_WORDS,
+    }
+    cv = {**meta["cv"], **chosen.pop("cv"), "draws": len(paths), "as_served_reading": reading}
+    return {**meta, **chosen, "cv": cv}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="guard calibrate-embedding-head",
+        description="Choose the embedding head's thresholds again from the out-of-fold "
+        "scores of its training (guard train-embedding-head --scores), without training; "
+        "several files are several draws of the folds, pooled. The table as served is "
+        "recorded as read by this version's rail defaults: give files this version wrote.",
+    )
+    parser.add_argument(
+        "scores", nargs="+", type=Path, help="--scores files: the first draw's, then each other"
+    )
+    parser.add_argument(
+        "--head", type=Path, default=HEAD, help="the head whose .json to rewrite (.safetensors)"
+    )
+    parser.add_argument(
+        "--scores-out",
+        type=Path,
+        help="write the scores at the new thresholds here (each further draw's beside it)",
+    )
+    args = parser.parse_args(argv)
+    path = head_meta_path(args.head)
+    try:
+        meta = recalibrate(json.loads(path.read_text()), args.scores, args.scores_out)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"guard calibrate-embedding-head: error: {error}", file=sys.stderr)
+        return 2
+    path.write_text(json.dumps(meta, indent=1) + "\n")
+    for line in report(meta):
+        print(line)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
