@@ -15,15 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from guard import datasets
 from guard.components.embedding import HEAD, head_meta_path
 from guard.components.specs import SENTENCE_MARGIN, SENTENCE_MIN_WORDS
 from guard.datasets.readers import Example
 from guard.train.calibration import LABELS, Array, calibration, report
-from guard.train.embedding_head import EVAL_ONLY_SETS
+from guard.train.embedding_head import EVAL_ONLY_SETS, Config, training_rows
 
 Draws = tuple[list[Example], Array, Array, list[Example], Array]
 """The trained rows (once); every draw's out-of-fold probabilities, and the same read as
 served, one draw after the other; the never-trained rows and their probabilities."""
+
+
+def _key(row: Example) -> tuple[Any, ...]:
+    return row.source, row.group, row.subset, row.unsafe, row.categories
 
 
 def read_draws(paths: Sequence[Path]) -> Draws:
@@ -70,16 +75,42 @@ def read_draws(paths: Sequence[Path]) -> Draws:
     )
 
 
+def with_texts(
+    rows: list[Example], eval_rows: list[Example], meta: dict[str, Any], root: Path | None
+) -> tuple[list[Example], list[Example]]:
+    """``rows`` and ``eval_rows`` with their texts, read again as the head's training read
+    them: the data in ``root`` and the configuration its JSON records must give the
+    same rows in the same order."""
+    trained = training_rows(Config(**meta["config"]), root)
+    never = [row for name in EVAL_ONLY_SETS for row in datasets.load(name, root)]
+    for given, read in ((rows, trained), (eval_rows, never)):
+        if [_key(row) for row in given] != [_key(row) for row in read]:
+            raise ValueError(
+                "the data and the head's configuration give other rows than the scores "
+                "files: not the data the head trained on?"
+            )
+    return trained, never
+
+
 def recalibrate(
-    meta: dict[str, Any], paths: Sequence[Path], scores_out: Path | None = None
+    meta: dict[str, Any],
+    paths: Sequence[Path],
+    scores_out: Path | None = None,
+    misses_out: Path | None = None,
+    root: Path | None = None,
 ) -> dict[str, Any]:
     """``meta`` (a head's JSON) with its thresholds, cross-validation tables and goals
-    chosen on the draws in ``paths``. ``robustness`` cannot be measured from scores
-    files: ``robustness_at`` keeps the thresholds it was measured at."""
+    chosen on the draws in ``paths``; ``misses_out`` gets the first draw's misses, their
+    texts read from the data in ``root`` (``with_texts``). ``robustness`` cannot be
+    measured from scores files: ``robustness_at`` keeps the thresholds it was measured at."""
     rows, oof, served, eval_rows, held = read_draws(paths)
+    if misses_out is not None:
+        rows, eval_rows = with_texts(rows, eval_rows, meta, root)
     folds = meta["cv"]["folds"]
     drawn = rows * len(paths)
-    chosen = calibration(drawn, oof, eval_rows, held, folds, scores_out, None, served, len(rows))
+    chosen = calibration(
+        drawn, oof, eval_rows, held, folds, scores_out, misses_out, served, len(rows)
+    )
     if "robustness" in meta and "robustness_at" not in meta:
         meta["robustness_at"] = {k: meta[k] for k in ("threshold", "label_thresholds")}
     reading = {
@@ -110,11 +141,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="write the scores at the new thresholds here (each further draw's beside it)",
     )
+    parser.add_argument(
+        "--misses",
+        type=Path,
+        help="write the first draw's misses here (Markdown; reads the texts from --data)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="data folder the head trained on (default: $GUARD_DATA_DIR or ../shared/data)",
+    )
     args = parser.parse_args(argv)
     path = head_meta_path(args.head)
     try:
-        meta = recalibrate(json.loads(path.read_text()), args.scores, args.scores_out)
-    except (OSError, ValueError, KeyError) as error:
+        meta = json.loads(path.read_text())
+        meta = recalibrate(meta, args.scores, args.scores_out, args.misses, args.data)
+    except (OSError, ValueError, KeyError, TypeError) as error:
         print(f"guard calibrate-embedding-head: error: {error}", file=sys.stderr)
         return 2
     path.write_text(json.dumps(meta, indent=1) + "\n")

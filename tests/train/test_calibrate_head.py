@@ -107,3 +107,43 @@ def test_files_of_other_rows_or_without_the_served_reading_are_refused(
         assert code == 2
         assert message in capsys.readouterr().err
     assert head.read_text() == before
+
+
+def test_misses_are_written_with_the_texts_the_head_trained_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scores files carry no text: ``--misses`` reads the rows again from the data
+    and the head's recorded configuration, and refuses rows that do not match."""
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from guard import datasets
+    from guard.train.calibration import LABELS, calibration
+    from guard.train.embedding_head import EVAL_ONLY_SETS, Config, training_rows
+
+    if not (datasets.data_root() / "README.md").exists():
+        pytest.skip("needs the dev data")
+    rows = training_rows(Config())
+    never = [row for name in EVAL_ONLY_SETS for row in datasets.load(name)]
+    p = np.full((len(rows), len(LABELS)), 0.05)
+    p[[row.unsafe for row in rows], 1] = 0.95
+    missed = next(i for i, row in enumerate(rows) if row.unsafe and row.source == "harmbench")
+    p[missed, 1] = 0.05
+    scores = tmp_path / "oof.jsonl"
+    calibration(rows, p, never, np.full((len(never), len(LABELS)), 0.05), 5, scores, as_served=p)
+    meta = {"config": asdict(Config()), "threshold": 0.5, "label_thresholds": {}}
+    meta["cv"] = {"folds": 5}
+    head = tmp_path / "head.json"
+    head.write_text(json.dumps(meta))
+    misses = tmp_path / "misses.md"
+    arguments = ["calibrate-embedding-head", str(scores), "--head", str(head), "--misses"]
+
+    assert guard_main([*arguments, str(misses)]) == 0
+    report = misses.read_text()
+    assert "### harmbench (1 of " in report
+    assert " ".join(rows[missed].text.split())[:100] in report
+    head.write_text(json.dumps({**meta, "config": {**meta["config"], "installed": 10}}))
+    assert guard_main([*arguments, str(tmp_path / "other.md")]) == 2
+    assert "other rows than the scores files" in capsys.readouterr().err
+    assert not (tmp_path / "other.md").exists()
