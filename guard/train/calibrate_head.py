@@ -17,10 +17,9 @@ import numpy as np
 
 from guard import datasets
 from guard.components.embedding import HEAD, head_meta_path
-from guard.components.specs import SENTENCE_MARGIN, SENTENCE_MIN_WORDS
 from guard.datasets.readers import Example
 from guard.train.calibration import LABELS, Array, calibration, report
-from guard.train.embedding_head import EVAL_ONLY_SETS, Config, training_rows
+from guard.train.embedding_head import EVAL_ONLY_SETS, Config, served_reading, training_rows
 
 Draws = tuple[list[Example], Array, Array, list[Example], Array]
 """The trained rows (once); every draw's out-of-fold probabilities, and the same read as
@@ -31,47 +30,48 @@ def _key(row: Example) -> tuple[Any, ...]:
     return row.source, row.group, row.subset, row.unsafe, row.categories
 
 
+def _read(path: Path) -> tuple[list[Example], Array, Array | None]:
+    """A ``--scores`` file's rows (no text), their probabilities, and those as served
+    (None when a trained row has none)."""
+    try:
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        rows = [
+            Example("", r["unsafe"], tuple(r["categories"]), r["source"], r["group"], r["subset"])
+            for r in lines
+        ]
+        probabilities = np.array([[r[label] for label in LABELS] for r in lines], dtype=float)
+        served = [r.get("served", r if r["source"] in EVAL_ONLY_SETS else None) for r in lines]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a --scores file ({error!r})") from error
+    if not any(row.source not in EVAL_ONLY_SETS for row in rows):
+        raise ValueError(f"{path} has no trained rows")
+    if any(r is None for r in served):
+        return rows, probabilities, None
+    return rows, probabilities, np.array([[r[label] for label in LABELS] for r in served])
+
+
 def read_draws(paths: Sequence[Path]) -> Draws:
     """The draws of the folds in ``paths``, one ``--scores`` file each (the first draw's
     file, then ``oof.draw1.jsonl``...). Every file must list the same rows in the same
     order; the never-trained rows get the mean of the files' probabilities (each file's
     is the mean of its fold models)."""
-
-    def key(row: dict[str, Any]) -> tuple[Any, ...]:
-        return row["source"], row["group"], row["subset"], row["unsafe"], row["categories"]
-
-    draws = []
-    for path in paths:
-        try:
-            draw = [json.loads(line) for line in path.read_text().splitlines()]
-            for row in draw:
-                key(row), [row[label] for label in LABELS]
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path} is not a --scores file ({error!r})") from error
-        draws.append(draw)
-    for path, draw in zip(paths[1:], draws[1:], strict=True):
-        if [key(row) for row in draw] != [key(row) for row in draws[0]]:
+    if len({path.resolve() for path in paths}) < len(paths):
+        raise ValueError("a scores file is given twice: each file is one draw")
+    draws = [_read(path) for path in paths]
+    rows = draws[0][0]
+    for path, (other, _, served) in zip(paths, draws, strict=True):
+        if [_key(row) for row in other] != [_key(row) for row in rows]:
             raise ValueError(f"{path} does not list the rows of {paths[0]} in its order")
-    trained = [i for i, row in enumerate(draws[0]) if row["source"] not in EVAL_ONLY_SETS]
-    never = [i for i, row in enumerate(draws[0]) if row["source"] in EVAL_ONLY_SETS]
-    for path, draw in zip(paths, draws, strict=True):
-        if lacking := [draw[i]["source"] for i in trained if "served" not in draw[i]]:
-            raise ValueError(f"{path}: a {lacking[0]} row has no reading as served")
-
-    def probabilities(draw: list[dict[str, Any]], index: list[int], served: bool) -> Array:
-        read = [draw[i]["served"] if served else draw[i] for i in index]
-        return np.array([[row[label] for label in LABELS] for row in read])
-
-    def example(row: dict[str, Any]) -> Example:
-        categories = tuple(row["categories"])
-        return Example("", row["unsafe"], categories, row["source"], row["group"], row["subset"])
-
+        if served is None:
+            raise ValueError(f"{path}: a trained row has no reading as served")
+    trained = [i for i, row in enumerate(rows) if row.source not in EVAL_ONLY_SETS]
+    never = [i for i, row in enumerate(rows) if row.source in EVAL_ONLY_SETS]
     return (
-        [example(draws[0][i]) for i in trained],
-        np.concatenate([probabilities(draw, trained, False) for draw in draws]),
-        np.concatenate([probabilities(draw, trained, True) for draw in draws]),
-        [example(draws[0][i]) for i in never],
-        np.mean([probabilities(draw, never, False) for draw in draws], axis=0),
+        [rows[i] for i in trained],
+        np.concatenate([probabilities[trained] for _, probabilities, _ in draws]),
+        np.concatenate([served[trained] for _, _, served in draws if served is not None]),
+        [rows[i] for i in never],
+        np.mean([probabilities[never] for _, probabilities, _ in draws], axis=0),
     )
 
 
@@ -81,6 +81,8 @@ def with_texts(
     """``rows`` and ``eval_rows`` with their texts, read again as the head's training read
     them: the data in ``root`` and the configuration its JSON records must give the
     same rows in the same order."""
+    if "config" not in meta:
+        raise ValueError("the head's JSON records no configuration to read its rows with")
     trained = training_rows(Config(**meta["config"]), root)
     never = [row for name in EVAL_ONLY_SETS for row in datasets.load(name, root)]
     for given, read in ((rows, trained), (eval_rows, never)):
@@ -102,7 +104,10 @@ def recalibrate(
     """``meta`` (a head's JSON) with its thresholds, cross-validation tables and goals
     chosen on the draws in ``paths``; ``misses_out`` gets the first draw's misses, their
     texts read from the data in ``root`` (``with_texts``). ``robustness`` cannot be
-    measured from scores files: ``robustness_at`` keeps the thresholds it was measured at."""
+    measured from scores files: ``robustness_at`` keeps the thresholds it was measured
+    at. The table as served is recorded as read by this version's rail defaults."""
+    if "folds" not in meta.get("cv", {}):
+        raise ValueError("the head's JSON has no cross-validation to choose again")
     rows, oof, served, eval_rows, held = read_draws(paths)
     if misses_out is not None:
         rows, eval_rows = with_texts(rows, eval_rows, meta, root)
@@ -113,13 +118,8 @@ def recalibrate(
     )
     if "robustness" in meta and "robustness_at" not in meta:
         meta["robustness_at"] = {k: meta[k] for k in ("threshold", "label_thresholds")}
-    reading = {
-        "long_texts": "windows",
-        "sentence_margin": SENTENCE_MARGIN,
-        "sentence_min_words": SENTENCE_MIN_WORDS,
-    }
-    cv = {**meta["cv"], **chosen.pop("cv"), "draws": len(paths), "as_served_reading": reading}
-    return {**meta, **chosen, "cv": cv}
+    cv = {**meta["cv"], **chosen.pop("cv"), "draws": len(paths)}
+    return {**meta, **chosen, "cv": {**cv, "as_served_reading": served_reading()}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,10 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         meta = json.loads(path.read_text())
         meta = recalibrate(meta, args.scores, args.scores_out, args.misses, args.data)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        written = path.with_name(f".{path.name}.new")
+        written.write_text(json.dumps(meta, indent=1) + "\n")
+        written.replace(path)
+    except KeyError as error:
+        print(f"guard calibrate-embedding-head: error: {path} lacks {error}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, TypeError) as error:
         print(f"guard calibrate-embedding-head: error: {error}", file=sys.stderr)
         return 2
-    path.write_text(json.dumps(meta, indent=1) + "\n")
     for line in report(meta):
         print(line)
     print(f"wrote {path}")

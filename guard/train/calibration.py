@@ -34,8 +34,12 @@ def unsafe_score(probabilities: Array, shifts: Sequence[float] | None = None) ->
     ``shifts`` (see ``label_shifts``), as the classifier does at run time."""
     unsafe = np.clip(probabilities[:, : len(UNSAFE_LABELS)], 1e-12, 1 - 1e-12)
     if shifts is not None:
-        unsafe = 1 / (1 + np.exp(-(np.log(unsafe / (1 - unsafe)) + np.asarray(shifts))))
+        unsafe = _shifted(unsafe, np.asarray(shifts))
     return np.asarray(unsafe.max(axis=1), dtype=np.float64)
+
+
+def _shifted(probabilities: Array, shifts: Array) -> Array:
+    return np.asarray(1 / (1 + np.exp(-(np.log(probabilities / (1 - probabilities)) + shifts))))
 
 
 @dataclass(frozen=True)
@@ -129,17 +133,34 @@ def counted_once(
 THRESHOLD_GRID = [float(t) for t in np.round(np.arange(0.05, 0.96, 0.01), 2)]
 
 
-def _goal_values(rows: Sequence[Example], probabilities: Array) -> dict[Goal, Array]:
-    """Per goal, its value at every pair of label thresholds on ``THRESHOLD_GRID``:
-    ``[i, j]`` with the first unsafe label's threshold the i-th, the second's the j-th."""
+def _reaches(probabilities: Array, label: int, shared: float | None) -> NDArray[np.bool_]:
+    """``[row, i]``: whether the row reaches the i-th grid value as ``label``'s own
+    threshold; with a ``shared`` threshold, read as ``unsafe_score`` reads the label
+    shifted onto it (the same arithmetic, so the same verdict at a tie)."""
     grid = np.array(THRESHOLD_GRID)
+    if shared is None:
+        return np.asarray(probabilities[:, label, None] >= grid)
+    own = [dict.fromkeys(UNSAFE_LABELS, value) for value in THRESHOLD_GRID]
+    shifts = np.array([label_shifts(UNSAFE_LABELS, o, shared)[label] for o in own])
+    column = np.clip(probabilities[:, label, None], 1e-12, 1 - 1e-12)
+    return np.asarray(_shifted(column, shifts[None, :]) >= shared)
+
+
+def _goal_values(
+    rows: Sequence[Example], probabilities: Array, shared: float | None = None
+) -> dict[Goal, Array]:
+    """Per goal, its value at every pair of label thresholds on ``THRESHOLD_GRID``:
+    ``[i, j]`` with the first unsafe label's threshold the i-th, the second's the j-th
+    (``_reaches`` says how ``shared`` reads them)."""
     sources = np.array([r.source for r in rows])
     unsafe = np.array([r.unsafe for r in rows], dtype=bool)
+    first, second = (_reaches(probabilities, label, shared) for label in (0, 1))
     values = {}
     for goal in GOALS:
         index = sources == goal.dataset
-        first, second = (probabilities[index, label, None] >= grid for label in (0, 1))
-        flagged = first[:, :, None] | second[:, None, :]
+        if not index.any():
+            raise ValueError(f"no {goal.dataset} rows: every goal's set is needed")
+        flagged = first[index, :, None] | second[index, None, :]
         values[goal] = rates(unsafe[index], flagged)[goal.metric]
     return values
 
@@ -152,28 +173,31 @@ def _shortfall(goal: Goal, values: Array) -> Array:
 def choose_label_thresholds(
     rows: Sequence[Example], probabilities: Array
 ) -> tuple[float, dict[str, float]]:
-    """Over-refusal first. Of the pairs of label thresholds that hold ``BUDGET``, the one
-    with the smallest total shortfall from the goals, ties to the better
-    openai_moderation F1, then to the pair nearest the shared threshold: a toxic comment
-    and a harmful request need not be equally sure. If no pair holds the budget, the
-    smallest shortfall with it counted too. The shared threshold (returned first; a
-    policy's ``threshold`` moves both labels from it) is the best pair with both equal,
-    by the same rule."""
-    assert len(UNSAFE_LABELS) == 2, "a pair of thresholds per pair of unsafe labels"
-    values = _goal_values(rows, probabilities)
-    held = np.logical_and.reduce([values[g] <= g.bound for g in BUDGET])
-    shortfall = np.round(sum(_shortfall(g, v) for g, v in values.items()), 9)
-    f1 = values[MODERATION_F1]
-    grid = np.array(THRESHOLD_GRID)
-    diagonal = np.arange(len(grid))
-    shared = max(diagonal, key=lambda i: (held[i, i], -shortfall[i, i], f1[i, i], -i))
-    distance = np.abs(grid - grid[shared])
-    distance = distance[:, None] + distance[None, :]
-    keys = (-distance, f1, -shortfall, held)  # np.lexsort: the last key sorts first
-    best = np.lexsort([k.ravel() for k in keys])[-1]
-    first, second = np.unravel_index(best, held.shape)
-    chosen = dict(zip(UNSAFE_LABELS, (THRESHOLD_GRID[first], THRESHOLD_GRID[second]), strict=True))
-    return THRESHOLD_GRID[shared], chosen
+    """Over-refusal first. The shared threshold (returned first; a policy's
+    ``threshold`` moves both labels from it): of the grid's values as both labels'
+    threshold, the one that holds ``BUDGET`` with the smallest total shortfall from
+    the goals, ties to the better openai_moderation F1, then to the lower. Then each
+    label's own (a toxic comment and a harmful request need not be equally sure): of
+    every pair that holds the budget, the smallest total shortfall, ties to the better
+    F1, then to the pair fewest grid steps from the shared one, then to the higher. If
+    no value or pair holds the budget, the smallest total shortfall alone."""
+    toxic, harmful = UNSAFE_LABELS
+
+    def ranked(values: dict[Goal, Array]) -> tuple[NDArray[np.bool_], Array, Array]:
+        within = np.logical_and.reduce([_shortfall(g, values[g]) == 0 for g in BUDGET])
+        shortfall = np.round(sum(_shortfall(g, v) for g, v in values.items()), 9)
+        return within, -np.asarray(shortfall), values[MODERATION_F1]
+
+    within, less, f1 = ranked(_goal_values(rows, probabilities))
+    steps = np.arange(len(THRESHOLD_GRID))
+    shared = max(steps, key=lambda i: (within[i, i], less[i, i], f1[i, i], -i))
+    threshold = THRESHOLD_GRID[shared]
+    within, less, f1 = ranked(_goal_values(rows, probabilities, threshold))
+    away = np.abs(steps - shared)
+    nearer = -(away[:, None] + away[None, :])
+    best = np.lexsort([key.ravel() for key in (nearer, f1, less, within)])[-1]  # last first
+    i, j = np.unravel_index(best, within.shape)
+    return threshold, {toxic: THRESHOLD_GRID[i], harmful: THRESHOLD_GRID[j]}
 
 
 def category_thresholds(rows: Sequence[Example], probabilities: Array) -> dict[str, float]:

@@ -672,6 +672,13 @@ def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
     return hashes | training_data_hashes(config.installed, config.seed)
 
 
+def served_reading(
+    margin: float = SENTENCE_MARGIN, min_words: int = SENTENCE_MIN_WORDS
+) -> dict[str, Any]:
+    """How the rows counted "as served" were read: the JSON's ``cv.as_served_reading``."""
+    return {"long_texts": "windows", "sentence_margin": margin, "sentence_min_words": min_words}
+
+
 def run(
     config: Config,
     out: Path = HEAD,
@@ -752,11 +759,7 @@ def run(
         index = [d * measured + i for d in range(config.draws) for i in once]
         edited_oof = {name: read_oof[name] for name in edits}
         meta["robustness"] = robustness([drawn[i] for i in index], oof[index], edited_oof, meta)
-        meta["cv"]["as_served_reading"] = {
-            "long_texts": "windows",
-            "sentence_margin": margin,
-            "sentence_min_words": min_words,
-        }
+        meta["cv"]["as_served_reading"] = served_reading(margin, min_words)
         seconds["cross_validation"] = time.perf_counter() - started - seconds["frozen_states"]
     log("training the final head on every row")
     final_started = time.perf_counter()

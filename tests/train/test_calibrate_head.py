@@ -50,11 +50,10 @@ def test_calibrating_again_pools_the_draws_files_as_training_would(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from guard.train.calibration import calibration
-    from tests.train.test_embedding_head import goal_rows as rows_of
 
     files, pooled = write_draws(tmp_path)
     head = head_json(tmp_path)
-    rows = rows_of()[0]
+    rows = goal_rows()[0]
     out = tmp_path / "again.jsonl"
 
     weights = tmp_path / "head.safetensors"
@@ -78,6 +77,7 @@ def test_calibrating_again_pools_the_draws_files_as_training_would(
     assert f"threshold {meta['threshold']}" in capsys.readouterr().out
     again = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(again) == len(rows) + 1 and (tmp_path / "again.draw1.jsonl").exists()
+    assert again[-1]["toxic"] == 0.8  # the never-trained row: the two files' mean
 
 
 def test_files_of_other_rows_or_without_the_served_reading_are_refused(
@@ -94,10 +94,15 @@ def test_files_of_other_rows_or_without_the_served_reading_are_refused(
         "\n".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "served"})
                   for line in lines)
     )  # fmt: skip
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
     cases = {
         shuffled: "does not list the rows of",
         unserved: "has no reading as served",
         tmp_path / "head.json": "is not a --scores file",
+        empty: "has no trained rows",
+        tmp_path / "missing.jsonl": "No such file",
+        files[0]: "given twice",
     }
 
     for second, message in cases.items():
@@ -107,6 +112,9 @@ def test_files_of_other_rows_or_without_the_served_reading_are_refused(
         assert code == 2
         assert message in capsys.readouterr().err
     assert head.read_text() == before
+    head.write_text(json.dumps({"threshold": 0.5}))  # trained with --no-cv
+    assert guard_main(["calibrate-embedding-head", str(files[0]), "--head", str(head)]) == 2
+    assert "no cross-validation to choose again" in capsys.readouterr().err
 
 
 def test_misses_are_written_with_the_texts_the_head_trained_on(

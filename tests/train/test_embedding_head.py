@@ -94,7 +94,7 @@ def test_thresholds_pool_the_draws_and_the_files_hold_the_first(tmp_path: Path) 
     from guard.train.calibration import LABELS, calibration
 
     rows, first = goal_rows()
-    first[30, 1] = 0.95  # one of xstest's safe prompts, flagged in every draw
+    first[30, 1] = 0.97  # one of xstest's safe prompts, flagged in every draw
     second = first.copy()
     second[31:40, 1] = 0.75  # xstest's other safe prompts: 0.7 in the first draw
     never = [Example("never trained", True, source="toxicchat_human")]
@@ -671,8 +671,10 @@ def test_the_thresholds_hold_xstests_budget_before_any_recall() -> None:
 
     from guard.train.calibration import LABELS, choose_label_thresholds
 
-    plan = [("xstest", False, 0.6, 10), ("xstest", True, 0.9, 10)]
+    plan = [("xstest", False, 0.6, 10), ("xstest", True, 0.9, 10), ("jbb_benign", False, 0.1, 5)]
     plan += [(name, True, 0.55, 10) for name in ("harmbench", "advbench", "simplesafetytests")]
+    # openai_moderation's F1 too would rather flag the requests: it ranks after the budget
+    plan += [("openai_moderation", True, 0.55, 10), ("openai_moderation", False, 0.1, 10)]
     rows, probabilities = [], []
     for source, unsafe, harmful, count in plan:
         for i in range(count):
@@ -686,3 +688,6 @@ def test_the_thresholds_hold_xstests_budget_before_any_recall() -> None:
 
     assert 0.6 < held["harmful"] <= 0.9
     assert spent["harmful"] <= 0.55
+    del rows[20:25]  # JBB benign's
+    with pytest.raises(ValueError, match="no jbb_benign rows"):
+        choose_label_thresholds(rows, np.delete(p, range(20, 25), axis=0))
