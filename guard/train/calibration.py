@@ -75,8 +75,8 @@ GOALS = (
 
 BUDGET = (XSTEST_SAFE,)
 """The over-refusal the thresholds are chosen to hold. JBB benign's bound is a goal but
-not held: no pair of thresholds keeps it while catching most harmful requests
-(docs/embedding-classifier.md, "Over-refusal first")."""
+not held: no pair of thresholds on the grid brings the shipped head's JBB benign under
+20 % (docs/embedding-classifier.md, "Over-refusal first")."""
 
 
 def rates(unsafe: NDArray[np.bool_], flagged: NDArray[np.bool_]) -> dict[str, Array]:
@@ -173,20 +173,23 @@ def _shortfall(goal: Goal, values: Array) -> Array:
 def choose_label_thresholds(
     rows: Sequence[Example], probabilities: Array
 ) -> tuple[float, dict[str, float]]:
-    """Over-refusal first. The shared threshold (returned first; a policy's
-    ``threshold`` moves both labels from it): of the grid's values as both labels'
-    threshold, the one that holds ``BUDGET`` with the smallest total shortfall from
-    the goals, ties to the better openai_moderation F1, then to the lower. Then each
-    label's own (a toxic comment and a harmful request need not be equally sure): of
-    every pair that holds the budget, the smallest total shortfall, ties to the better
-    F1, then to the pair fewest grid steps from the shared one, then to the higher. If
-    no value or pair holds the budget, the smallest total shortfall alone."""
+    """Over-refusal first: the most the goals' recall and F1 can have with ``BUDGET``
+    held. The shared threshold (returned first; a policy's ``threshold`` moves both
+    labels from it): of the grid's values as both labels' threshold, one that holds the
+    budget with the smallest total shortfall from the goals at least a value (recall,
+    F1), ties to the better openai_moderation F1, then to the lower. Then each label's own
+    (a toxic comment and a harmful request need not be equally sure): of every pair, by
+    the same rule, ties last to the pair fewest grid steps from the shared one, then to
+    the higher. If no value or pair holds the budget, the smallest total shortfall from
+    every goal instead."""
     toxic, harmful = UNSAFE_LABELS
 
     def ranked(values: dict[Goal, Array]) -> tuple[NDArray[np.bool_], Array, Array]:
         within = np.logical_and.reduce([_shortfall(g, values[g]) == 0 for g in BUDGET])
-        shortfall = np.round(sum(_shortfall(g, v) for g, v in values.items()), 9)
-        return within, -np.asarray(shortfall), values[MODERATION_F1]
+        wanted = sum(_shortfall(g, v) for g, v in values.items() if g.at_least)
+        every = sum(_shortfall(g, v) for g, v in values.items())
+        less = -np.round(np.where(within, wanted, every), 9)
+        return within, less, values[MODERATION_F1]
 
     within, less, f1 = ranked(_goal_values(rows, probabilities))
     steps = np.arange(len(THRESHOLD_GRID))
