@@ -691,3 +691,26 @@ def test_the_thresholds_hold_xstests_budget_before_any_recall() -> None:
     del rows[20:25]  # JBB benign's
     with pytest.raises(ValueError, match="no jbb_benign rows"):
         choose_label_thresholds(rows, np.delete(p, range(20, 25), axis=0))
+
+
+def test_xstests_unsafe_prompts_are_reported_not_pursued() -> None:
+    """Catching XSTest's unsafe prompts (at 0.5) would flag openai_moderation's safe
+    texts too; issue 19 asks for openai_moderation's F1, not XSTest's recall, so the
+    thresholds stay above them."""
+    import numpy as np
+
+    from guard.train.calibration import LABELS, choose_label_thresholds
+
+    plan = [("xstest", True, 0.1, 0.5), ("xstest", False, 0.1, 0.1)]
+    plan += [(name, True, 0.1, 0.9) for name in ("harmbench", "advbench", "simplesafetytests")]
+    plan += [("openai_moderation", True, 0.9, 0.1), ("openai_moderation", False, 0.1, 0.5)]
+    plan += [("jbb_benign", False, 0.1, 0.1)]
+    rows, probabilities = [], []
+    for source, unsafe, toxic, harmful in plan:
+        for i in range(10):
+            rows.append(Example(f"{source} {i}", unsafe, source=source, group=f"{source}{i}"))
+            probabilities.append([toxic, harmful] + [0.1] * (len(LABELS) - 2))
+
+    _, own = choose_label_thresholds(rows, np.array(probabilities))
+
+    assert 0.5 < own["harmful"] <= 0.9
