@@ -15,11 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from guard import datasets
 from guard.components.embedding import HEAD, head_meta_path
 from guard.datasets.readers import Example
 from guard.train.calibration import LABELS, Array, calibration, report
-from guard.train.embedding_head import EVAL_ONLY_SETS, Config, served_reading, training_rows
+from guard.train.embedding_head import (
+    EVAL_ONLY_SETS,
+    Config,
+    never_trained_rows,
+    served_reading,
+    training_rows,
+)
 
 Draws = tuple[list[Example], Array, Array, list[Example], Array]
 """The trained rows (once); every draw's out-of-fold probabilities, and the same read as
@@ -84,7 +89,7 @@ def with_texts(
     if "config" not in meta:
         raise ValueError("the head's JSON records no configuration to read its rows with")
     trained = training_rows(Config(**meta["config"]), root)
-    never = [row for name in EVAL_ONLY_SETS for row in datasets.load(name, root)]
+    never = never_trained_rows(root)
     for given, read in ((rows, trained), (eval_rows, never)):
         if [_key(row) for row in given] != [_key(row) for row in read]:
             raise ValueError(

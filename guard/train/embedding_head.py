@@ -656,6 +656,11 @@ def pooled(draws: Sequence[Draw], served_index: Sequence[int]) -> tuple[Draw, Ar
     return (np.concatenate(oofs), np.mean(helds, axis=0), read), np.concatenate(served)
 
 
+def never_trained_rows(root: Path | None = None) -> list[Example]:
+    """The rows of ``EVAL_ONLY_SETS``, in the order the JSON's tables and scores give them."""
+    return [row for name in EVAL_ONLY_SETS for row in datasets.load(name, root)]
+
+
 def dataset_hashes(config: Config, root: Path | None = None) -> dict[str, str]:
     hashes = {name: datasets.sha256(name, root) for name in TRAIN_SETS}
     hashes["authored_benign"] = file_sha256(AUTHORED)
@@ -695,7 +700,7 @@ def run(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     rows = training_rows(config, root)
-    eval_rows = [r for name in EVAL_ONLY_SETS for r in datasets.load(name, root)]
+    eval_rows = never_trained_rows(root)
     model = EmbeddingModel.bare(config.backbone, config.max_length)
     log(f"{len(rows)} training rows; computing frozen states")
     originals = [r.text for r in rows]
