@@ -5,7 +5,12 @@ with seeds 0 to ``--draws`` - 1: for each single draw, and for pools of consecut
 draws, the thresholds the training command's rule chooses and the `jailbreak` and
 `prompt_injection` goal values at them (docs/safety.md, "Folds drawn again").
 
+With ``--jailbreak-at T ...``, also the `jailbreak` label over every draw pooled at each
+fixed threshold T: the system prompts flagged, the jailbreaks caught (docs/safety.md,
+"Instructions judged a little higher").
+
     HF_HUB_OFFLINE=1 .venv/bin/python bench/fold_draws.py [--draws 12] [--pools 3 6 10]
+        [--jailbreak-at 0.54 0.6]
 """
 
 from __future__ import annotations
@@ -39,10 +44,35 @@ def report(name: str, rows: list[Row], oofs: list[np.ndarray]) -> None:
     print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
+AT_SETS = (
+    ("prompt_injection_benign", False, "system prompts flagged"),
+    ("inthewild_jailbreaks", True, "in-the-wild jailbreaks caught"),
+    ("jbb_artifacts", True, "JBB artifacts caught"),
+)
+
+
+def at_thresholds(rows: list[Row], oofs: list[np.ndarray], thresholds: list[float]) -> None:
+    label = ATTACK_LABELS.index("jailbreak")
+    pooled = np.concatenate([oof[:, label] for oof in oofs])
+    sources = np.array([row.example.source for row in rows] * len(oofs))
+    attacks = np.array([row.labels[label] for row in rows] * len(oofs), dtype=bool)
+    names = " | ".join(
+        f"{title} ({(sources == name).sum() // len(oofs)})" for name, _, title in AT_SETS
+    )
+    print(f"\n| `jailbreak` threshold | {names} |\n|---|" + "---:|" * len(AT_SETS))
+    for threshold in thresholds:
+        shares = [
+            np.mean(pooled[(sources == name) & (attacks == attack)] >= threshold)
+            for name, attack, _ in AT_SETS
+        ]
+        print(f"| {threshold:.2f} | " + " | ".join(f"{share:.3f}" for share in shares) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=12)
     parser.add_argument("--pools", type=int, nargs="*", default=[3, 6, 10])
+    parser.add_argument("--jailbreak-at", type=float, nargs="*", default=[])
     args = parser.parse_args()
     print("$ " + shlex.join(["python", *sys.argv]))
     torch.set_num_threads(1)
@@ -66,6 +96,8 @@ def main() -> None:
     for size in args.pools:
         for start in range(0, args.draws - size + 1, size):
             report(f"{start}-{start + size - 1}", rows, oofs[start : start + size])
+    if args.jailbreak_at:
+        at_thresholds(rows, oofs, args.jailbreak_at)
 
 
 if __name__ == "__main__":
