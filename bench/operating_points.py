@@ -82,13 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--served", action="store_true", help="the rows as a rail reads them")
     args = parser.parse_args(argv)
-    field = "served_score" if args.served else "score"
     print(
         "$ .venv/bin/python bench/operating_points.py "
         + shlex.join(sys.argv[1:] if argv is None else argv)
     )
     for path in args.files:
-        rows = scored(path, field)
+        rows = scored(path, args.served)
         print(f"\n{path}\n")
         print("\n".join(table(rows)))
     return 0

@@ -7,10 +7,12 @@ HARM is what ``guard train-embedding-head --scores FILE`` writes, ATTACK what
 order ``guard.datasets.load`` reads them, so a set's rows are joined by position (their
 subsets, which both files give, must agree row by row). The policy's ``language`` rail
 flags none of these English rows. The thresholds are read from the shipped heads' JSON,
-or from ``--harm-meta`` and ``--attack-meta`` for other heads. With ``--served`` the
-harm head's rows count as the rail reads them (``served_score``: normalised, each second
-reading too, a long text in windows and sentences), not as they trained (cut to their
-start and end); the attack head's scores are already read as served.
+or from ``--harm-meta`` and ``--attack-meta`` for other heads; each harm row is scored
+again from its ``toxic`` and ``harmful`` probabilities at those thresholds (the file's own
+``score`` is at the thresholds of the head that wrote it). With ``--served`` the harm
+head's rows count as the rail reads them (``served``: normalised, each second reading
+too, a long text in windows and sentences), not as they trained (cut to their start and
+end); the attack head's scores are already read as served.
 
     .venv/bin/python bench/policy_oof.py HARM ATTACK [--served]
         [--harm-meta JSON] [--attack-meta JSON]
@@ -31,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guard.components.attacks import ATTACK_HEAD  # noqa: E402
-from guard.components.embedding import HEAD, head_meta_path  # noqa: E402
-from guard.train.calibration import metrics  # noqa: E402
+from guard.components.embedding import HEAD, head_meta_path, label_shifts  # noqa: E402
+from guard.train.calibration import UNSAFE_LABELS, metrics, unsafe_score  # noqa: E402
 from guard.train.embedding_head import EVAL_ONLY_SETS  # noqa: E402
 
 SETS = (
@@ -51,17 +53,30 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def scored(path: Path, field: str) -> list[dict[str, Any]]:
-    """The rows of a harm head's ``--scores`` file, each with ``field`` as its ``score``
-    (``served_score``: as the rail reads it). The sets only evaluated, scored by the fold
-    models' mean, have no served reading and keep their ``score``: their prompts are short."""
+def scored(path: Path, served: bool, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of a harm head's ``--scores`` file, as the head trained or, with
+    ``served``, as the rail reads them (``served_score``, ``served``), each with its
+    ``score``: the file's own, or with ``meta`` (a head's JSON) scored again from its
+    ``toxic`` and ``harmful`` probabilities at that head's thresholds. The sets only
+    evaluated, scored by the fold models' mean, have no served reading and keep how they
+    trained: their prompts are short."""
     rows = lines(path)
-    if lacking := [r for r in rows if field not in r and r["source"] not in EVAL_ONLY_SETS]:
+    as_served = [served and r["source"] not in EVAL_ONLY_SETS for r in rows]
+    if lacking := [r for r, s in zip(rows, as_served, strict=True) if s and "served" not in r]:
         raise SystemExit(
-            f"{path}: a {lacking[0]['source']} row has no {field}: "
+            f"{path}: a {lacking[0]['source']} row has no served reading: "
             "written before the served reading was"
         )
-    return [{**r, "score": r.get(field, r["score"])} for r in rows]
+    if meta is None:
+        scores = [
+            r["served_score"] if s else r["score"] for r, s in zip(rows, as_served, strict=True)
+        ]
+    else:
+        shifts = label_shifts(UNSAFE_LABELS, meta.get("label_thresholds", {}), meta["threshold"])
+        read = [r["served"] if s else r for r, s in zip(rows, as_served, strict=True)]
+        probabilities = np.array([[p[label] for label in UNSAFE_LABELS] for p in read], dtype=float)
+        scores = unsafe_score(probabilities.reshape(-1, len(UNSAFE_LABELS)), shifts).tolist()
+    return [{**r, "score": score} for r, score in zip(rows, scores, strict=True)]
 
 
 def of_set(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
@@ -115,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         "$ .venv/bin/python bench/policy_oof.py "
         + shlex.join(sys.argv[1:] if argv is None else argv)
     )
-    threshold = json.loads(args.harm_meta.read_text())["threshold"]
+    harm_meta = json.loads(args.harm_meta.read_text())
     attack_thresholds = json.loads(args.attack_meta.read_text())["thresholds"]
-    harm = scored(args.harm, "served_score" if args.served else "score")
-    rows = table(harm, lines(args.attack), threshold, attack_thresholds)
+    harm = scored(args.harm, args.served, harm_meta)
+    rows = table(harm, lines(args.attack), harm_meta["threshold"], attack_thresholds)
     print("\n".join(rows))
     return 0
 
