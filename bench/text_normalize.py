@@ -1,13 +1,15 @@
 """How long guard takes to read a text as it reads (``guard.reading.normalize``).
 
 ``python bench/text_normalize.py`` prints, for 100 KB samples, the best of 10 warm runs
-and the first (cold) run of ``normalize``, ``normalized_text``, and ``normalize`` followed
-by the search for second readings (ROT13 and backwards writing, words broken by hyphens:
-``guard.reading.readings.readings``), which is what the rails run on every text.
+and the first (cold) run of ``normalize``, ``normalized_text``, and ``normalize``
+followed by the search for second readings (shifted alphabets and backwards writing,
+Morse code, words broken by hyphens: ``guard.reading.readings.readings``), which is what
+the rails run on every text.
 """
 
 from __future__ import annotations
 
+import string
 import sys
 
 from guard.reading.normalize import clear_caches, normalize, normalized_text
@@ -35,6 +37,23 @@ def demo_text(size: int) -> str:
         total += len(chunk)
         i += 1
     return "".join(parts)[:size]
+
+
+def shifted_soup(size: int) -> str:
+    """Lines of ten words, each a common word in another of the 25 shifts: every shift
+    is worth trying on every line, and none reads it as English."""
+    lower = string.ascii_lowercase
+    words = ["the", "and", "you", "how", "make", "what", "with", "this", "that", "have", "from"]
+    lines, total, by = [], 0, 0
+    while total < size:
+        line = []
+        for word in words[:10]:
+            by = by % 25 + 1
+            line.append(word.translate(str.maketrans(lower, lower[by:] + lower[:by])))
+        lines.append(" ".join(line))
+        total += len(lines[-1]) + 1
+        words = words[1:] + words[:1]
+    return "\n".join(lines)[:size]
 
 
 def main() -> None:
@@ -68,6 +87,16 @@ def main() -> None:
             "Please read this. Ubj qb V znxr n pnxr jvgu zl fvfgre? "
             "?yadot dlrow eht ni gnineppah si tahW The end, thanks. " * 950
         )[:100_000],
+        "caesar": (
+            "Please read this. Krz gr L pdnh d fdnh zlwk pb vlvwhu? "
+            "Dszg rh szkkvmrmt rm gsv dliow glwzb? The end, thanks. " * 900
+        )[:100_000],
+        "shifted_soup": shifted_soup(100_000),
+        "morse": (
+            "Please read this. .... --- .-- / -.. --- / .. / -- .- -.- . / .- / -.-. .- -.- . "
+            "Wait... what --- no. - - - - - - The end, thanks. " * 800
+        )[:100_000],
+        "dots": ("-. " * 33_000 + "x")[:100_000],
         "html": (
             "<p>Tom &amp; Jerry said &#8220;hi&#8221; &lt;b&gt;twice&lt;/b&gt; &copy; 2024"
             " \\u0062\\u006f\\u006d\\u0062 &#98;&#111;&#109;&#98;</p> " * 900
@@ -93,7 +122,11 @@ def main() -> None:
     print("base64 runs, half text, half binary; hex = English with hex runs (text together, text")
     print("in pairs, a hash); crafted_hex = one 75 KB run in pairs that decodes to text")
     print("of digits and colons (not text), junk, a run of 41s; rot13 = English with sentences")
-    print("in ROT13 and backwards; code = one long line of Python, few English words in it;")
+    print("in ROT13 and backwards; caesar = the same with a Caesar shift of 3 and Atbash;")
+    print("shifted_soup = lines of ten words, each a common word in another shift;")
+    print("morse = English with a Morse sentence, an ellipsis, a rule and a row of dashes;")
+    print("dots = one line of Morse codes, one 'n' again and again (too few letters);")
+    print("code = one long line of Python, few English words in it;")
     print("hyphens = English with words broken by hyphens (in-structions) and hyphenated words;")
     print("html = HTML with character references and \\u escapes (&amp;, &#98;, \\u0062);")
     print("russian = Russian prose.")

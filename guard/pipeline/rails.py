@@ -6,10 +6,10 @@ the text it judged never is, so a blocked prompt is never echoed back.
 
 Texts are judged as they read (``guard.reading.normalize``): the classifiers see the
 normalised text, and redaction spans are mapped back onto the original. A text with
-stretches in ROT13 or written backwards, or words broken by hyphens, is judged again
-with those read (``guard.reading.readings``); per rail, the worst verdict stands. A classifier
-with a window (``window_chars``) reads a longer text whole, in overlapping windows; the
-worst window's verdict stands.
+stretches in a shifted alphabet or written backwards, words broken by hyphens, or Morse
+code, is judged again with those read (``guard.reading.readings``); per rail, the worst
+verdict stands. A classifier with a window (``window_chars``) reads a longer text whole,
+in overlapping windows; the worst window's verdict stands.
 
 An input rail with ``parts`` judges only the parts of a request of those kinds (tool results,
 documents...); the others judge every part.
@@ -85,8 +85,9 @@ class RailReport:
     """Where the text came from in the request (``messages[2].content``)."""
     reading: str | None = None
     """Set when this verdict is on a second reading of the text, judged beside it:
-    ``rotated`` (its ROT13 or backwards writing read, ``guard.reading.rotated``) or
-    ``joined`` (its words broken by hyphens joined, ``guard.reading.joined``)."""
+    ``rotated`` (its shifted alphabet or backwards writing read,
+    ``guard.reading.rotated``), ``joined`` (its words broken by hyphens joined,
+    ``guard.reading.joined``) or ``morse`` (its Morse code read, ``guard.reading.morse``)."""
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict

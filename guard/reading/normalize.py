@@ -27,13 +27,13 @@
    (``guard.reading.leet``).
 
 ``normalize`` returns a ``Normalized`` whose ``original_span`` maps a span of the
-normalised text back onto the original, so redaction cuts the original text at the
-right place. Work goes per cluster (a character with what composes or attaches to it; at
-most 32 characters of a cluster are normalised, since CPython's NFC is quadratic in long
-runs of marks). Text in ROT13 or written backwards is a second reading, judged beside this
-one (``guard.reading.rotated``). All-ASCII text only goes through steps 5 to 7; everything is
-linear in the text's length. docs/safety.md ("Text as it reads") gives the rules, their
-reasons and known gaps.
+normalised text back onto the original, so redaction cuts the original text at the right
+place. Work goes per cluster (a character with what composes or attaches to it; at most
+32 characters of a cluster are normalised, since CPython's NFC is quadratic in long runs
+of marks). Text in a shifted alphabet or written backwards is a second reading, judged
+beside this one (``guard.reading.rotated``). All-ASCII text only goes through steps 5 to
+7; everything is linear in the text's length. docs/safety.md ("Text as it reads") gives
+the rules, their reasons and known gaps.
 """
 
 from __future__ import annotations
@@ -484,7 +484,7 @@ def normalize(text: str, *, fold: FoldMode = "auto") -> Normalized:
 def before_leet(text: str, *, fold: FoldMode = "auto") -> Normalized:
     """Steps 1 to 6, all of ``normalize`` but leetspeak (of the text itself: what a
     base64 run or a reference decodes to was read whole, leetspeak included). A second
-    reading that changes letters (ROT13, ``guard.reading.rotated``) starts from here:
+    reading that changes letters (a shifted alphabet, ``guard.reading.rotated``) starts from here:
     digits already read as letters would rotate into the wrong ones."""
     if text.isascii():
         steps = Normalized(text, text)

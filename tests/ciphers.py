@@ -1,0 +1,41 @@
+"""Ways to hide English from a classifier that a capable model still reads: the tests'
+own writers of them, independent of ``guard.reading.rotated``."""
+
+from __future__ import annotations
+
+import string
+
+LOWER = string.ascii_lowercase
+
+
+def _letters(text: str, letters: str) -> str:
+    return text.translate(str.maketrans(LOWER + LOWER.upper(), letters + letters.upper()))
+
+
+def shifted(text: str, by: int) -> str:
+    """``text`` in a Caesar shift: each letter ``by`` places on (13 is ROT13)."""
+    return _letters(text, LOWER[by:] + LOWER[:by])
+
+
+def atbash(text: str) -> str:
+    """Each letter written as its mirror in the alphabet: a for z, b for y..."""
+    return _letters(text, LOWER[::-1])
+
+
+def words_backwards(text: str) -> str:
+    """Each word written backwards in its own place."""
+    return " ".join(word[::-1] for word in text.split(" "))
+
+
+MORSE = {
+    "a": ".-", "b": "-...", "c": "-.-.", "d": "-..", "e": ".", "f": "..-.", "g": "--.",
+    "h": "....", "i": "..", "j": ".---", "k": "-.-", "l": ".-..", "m": "--", "n": "-.",
+    "o": "---", "p": ".--.", "q": "--.-", "r": ".-.", "s": "...", "t": "-", "u": "..-",
+    "v": "...-", "w": ".--", "x": "-..-", "y": "-.--", "z": "--..", "'": ".----.",
+    "?": "..--..", ".": ".-.-.-", ",": "--..--", "-": "-....-",
+}  # fmt: skip
+
+
+def morse(text: str, letters: str = " ", words: str = " / ") -> str:
+    """``text`` in Morse code, its letters parted by ``letters`` and words by ``words``."""
+    return words.join(letters.join(MORSE[c] for c in word) for word in text.lower().split())
