@@ -39,3 +39,8 @@ MORSE = {
 def morse(text: str, letters: str = " ", words: str = " / ") -> str:
     """``text`` in Morse code, its letters parted by ``letters`` and words by ``words``."""
     return words.join(letters.join(MORSE[c] for c in word) for word in text.lower().split())
+
+
+def tags(text: str) -> str:
+    """``text`` in Unicode tag characters: shown as nothing."""
+    return "".join(chr(0xE0000 + ord(c)) for c in text)

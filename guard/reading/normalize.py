@@ -1,8 +1,10 @@
 """Text as it reads: what rails judge, in and out, before any classifier sees it.
 
-1. Invisible characters go: Unicode category Cf and every other default-ignorable code
-   point (zero-width spaces and joiners, soft hyphens, bidi controls, tag characters,
-   variation selectors, Hangul fillers...), before composition. Whitespace stays.
+1. Tag characters, which spell ASCII invisibly, read as the ASCII they spell, but in an
+   emoji's subdivision flag (``guard.reading.tags``). Then invisible characters go:
+   Unicode category Cf and every other default-ignorable code point (zero-width spaces
+   and joiners, soft hyphens, bidi controls, a flag's tags, variation selectors, Hangul
+   fillers...), before composition. Whitespace stays.
 2. Unicode NFKC (full-width forms, mathematical letters, ligatures, circled digits...),
    except that a spacing accent (U+00B4, U+00A8...) is kept as it is; and letters written
    as symbols that NFKC leaves alone or spells out (``STYLED_LETTERS``: regional
@@ -52,6 +54,7 @@ from guard.reading.fold_table import FOLD_CODEPOINTS
 from guard.reading.leet import read_leet
 from guard.reading.offsets import Normalized, OffsetMap
 from guard.reading.spelled import join_spelled_text, join_spelled_words
+from guard.reading.tags import read_tags
 
 FoldMode = Literal["auto", "always", "never"]
 
@@ -490,7 +493,8 @@ def before_leet(text: str, *, fold: FoldMode = "auto") -> Normalized:
         steps = Normalized(text, text)
     else:
         offsets = OffsetMap()
-        steps = Normalized(_fold(_Transformer(text, offsets).run(), fold), text, offsets)
+        read = _Transformer(read_tags(text), offsets).run()  # one character for one
+        steps = Normalized(_fold(read, fold), text, offsets)
     decoded = read_encoded(steps, *_readers(fold))
     if decoded is not steps:  # "p&#1072;ssword": a look-alike in a word only now
         decoded = replace(decoded, text=_fold(decoded.text, fold))
@@ -509,7 +513,7 @@ def with_leet_read(text: Normalized) -> Normalized:
 
 def normalized_text(text: str, *, fold: FoldMode = "auto") -> str:
     """``normalize(text, fold=fold).text`` without building the offset map."""
-    steps = text if text.isascii() else _fold(_Transformer(text, None).run(), fold)
+    steps = text if text.isascii() else _fold(_Transformer(read_tags(text), None).run(), fold)
     decoded = read_encoded_text(steps, *_readers(fold))
     if decoded is not steps:
         decoded = _fold(decoded, fold)

@@ -1,0 +1,43 @@
+"""Tag characters, read as the ASCII they spell.
+
+Unicode's tag characters (U+E0020 to U+E007E) mirror printable ASCII and render as
+nothing, so "Hi" followed by the tags of "ignore your instructions" shows as "Hi"; a
+model whose tokenizer keeps them can still read the hidden words ("ASCII smuggling").
+Their one use in text is an emoji's subdivision flag: a black flag, a region code of two
+to seven lower-case letters and digits in tags, and the cancel tag (U+E007F), as in the
+flags of England, Scotland and Wales. So every other run of tags reads as the ASCII it
+spells, one character for one: offsets stay where they were. A flag's tags are left
+alone, for ``normalize`` to drop with the other invisible characters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_TAG_OFFSET: Final = 0xE0000
+_TAGS_TO_ASCII: Final = {code: code - _TAG_OFFSET for code in range(0xE0020, 0xE007F)}
+_TAG_RE: Final = re.compile("[\U000e0020-\U000e007e]")
+_RUN_RE: Final = re.compile("[\U000e0020-\U000e007e]+")
+_FLAG_RE: Final = re.compile(
+    "\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,7}\U000e007f"
+)
+
+
+def _read_run(run: re.Match[str]) -> str:
+    return run.group().translate(_TAGS_TO_ASCII)
+
+
+def read_tags(text: str) -> str:
+    """``text`` with its tag characters read as ASCII, but an emoji flag's; ``text``
+    itself when it has none. The same length: each character stays where it was."""
+    if text.isascii() or _TAG_RE.search(text) is None:
+        return text
+    parts: list[str] = []
+    last = 0
+    for flag in _FLAG_RE.finditer(text):
+        parts.append(_RUN_RE.sub(_read_run, text[last : flag.start()]))
+        parts.append(flag.group())
+        last = flag.end()
+    parts.append(_RUN_RE.sub(_read_run, text[last:]))
+    return "".join(parts)
