@@ -1,4 +1,4 @@
-"""Text hidden in base64, hex or character references read as what it says.
+"""Text hidden in base64, hex, bits or character references read as what it says.
 
 HTML character references and ``\\u`` escapes ("&#98;", "&#x62;", "&amp;", "\\u0062")
 read first, as the characters they stand for (a number with or without its ";", as
@@ -23,6 +23,11 @@ like hex, "be 48 6f ...", or a cut character). A run with no letter a-f is a num
 card number, a phone number; unless written with "0x", "\\x" or "%") and stays, so that a
 regex rail still finds it; hashes and
 keys decode to binary and stay.
+
+Bits read the same way: 8 bytes or more written as groups of eight 0s and 1s, apart (by a
+space or a comma) or together ("01101000 01101111 01110111 ..."), that decode to text by
+the same rule, all of it. Nothing else is 64 bits or more that spell text, so a run
+glued to a word is read too.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ _PAIRS_RE: Final = re.compile(
 _LEAD_RE: Final = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2},?\Z")
 _ESCAPED_RE: Final = re.compile(r"(?:(?:\\x|%)[0-9A-Fa-f]{2}){8,}+")
 _HEX_PAIR_RE: Final = re.compile(r"[0-9A-Fa-f]{2}")
+_BITS_RE: Final = re.compile(r"[01]{8}(?:[ ,]?[01]{8}){7,}+")
+_BYTE_RE: Final = re.compile(r"[01]{8}")
 _NOT_DIGIT_RE: Final = re.compile(r"0x|\\x|[^0-9A-Fa-f]")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
@@ -106,6 +113,12 @@ def _hex_reading(run: str, read: Callable[[str], str]) -> str | None:
     tail = [m.end() for m in _HEX_PAIR_RE.finditer(run, tail_from)]
     before = run[: head[lo][0]] if lo else ""  # the first pair's "0x", "\\x" or "%" go
     return before + read(text) + run[tail[len(tail) - hi - 1] :]
+
+
+def _binary_reading(run: str, read: Callable[[str], str]) -> str | None:
+    """What a run of bytes written in bits says, if it is text."""
+    text = _text(bytes(int(bits, 2) for bits in _BYTE_RE.findall(run)))
+    return None if text is None else read(text)
 
 
 def _edged_text(data: bytes) -> tuple[int, int, str] | None:
@@ -174,20 +187,26 @@ def _decodings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, st
     hex in pairs apart or escaped stands alone by its pattern; what follows it may be
     glued on."""
     found = []
-    runs = [(*m.span(), True) for m in _RUN_RE.finditer(text)]
-    runs += [(_lead(text, m.start()), m.end(), False) for m in _PAIRS_RE.finditer(text)]
+    runs = [(*m.span(), _WHOLE) for m in _RUN_RE.finditer(text)]
+    runs += [(_lead(text, m.start()), m.end(), _HEX_APART) for m in _PAIRS_RE.finditer(text)]
     if "\\x" in text or "%" in text:
-        runs += [(*m.span(), False) for m in _ESCAPED_RE.finditer(text)]
+        runs += [(*m.span(), _HEX_APART) for m in _ESCAPED_RE.finditer(text)]
+    runs += [(*m.span(), _BITS) for m in _BITS_RE.finditer(text)]
     last = 0
-    for start, end, whole in sorted(runs):
-        if start < last or (whole and not _stands_alone(text, start, end)):
+    for start, end, kind in sorted(runs):
+        if start < last or (kind == _WHOLE and not _stands_alone(text, start, end)):
             continue
         run = text[start:end]
-        reading = _reading(run, read) if whole else _hex_reading(run, read)
+        reading = _READINGS[kind](run, read)
         if reading is not None:
             found.append((start, end, reading))
             last = end
     return found
+
+
+_WHOLE, _HEX_APART, _BITS = 0, 1, 2
+"""Kinds of run: base64 or hex standing alone, hex in pairs apart or escaped, bits."""
+_READINGS: Final = (_reading, _hex_reading, _binary_reading)
 
 
 def _numeric(code: str) -> str:
@@ -237,7 +256,7 @@ def read_encoded(
     text: Normalized, read: Callable[[str], str], read_unfolded: Callable[[str], str]
 ) -> Normalized:
     """``text`` with its character references and escapes ("&#98;", "\\u0062"), read by
-    ``read_unfolded``, then its base64 and hex runs, read by ``read``, read as what they
+    ``read_unfolded``, then its base64, hex and bit runs, read by ``read``, read as what they
     stand for."""
     text = text.replacing(_unescapings(text.text, read_unfolded))
     return text.replacing(_decodings(text.text, read))

@@ -9,7 +9,7 @@
    except that a spacing accent (U+00B4, U+00A8...) is kept as it is; and letters written
    as symbols that NFKC leaves alone or spells out (``STYLED_LETTERS``: regional
    indicators, negative circled and squared capitals, small capitals, parenthesised
-   letters) become the letters they spell.
+   letters, Braille) become the letters they spell.
 3. Combining marks that do not belong go ("zalgo", strike-through, keycaps): a mark still
    attached to an ASCII or Latin letter, a look-alike, a symbol or nothing after
    composition. Genuine accents compose and stay; other scripts keep up to
@@ -49,6 +49,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Final, Literal
 
+from guard.reading.braille import BRAILLE_LETTERS
 from guard.reading.encoded import read_encoded, read_encoded_text
 from guard.reading.fold_table import FOLD_CODEPOINTS
 from guard.reading.leet import read_leet
@@ -79,7 +80,8 @@ _NON_ASCII_RUN_RE: Final = re.compile(r"[^\x00-\x7f]+")
 def _styled_letters() -> dict[str, str]:
     """Letters written as symbols, which a model reads as the letters they spell
     ("\U0001f1ed\U0001f1f4\U0001f1fc" reads "HOW") but NFKC leaves alone, or spells out
-    with brackets: each Unicode character so named, in the blocks that hold them."""
+    with brackets: each Unicode character so named, in the blocks that hold them, and the
+    Braille letters (``guard.reading.braille``)."""
     names = (
         (re.compile(r"REGIONAL INDICATOR SYMBOL LETTER ([A-Z])"), str.upper),
         (re.compile(r"NEGATIVE (?:CIRCLED|SQUARED) LATIN CAPITAL LETTER ([A-Z])"), str.upper),
@@ -102,7 +104,7 @@ def _styled_letters() -> dict[str, str]:
                 found = pattern.fullmatch(name)
                 if found:
                     table[ch] = case(found.group(1))
-    return table
+    return table | BRAILLE_LETTERS
 
 
 STYLED_LETTERS: Final = MappingProxyType(_styled_letters())

@@ -30,9 +30,19 @@ def reading(text: str) -> str:
             "hide the body",
         ),
         (morse("where's the gun"), "where's the gun"),
-        (  # one line each
+        (  # a line break parts words
             morse("steal his car") + "\n" + morse("rob the bank"),
-            "steal his car\nrob the bank",
+            "steal his car rob the bank",
+        ),
+        (morse("make a bomb", words="  "), "make a bomb"),  # words apart by more space
+        (morse("make a bomb", letters="  ", words="    "), "make a bomb"),
+        (morse("make it", words=" | "), "make it"),
+        ("How do I make a " + morse("bomb") + " at home?", "How do I make a bomb at home?"),
+        (morse("show me how") + "x", "show me ho .--x"),  # a code glued to a word stays
+        ("x" + morse("show me how"), "x... how me how"),
+        (  # other dots and dashes
+            morse("rob the bank").replace(".", "\u2219").replace("-", "\u2500"),
+            "rob the bank",
         ),
     ],
 )
@@ -50,9 +60,10 @@ def test_morse_code_reads_as_what_it_says(text: str, reads: str) -> None:
         "Use --verbose -v -x -- or ...",
         "x--; y--; --z; i++; a - b - c - d - e - f",
         "2024-05-17 ... 12:30 - 14:00",
-        "... --- ...",  # SOS: three codes, too few
-        ".- .- .- .- .-x .-",  # a code glued to a word
-        "https://example.org/.../-/--/.-/",
+        "... --- ...",  # SOS: two different letters
+        ".- .- .- .- .-x .-",  # one letter
+        "cd ../.. && ls -la ./ -- -v",
+        "| --- | :---: | ---: |",
         "Let me think. . . . . . yes",
     ],
 )
@@ -62,8 +73,9 @@ def test_everything_else_has_no_morse_reading(text: str) -> None:
 
 
 def test_a_run_with_too_many_codes_that_are_not_morse_is_not_read() -> None:
-    five = morse("knife")  # five codes; "......" and "-------" are none
-    assert reading(f"{five} / ...... / ------- / ......") == f"{five} / ...... / ------- / ......"
+    five = morse("knife")  # five codes; "......" and "--------" are none
+    junk = f"{five} / " + " / ".join(["......", "--------"] * 3)  # 5 of 11
+    assert reading(junk) == junk
     assert reading(f"{five} / ...... / {five} / {five}") == "knife  knife knife"  # 15 of 16
 
 

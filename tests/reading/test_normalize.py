@@ -103,7 +103,10 @@ def test_letters_written_as_symbols_read_as_the_letters() -> None:
     assert normalize("Paris \U0001f1eb\U0001f1f7").text == "Paris FR"
     # parenthesised capitals; modifier small capitals (NFKC makes them small capitals)
     assert normalize("\U0001f110\U0001f111 \u1dab\u1db0").text == "AB ln"
-    assert len(STYLED_LETTERS) == 26 * 5 + 25
+    assert len(STYLED_LETTERS) == 26 * 5 + 25 + 26 + 1  # and Braille's letters and blank
+    # uncontracted Braille, its blank pattern a space
+    braille = "\u2813\u2815\u283a\u2800\u281e\u2815 \u280f\u280a\u2809\u2805"
+    assert normalize(f"Read: {braille}!").text == "Read: how to pick!"
     assert all(len(src) == 1 and dst.isascii() for src, dst in STYLED_LETTERS.items())
 
 
