@@ -3,8 +3,8 @@
 ``python bench/text_normalize.py`` prints, for 100 KB samples, the best of 10 warm runs
 and the first (cold) run of ``normalize``, ``normalized_text``, and ``normalize``
 followed by the search for second readings (shifted alphabets and backwards writing,
-Morse code, words broken by hyphens: ``guard.reading.readings.readings``), which is what
-the rails run on every text.
+Morse code, Pig Latin, words broken by hyphens: ``guard.reading.readings.readings``),
+which is what the rails run on every text.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ def main() -> None:
             "Wait... what --- no. - - - - - - The end, thanks. " * 800
         )[:100_000],
         "dots": ("-. " * 33_000 + "x")[:100_000],
+        "pig_latin": (
+            "Please read this. Owhay oday Iway akemay away akecay ithway ymay istersay? "
+            "I may say today that the way to play is okay. The end, thanks. " * 700
+        )[:100_000],
         "html": (
             "<p>Tom &amp; Jerry said &#8220;hi&#8221; &lt;b&gt;twice&lt;/b&gt; &copy; 2024"
             " \\u0062\\u006f\\u006d\\u0062 &#98;&#111;&#109;&#98;</p> " * 900
@@ -126,6 +130,7 @@ def main() -> None:
     print("shifted_soup = lines of ten words, each a common word in another shift;")
     print("morse = English with a Morse sentence, an ellipsis, a rule and a row of dashes;")
     print("dots = one line of Morse codes, one 'n' again and again (too few letters);")
+    print("pig_latin = English with a Pig Latin sentence and one full of words in 'ay';")
     print("code = one long line of Python, few English words in it;")
     print("hyphens = English with words broken by hyphens (in-structions) and hyphenated words;")
     print("html = HTML with character references and \\u escapes (&amp;, &#98;, \\u0062);")

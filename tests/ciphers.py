@@ -3,6 +3,7 @@ own writers of them, independent of ``guard.reading.rotated``."""
 
 from __future__ import annotations
 
+import re
 import string
 
 LOWER = string.ascii_lowercase
@@ -44,3 +45,15 @@ def morse(text: str, letters: str = " ", words: str = " / ") -> str:
 def tags(text: str) -> str:
     """``text`` in Unicode tag characters: shown as nothing."""
     return "".join(chr(0xE0000 + ord(c)) for c in text)
+
+
+def pig_latin(text: str) -> str:
+    """``text`` in Pig Latin: each word's leading consonants ("y" only first) moved to its
+    end and "ay" added, "way" after a word that starts with a vowel; marks stay."""
+
+    def word(found: re.Match[str]) -> str:
+        w = found.group()
+        lead = len(w) - len(re.sub(r"^[yY]?[^aeiouyAEIOUY]*", "", w))
+        return w + "way" if not lead else w[lead:] + w[:lead].lower() + "ay"
+
+    return re.sub(r"[A-Za-z]+", word, text)

@@ -87,7 +87,8 @@ class RailReport:
     """Set when this verdict is on a second reading of the text, judged beside it:
     ``rotated`` (its shifted alphabet or backwards writing read,
     ``guard.reading.rotated``), ``joined`` (its words broken by hyphens joined,
-    ``guard.reading.joined``) or ``morse`` (its Morse code read, ``guard.reading.morse``)."""
+    ``guard.reading.joined``), ``morse`` (its Morse code read, ``guard.reading.morse``) or
+    ``pig_latin`` (its Pig Latin read back, ``guard.reading.pig_latin``)."""
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict

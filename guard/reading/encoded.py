@@ -191,7 +191,8 @@ def _decodings(text: str, read: Callable[[str], str]) -> list[tuple[int, int, st
     runs += [(_lead(text, m.start()), m.end(), _HEX_APART) for m in _PAIRS_RE.finditer(text)]
     if "\\x" in text or "%" in text:
         runs += [(*m.span(), _HEX_APART) for m in _ESCAPED_RE.finditer(text)]
-    runs += [(*m.span(), _BITS) for m in _BITS_RE.finditer(text)]
+    if "0" in text and "1" in text:
+        runs += [(*m.span(), _BITS) for m in _BITS_RE.finditer(text)]
     last = 0
     for start, end, kind in sorted(runs):
         if start < last or (kind == _WHOLE and not _stands_alone(text, start, end)):

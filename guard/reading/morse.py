@@ -49,8 +49,9 @@ _GAP: Final = r"[ \t]*(?:[/|]{1,2}|\n)[ \t\n]*|[ \t]+"
 # pattern that starts with a character class is searched for fast).
 _RUN_RE: Final = re.compile(rf"{_CODE}(?:(?:{_GAP}){_CODE}){{2,}}(?![\w{_SIGNS}])")
 _GLUED_RE: Final = re.compile(rf"[\w{_SIGNS}]")
+_CODE_RE: Final = re.compile(r"[.\-]+")
 _MARKED_BREAK_RE: Final = re.compile(r"[ \t]*(?:[/|]{1,2}|\n)[ \t\n]*")
-_SPACE_RE: Final = re.compile(r"[ \t]+")
+_SPACE_RE: Final = re.compile(r"([ \t]+)")
 _MIN_KNOWN: Final = 0.5
 _MIN_LETTERS: Final = 3
 
@@ -58,15 +59,24 @@ _MIN_LETTERS: Final = 3
 def _words(run: str) -> list[list[str]]:
     """The codes of ``run``, word by word: words part at a marked break, or where the
     space is wider than the narrowest between two codes of the run."""
-    parts = _MARKED_BREAK_RE.split(run.translate(_DOTS_AND_DASHES))
-    narrowest = min((len(gap) for part in parts for gap in _SPACE_RE.findall(part)), default=1)
-    wide = re.compile(rf"[ \t]{{{narrowest + 1},}}")
-    return [word.split() for part in parts for word in wide.split(part)]
+    parts = [_SPACE_RE.split(part) for part in _MARKED_BREAK_RE.split(run)]
+    narrowest = min((len(gap) for part in parts for gap in part[1::2]), default=1)
+    words: list[list[str]] = []
+    for part in parts:
+        words.append([part[0]])
+        for gap, code in zip(part[1::2], part[2::2], strict=True):
+            if len(gap) > narrowest:
+                words.append([])
+            words[-1].append(code)
+    return words
 
 
 def _decoded(run: str) -> str | None:
     """What ``run`` says, or None when too few of its codes are Morse or it has fewer
     than three different letters ("- - - - - -" is not "tttttt")."""
+    run = run.translate(_DOTS_AND_DASHES)
+    if len(set(_CODE_RE.findall(run))) < _MIN_LETTERS:
+        return None  # too few different codes to spell three letters
     words = _words(run)
     codes = [code for word in words for code in word]
     known = sum(code in _CODES for code in codes)

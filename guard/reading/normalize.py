@@ -20,7 +20,7 @@
    left alone. The table (``guard.reading.fold_table``) comes from Unicode's
    confusables data.
 5. HTML character references and ``\\u`` escapes ("&#98;", "&#x62;", "&amp;", "\\u0062")
-   read as the characters they stand for, then base64 and hex runs that decode to text
+   read as the characters they stand for, then base64, hex and bit runs that decode to text
    read as that text, each normalised in its turn (``guard.reading.encoded``); where
    that changed the text, step 4 runs again.
 6. Words spelled out letter by letter ("b-o-m-b", "m.e.t.h") lose their separators

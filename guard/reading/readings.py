@@ -9,6 +9,7 @@ from guard.reading.joined import read_joined
 from guard.reading.morse import read_morse
 from guard.reading.normalize import before_leet, with_leet_read
 from guard.reading.offsets import Normalized
+from guard.reading.pig_latin import read_pig_latin
 from guard.reading.rotated import read_rotated
 
 
@@ -24,12 +25,13 @@ SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
     "rotated": lambda before_leet, _: _rotated(before_leet),
     "joined": lambda _, norm: read_joined(norm),
     "morse": lambda _, norm: read_morse(norm),
+    "pig_latin": lambda _, norm: read_pig_latin(norm),
 }
 """Readings that are guesses (shifted alphabets or backwards writing read, words broken by
-hyphens joined, Morse code read), each from the text before and after leetspeak is read:
-each is judged beside the text as it reads, never in its place. A rotated reading is
-joined too (ROT13 of broken words); a joined one is not rotated, since joining makes no
-common words."""
+hyphens joined, Morse code and Pig Latin read), each from the text before and after
+leetspeak is read: each is judged beside the text as it reads, never in its place. A
+rotated reading is joined too (ROT13 of broken words); a joined one is not rotated, since
+joining makes no common words."""
 
 
 def readings(text: str) -> list[tuple[str | None, Normalized]]:

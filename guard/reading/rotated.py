@@ -175,13 +175,15 @@ def _best(words: list[str], candidates: frozenset[int]) -> _Reading | None:
     written = sum(word in COMMON_WORDS for word in words)
     if written >= _MIN_SHARE * len(words):
         return None  # English as written
+    found = [(place, word) for word in words for place in _BY_WORD.get(word, ())]
+    if len(found) < _MIN_HITS:
+        return None
     hits: Counter[int] = Counter()
     different: dict[int, set[str]] = {}
-    for word in words:
-        for place in _BY_WORD.get(word, ()):
-            if place in candidates:
-                hits[place] += 1
-                different.setdefault(place, set()).add(word)
+    for place, word in found:
+        if place in candidates:
+            hits[place] += 1
+            different.setdefault(place, set()).add(word)
     best, most = None, 0
     for place in sorted(hits):
         if (

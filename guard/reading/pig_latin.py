@@ -1,0 +1,93 @@
+"""Pig Latin, read as English: a second reading, judged beside the text.
+
+A capable model reads "erewhay oesday ethay useryay urrentlycay ivelay?" as "where does
+the user currently live?"; a classifier reads soup. In Pig Latin a word that starts with
+consonants moves them to its end and adds "ay" ("the" is "ethay"), and a word that starts
+with a vowel adds "way", "yay", "hay" or "ay" ("user" is "useryay"). A stretch between
+line breaks and sentence marks reads as Pig Latin when it has three words or more, half
+of them or more end in "ay", it was not English as written (``COMMON_WORDS``), and read
+back, two different common words or more come out. Each word ending in "ay" reads back as
+the first of its readings that is a common word, else a whole word of the packaged
+MiniLM's vocabulary (``guard.reading.joined.vocabulary``), else with every consonant
+before its "ay" moved back to its front; other words stay. The reading is judged beside
+the text, never in its place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Final
+
+from guard.reading.joined import vocabulary
+from guard.reading.offsets import Normalized
+from guard.reading.rotated import COMMON_WORDS
+
+_VOWELS: Final = frozenset("aeiou")
+_VOWEL_ENDINGS: Final = ("way", "yay", "hay", "ay")
+_STRETCH_RE: Final = re.compile(r"[^\s.!?;:](?:[^\n\r.!?;:]*[^\s.!?;:])?")
+_WORD_RE: Final = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]+(?![A-Za-z0-9])")
+_MIN_WORDS: Final = 3
+_MIN_COMMON: Final = 2
+_MOVED_MOST: Final = 3
+_WRITTEN_SHARE: Final = 0.3
+
+
+def _readings(word: str) -> tuple[list[str], list[str]]:
+    """What a word ending in "ay" may have been: with one, two or three consonants moved
+    back to its front, fewest first; and as a word that starts with a vowel."""
+    stem = word[:-2]
+    moved = [
+        stem[-count:] + stem[:-count]
+        for count in range(1, min(_MOVED_MOST, len(stem) - 1) + 1)
+        if _VOWELS.isdisjoint(stem[-count:])
+    ]
+    vowel_words = [
+        word[: -len(ending)]
+        for ending in _VOWEL_ENDINGS
+        if word.endswith(ending) and word[: -len(ending)][:1] in _VOWELS
+    ]
+    return moved, vowel_words
+
+
+def _read_word(word: str, words: frozenset[str]) -> str:
+    """The first reading that is a common word; else the first whole word of the
+    vocabulary, a vowel word first ("useryay" is "user"); else every consonant moved."""
+    moved, vowel_words = _readings(word.lower())
+    if not moved and not vowel_words:
+        return word
+    chosen = next(
+        (c for c in [*moved, *vowel_words] if c in COMMON_WORDS),
+        next((c for c in [*vowel_words, *moved] if c in words), (moved or vowel_words)[-1]),
+    )
+    return chosen.capitalize() if word[0].isupper() else chosen
+
+
+def _read_words(stretch: str, read: dict[str, str]) -> str:
+    return _WORD_RE.sub(lambda word: read.get(word.group(), word.group()), stretch)
+
+
+def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, what it says) of each stretch written in Pig Latin."""
+    if "ay" not in text:
+        return
+    words = vocabulary()
+    for stretch in _STRETCH_RE.finditer(text):
+        found = _WORD_RE.findall(stretch.group())
+        if len(found) < _MIN_WORDS:
+            continue
+        lower = [w.lower() for w in found]
+        if 2 * sum(w.endswith("ay") for w in lower) < len(lower):
+            continue
+        if sum(w in COMMON_WORDS for w in lower) >= _WRITTEN_SHARE * len(lower):
+            continue  # English as written
+        read = {w: _read_word(w, words) for w in found if w.lower().endswith("ay")}
+        if len({r.lower() for r in read.values()} & COMMON_WORDS) < _MIN_COMMON:
+            continue
+        yield stretch.start(), stretch.end(), _read_words(stretch.group(), read)
+
+
+def read_pig_latin(text: Normalized) -> Normalized:
+    """``text`` with its stretches in Pig Latin read back into English; ``text`` itself
+    when it has none. Each stretch's reading maps back onto the whole stretch."""
+    return text.replacing(list(_rereadings(text.text)))
