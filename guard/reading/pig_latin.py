@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Final
 
 from guard.reading.joined import vocabulary
@@ -50,9 +51,11 @@ def _readings(word: str) -> tuple[list[str], list[str]]:
     return moved, vowel_words
 
 
-def _read_word(word: str, words: frozenset[str]) -> str:
+@lru_cache(maxsize=4096)
+def _read_word(word: str) -> str:
     """The first reading that is a common word; else the first whole word of the
     vocabulary, a vowel word first ("useryay" is "user"); else every consonant moved."""
+    words = vocabulary()
     moved, vowel_words = _readings(word.lower())
     if not moved and not vowel_words:
         return word
@@ -71,7 +74,6 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, what it says) of each stretch written in Pig Latin."""
     if "ay" not in text:
         return
-    words = vocabulary()
     for stretch in _STRETCH_RE.finditer(text):
         found = _WORD_RE.findall(stretch.group())
         if len(found) < _MIN_WORDS:
@@ -81,7 +83,7 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
             continue
         if sum(w in COMMON_WORDS for w in lower) >= _WRITTEN_SHARE * len(lower):
             continue  # English as written
-        read = {w: _read_word(w, words) for w in found if w.lower().endswith("ay")}
+        read = {w: _read_word(w) for w in found if w.lower().endswith("ay")}
         if len({r.lower() for r in read.values()} & COMMON_WORDS) < _MIN_COMMON:
             continue
         yield stretch.start(), stretch.end(), _read_words(stretch.group(), read)
