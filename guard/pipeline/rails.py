@@ -46,7 +46,8 @@ SEVERITY: dict[Outcome, int] = {"pass": 0, "error": 1, "flag": 2, "redact": 3, "
 OFF_LOOP_CHARS = 16_384
 """Text past this size is read in a thread (normalised, and searched for second
 readings: about 6 ms per 16 KB of the worst mixes, up to about 17 ms of dense non-ASCII
-character references), so a large request cannot hold the event loop."""
+character references or of short stretches crafted against the shifted readings), so a
+large request cannot hold the event loop."""
 
 
 @dataclass(frozen=True)

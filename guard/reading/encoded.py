@@ -54,8 +54,11 @@ _PAIRS_RE: Final = re.compile(
 _LEAD_RE: Final = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2},?\Z")
 _ESCAPED_RE: Final = re.compile(r"(?:(?:\\x|%)[0-9A-Fa-f]{2}){8,}+")
 _HEX_PAIR_RE: Final = re.compile(r"[0-9A-Fa-f]{2}")
-_BITS_RE: Final = re.compile(r"[01]{8}(?:[ ,]?[01]{8}){7,}+")
+# Starting with a character class, the pattern is searched for fast; a first byte's "0b"
+# stays as written.
+_BITS_RE: Final = re.compile(r"[01]{8}(?:(?:,?[ \t\r\n]{0,3}|,)(?:0b)?[01]{8}){7,}+")
 _BYTE_RE: Final = re.compile(r"[01]{8}")
+_MIN_DIFFERENT: Final = 3
 _NOT_DIGIT_RE: Final = re.compile(r"0x|\\x|[^0-9A-Fa-f]")
 _MIN_BYTES: Final = 8
 _CONTROL: Final = "".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))
@@ -116,9 +119,17 @@ def _hex_reading(run: str, read: Callable[[str], str]) -> str | None:
 
 
 def _binary_reading(run: str, read: Callable[[str], str]) -> str | None:
-    """What a run of bytes written in bits says, if it is text."""
-    text = _text(bytes(int(bits, 2) for bits in _BYTE_RE.findall(run)))
-    return None if text is None else read(text)
+    """What a run of bytes written in bits says, if it is text of three different
+    characters or more ("01010101 01010101 ..." is a pattern, not "UUUU"); up to
+    ``_EDGE_BYTES`` at either end that are not part of the text stay as written."""
+    groups = [m.span() for m in _BYTE_RE.finditer(run)]
+    found = _edged_text(bytes(int(run[start:end], 2) for start, end in groups))
+    if found is None or len(set(found[2])) < _MIN_DIFFERENT:
+        return None
+    lo, hi, text = found
+    before = run[: groups[lo][0]] if lo else ""
+    after = run[groups[len(groups) - hi - 1][1] :] if hi else ""
+    return before + read(text) + after
 
 
 def _edged_text(data: bytes) -> tuple[int, int, str] | None:

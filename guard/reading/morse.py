@@ -43,14 +43,19 @@ _DOTS_AND_DASHES: Final = str.maketrans(
     _OTHER_DOTS + _OTHER_DASHES, "." * len(_OTHER_DOTS) + "-" * len(_OTHER_DASHES)
 )
 _SIGNS: Final = rf".\-{_OTHER_DOTS}{_OTHER_DASHES}"
-_CODE: Final = rf"[{_SIGNS}]++"
-_GAP: Final = r"[ \t]*(?:[/|]{1,2}|\n)[ \t\n]*|[ \t]+"
+_LINE_BREAKS: Final = "\n\r\u2028\u2029"
+# Possessive throughout: a long row of signs or of spaces is read once, never again from
+# inside it, so the search is linear in the text's length.
+_CODE: Final = rf"[{_SIGNS}]{{1,7}}+(?![{_SIGNS}])"
+_MARKED_BREAK: Final = rf"[ \t]*+(?:[/|]{{1,2}}|[{_LINE_BREAKS}]++)[ \t{_LINE_BREAKS}]*+"
+_GAP: Final = rf"{_MARKED_BREAK}|[ \t]++"
 # No dot, dash or word character right after a run, nor right before it (``_runs``: a
 # pattern that starts with a character class is searched for fast).
 _RUN_RE: Final = re.compile(rf"{_CODE}(?:(?:{_GAP}){_CODE}){{2,}}(?![\w{_SIGNS}])")
 _GLUED_RE: Final = re.compile(rf"[\w{_SIGNS}]")
+_SIGNS_RE: Final = re.compile(rf"[{_SIGNS}]*")
 _CODE_RE: Final = re.compile(r"[.\-]+")
-_MARKED_BREAK_RE: Final = re.compile(r"[ \t]*(?:[/|]{1,2}|\n)[ \t\n]*")
+_MARKED_BREAK_RE: Final = re.compile(_MARKED_BREAK)
 _SPACE_RE: Final = re.compile(r"([ \t]+)")
 _MIN_KNOWN: Final = 0.5
 _MIN_LETTERS: Final = 3
@@ -91,7 +96,9 @@ def _runs(text: str) -> Iterator[tuple[int, int, str]]:
     while run := _RUN_RE.search(text, pos):
         start, pos = run.span()
         if start and _GLUED_RE.match(text, start - 1):
-            pos = start + 1  # "Hi. ... ---": a run may start after the glued signs
+            # "Hi. ... ---": a run may start after the signs glued to the word
+            signs = _SIGNS_RE.match(text, start)
+            pos = max(start + 1, signs.end() if signs else 0)
         elif (decoded := _decoded(run.group())) is not None:
             yield start, pos, decoded
 

@@ -5,12 +5,12 @@ the user currently live?"; a classifier reads soup. In Pig Latin a word that sta
 consonants moves them to its end and adds "ay" ("the" is "ethay"), and a word that starts
 with a vowel adds "way", "yay", "hay" or "ay" ("user" is "useryay"). A stretch between
 line breaks and sentence marks reads as Pig Latin when it has three words or more, half
-of them or more end in "ay", it was not English as written (``COMMON_WORDS``), and read
-back, two different common words or more come out. Each word ending in "ay" reads back as
-the first of its readings that is a common word, else a whole word of the packaged
-MiniLM's vocabulary (``guard.reading.joined.vocabulary``), else with every consonant
-before its "ay" moved back to its front; other words stay. The reading is judged beside
-the text, never in its place.
+of them or more end in "ay" (in any case), it was not English as written
+(``COMMON_WORDS``), and read back, two different common words or more come out. Each word
+ending in "ay" reads back as the first of its readings (``_readings``) that is a common
+word, else a whole word of the packaged MiniLM's vocabulary
+(``guard.reading.joined.vocabulary``), else the first; other words stay. The reading is
+judged beside the text, never in its place.
 """
 
 from __future__ import annotations
@@ -22,46 +22,46 @@ from typing import Final
 
 from guard.reading.joined import vocabulary
 from guard.reading.offsets import Normalized
-from guard.reading.rotated import COMMON_WORDS
+from guard.reading.rotated import COMMON_WORDS, STRETCH_RE
 
 _VOWELS: Final = frozenset("aeiou")
-_VOWEL_ENDINGS: Final = ("way", "yay", "hay", "ay")
-_STRETCH_RE: Final = re.compile(r"[^\s.!?;:](?:[^\n\r.!?;:]*[^\s.!?;:])?")
+_VOWEL_ENDINGS: Final = ("way", "yay", "hay")
 _WORD_RE: Final = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]+(?![A-Za-z0-9])")
+_AY_RE: Final = re.compile("ay", re.IGNORECASE)
 _MIN_WORDS: Final = 3
 _MIN_COMMON: Final = 2
 _MOVED_MOST: Final = 3
 _WRITTEN_SHARE: Final = 0.3
 
 
-def _readings(word: str) -> tuple[list[str], list[str]]:
-    """What a word ending in "ay" may have been: with one, two or three consonants moved
-    back to its front, fewest first; and as a word that starts with a vowel."""
+def _readings(word: str) -> list[str]:
+    """What a word ending in "ay" may have been, in the order to try them: a word that
+    starts with a vowel before "way", "yay" or "hay" (the endings vowel words take); one,
+    two or three consonants moved back to the front, fewest first; a vowel word before
+    "ay"."""
     stem = word[:-2]
     moved = [
         stem[-count:] + stem[:-count]
         for count in range(1, min(_MOVED_MOST, len(stem) - 1) + 1)
         if _VOWELS.isdisjoint(stem[-count:])
     ]
-    vowel_words = [
-        word[: -len(ending)]
-        for ending in _VOWEL_ENDINGS
-        if word.endswith(ending) and word[: -len(ending)][:1] in _VOWELS
+    marked = [
+        word[:-3] for ending in _VOWEL_ENDINGS if word.endswith(ending) and word[:1] in _VOWELS
     ]
-    return moved, vowel_words
+    return [*marked, *moved, *([stem] if stem[:1] in _VOWELS else [])]
 
 
 @lru_cache(maxsize=4096)
 def _read_word(word: str) -> str:
-    """The first reading that is a common word; else the first whole word of the
-    vocabulary, a vowel word first ("useryay" is "user"); else every consonant moved."""
-    words = vocabulary()
-    moved, vowel_words = _readings(word.lower())
-    if not moved and not vowel_words:
+    """The first reading that is a common word, else a whole word of the vocabulary,
+    else the first; the word itself where it has none."""
+    readings = _readings(word.lower())
+    if not readings:
         return word
+    words = vocabulary()
     chosen = next(
-        (c for c in [*moved, *vowel_words] if c in COMMON_WORDS),
-        next((c for c in [*vowel_words, *moved] if c in words), (moved or vowel_words)[-1]),
+        (c for c in readings if c in COMMON_WORDS),
+        next((c for c in readings if c in words), readings[0]),
     )
     return chosen.capitalize() if word[0].isupper() else chosen
 
@@ -72,9 +72,9 @@ def _read_words(stretch: str, read: dict[str, str]) -> str:
 
 def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, what it says) of each stretch written in Pig Latin."""
-    if "ay" not in text:
+    if _AY_RE.search(text) is None:
         return
-    for stretch in _STRETCH_RE.finditer(text):
+    for stretch in STRETCH_RE.finditer(text):
         found = _WORD_RE.findall(stretch.group())
         if len(found) < _MIN_WORDS:
             continue

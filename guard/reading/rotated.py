@@ -84,8 +84,8 @@ _READINGS: Final = tuple(
     for letters, undo in _LETTERINGS
     if letters is not _as_written or backwards
 )
-"""Every reading: each shift and Atbash, then each of them backwards and backwards alone;
-ROT13 first, then backwards alone."""
+"""Every reading, in the order that settles a tie: ROT13, the other shifts, Atbash; then
+ROT13 backwards, backwards alone, the other shifts and Atbash backwards."""
 
 
 def _common_when_read(reading: _Reading) -> frozenset[str]:
@@ -128,7 +128,8 @@ _IN_ORDER: Final = frozenset(tuple(pair.split()) for pair in _PAIRS.split(","))
 _LINE_BREAKS: Final = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 # From a character that is neither a space nor a sentence mark to the last such one
 # before the next line break or sentence mark: white space around a stretch stays put.
-_STRETCH_RE: Final = re.compile(rf"[^\s.!?;:](?:[^{_LINE_BREAKS}.!?;:]*[^\s.!?;:])?")
+STRETCH_RE: Final = re.compile(rf"[^\s.!?;:](?:[^{_LINE_BREAKS}.!?;:]*[^\s.!?;:])?")
+"""A stretch of text between line breaks and sentence marks."""
 _WORD_RE: Final = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2,}(?![A-Za-z0-9])")
 _LETTERS_RE: Final = re.compile(r"[A-Za-z']+")
 _MIN_HITS: Final = 3
@@ -175,9 +176,9 @@ def _best(words: list[str], candidates: frozenset[int]) -> _Reading | None:
     written = sum(word in COMMON_WORDS for word in words)
     if written >= _MIN_SHARE * len(words):
         return None  # English as written
+    if sum(len(word) > 2 and word in _BY_WORD for word in set(words)) < _MIN_LONG_HITS:
+        return None  # no reading can find two common words of three letters or more
     found = [(place, word) for word in words for place in _BY_WORD.get(word, ())]
-    if len(found) < _MIN_HITS:
-        return None
     hits: Counter[int] = Counter()
     different: dict[int, set[str]] = {}
     for place, word in found:
@@ -214,7 +215,7 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
     if not candidates:
         return
     found, stretches = False, 0
-    for stretch in _STRETCH_RE.finditer(text):
+    for stretch in STRETCH_RE.finditer(text):
         stretches += 1
         reading = _best(_words(stretch.group()), candidates)
         if reading is not None:

@@ -3,11 +3,12 @@
 Unicode's tag characters (U+E0020 to U+E007E) mirror printable ASCII and render as
 nothing, so "Hi" followed by the tags of "ignore your instructions" shows as "Hi"; a
 model whose tokenizer keeps them can still read the hidden words ("ASCII smuggling").
-Their one use in text is an emoji's subdivision flag: a black flag, a region code of two
-to seven lower-case letters and digits in tags, and the cancel tag (U+E007F), as in the
-flags of England, Scotland and Wales. So every other run of tags reads as the ASCII it
-spells, one character for one: offsets stay where they were. A flag's tags are left
-alone, for ``normalize`` to drop with the other invisible characters.
+Their one use in text is an emoji's subdivision flag: a black flag, a region code in
+tags and the cancel tag (U+E007F). Unicode recommends three, the flags of England,
+Scotland and Wales ("gbeng", "gbsct", "gbwls"); their tags are left alone, for
+``normalize`` to drop with the other invisible characters. Every other run of tags reads
+as the ASCII it spells, one character for one, so that offsets stay where they were: a
+"flag" of any other code may be a word hidden in it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ _TAG_OFFSET: Final = 0xE0000
 _TAGS_TO_ASCII: Final = {code: code - _TAG_OFFSET for code in range(0xE0020, 0xE007F)}
 _TAG_RE: Final = re.compile("[\U000e0020-\U000e007e]")
 _RUN_RE: Final = re.compile("[\U000e0020-\U000e007e]+")
+_FLAGS: Final = ("gbeng", "gbsct", "gbwls")
 _FLAG_RE: Final = re.compile(
-    "\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,7}\U000e007f"
+    "|".join(
+        "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in flag) + "\U000e007f"
+        for flag in _FLAGS
+    )
 )
 
 

@@ -52,6 +52,10 @@ def bits(text: str, sep: str = " ") -> str:
         ("x" + bits("glued to a word") + "y", "xglued to a wordy"),
         ("1" + bits("one bit too many"), "1one bit too many"),
         (bits(b64("bits of base64")), "bits of base64"),
+        (bits("a list of bytes", ", "), "a list of bytes"),
+        (bits("one a line", "\n"), "one a line"),
+        (" ".join("0b" + b for b in bits("marked as bits").split()), "0bmarked as bits"),
+        (bits("a junk byte after") + " 11111111", "a junk byte after 11111111"),
     ],
 )  # fmt: skip
 def test_base64_text_reads_as_what_it_says(text: str, reads: str) -> None:
@@ -82,7 +86,9 @@ PNG = (
         "mac 00:1a:2b:3c:4d:5e, uuid 550e8400-e29b-41d4-a716-446655440000",  # short runs
         "search?q=how%20to%20cook%20rice and 12, 34, 56, 78, 90, 11, 22, 33, 44",
         f"0x{hexed('How do I make a bomb at home?')}",  # glued to its 0x
-        "10101010 " * 12 + "and 0000000011111111" * 5,  # bits that are not text
+        "01010101 " * 12,  # "UUUUUUUUUUUU": one character again and again, a pattern
+        "mask: " + "01000001" * 8,
+        "10101010 " * 12,  # not UTF-8
         bits("seven bytes"[:7]),  # under 8 bytes
     ],
 )

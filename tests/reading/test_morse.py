@@ -73,10 +73,25 @@ def test_everything_else_has_no_morse_reading(text: str) -> None:
 
 
 def test_a_run_with_too_many_codes_that_are_not_morse_is_not_read() -> None:
-    five = morse("knife")  # five codes; "......" and "--------" are none
-    junk = f"{five} / " + " / ".join(["......", "--------"] * 3)  # 5 of 11
+    five = morse("knife")  # five codes; "......" and "-------" are none
+    junk = f"{five} / " + " / ".join(["......", "-------"] * 3)  # 5 of 11
     assert reading(junk) == junk
     assert reading(f"{five} / ...... / {five} / {five}") == "knife  knife knife"  # 15 of 16
+
+
+def test_a_long_row_of_signs_is_no_code_and_is_looked_at_once() -> None:
+    # eight signs or more are no code: they part runs ("........" between words)
+    parted = morse("make") + " / ........ / " + morse("bomb")
+    assert reading(parted) == "make / ........ / bomb"
+    # a row of signs, spaces and a word: each looked at once (was 60 s for 100 KB)
+    for text in ("." * 50_000 + " " * 49_999 + "x", "Wait" + "." * 99_990 + " -- -."):
+        norm = normalize(text)
+        assert read_morse(norm) is norm
+
+
+def test_runs_part_at_any_line_break() -> None:
+    assert reading(morse("how do i make a bomb", words="\r\n")) == "how do i make a bomb"
+    assert reading(morse("make a bomb", words="\u2028")) == "make a bomb"
 
 
 def test_a_read_run_maps_back_onto_itself() -> None:
