@@ -39,21 +39,32 @@ def demo_text(size: int) -> str:
     return "".join(parts)[:size]
 
 
+def shifted(word: str, by: int) -> str:
+    lower = string.ascii_lowercase
+    return word.translate(str.maketrans(lower, lower[by:] + lower[:by]))
+
+
 def shifted_soup(size: int) -> str:
     """Lines of ten words, each a common word in another of the 25 shifts: every shift
     is worth trying on every line, and none reads it as English."""
-    lower = string.ascii_lowercase
     words = ["the", "and", "you", "how", "make", "what", "with", "this", "that", "have", "from"]
     lines, total, by = [], 0, 0
     while total < size:
         line = []
         for word in words[:10]:
             by = by % 25 + 1
-            line.append(word.translate(str.maketrans(lower, lower[by:] + lower[:by])))
+            line.append(shifted(word, by))
         lines.append(" ".join(line))
         total += len(lines[-1]) + 1
         words = words[1:] + words[:1]
     return "\n".join(lines)[:size]
+
+
+def crafted_shifts(size: int) -> str:
+    """Built against the shifted readings: a line that makes every shift worth trying,
+    then short stretches of three words written backwards, each read."""
+    seed = " ".join(shifted("the and you", by) for by in range(1, 26)) + " eht dna uoy\n"
+    return (seed + "eht ot dna; " * (size // 12))[:size]
 
 
 def main() -> None:
@@ -92,6 +103,7 @@ def main() -> None:
             "Dszg rh szkkvmrmt rm gsv dliow glwzb? The end, thanks. " * 900
         )[:100_000],
         "shifted_soup": shifted_soup(100_000),
+        "crafted_shifts": crafted_shifts(100_000),
         "morse": (
             "Please read this. .... --- .-- / -.. --- / .. / -- .- -.- . / .- / -.-. .- -.- . "
             "Wait... what --- no. - - - - - - The end, thanks. " * 800
@@ -128,6 +140,8 @@ def main() -> None:
     print("of digits and colons (not text), junk, a run of 41s; rot13 = English with sentences")
     print("in ROT13 and backwards; caesar = the same with a Caesar shift of 3 and Atbash;")
     print("shifted_soup = lines of ten words, each a common word in another shift;")
+    print("crafted_shifts = a line making every shift worth trying, then 8,300 three-word")
+    print("stretches written backwards;")
     print("morse = English with a Morse sentence, an ellipsis, a rule and a row of dashes;")
     print("dots = one line of Morse codes, one 'n' again and again (too few letters);")
     print("pig_latin = English with a Pig Latin sentence and one full of words in 'ay';")

@@ -24,10 +24,11 @@ card number, a phone number; unless written with "0x", "\\x" or "%") and stays, 
 regex rail still finds it; hashes and
 keys decode to binary and stay.
 
-Bits read the same way: 8 bytes or more written as groups of eight 0s and 1s, apart (by a
-space or a comma) or together ("01101000 01101111 01110111 ..."), that decode to text by
-the same rule, all of it. Nothing else is 64 bits or more that spell text, so a run
-glued to a word is read too.
+Bits read the same way: 8 bytes or more written as groups of eight 0s and 1s, together
+or apart ("01101000 01101111 ...": a comma, up to three spaces, tabs or line breaks, ", ",
+"0b" before each but the first), that decode to text by the same rule, the fewest bytes
+at its ends left as written, and spell three different characters or more. Nothing else
+is 64 bits or more that spell text, so a run glued to a word is read too.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 A capable model reads "erewhay oesday ethay useryay urrentlycay ivelay?" as "where does
 the user currently live?"; a classifier reads soup. In Pig Latin a word that starts with
-consonants moves them to its end and adds "ay" ("the" is "ethay"), and a word that starts
-with a vowel adds "way", "yay", "hay" or "ay" ("user" is "useryay"). A stretch between
-line breaks and sentence marks reads as Pig Latin when it has three words or more, half
-of them or more end in "ay" (in any case), it was not English as written
-(``COMMON_WORDS``), and read back, two different common words or more come out. Each word
-ending in "ay" reads back as the first of its readings (``_readings``) that is a common
-word, else a whole word of the packaged MiniLM's vocabulary
+consonants moves them to its end and adds "ay" ("the" is "ethay"), and a word that
+starts with a vowel adds "way", "yay", "hay" or "ay" ("user" is "useryay"). A stretch
+between line breaks and sentence marks reads as Pig Latin when it has three words or
+more, half of them or more end in "ay" (in any case), it was not English as written
+(``english_as_written``), and read back, two different common words or more come out.
+Each word ending in "ay" reads back as the first of its readings (``_readings``) that is
+a common word, else a whole word of the packaged MiniLM's vocabulary
 (``guard.reading.joined.vocabulary``), else the first; other words stay. The reading is
 judged beside the text, never in its place.
 """
@@ -22,7 +22,7 @@ from typing import Final
 
 from guard.reading.joined import vocabulary
 from guard.reading.offsets import Normalized
-from guard.reading.rotated import COMMON_WORDS, STRETCH_RE
+from guard.reading.rotated import COMMON_WORDS, STRETCH_RE, english_as_written
 
 _VOWELS: Final = frozenset("aeiou")
 _VOWEL_ENDINGS: Final = ("way", "yay", "hay")
@@ -31,7 +31,6 @@ _AY_RE: Final = re.compile("ay", re.IGNORECASE)
 _MIN_WORDS: Final = 3
 _MIN_COMMON: Final = 2
 _MOVED_MOST: Final = 3
-_WRITTEN_SHARE: Final = 0.3
 
 
 def _readings(word: str) -> list[str]:
@@ -81,8 +80,8 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
         lower = [w.lower() for w in found]
         if 2 * sum(w.endswith("ay") for w in lower) < len(lower):
             continue
-        if sum(w in COMMON_WORDS for w in lower) >= _WRITTEN_SHARE * len(lower):
-            continue  # English as written
+        if english_as_written(lower):
+            continue
         read = {w: _read_word(w) for w in found if w.lower().endswith("ay")}
         if len({r.lower() for r in read.values()} & COMMON_WORDS) < _MIN_COMMON:
             continue

@@ -169,22 +169,26 @@ def _words(stretch: str) -> list[str]:
     return [word.lower() for word in found]
 
 
+def english_as_written(words: list[str]) -> bool:
+    """Whether three in ten of these lower-case words or more are common English words:
+    text that a second reading leaves alone."""
+    return sum(word in COMMON_WORDS for word in words) >= _MIN_SHARE * len(words)
+
+
 def _best(words: list[str], candidates: frozenset[int]) -> _Reading | None:
     """The reading of ``candidates`` that turns these words into English, if one does."""
-    if len(words) < _MIN_HITS:
+    if len(words) < _MIN_HITS or english_as_written(words):
         return None
     written = sum(word in COMMON_WORDS for word in words)
-    if written >= _MIN_SHARE * len(words):
-        return None  # English as written
     if sum(len(word) > 2 and word in _BY_WORD for word in set(words)) < _MIN_LONG_HITS:
         return None  # no reading can find two common words of three letters or more
-    found = [(place, word) for word in words for place in _BY_WORD.get(word, ())]
     hits: Counter[int] = Counter()
     different: dict[int, set[str]] = {}
-    for place, word in found:
-        if place in candidates:
-            hits[place] += 1
-            different.setdefault(place, set()).add(word)
+    for word in words:
+        for place in _BY_WORD.get(word, ()):
+            if place in candidates:
+                hits[place] += 1
+                different.setdefault(place, set()).add(word)
     best, most = None, 0
     for place in sorted(hits):
         if (

@@ -19,18 +19,13 @@ from typing import Final
 _TAG_OFFSET: Final = 0xE0000
 _TAGS_TO_ASCII: Final = {code: code - _TAG_OFFSET for code in range(0xE0020, 0xE007F)}
 _TAG_RE: Final = re.compile("[\U000e0020-\U000e007e]")
-_RUN_RE: Final = re.compile("[\U000e0020-\U000e007e]+")
 _FLAGS: Final = ("gbeng", "gbsct", "gbwls")
 _FLAG_RE: Final = re.compile(
     "|".join(
-        "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in flag) + "\U000e007f"
+        "\U0001f3f4" + "".join(chr(_TAG_OFFSET + ord(c)) for c in flag) + "\U000e007f"
         for flag in _FLAGS
     )
 )
-
-
-def _read_run(run: re.Match[str]) -> str:
-    return run.group().translate(_TAGS_TO_ASCII)
 
 
 def read_tags(text: str) -> str:
@@ -41,8 +36,7 @@ def read_tags(text: str) -> str:
     parts: list[str] = []
     last = 0
     for flag in _FLAG_RE.finditer(text):
-        parts.append(_RUN_RE.sub(_read_run, text[last : flag.start()]))
-        parts.append(flag.group())
+        parts += [text[last : flag.start()].translate(_TAGS_TO_ASCII), flag.group()]
         last = flag.end()
-    parts.append(_RUN_RE.sub(_read_run, text[last:]))
+    parts.append(text[last:].translate(_TAGS_TO_ASCII))
     return "".join(parts)
