@@ -57,3 +57,43 @@ def pig_latin(text: str) -> str:
         return w + "way" if not lead else w[lead:] + w[:lead].lower() + "ay"
 
     return re.sub(r"[A-Za-z]+", word, text)
+
+
+def char_codes(text: str, between: str = " ") -> str:
+    """``text`` as the decimal codes of its characters."""
+    return between.join(str(ord(c)) for c in text)
+
+
+def octal_escapes(text: str) -> str:
+    """``text``'s UTF-8 bytes as octal escapes ("\\150")."""
+    return "".join(f"\\{byte:03o}" for byte in text.encode())
+
+
+def code_points(text: str) -> str:
+    """``text`` as "U+0068 U+006F ..."."""
+    return " ".join(f"U+{ord(c):04X}" for c in text)
+
+
+def places(text: str, letters: str = "-", words: str = " ") -> str:
+    """``text``'s letters as their places in the alphabet (A1Z26), letters parted by
+    ``letters`` and words by ``words``."""
+    return words.join(
+        letters.join(str(LOWER.index(c) + 1) for c in word if c in LOWER)
+        for word in text.lower().split()
+    )
+
+
+NATO = [
+    "Alfa", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliett",
+    "Kilo", "Lima", "Mike", "November", "Oscar", "Papa", "Quebec", "Romeo", "Sierra", "Tango",
+    "Uniform", "Victor", "Whiskey", "X-ray", "Yankee", "Zulu",
+]  # fmt: skip
+
+
+def spelling_alphabet(text: str, letters: str = " ", words: str = " / ") -> str:
+    """``text``'s letters as NATO code words, letters parted by ``letters`` and words by
+    ``words``."""
+    return words.join(
+        letters.join(NATO[LOWER.index(c)] for c in word if c in LOWER)
+        for word in text.lower().split()
+    )

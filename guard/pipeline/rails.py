@@ -88,8 +88,11 @@ class RailReport:
     """Set when this verdict is on a second reading of the text, judged beside it:
     ``rotated`` (its shifted alphabet or backwards writing read,
     ``guard.reading.rotated``), ``joined`` (its words broken by hyphens joined,
-    ``guard.reading.joined``), ``morse`` (its Morse code read, ``guard.reading.morse``) or
-    ``pig_latin`` (its Pig Latin read back, ``guard.reading.pig_latin``)."""
+    ``guard.reading.joined``), ``morse`` (its Morse code read, ``guard.reading.morse``),
+    ``pig_latin`` (its Pig Latin read back, ``guard.reading.pig_latin``), ``char_codes``
+    (characters written as numbers read, ``guard.reading.char_codes``) or
+    ``spelling_alphabet`` (NATO code words read as the letters they spell,
+    ``guard.reading.spelling_alphabet``)."""
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict

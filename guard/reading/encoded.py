@@ -86,7 +86,7 @@ def _reading(run: str, read: Callable[[str], str]) -> str | None:
     if len(body) % 4 == 1:
         return None
     try:
-        text = _text(base64.b64decode(body + "=" * (-len(body) % 4), validate=True))
+        text = utf8_text(base64.b64decode(body + "=" * (-len(body) % 4), validate=True))
     except binascii.Error:
         return None
     return None if text is None else read(text)
@@ -154,23 +154,23 @@ def _edged_text(data: bytes) -> tuple[int, int, str] | None:
         lead = len(text) - len(text.lstrip(_CONTROL))
         trail = len(text) - len(text.rstrip(_CONTROL))
         if not lead and not trail:
-            return (lo, hi, text) if _is_text(text) else None
+            return (lo, hi, text) if is_text(text) else None
         if lo + lead > _EDGE_BYTES or hi + trail > _EDGE_BYTES:
             return None
         lo, hi = lo + lead, hi + trail
     return None
 
 
-def _text(data: bytes) -> str | None:
-    """``data`` as UTF-8 text, if it is text (``_is_text``)."""
+def utf8_text(data: bytes) -> str | None:
+    """``data`` as UTF-8 text, if it is text (``is_text``)."""
     try:
         text = data.decode()
     except UnicodeDecodeError:
         return None
-    return text if _is_text(text) else None
+    return text if is_text(text) else None
 
 
-def _is_text(text: str) -> bool:
+def is_text(text: str) -> bool:
     """Printable or white space, and at least half letters and spaces."""
     if not all(ch.isprintable() or ch in "\t\n\r" for ch in text):
         return False

@@ -8,7 +8,8 @@ A run of three or more codes of dots and dashes (a full stop, a middle dot, a bu
 another dot-like sign for a dot; a hyphen, an underscore, a minus sign or another dash or
 line for a dash), codes parted by spaces, words by ``/``, ``|`` or a line break or by more
 space than the run's narrowest gap, reads as its letters, digits and marks in lower case
-when half of its codes or more are Morse and it spells three different letters. So a
+when half of its codes or more are Morse and it spells three different letters; letters
+with no break between words are parted into words (``guard.reading.segmented.segmented_runs``). So a
 word in Morse inside English reads ("make a -... --- -- -..."); an ellipsis ("..."), a
 rule ("---"), "- - -" (one letter) and "... --- ..." (two) do not. A code glued to a
 word or to another sign is left out of the run. The reading is judged beside the text,
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from guard.reading.offsets import Normalized
+from guard.reading.segmented import segmented_runs
 
 _TABLE: Final = """
     a .-      b -...    c -.-.    d -..     e .       f ..-.    g --.     h ....
@@ -86,6 +88,8 @@ def _decoded(run: str) -> str | None:
     codes = [code for word in words for code in word]
     known = sum(code in _CODES for code in codes)
     text = " ".join("".join(_CODES.get(code, "") for code in word) for word in words)
+    if len(words) == 1:
+        text = segmented_runs(text)  # "howdoimakeabomb", written with no word break
     if known < _MIN_KNOWN * len(codes) or len(set(filter(str.isalpha, text))) < _MIN_LETTERS:
         return None
     return text

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from guard.reading.char_codes import read_char_codes
 from guard.reading.joined import read_joined
 from guard.reading.morse import read_morse
 from guard.reading.normalize import before_leet, with_leet_read
 from guard.reading.offsets import Normalized
 from guard.reading.pig_latin import read_pig_latin
 from guard.reading.rotated import read_rotated
+from guard.reading.spelling_alphabet import read_spelling_alphabet
 
 
 def _rotated(before_leet: Normalized) -> Normalized:
@@ -26,12 +28,15 @@ SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
     "joined": lambda _, norm: read_joined(norm),
     "morse": lambda _, norm: read_morse(norm),
     "pig_latin": lambda _, norm: read_pig_latin(norm),
+    "char_codes": lambda before_leet, _: read_char_codes(before_leet),
+    "spelling_alphabet": lambda _, norm: read_spelling_alphabet(norm),
 }
 """Readings that are guesses (shifted alphabets or backwards writing read, words broken by
-hyphens joined, Morse code and Pig Latin read), each from the text before and after
-leetspeak is read: each is judged beside the text as it reads, never in its place. A
-rotated reading is joined too (ROT13 of broken words); a joined one is not rotated, since
-joining makes no common words."""
+hyphens joined; Morse code, Pig Latin, characters written as numbers and the spelling
+alphabet read), each from the text before or after leetspeak is read (numbers before:
+leetspeak reads some digits as letters): each is judged beside the text as it reads,
+never in its place. A rotated reading is joined too (ROT13 of broken words); a joined
+one is not rotated, since joining makes no common words."""
 
 
 def readings(text: str) -> list[tuple[str | None, Normalized]]:
