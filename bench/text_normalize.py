@@ -3,7 +3,8 @@
 ``python bench/text_normalize.py`` prints, for 100 KB samples, the best of 10 warm runs
 and the first (cold) run of ``normalize``, ``normalized_text``, and ``normalize``
 followed by the search for second readings (shifted alphabets and backwards writing,
-Morse code, Pig Latin, words broken by hyphens: ``guard.reading.readings.readings``),
+Morse code, Pig Latin, words broken by hyphens, characters written as numbers, the NATO
+spelling alphabet: ``guard.reading.readings.readings``),
 which is what the rails run on every text.
 """
 
@@ -67,6 +68,21 @@ def crafted_shifts(size: int) -> str:
     return (seed + "eht ot dna; " * (size // 12))[:size]
 
 
+def places_glued(size: int) -> str:
+    """Sentences in letters' places in the alphabet with no word break: each parted
+    into words, the most work per letter of the readings of numbers."""
+    letters = "howdoimakeacakeathomeforthepartytonightplease"
+    sentence = " ".join(str(ord(c) - 96) for c in letters) + ". "
+    return (sentence * (size // len(sentence) + 1))[:size]
+
+
+def number_table(size: int) -> str:
+    """Rows of ten numbers from 1 to 26: a table that reads as letters, never as words."""
+    rows = [",".join(str((row * 7 + col * 11) % 26 + 1) for col in range(10)) for row in range(50)]
+    table = "\n".join(rows) + "\n"
+    return (table * (size // len(table) + 1))[:size]
+
+
 def main() -> None:
     import time
 
@@ -113,6 +129,18 @@ def main() -> None:
             "Please read this. Owhay oday Iway akemay away akecay ithway ymay istersay? "
             "I may say today that the way to play is okay. The end, thanks. " * 700
         )[:100_000],
+        "char_codes": (
+            "Please read this. 104 111 119 32 100 111 32 73 32 109 97 107 101 32 97 32 99 97 "
+            "107 101 and 8-15-23 4-15 9 13-1-11-5 1 3-1-11-5; scores 88, 92, 75, 100, 67, 95, "
+            "81, 78 and 1 2 3 4 5 6 7 8 9 10. The end. " * 500
+        )[:100_000],
+        "places_glued": places_glued(100_000),
+        "number_table": number_table(100_000),
+        "nato": (
+            "We met at the Hotel India for golf. Hotel Oscar Whiskey / Delta Oscar / India / "
+            "Mike Alpha Kilo Echo / Alpha / Charlie Alpha Kilo Echo. Alpha Bravo Charlie Delta. "
+            * 620
+        )[:100_000],
         "html": (
             "<p>Tom &amp; Jerry said &#8220;hi&#8221; &lt;b&gt;twice&lt;/b&gt; &copy; 2024"
             " \\u0062\\u006f\\u006d\\u0062 &#98;&#111;&#109;&#98;</p> " * 900
@@ -145,6 +173,10 @@ def main() -> None:
     print("morse = English with a Morse sentence, an ellipsis, a rule and a row of dashes;")
     print("dots = one line of Morse codes, one 'n' again and again (too few letters);")
     print("pig_latin = English with a Pig Latin sentence and one full of words in 'ay';")
+    print("char_codes = English with character codes, places in the alphabet and number lists;")
+    print("places_glued = sentences in places in the alphabet with no word break (parted);")
+    print("number_table = rows of ten numbers from 1 to 26 (letters, never words);")
+    print("nato = English with a sentence in the NATO spelling alphabet and its names in prose;")
     print("code = one long line of Python, few English words in it;")
     print("hyphens = English with words broken by hyphens (in-structions) and hyphenated words;")
     print("html = HTML with character references and \\u escapes (&amp;, &#98;, \\u0062);")

@@ -114,7 +114,11 @@ def _glued(text: str, start: int, end: int) -> bool:
 
 def _runs(text: str) -> Iterator[tuple[int, int, str]]:
     found = []
-    for match in _NUMBERS_RE.finditer(text):
+    # counting digits is a tenth of a search for runs where there are none
+    numbers = (
+        _NUMBERS_RE.finditer(text) if sum(map(text.count, string.digits)) >= _MIN_CODES else ()
+    )
+    for match in numbers:
         if not _glued(text, *match.span()):
             found.append((*match.span(), _numbers_read(match.group())))
     if "\\" in text:
