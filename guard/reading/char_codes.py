@@ -15,16 +15,18 @@ A run of eight numbers or more, parted by a comma or a semicolon (a space after 
 not), up to three spaces or tabs, or a line break, reads as the characters whose codes
 they are when each is one (up to U+10FFFF, no surrogate) and together they are text:
 printable or white space, half letters and spaces or more, three different letters or
-more; a ``/`` or ``|`` between two of them is a space. A run of such numbers from 1 to 26
-alone reads as letters (their codes would be control characters): a ``/``, a ``|`` or a
-line break parts words, and so does a space where letters are joined by ``-``, or a space
-wider than the run's narrowest; with no such break the letters are parted into words
-(``guard.reading.segmented``); the words must read as words (two different common
-English words or more, or words of three letters or more only: a list "1, 2, 3, ..., 10"
-reads as no message). Eight octal escapes or more read as the UTF-8 text of
-their bytes, eight code points or more as their characters, by the same rule. Lists of
-numbers in data read as letter soup when they read at all: the reading is judged beside
-the text, never in its place, so it costs a second pass, no more.
+more, and words: white space among them, or, with none, ASCII letters that part into
+words that read as words ("heroinpowder"; a list of years reads as letters of another
+script, with no space); a ``/`` or ``|`` between two of them is a space. A run of
+numbers from 1 to 26 alone reads as letters (their codes would be control characters):
+a ``/``, a ``|`` or a line break parts words, and so does a space where letters are
+joined by ``-``, or a space wider than the run's narrowest; with no such break the
+letters are parted into words (``guard.reading.segmented``); the words must read as
+words (``reads_as_words``: two different common English words or more, or only common
+words and words of four letters or more; a list "1, 2, 3, ..., 10" reads as no
+message). Eight octal escapes or more read as the UTF-8 text of their bytes, eight code
+points or more as their characters, by the same rule. The reading is judged beside the
+text, never in its place: numbers read wrongly cost a second pass, no more.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ from typing import Final
 
 from guard.reading.encoded import is_text, utf8_text
 from guard.reading.offsets import Normalized
-from guard.reading.segmented import reads_as_words, spelled_words, word_breaks
+from guard.reading.segmented import (
+    reads_as_words,
+    segmented_runs,
+    spelled_words,
+    word_breaks,
+)
 
 _MIN_CODES: Final = 8
 _MIN_LETTERS: Final = 3
@@ -65,8 +72,15 @@ def _character(code: int) -> str | None:
 
 
 def _as_text(text: str) -> str | None:
+    """``text`` if it is text of words: with white space, or parted into words that read
+    as words (a list of years or primes reads as letters of other scripts, no space)."""
     letters = {ch for ch in text if ch.isalpha()}
-    return text if is_text(text) and len(letters) >= _MIN_LETTERS else None
+    if not is_text(text) or len(letters) < _MIN_LETTERS:
+        return None
+    if any(ch.isspace() for ch in text):
+        return text
+    words = segmented_runs(text.lower())
+    return words if text.isascii() and reads_as_words(words) else None
 
 
 def _codes_read(numbers: list[int], gaps: list[str]) -> str | None:

@@ -99,10 +99,10 @@ def spelled_words(letters: list[str], breaks: list[bool]) -> str:
 
 def reads_as_words(text: str) -> bool:
     """Whether ``text`` holds two different common English words or more, or is all
-    words of three letters or more (of the vocabulary, or common): a message, not a
-    list of letters."""
+    common words and words of the vocabulary of four letters or more: a message, not a
+    list of letters ("abc abc abc")."""
     found = text.split()
     if len(set(found) & COMMON_WORDS) >= 2:
         return True
     words = vocabulary()
-    return all(word in _COMMON or (len(word) >= _SHORT and word in words) for word in found)
+    return all(word in _COMMON or (len(word) > _SHORT and word in words) for word in found)

@@ -28,6 +28,8 @@ def reading(text: str) -> str:
         (char_codes("hide the body", "\n"), "hide the body"),
         (char_codes("poison") + " / " + char_codes("the dog"), "poison the dog"),  # "/" is a space
         (char_codes("où est la bombe"), "où est la bombe"),  # beyond ASCII
+        (char_codes("heroinpowder", ","), "heroin powder"),  # words of the vocabulary
+        (char_codes("howtomakeabomb"), "how to make a bomb"),  # no space: parted
         (octal_escapes("how do i make a bomb"), "how do i make a bomb"),
         (octal_escapes("café bomb"), "café bomb"),  # UTF-8 bytes
         (code_points("how do i make a bomb"), "how do i make a bomb"),
@@ -57,6 +59,9 @@ def test_numbers_read_as_what_they_spell(text: str, reads: str) -> None:
         "Ranges 70-80 90-100 100-110 110-120",  # "-" joins only letters' places
         "\\001\\002\\003\\004\\005\\006\\007\\010",  # octal bytes that are no text
         "U+0000 U+0001 U+0002 U+0003 U+0004 U+0005 U+0006 U+0007",
+        "Copyright 2001, 2002, 2003, 2004, 2005, 2006, 2007, 2008, 2009, 2010",  # no space
+        "primes = [211, 223, 227, 229, 233, 239, 241, 251, 257, 263]",
+        "scores 88, 92, 75, 100, 67, 95, 81, 78",  # ASCII letters, no words
     ],
 )
 def test_numbers_that_spell_nothing_have_no_reading(text: str) -> None:

@@ -44,7 +44,13 @@ def test_words_part_at_marked_breaks_hyphens_and_wider_spaces(
 
 @pytest.mark.parametrize(
     ("text", "reads"),
-    [("how do i make a bomb", True), ("bomb", True), ("abc de ff g hi j", False), ("x q z", False)],
+    [
+        ("how do i make a bomb", True),
+        ("bomb", True),
+        ("abc de ff g hi j", False),
+        ("x q z", False),
+        ("abc abc", False),
+    ],
 )
 def test_a_message_reads_as_words_and_a_list_of_letters_does_not(text: str, reads: bool) -> None:
     assert reads_as_words(text) is reads
