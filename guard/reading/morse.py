@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from guard.reading.offsets import Normalized
-from guard.reading.segmented import segmented_runs
+from guard.reading.segmented import segmented_runs, word_breaks
 
 _TABLE: Final = """
     a .-      b -...    c -.-.    d -..     e .       f ..-.    g --.     h ....
@@ -58,23 +58,29 @@ _GLUED_RE: Final = re.compile(rf"[\w{_SIGNS}]")
 _SIGNS_RE: Final = re.compile(rf"[{_SIGNS}]*")
 _CODE_RE: Final = re.compile(r"[.\-]+")
 _MARKED_BREAK_RE: Final = re.compile(_MARKED_BREAK)
-_SPACE_RE: Final = re.compile(r"([ \t]+)")
+_GAP_RE: Final = re.compile(r"([^.\-]+)")
 _MIN_KNOWN: Final = 0.5
 _MIN_LETTERS: Final = 3
 
 
 def _words(run: str) -> list[list[str]]:
     """The codes of ``run``, word by word: words part at a marked break, or where the
-    space is wider than the narrowest between two codes of the run."""
-    parts = [_SPACE_RE.split(part) for part in _MARKED_BREAK_RE.split(run)]
-    narrowest = min((len(gap) for part in parts for gap in part[1::2]), default=1)
-    words: list[list[str]] = []
-    for part in parts:
-        words.append([part[0]])
-        for gap, code in zip(part[1::2], part[2::2], strict=True):
-            if len(gap) > narrowest:
-                words.append([])
-            words[-1].append(code)
+    space is wider than the narrowest between two codes of the run; where every gap is
+    marked, the narrowest mark parts letters and wider ones words (".... / --- // -..")."""
+    parts = _GAP_RE.split(run)
+    codes, gaps = parts[::2], parts[1::2]
+    if gaps and all(_MARKED_BREAK_RE.fullmatch(gap) for gap in gaps):
+        narrowest = min(len(gap.strip()) for gap in gaps)
+        breaks = [len(gap.strip()) > narrowest for gap in gaps]
+        if not any(breaks):  # marks of one width: words are parted by wider space, if any
+            breaks = word_breaks([gap.replace("/", "").replace("|", "") for gap in gaps])
+    else:
+        breaks = word_breaks(gaps)
+    words = [[codes[0]]]
+    for part, code in zip(breaks, codes[1:], strict=True):
+        if part:
+            words.append([])
+        words[-1].append(code)
     return words
 
 
