@@ -11,8 +11,9 @@ numbers:
 * code points: "U+0068 U+006F U+0077 U+0020 ...";
 * places in the alphabet (A1Z26): "8-15-23 4-15 9 13-1-11-5 1 2-15-13-2".
 
-A run of eight numbers or more, parted by a comma or a semicolon (a space after it or
-not), up to three spaces or tabs, or a line break, reads as the characters whose codes
+A run of eight numbers or more, parted by a comma, a semicolon or a colon (a space after
+it or not), up to three spaces or tabs, or one or two line breaks (a number glued to a
+word or a sign at either end left out), reads as the characters whose codes
 they are when each is one (up to U+10FFFF, no surrogate) and together they are text:
 printable or white space, half letters and spaces or more, three different letters or
 more, and words: white space among them, or, with none, ASCII letters that part into
@@ -49,10 +50,10 @@ _MIN_CODES: Final = 8
 _MIN_LETTERS: Final = 3
 _HIGHEST: Final = 0x10FFFF
 _BREAK: Final = r"[ \t]*+[/|][ \t]*+"
-_GAP: Final = rf"[,;][ \t]?|[ \t]{{1,3}}+(?![/|])|\r?\n|{_BREAK}|-"
+_GAP: Final = rf"[,;:][ \t]?|[ \t]{{1,3}}+(?![/|])|(?:\r?\n[ \t]*+){{1,2}}+|{_BREAK}|-"
 # Starting with a character class, the patterns are searched for fast; what comes
-# before and after a run is checked by ``_glued`` (in the pattern, a run that fails at its
-# end would be tried again from each of its numbers).
+# before and after a run is checked by ``_unglued`` (in the pattern, a run that fails at
+# its end would be tried again from each of its numbers).
 _NUMBERS_RE: Final = re.compile(rf"[0-9]{{1,7}}+(?:(?:{_GAP})[0-9]{{1,7}}+){{7,}}+")
 _GLUED_BEFORE: Final = re.compile(r"[\w.\-+]")
 _GLUED_AFTER: Final = re.compile(r"\w|\.[0-9]")
@@ -78,7 +79,7 @@ def _as_text(text: str) -> str | None:
     if not is_text(text) or len(letters) < _MIN_LETTERS:
         return None
     if any(ch.isspace() for ch in text):
-        return text
+        return text if not text.isascii() or reads_as_words(text) else None
     words = segmented_runs(text.lower())
     return words if text.isascii() and reads_as_words(words) else None
 
@@ -121,9 +122,16 @@ def _octal_read(run: str) -> str | None:
     return utf8_text(bytes(int(run[i + 1 : i + 4], 8) for i in range(0, len(run), 4)))
 
 
-def _glued(text: str, start: int, end: int) -> bool:
-    """Whether a run of numbers is part of something longer: a word, a decimal number."""
-    return bool((start and _GLUED_BEFORE.match(text, start - 1)) or _GLUED_AFTER.match(text, end))
+def _unglued(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """A run of numbers without its first number where that is glued to what comes before
+    (a word, a sign: "v1.2 104 111 ..."), and without its last where that is glued to what
+    comes after ("... 98 1st"); None when fewer than ``_MIN_CODES`` remain."""
+    spans = [m.span() for m in _NUMBER_RE.finditer(text, start, end)]
+    first = 1 if start and _GLUED_BEFORE.match(text, start - 1) else 0
+    last = len(spans) - 1 if _GLUED_AFTER.match(text, end) else len(spans)
+    if last - first < _MIN_CODES:
+        return None
+    return spans[first][0], spans[last - 1][1]
 
 
 def _runs(text: str) -> Iterator[tuple[int, int, str]]:
@@ -133,8 +141,8 @@ def _runs(text: str) -> Iterator[tuple[int, int, str]]:
         _NUMBERS_RE.finditer(text) if sum(map(text.count, string.digits)) >= _MIN_CODES else ()
     )
     for match in numbers:
-        if not _glued(text, *match.span()):
-            found.append((*match.span(), _numbers_read(match.group())))
+        if (span := _unglued(text, *match.span())) is not None:
+            found.append((*span, _numbers_read(text[span[0] : span[1]])))
     if "\\" in text:
         found += [(*m.span(), _octal_read(m.group())) for m in _OCTAL_RE.finditer(text)]
     if "+" in text:

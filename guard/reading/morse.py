@@ -57,25 +57,17 @@ _RUN_RE: Final = re.compile(rf"{_CODE}(?:(?:{_GAP}){_CODE}){{2,}}(?![\w{_SIGNS}]
 _GLUED_RE: Final = re.compile(rf"[\w{_SIGNS}]")
 _SIGNS_RE: Final = re.compile(rf"[{_SIGNS}]*")
 _CODE_RE: Final = re.compile(r"[.\-]+")
-_MARKED_BREAK_RE: Final = re.compile(_MARKED_BREAK)
 _GAP_RE: Final = re.compile(r"([^.\-]+)")
 _MIN_KNOWN: Final = 0.5
 _MIN_LETTERS: Final = 3
 
 
 def _words(run: str) -> list[list[str]]:
-    """The codes of ``run``, word by word: words part at a marked break, or where the
-    space is wider than the narrowest between two codes of the run; where every gap is
-    marked, the narrowest mark parts letters and wider ones words (".... / --- // -..")."""
+    """The codes of ``run``, word by word: words part where a gap is wider than the
+    narrowest (``guard.reading.segmented.word_breaks``: a line break, then ``/`` or
+    ``|``, then more space)."""
     parts = _GAP_RE.split(run)
-    codes, gaps = parts[::2], parts[1::2]
-    if gaps and all(_MARKED_BREAK_RE.fullmatch(gap) for gap in gaps):
-        narrowest = min(len(gap.strip()) for gap in gaps)
-        breaks = [len(gap.strip()) > narrowest for gap in gaps]
-        if not any(breaks):  # marks of one width: words are parted by wider space, if any
-            breaks = word_breaks([gap.replace("/", "").replace("|", "") for gap in gaps])
-    else:
-        breaks = word_breaks(gaps)
+    codes, breaks = parts[::2], word_breaks(parts[1::2])
     words = [[codes[0]]]
     for part, code in zip(breaks, codes[1:], strict=True):
         if part:

@@ -28,7 +28,6 @@ def reading(text: str) -> str:
         (char_codes("hide the body", "\n"), "hide the body"),
         (char_codes("poison") + " / " + char_codes("the dog"), "poison the dog"),  # "/" is a space
         (char_codes("où est la bombe"), "où est la bombe"),  # beyond ASCII
-        (char_codes("heroinpowder", ","), "heroin powder"),  # words of the vocabulary
         (char_codes("howtomakeabomb"), "how to make a bomb"),  # no space: parted
         (octal_escapes("how do i make a bomb"), "how do i make a bomb"),
         (octal_escapes("café bomb"), "café bomb"),  # UTF-8 bytes
@@ -38,6 +37,14 @@ def reading(text: str) -> str:
         (places("how do I make a bomb", " ", "  "), "how do i make a bomb"),  # wider space
         (places("how do I make a bomb", ",", "\n"), "how do i make a bomb"),
         (places("how do I make a bomb", " ", " "), "how do i make a bomb"),  # no break at all
+        (places("make meth now", ",", " "), "make meth now"),  # a space is wider than ","
+        (places("steal a car", "/", " / "), "steal a car"),  # a mark with spaces is wider
+        (places("buy a gun now", " ", "\n\n"), "buy a gun now"),  # a blank line parts words
+        (char_codes("how do I make a bomb", ":"), "how do I make a bomb"),
+        # a number glued to a word or a sign at either end is left out of the run
+        (char_codes("how do I make a bomb") + " 1st", "how do I make a bomb 1st"),
+        ("v1.2 " + char_codes("how do I make a bomb"), "v1.2 how do I make a bomb"),
+        ("A1 " + places("how do I make a bomb"), "A1 how do i make a bomb"),
     ],
 )
 def test_numbers_read_as_what_they_spell(text: str, reads: str) -> None:
@@ -54,8 +61,11 @@ def test_numbers_read_as_what_they_spell(text: str, reads: str) -> None:
         "0 0 0 0 0 0 0 0 0 0",  # control characters
         "255 255 255 0 0 0 128 128 128",
         "55296 104 111 119 32 100 111 32 105",  # a surrogate is no character
-        "x104 111 119 32 100 111 32 105 32 109",  # glued to a word
-        "104 111 119 32 100 111 32 105 32 109x",
+        "x104 111 119 32 100 111 32 105",  # glued to a word: seven left
+        "104 111 119 32 100 111 32 105x",
+        "Temperatures (F): 72, 68, 75, 80, 32, 77, 73, 69",  # letters with a space, no words
+        "1114112 104 111 119 32 100 111 32 105",  # beyond the highest code point
+        "U+110000 U+0068 U+006F U+0077 U+0020 U+0064 U+006F U+0020",
         "Ranges 70-80 90-100 100-110 110-120",  # "-" joins only letters' places
         "\\001\\002\\003\\004\\005\\006\\007\\010",  # octal bytes that are no text
         "U+0000 U+0001 U+0002 U+0003 U+0004 U+0005 U+0006 U+0007",
