@@ -13,18 +13,17 @@ numbers:
 
 A run of eight numbers or more, parted by a comma, a semicolon or a colon (a space after
 it or not), up to three spaces or tabs, or one or two line breaks (a number glued to a
-word or a sign at either end left out), reads as the characters whose codes
-they are when each is one (up to U+10FFFF, no surrogate) and together they are text:
-printable or white space, half letters and spaces or more, three different letters or
-more, and words: white space among them, or, with none, ASCII letters that part into
-words that read as words ("heroinpowder"; a list of years reads as letters of another
-script, with no space); a ``/`` or ``|`` between two of them is a space. A run of
-numbers from 1 to 26 alone reads as letters (their codes would be control characters):
-a ``/``, a ``|`` or a line break parts words, and so does a space where letters are
-joined by ``-``, or a space wider than the run's narrowest; with no such break the
-letters are parted into words (``guard.reading.segmented``); the words must read as
-words (``reads_as_words``: two different common English words or more, or only common
-words and words of four letters or more; a list "1, 2, 3, ..., 10" reads as no
+word or a sign at either end left out), reads as the characters whose codes they are
+when each is one (up to U+10FFFF, no surrogate) and together they are text: printable or
+white space, half letters and spaces or more, three different letters or more, and
+words: with white space, words that read as words (``reads_as_words``: half the letters
+in known words; "72, 68, 75, 80, 32, 77, 73, 69" is "HDKP MIE") or text beyond ASCII;
+with none, ASCII letters that part into such words ("howtokillhim"; a list of years
+reads as letters of another script). A ``/`` or ``|`` between two codes is a space. A run
+of numbers from 1 to 26 only reads as letters (their codes would be control
+characters), parted into words where a gap is wider than the narrowest
+(``guard.reading.segmented.word_breaks``: "8-15-23 4-15", "8 15 23 / 4 15"), or, with no
+such gap, by ``segmented``; the words must read as words ("1, 2, 3, ..., 10" is no
 message). Eight octal escapes or more read as the UTF-8 text of their bytes, eight code
 points or more as their characters, by the same rule. The reading is judged beside the
 text, never in its place: numbers read wrongly cost a second pass, no more.
