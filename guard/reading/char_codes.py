@@ -24,8 +24,10 @@ of numbers from 1 to 26 only reads as letters (their codes would be control
 characters), parted into words where a gap is wider than the narrowest
 (``guard.reading.segmented.word_breaks``: "8-15-23 4-15", "8 15 23 / 4 15"), or, with no
 such gap, by ``segmented``; the words must read as words ("1, 2, 3, ..., 10" is no
-message). Eight octal escapes or more read as the UTF-8 text of their bytes, eight code
-points or more as their characters, by the same rule. The reading is judged beside the
+message). Four to seven numbers read only as one word of the MiniLM vocabulary, written
+in ASCII letters' codes ("how to make a 98 111 109 98") or in places joined by hyphens
+("2-15-13-2"). Eight octal escapes or more read as the UTF-8 text of their bytes, eight
+code points or more as their characters, by the same rule. The reading is judged beside the
 text, never in its place: numbers read wrongly cost a second pass, no more.
 """
 
@@ -37,6 +39,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from guard.reading.encoded import is_text, utf8_text
+from guard.reading.joined import vocabulary
 from guard.reading.offsets import Normalized
 from guard.reading.segmented import (
     reads_as_words,
@@ -46,6 +49,8 @@ from guard.reading.segmented import (
 )
 
 _MIN_CODES: Final = 8
+_MIN_WORD_CODES: Final = 4
+_LETTER_CODES: Final = frozenset([*range(65, 91), *range(97, 123)])
 _MIN_LETTERS: Final = 3
 _HIGHEST: Final = 0x10FFFF
 _BREAK: Final = r"[ \t]*+[/|][ \t]*+"
@@ -53,7 +58,7 @@ _GAP: Final = rf"[,;:][ \t]?|[ \t]{{1,3}}+(?![/|])|(?:\r?\n[ \t]*+){{1,2}}+|{_BR
 # Starting with a character class, the patterns are searched for fast; what comes
 # before and after a run is checked by ``_unglued`` (in the pattern, a run that fails at
 # its end would be tried again from each of its numbers).
-_NUMBERS_RE: Final = re.compile(rf"[0-9]{{1,7}}+(?:(?:{_GAP})[0-9]{{1,7}}+){{7,}}+")
+_NUMBERS_RE: Final = re.compile(rf"[0-9]{{1,7}}+(?:(?:{_GAP})[0-9]{{1,7}}+){{3,}}+")
 _GLUED_BEFORE: Final = re.compile(r"[\w.\-+]")
 _GLUED_AFTER: Final = re.compile(r"\w|\.[0-9]")
 _NUMBER_RE: Final = re.compile(r"[0-9]+")
@@ -102,9 +107,25 @@ def _places_read(numbers: list[int], gaps: list[str]) -> str | None:
     return text if len(set(text) - {" "}) >= _MIN_LETTERS and reads_as_words(text) else None
 
 
+def _word_read(numbers: list[int], gaps: list[str]) -> str | None:
+    """Fewer than ``_MIN_CODES`` numbers: one word of the vocabulary, written in ASCII
+    letters' codes ("98 111 109 98") or in places in the alphabet joined by hyphens
+    ("2-15-13-2"); a list of four numbers spells no word by chance often enough to read
+    every one."""
+    if all(gap == "-" for gap in gaps) and all(1 <= n <= len(_LETTERS) for n in numbers):
+        word = "".join(_LETTERS[n - 1] for n in numbers)
+    elif all(n in _LETTER_CODES for n in numbers) and "-" not in "".join(gaps):
+        word = "".join(map(chr, numbers))
+    else:
+        return None
+    return word if word.lower() in vocabulary() else None
+
+
 def _numbers_read(run: str) -> str | None:
     numbers = [int(n) for n in _NUMBER_RE.findall(run)]
     gaps = _NUMBER_RE.split(run)[1:-1]
+    if len(numbers) < _MIN_CODES:
+        return _word_read(numbers, gaps)
     if all(1 <= n <= len(_LETTERS) for n in numbers):
         return _places_read(numbers, gaps)
     if any("-" in gap for gap in gaps):
@@ -124,11 +145,11 @@ def _octal_read(run: str) -> str | None:
 def _unglued(text: str, start: int, end: int) -> tuple[int, int] | None:
     """A run of numbers without its first number where that is glued to what comes before
     (a word, a sign: "v1.2 104 111 ..."), and without its last where that is glued to what
-    comes after ("... 98 1st"); None when fewer than ``_MIN_CODES`` remain."""
+    comes after ("... 98 1st"); None when fewer than ``_MIN_WORD_CODES`` remain."""
     spans = [m.span() for m in _NUMBER_RE.finditer(text, start, end)]
     first = 1 if start and _GLUED_BEFORE.match(text, start - 1) else 0
     last = len(spans) - 1 if _GLUED_AFTER.match(text, end) else len(spans)
-    if last - first < _MIN_CODES:
+    if last - first < _MIN_WORD_CODES:
         return None
     return spans[first][0], spans[last - 1][1]
 
@@ -137,7 +158,7 @@ def _runs(text: str) -> Iterator[tuple[int, int, str]]:
     found = []
     # counting digits is a tenth of a search for runs where there are none
     numbers = (
-        _NUMBERS_RE.finditer(text) if sum(map(text.count, string.digits)) >= _MIN_CODES else ()
+        _NUMBERS_RE.finditer(text) if sum(map(text.count, string.digits)) >= _MIN_WORD_CODES else ()
     )
     for match in numbers:
         if (span := _unglued(text, *match.span())) is not None:
