@@ -50,7 +50,6 @@ from guard.reading.segmented import (
 
 _MIN_CODES: Final = 8
 _MIN_WORD_CODES: Final = 4
-_LETTER_CODES: Final = frozenset([*range(65, 91), *range(97, 123)])
 _MIN_LETTERS: Final = 3
 _HIGHEST: Final = 0x10FFFF
 _BREAK: Final = r"[ \t]*+[/|][ \t]*+"
@@ -58,7 +57,15 @@ _GAP: Final = rf"[,;:][ \t]?|[ \t]{{1,3}}+(?![/|])|(?:\r?\n[ \t]*+){{1,2}}+|{_BR
 # Starting with a character class, the patterns are searched for fast; what comes
 # before and after a run is checked by ``_unglued`` (in the pattern, a run that fails at
 # its end would be tried again from each of its numbers).
-_NUMBERS_RE: Final = re.compile(rf"[0-9]{{1,7}}+(?:(?:{_GAP})[0-9]{{1,7}}+){{3,}}+")
+_NUMBERS_RE: Final = re.compile(rf"[0-9]{{1,7}}+(?:(?:{_GAP})[0-9]{{1,7}}+){{7,}}+")
+_LETTER_CODE: Final = r"(?:6[5-9]|[7-9][0-9]|1[01][0-9]|12[0-2])(?![0-9])"
+_CODE_WORD_RE: Final = re.compile(
+    rf"{_LETTER_CODE}(?:(?:[,;:] ?|[ \t]{{1,3}}+){_LETTER_CODE}){{3,6}}+"
+)
+_PLACE: Final = r"(?:2[0-6]|1[0-9]|[1-9])(?![0-9])"
+_PLACE_WORD_RE: Final = re.compile(rf"{_PLACE}(?:-{_PLACE}){{3,6}}+")
+_NUMBER_BEFORE: Final = re.compile(r"[0-9][,;:/| \t\-]{1,3}\Z")
+_NUMBER_AFTER: Final = re.compile(r"[,;:/| \t\-]{1,3}[0-9]")
 _GLUED_BEFORE: Final = re.compile(r"[\w.\-+]")
 _GLUED_AFTER: Final = re.compile(r"\w|\.[0-9]")
 _NUMBER_RE: Final = re.compile(r"[0-9]+")
@@ -107,25 +114,20 @@ def _places_read(numbers: list[int], gaps: list[str]) -> str | None:
     return text if len(set(text) - {" "}) >= _MIN_LETTERS and reads_as_words(text) else None
 
 
-def _word_read(numbers: list[int], gaps: list[str]) -> str | None:
-    """Fewer than ``_MIN_CODES`` numbers: one word of the vocabulary, written in ASCII
-    letters' codes ("98 111 109 98") or in places in the alphabet joined by hyphens
-    ("2-15-13-2"); a list of four numbers spells no word by chance often enough to read
-    every one."""
-    if all(gap == "-" for gap in gaps) and all(1 <= n <= len(_LETTERS) for n in numbers):
-        word = "".join(_LETTERS[n - 1] for n in numbers)
-    elif all(n in _LETTER_CODES for n in numbers) and "-" not in "".join(gaps):
-        word = "".join(map(chr, numbers))
-    else:
-        return None
+def _word_read(run: str) -> str | None:
+    """One word of the vocabulary in four to seven ASCII letters' codes ("98 111 109 98")
+    or places in the alphabet joined by hyphens ("2-15-13-2"): fewer numbers than a run
+    needs, since a list of four numbers spells no word of the vocabulary by chance often
+    enough to read every one."""
+    numbers = [int(n) for n in _NUMBER_RE.findall(run)]
+    spelled = (_LETTERS[n - 1] for n in numbers) if "-" in run else map(chr, numbers)
+    word = "".join(spelled)
     return word if word.lower() in vocabulary() else None
 
 
 def _numbers_read(run: str) -> str | None:
     numbers = [int(n) for n in _NUMBER_RE.findall(run)]
     gaps = _NUMBER_RE.split(run)[1:-1]
-    if len(numbers) < _MIN_CODES:
-        return _word_read(numbers, gaps)
     if all(1 <= n <= len(_LETTERS) for n in numbers):
         return _places_read(numbers, gaps)
     if any("-" in gap for gap in gaps):
@@ -145,30 +147,43 @@ def _octal_read(run: str) -> str | None:
 def _unglued(text: str, start: int, end: int) -> tuple[int, int] | None:
     """A run of numbers without its first number where that is glued to what comes before
     (a word, a sign: "v1.2 104 111 ..."), and without its last where that is glued to what
-    comes after ("... 98 1st"); None when fewer than ``_MIN_WORD_CODES`` remain."""
+    comes after ("... 98 1st"); None when fewer than ``_MIN_CODES`` remain."""
     spans = [m.span() for m in _NUMBER_RE.finditer(text, start, end)]
     first = 1 if start and _GLUED_BEFORE.match(text, start - 1) else 0
     last = len(spans) - 1 if _GLUED_AFTER.match(text, end) else len(spans)
-    if last - first < _MIN_WORD_CODES:
+    if last - first < _MIN_CODES:
         return None
     return spans[first][0], spans[last - 1][1]
+
+
+def _alone(text: str, start: int, end: int) -> bool:
+    """Whether a word's numbers stand alone: neither glued to a word or a sign nor in a
+    list of more numbers."""
+    before = text[max(0, start - 4) : start]
+    glued = bool((start and _GLUED_BEFORE.match(text, start - 1)) or _GLUED_AFTER.match(text, end))
+    listed = bool(_NUMBER_BEFORE.search(before) or _NUMBER_AFTER.match(text, end))
+    return not (glued or listed)
 
 
 def _runs(text: str) -> Iterator[tuple[int, int, str]]:
     found = []
     # counting digits is a tenth of a search for runs where there are none
-    numbers = (
-        _NUMBERS_RE.finditer(text) if sum(map(text.count, string.digits)) >= _MIN_WORD_CODES else ()
-    )
-    for match in numbers:
-        if (span := _unglued(text, *match.span())) is not None:
-            found.append((*span, _numbers_read(text[span[0] : span[1]])))
+    if sum(map(text.count, string.digits)) >= _MIN_WORD_CODES:
+        for match in _NUMBERS_RE.finditer(text):
+            if (span := _unglued(text, *match.span())) is not None:
+                found.append((*span, _numbers_read(text[span[0] : span[1]])))
+        for words in (_CODE_WORD_RE, _PLACE_WORD_RE):
+            found += [
+                (*m.span(), _word_read(m.group()))
+                for m in words.finditer(text)
+                if _alone(text, *m.span())
+            ]
     if "\\" in text:
         found += [(*m.span(), _octal_read(m.group())) for m in _OCTAL_RE.finditer(text)]
     if "+" in text:
         found += [(*m.span(), _points_read(m.group())) for m in _POINTS_RE.finditer(text)]
     last = 0
-    for start, end, reading in sorted(found):
+    for start, end, reading in sorted(found, key=lambda run: (run[0], -run[1])):
         if reading is not None and start >= last:
             yield start, end, reading
             last = end

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from functools import cache
+from functools import cache, lru_cache
 from typing import Final
 
 from guard.reading.joined import vocabulary
@@ -118,6 +118,7 @@ def segmented_runs(text: str) -> str:
     return _LETTERS_RE.sub(lambda run: segmented(run.group()), text)
 
 
+@lru_cache(maxsize=1024)  # a code's gaps are a few short strings, again and again
 def _width(gap: str) -> tuple[int, int, int, bool]:
     """How wide a gap between two letters is: by its line breaks, then its marks (``/``,
     ``|``), then its spaces; of two gaps alike so far, the one without other marks (a
