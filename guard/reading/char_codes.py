@@ -147,13 +147,19 @@ def _octal_read(run: str) -> str | None:
 def _unglued(text: str, start: int, end: int) -> tuple[int, int] | None:
     """A run of numbers without its first number where that is glued to what comes before
     (a word, a sign: "v1.2 104 111 ..."), and without its last where that is glued to what
-    comes after ("... 98 1st"); None when fewer than ``_MIN_CODES`` remain."""
-    spans = [m.span() for m in _NUMBER_RE.finditer(text, start, end)]
-    first = 1 if start and _GLUED_BEFORE.match(text, start - 1) else 0
-    last = len(spans) - 1 if _GLUED_AFTER.match(text, end) else len(spans)
-    if last - first < _MIN_CODES:
-        return None
-    return spans[first][0], spans[last - 1][1]
+    comes after ("... 98 1st"); None when fewer than ``_MIN_CODES`` remain. Each end is
+    walked over by a few characters, the rest is matched again by the pattern."""
+    if start and _GLUED_BEFORE.match(text, start - 1):
+        while start < end and text[start].isdigit():
+            start += 1
+        while start < end and not text[start].isdigit():
+            start += 1
+    if _GLUED_AFTER.match(text, end):
+        while end > start and text[end - 1].isdigit():
+            end -= 1
+        while end > start and not text[end - 1].isdigit():
+            end -= 1
+    return (start, end) if _NUMBERS_RE.fullmatch(text, start, end) else None
 
 
 def _alone(text: str, start: int, end: int) -> bool:
