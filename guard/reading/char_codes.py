@@ -35,13 +35,16 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Final
 
 from guard.reading.encoded import is_text, utf8_text
 from guard.reading.joined import vocabulary
 from guard.reading.offsets import Normalized
 from guard.reading.segmented import (
+    Budget,
     reads_as_words,
     segmented_runs,
     spelled_words,
@@ -53,7 +56,10 @@ _MIN_WORD_CODES: Final = 4
 _MIN_LETTERS: Final = 3
 _HIGHEST: Final = 0x10FFFF
 _BREAK: Final = r"[ \t]*+[/|][ \t]*+"
-_GAP: Final = rf"[,;:][ \t]?|[ \t]{{1,3}}+(?![/|])|(?:\r?\n[ \t]*+){{1,2}}+|{_BREAK}|-"
+# a mark or not, up to eight spaces or tabs around it, up to two line breaks after it
+_GAP: Final = (
+    rf"{_BREAK}|-|(?=[ \t,;:\r\n])[ \t]{{0,8}}+[,;:]?[ \t]{{0,8}}+(?:\r?\n[ \t]*+){{0,2}}+"
+)
 # Starting with a character class, the patterns are searched for fast; what comes
 # before and after a run is checked by ``_unglued`` (in the pattern, a run that fails at
 # its end would be tried again from each of its numbers).
@@ -64,8 +70,6 @@ _CODE_WORD_RE: Final = re.compile(
 )
 _PLACE: Final = r"(?:2[0-6]|1[0-9]|[1-9])(?![0-9])"
 _PLACE_WORD_RE: Final = re.compile(rf"{_PLACE}(?:-{_PLACE}){{3,6}}+")
-_NUMBER_BEFORE: Final = re.compile(r"[0-9][,;:/| \t\-]{1,3}\Z")
-_NUMBER_AFTER: Final = re.compile(r"[,;:/| \t\-]{1,3}[0-9]")
 _GLUED_BEFORE: Final = re.compile(r"[\w.\-+]")
 _GLUED_AFTER: Final = re.compile(r"\w|\.[0-9]")
 _NUMBER_RE: Final = re.compile(r"[0-9]+")
@@ -83,19 +87,31 @@ def _character(code: int) -> str | None:
     return chr(code)
 
 
-def _as_text(text: str) -> str | None:
-    """``text`` if it is text of words: with white space, or parted into words that read
-    as words (a list of years or primes reads as letters of other scripts, no space)."""
+def _one_script(text: str) -> bool:
+    """Whether the letters of ``text`` are of one script, and, Latin, two thirds ASCII or
+    more ("où est la bombe", not "ÒõÆè Ąēĭ", which a list of weights decodes to)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    scripts = {unicodedata.name(ch, "?").split(" ")[0] for ch in letters}
+    if len(scripts) != 1:
+        return False
+    return scripts != {"LATIN"} or 3 * sum(ch.isascii() for ch in letters) >= 2 * len(letters)
+
+
+def _as_text(text: str, budget: Budget) -> str | None:
+    """``text`` if it is text of words: with white space, words that read as words, or
+    text beyond ASCII of one script; with none, ASCII letters that part into such words
+    (a list of years or primes reads as letters of other scripts, no space)."""
     letters = {ch for ch in text if ch.isalpha()}
     if not is_text(text) or len(letters) < _MIN_LETTERS:
         return None
     if any(ch.isspace() for ch in text):
-        return text if not text.isascii() or reads_as_words(text) else None
-    words = segmented_runs(text.lower())
-    return words if text.isascii() and reads_as_words(words) else None
+        reads = reads_as_words(text) or (not text.isascii() and _one_script(text))
+        return text if reads else None
+    parted = segmented_runs(text.lower(), budget)
+    return parted if text.isascii() and reads_as_words(parted) else None
 
 
-def _codes_read(numbers: list[int], gaps: list[str]) -> str | None:
+def _codes_read(numbers: list[int], gaps: list[str], budget: Budget) -> str | None:
     """Character codes as text; a ``/`` or ``|`` between two is a space."""
     chars = [_character(n) for n in numbers]
     if None in chars:
@@ -105,12 +121,12 @@ def _codes_read(numbers: list[int], gaps: list[str]) -> str | None:
         if "/" in gap or "|" in gap:
             out.append(" ")
         out.append(ch or "")
-    return _as_text("".join(out).strip())
+    return _as_text("".join(out).strip(), budget)
 
 
-def _places_read(numbers: list[int], gaps: list[str]) -> str | None:
+def _places_read(numbers: list[int], gaps: list[str], budget: Budget) -> str | None:
     """Places in the alphabet as words, if they read as words (``reads_as_words``)."""
-    text = spelled_words([_LETTERS[n - 1] for n in numbers], word_breaks(gaps))
+    text = spelled_words([_LETTERS[n - 1] for n in numbers], word_breaks(gaps), budget)
     return text if len(set(text) - {" "}) >= _MIN_LETTERS and reads_as_words(text) else None
 
 
@@ -125,19 +141,39 @@ def _word_read(run: str) -> str | None:
     return word if word.lower() in vocabulary() else None
 
 
-def _numbers_read(run: str) -> str | None:
-    numbers = [int(n) for n in _NUMBER_RE.findall(run)]
-    gaps = _NUMBER_RE.split(run)[1:-1]
-    if all(1 <= n <= len(_LETTERS) for n in numbers):
-        return _places_read(numbers, gaps)
-    if any("-" in gap for gap in gaps):
+def _readable(n: int) -> bool:
+    """Whether a number is the code of a character that text holds."""
+    return n in (9, 10, 13) or (32 <= n <= _HIGHEST and not 0xD800 <= n <= 0xDFFF)
+
+
+def _numbers_read(run: str, budget: Budget) -> str | None:
+    """What a run of numbers says, the numbers at its ends that cannot be read as the rest
+    left as written ("Question 1: 104 111 ...", "8-15-23 ... 99"): places in the alphabet
+    where the others are all from 1 to 26, else character codes."""
+    spans = [m.span() for m in _NUMBER_RE.finditer(run)]
+    numbers = [int(run[a:b]) for a, b in spans]
+    places = all(1 <= n <= len(_LETTERS) for n in numbers[1:-1])
+    fits = (lambda n: 1 <= n <= len(_LETTERS)) if places else _readable
+    lo, hi = 0, len(numbers)
+    while lo < hi and not fits(numbers[lo]):
+        lo += 1
+    while hi > lo and not fits(numbers[hi - 1]):
+        hi -= 1
+    if hi - lo < _MIN_CODES:
+        return None
+    kept, gaps = numbers[lo:hi], [run[a[1] : b[0]] for a, b in pairwise(spans[lo:hi])]
+    if places:
+        read = _places_read(kept, gaps, budget)
+    elif any("-" in gap for gap in gaps):
         return None  # "-" joins letters only: between codes it is a range or a sum
-    return _codes_read(numbers, gaps)
+    else:
+        read = _codes_read(kept, gaps, budget)
+    return None if read is None else run[: spans[lo][0]] + read + run[spans[hi - 1][1] :]
 
 
-def _points_read(run: str) -> str | None:
+def _points_read(run: str, budget: Budget) -> str | None:
     chars = [_character(int(point, 16)) for point in _POINT_RE.findall(run)]
-    return None if None in chars else _as_text("".join(ch or "" for ch in chars))
+    return None if None in chars else _as_text("".join(ch or "" for ch in chars), budget)
 
 
 def _octal_read(run: str) -> str | None:
@@ -162,32 +198,29 @@ def _unglued(text: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if _NUMBERS_RE.fullmatch(text, start, end) else None
 
 
-def _alone(text: str, start: int, end: int) -> bool:
-    """Whether a word's numbers stand alone: neither glued to a word or a sign nor in a
-    list of more numbers."""
-    before = text[max(0, start - 4) : start]
-    glued = bool((start and _GLUED_BEFORE.match(text, start - 1)) or _GLUED_AFTER.match(text, end))
-    listed = bool(_NUMBER_BEFORE.search(before) or _NUMBER_AFTER.match(text, end))
-    return not (glued or listed)
+def _glued(text: str, start: int, end: int) -> bool:
+    """Whether a word's numbers are glued to a word or a sign."""
+    return bool((start and _GLUED_BEFORE.match(text, start - 1)) or _GLUED_AFTER.match(text, end))
 
 
 def _runs(text: str) -> Iterator[tuple[int, int, str]]:
     found = []
+    budget = Budget()
     # counting digits is a tenth of a search for runs where there are none
     if sum(map(text.count, string.digits)) >= _MIN_WORD_CODES:
         for match in _NUMBERS_RE.finditer(text):
             if (span := _unglued(text, *match.span())) is not None:
-                found.append((*span, _numbers_read(text[span[0] : span[1]])))
+                found.append((*span, _numbers_read(text[span[0] : span[1]], budget)))
         for words in (_CODE_WORD_RE, _PLACE_WORD_RE):
             found += [
                 (*m.span(), _word_read(m.group()))
                 for m in words.finditer(text)
-                if _alone(text, *m.span())
+                if not _glued(text, *m.span())
             ]
     if "\\" in text:
         found += [(*m.span(), _octal_read(m.group())) for m in _OCTAL_RE.finditer(text)]
     if "+" in text:
-        found += [(*m.span(), _points_read(m.group())) for m in _POINTS_RE.finditer(text)]
+        found += [(*m.span(), _points_read(m.group(), budget)) for m in _POINTS_RE.finditer(text)]
     last = 0
     for start, end, reading in sorted(found, key=lambda run: (run[0], -run[1])):
         if reading is not None and start >= last:

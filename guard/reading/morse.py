@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from guard.reading.offsets import Normalized
-from guard.reading.segmented import segmented_runs, word_breaks
+from guard.reading.segmented import Budget, segmented_runs, word_breaks
 
 _TABLE: Final = """
     a .-      b -...    c -.-.    d -..     e .       f ..-.    g --.     h ....
@@ -76,7 +76,7 @@ def _words(run: str) -> list[list[str]]:
     return words
 
 
-def _decoded(run: str) -> str | None:
+def _decoded(run: str, budget: Budget) -> str | None:
     """What ``run`` says, or None when too few of its codes are Morse or it has fewer
     than three different letters ("- - - - - -" is not "tttttt")."""
     run = run.translate(_DOTS_AND_DASHES)
@@ -87,7 +87,7 @@ def _decoded(run: str) -> str | None:
     known = sum(code in _CODES for code in codes)
     text = " ".join("".join(_CODES.get(code, "") for code in word) for word in words)
     if len(words) == 1:
-        text = segmented_runs(text)  # "howdoimakeabomb", written with no word break
+        text = segmented_runs(text, budget)  # "howdoimakeabomb", written with no word break
     if known < _MIN_KNOWN * len(codes) or len(set(filter(str.isalpha, text))) < _MIN_LETTERS:
         return None
     return text
@@ -95,13 +95,14 @@ def _decoded(run: str) -> str | None:
 
 def _runs(text: str) -> Iterator[tuple[int, int, str]]:
     pos = 0
+    budget = Budget()
     while run := _RUN_RE.search(text, pos):
         start, pos = run.span()
         if start and _GLUED_RE.match(text, start - 1):
             # "Hi. ... ---": a run may start after the signs glued to the word
             signs = _SIGNS_RE.match(text, start)
             pos = max(start + 1, signs.end() if signs else 0)
-        elif (decoded := _decoded(run.group())) is not None:
+        elif (decoded := _decoded(run.group(), budget)) is not None:
             yield start, pos, decoded
 
 

@@ -23,12 +23,19 @@ def _rotated(before_leet: Normalized) -> Normalized:
     return before_leet if read is before_leet else read_joined(with_leet_read(read))
 
 
+def _char_codes(before_leet: Normalized) -> Normalized:
+    """Numbers read as characters, from the text before leetspeak is read (which reads
+    some digits as letters); the rest of the text's leetspeak read after."""
+    read = read_char_codes(before_leet)
+    return before_leet if read is before_leet else with_leet_read(read)
+
+
 SECOND_READINGS: dict[str, Callable[[Normalized, Normalized], Normalized]] = {
     "rotated": lambda before_leet, _: _rotated(before_leet),
     "joined": lambda _, norm: read_joined(norm),
     "morse": lambda _, norm: read_morse(norm),
     "pig_latin": lambda _, norm: read_pig_latin(norm),
-    "char_codes": lambda before_leet, _: read_char_codes(before_leet),
+    "char_codes": lambda before_leet, _: _char_codes(before_leet),
     "spelling_alphabet": lambda _, norm: read_spelling_alphabet(norm),
 }
 """Readings that are guesses (shifted alphabets or backwards writing read, words broken by

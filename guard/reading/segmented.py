@@ -10,14 +10,15 @@ English word ("a" and "i" too) costs 1, another whole word of the packaged MiniL
 vocabulary 2 (2.5 with three letters or fewer: "ak", "ea" and "mph" are words there too),
 a stretch of 4 to 16 letters that is no word 3 and a half per letter ("methamphetamine"
 is not in the vocabulary), a lone letter 4; and keeps the parts only where two different
-common words or more come out, or three words or more and nothing else, so that a word
-alone ("thermite", "ricin") stays whole.
+common words of three letters or more come out, or three words or more of three letters
+or more and nothing else, so that a word alone ("thermite", "detonator") stays whole.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Final
 
@@ -98,34 +99,50 @@ def _parts(letters: str) -> list[str]:
     return parts[::-1]
 
 
-def segmented(letters: str) -> str:
+@dataclass
+class Budget:
+    """How many letters a text may still have parted into words (about 2 µs a letter): a
+    text full of runs with no word break pays a bounded price; the rest stay as written."""
+
+    letters: int = 4_000
+
+    def spend(self, letters: int) -> bool:
+        if letters > self.letters:
+            return False
+        self.letters -= letters
+        return True
+
+
+def segmented(letters: str, budget: Budget | None = None) -> str:
     """``letters`` (lower case, no spaces) parted into words by spaces where two different
-    common words or more come out, or three words or more that are all common or of the
-    vocabulary; as they are otherwise ("ricin" is not "ric in"), or when longer than
-    ``MOST_LETTERS``."""
-    if len(letters) > MOST_LETTERS:
+    common words of three letters or more come out, or three words or more, all of three
+    letters or more, and nothing else; as they are otherwise ("ricin" is not "ric in",
+    "detonator" not "det on at or"), when longer than ``MOST_LETTERS`` or beyond
+    ``budget``."""
+    if len(letters) > MOST_LETTERS or (budget is not None and not budget.spend(len(letters))):
         return letters
     parts = _parts(letters)
     costs = _priced()[0]
-    all_words = len(parts) >= _MIN_WORDS and all(part in costs for part in parts)
-    common = len(set(parts) & COMMON_WORDS) >= _MIN_COMMON
+    long_parts = [part for part in parts if len(part) >= _SHORT]
+    common = len(set(long_parts) & COMMON_WORDS) >= _MIN_COMMON
+    all_words = len(parts) >= _MIN_WORDS and long_parts == parts and all(p in costs for p in parts)
     return " ".join(parts) if common or all_words else letters
 
 
-def segmented_runs(text: str) -> str:
+def segmented_runs(text: str, budget: Budget | None = None) -> str:
     """``text`` with each of its runs of lower-case letters ``segmented``: what comes
     between them (digits, marks) stays."""
-    return _LETTERS_RE.sub(lambda run: segmented(run.group()), text)
+    return _LETTERS_RE.sub(lambda run: segmented(run.group(), budget), text)
 
 
 @lru_cache(maxsize=1024)  # a code's gaps are a few short strings, again and again
 def _width(gap: str) -> tuple[int, int, int, bool]:
     """How wide a gap between two letters is: by its line breaks, then its marks (``/``,
-    ``|``), then its spaces; of two gaps alike so far, the one without other marks (a
+    ``|``, a full stop), then its spaces; of two gaps alike so far, the one without other marks (a
     comma, a hyphen) is wider."""
-    marks = gap.count("/") + gap.count("|")
+    marks = gap.count("/") + gap.count("|") + gap.count(".")
     spaces = sum(ch in " \t" for ch in gap)
-    other = any(not ch.isspace() and ch not in "/|" for ch in gap)  # "," or "-"
+    other = any(not ch.isspace() and ch not in "/|." for ch in gap)  # "," or "-"
     return len(_LINE_BREAK_RE.findall(gap)), marks, spaces, not other
 
 
@@ -139,7 +156,7 @@ def word_breaks(gaps: list[str]) -> list[bool]:
     return [width != narrowest for width in widths]
 
 
-def spelled_words(letters: list[str], breaks: list[bool]) -> str:
+def spelled_words(letters: list[str], breaks: list[bool], budget: Budget | None = None) -> str:
     """Letters spelled one by one as words: parted at ``breaks`` (one per gap between
     two letters), or, with no break at all, by ``segmented``."""
     words = [letters[0]]
@@ -147,7 +164,7 @@ def spelled_words(letters: list[str], breaks: list[bool]) -> str:
         if part:
             words.append("")
         words[-1] += letter
-    return " ".join(words) if len(words) > 1 else segmented(words[0])
+    return " ".join(words) if len(words) > 1 else segmented(words[0], budget)
 
 
 def reads_as_words(text: str) -> bool:
