@@ -10,8 +10,9 @@ English word ("a" and "i" too) costs 1, another whole word of the packaged MiniL
 vocabulary 2 (2.5 with three letters or fewer: "ak", "ea" and "mph" are words there too),
 a stretch of 4 to 16 letters that is no word 3 and a half per letter ("methamphetamine"
 is not in the vocabulary), a lone letter 4; and keeps the parts only where two different
-common words of three letters or more come out, or three words or more of three letters
-or more and nothing else, so that a word alone ("thermite", "detonator") stays whole.
+common words come out, one of three letters or more, or three words or more of three
+letters or more and nothing else, so that a word alone ("thermite", "detonator" rather
+than "det on at or") stays whole.
 """
 
 from __future__ import annotations
@@ -115,18 +116,19 @@ class Budget:
 
 def segmented(letters: str, budget: Budget | None = None) -> str:
     """``letters`` (lower case, no spaces) parted into words by spaces where two different
-    common words of three letters or more come out, or three words or more, all of three
-    letters or more, and nothing else; as they are otherwise ("ricin" is not "ric in",
+    common words or more come out, one of three letters or more, or three words or more,
+    all of three letters or more, and nothing else; as they are otherwise ("ricin" is not "ric in",
     "detonator" not "det on at or"), when longer than ``MOST_LETTERS`` or beyond
     ``budget``."""
     if len(letters) > MOST_LETTERS or (budget is not None and not budget.spend(len(letters))):
         return letters
     parts = _parts(letters)
     costs = _priced()[0]
+    common = set(parts) & COMMON_WORDS
+    enough = len(common) >= _MIN_COMMON and any(len(word) >= _SHORT for word in common)
     long_parts = [part for part in parts if len(part) >= _SHORT]
-    common = len(set(long_parts) & COMMON_WORDS) >= _MIN_COMMON
     all_words = len(parts) >= _MIN_WORDS and long_parts == parts and all(p in costs for p in parts)
-    return " ".join(parts) if common or all_words else letters
+    return " ".join(parts) if enough or all_words else letters
 
 
 def segmented_runs(text: str, budget: Budget | None = None) -> str:
