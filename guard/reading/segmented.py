@@ -171,10 +171,11 @@ def spelled_words(letters: list[str], breaks: list[bool], budget: Budget | None 
 
 def reads_as_words(text: str) -> bool:
     """Whether ``text`` reads as words, not as a list of letters ("abcdefghij", "my f h h
-    j or", "HDKP MIE"): half of its letters or more in common words and words of the
-    vocabulary of two letters or more, one of them three letters or more."""
+    j or", "HDKP MIE", "abc bc cd de"): half of its letters or more in common words and
+    words of the vocabulary of three letters or more (two-letter ones are abbreviations
+    there), one of them three letters or more."""
     words = vocabulary()
     found = [word.lower() for word in _WORD_RE.findall(text)]
-    known = [w for w in found if w in _COMMON or (len(w) > 1 and w in words)]
+    known = [w for w in found if w in _COMMON or (len(w) >= _SHORT and w in words)]
     letters = sum(map(len, found))
     return 2 * sum(map(len, known)) >= letters > 0 and any(len(w) >= _SHORT for w in known)

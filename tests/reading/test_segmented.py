@@ -67,6 +67,7 @@ def test_words_part_at_marked_breaks_hyphens_and_wider_spaces(
         ("x q z", False),
         ("my f h h j or", False),
         ("HDKP MIE", False),
+        ("abc bc cd de ef f", False),  # an adjacency list "0 1 2 3\n1 2 3\n..." as places
     ],
 )
 def test_a_message_reads_as_words_and_a_list_of_letters_does_not(text: str, reads: bool) -> None:
