@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,8 +52,13 @@ class Goal:
     def met(self, value: float) -> bool:
         return value >= self.bound if self.at_least else value <= self.bound
 
-    def shortfall(self, value: float) -> float:
-        return max(0.0, self.bound - value) if self.at_least else max(0.0, value - self.bound)
+    @overload
+    def shortfall(self, value: float) -> float: ...
+    @overload
+    def shortfall(self, value: Array) -> Array: ...
+    def shortfall(self, value: float | Array) -> float | Array:
+        """How far ``value`` (or each of an array's values) falls short of the bound."""
+        return np.maximum(self.bound - value if self.at_least else value - self.bound, 0.0)
 
 
 XSTEST_SAFE = Goal("xstest", "fpr", 0.08, at_least=False)
@@ -174,11 +179,6 @@ def _goal_values(
     return values
 
 
-def _shortfall(goal: Goal, values: Array) -> Array:
-    gap = goal.bound - values if goal.at_least else values - goal.bound
-    return np.asarray(np.maximum(gap, 0.0))
-
-
 def choose_label_thresholds(
     rows: Sequence[Example], probabilities: Array
 ) -> tuple[float, dict[str, float]]:
@@ -194,9 +194,9 @@ def choose_label_thresholds(
     toxic, harmful = UNSAFE_LABELS
 
     def ranked(values: dict[Goal, Array]) -> tuple[NDArray[np.bool_], Array, Array]:
-        within = np.logical_and.reduce([_shortfall(g, values[g]) == 0 for g in BUDGET])
-        wanted = sum(_shortfall(g, values[g]) for g in PURSUED)
-        every = sum(_shortfall(g, v) for g, v in values.items())
+        within = np.logical_and.reduce([g.shortfall(values[g]) == 0 for g in BUDGET])
+        wanted = sum(g.shortfall(values[g]) for g in PURSUED)
+        every = sum(g.shortfall(v) for g, v in values.items())
         less = -np.round(np.where(within, wanted, every), 9)
         return within, less, values[MODERATION_F1]
 
