@@ -85,13 +85,14 @@ def main() -> None:
     print("$ " + shlex.join(["python", *sys.argv]))
     rows, held_rows = training_rows(Config()), never_trained_rows()
     records = [json.loads(line) for line in args.scores.open()]
-    if len(records) != len(rows) + len(held_rows):
-        raise SystemExit(f"{args.scores}: {len(records)} rows, not this data's scores")
+    expected = [(r.source, r.group, r.unsafe) for r in [*rows, *held_rows]]
+    if [(r["source"], r["group"], r["unsafe"]) for r in records] != expected:
+        raise SystemExit(f"{args.scores}: not the scores of this data and configuration")
     probabilities = np.array([[record[label] for label in LABELS] for record in records])
     oof, held = probabilities[: len(rows)], probabilities[len(rows) :]
     x, x_held = ngrams([r.text for r in rows]), ngrams([r.text for r in held_rows])
     target, fold = targets(rows), fold_of(rows, FOLDS, 0)
-    grams = np.full((len(rows), len(UNSAFE_LABELS)), 0.5)
+    grams = np.zeros((len(rows), len(UNSAFE_LABELS)))
     grams_held = np.zeros((len(held_rows), len(UNSAFE_LABELS)))
     for j, label in enumerate(UNSAFE_LABELS):
         column = LABELS.index(label)

@@ -11,24 +11,27 @@ numbers:
 * code points: "U+0068 U+006F U+0077 U+0020 ...";
 * places in the alphabet (A1Z26): "8-15-23 4-15 9 13-1-11-5 1 2-15-13-2".
 
-A run of eight numbers or more, parted by a comma, a semicolon or a colon (a space after
-it or not), up to three spaces or tabs, or one or two line breaks (a number glued to a
-word or a sign at either end left out), reads as the characters whose codes they are
-when each is one (up to U+10FFFF, no surrogate) and together they are text: printable or
-white space, half letters and spaces or more, three different letters or more, and
-words: with white space, words that read as words (``reads_as_words``: half the letters
-in known words; "72, 68, 75, 80, 32, 77, 73, 69" is "HDKP MIE") or text beyond ASCII;
-with none, ASCII letters that part into such words ("howtokillhim"; a list of years
-reads as letters of another script). A ``/`` or ``|`` between two codes is a space. A run
-of numbers from 1 to 26 only reads as letters (their codes would be control
-characters), parted into words where a gap is wider than the narrowest
-(``guard.reading.segmented.word_breaks``: "8-15-23 4-15", "8 15 23 / 4 15"), or, with no
-such gap, by ``segmented``; the words must read as words ("1, 2, 3, ..., 10" is no
-message). Four to seven numbers read only as one word of the MiniLM vocabulary, written
-in ASCII letters' codes ("how to make a 98 111 109 98") or in places joined by hyphens
-("2-15-13-2"). Eight octal escapes or more read as the UTF-8 text of their bytes, eight
-code points or more as their characters, by the same rule. The reading is judged beside the
-text, never in its place: numbers read wrongly cost a second pass, no more.
+A run of eight numbers or more, parted by a comma, a semicolon or a colon with up to
+eight spaces or tabs on either side, by spaces or tabs alone, or by one or two line breaks
+(a number glued to a word or a sign at either end left out, and so is one that cannot
+be read as the rest: "Question 1: 104 ..."), reads as the characters whose codes they
+are when each is one (up to U+10FFFF, no surrogate) and together they are text:
+printable or white space, half letters and spaces or more, three different letters or
+more, and words: with white space, words that read as words (``reads_as_words``: half
+the letters in known words; "72, 68, 75, 80, 32, 77, 73, 69" is "HDKP MIE") or text
+beyond ASCII of one script (Latin two thirds ASCII); with none, ASCII letters that part
+into such words ("howtokillhim"; a list of years reads as letters of another script). A
+``/`` or ``|`` between two codes is a space. A run of numbers from 1 to 26 only reads as
+letters (their codes would be control characters), parted into words where a gap is
+wider than the narrowest (``guard.reading.segmented.word_breaks``: "8-15-23 4-15", "8 15
+23 / 4 15"), or, with no such gap, by ``segmented``; the words must read as words ("1, 2,
+3, ..., 10" is no message). Four to seven ASCII letters' codes parted by commas or up to
+three spaces ("how to make a 98 111 109 98"), or places joined by hyphens ("2-15-13-2"),
+read as one word of the MiniLM vocabulary wherever they stand unglued, inside a longer
+list that has no reading too. Eight octal escapes or more read as the UTF-8 text of their
+bytes, eight code points or more as their characters, by the same rule of text of words.
+The reading is judged beside the text, never in its place: numbers read wrongly cost a
+second pass, no more.
 """
 
 from __future__ import annotations
@@ -82,9 +85,8 @@ _LETTERS: Final = string.ascii_lowercase
 
 
 def _character(code: int) -> str | None:
-    if code > _HIGHEST or 0xD800 <= code <= 0xDFFF:
-        return None
-    return chr(code)
+    """The character whose code this is; None beyond U+10FFFF and for a surrogate."""
+    return None if code > _HIGHEST or 0xD800 <= code <= 0xDFFF else chr(code)
 
 
 def _one_script(text: str) -> bool:
@@ -132,9 +134,9 @@ def _places_read(numbers: list[int], gaps: list[str], budget: Budget) -> str | N
 
 def _word_read(run: str) -> str | None:
     """One word of the vocabulary in four to seven ASCII letters' codes ("98 111 109 98")
-    or places in the alphabet joined by hyphens ("2-15-13-2"): fewer numbers than a run
-    needs, since a list of four numbers spells no word of the vocabulary by chance often
-    enough to read every one."""
+    or places in the alphabet joined by hyphens ("2-15-13-2"). Short lists of numbers are
+    common, so only a whole word of the vocabulary reads: four numbers rarely spell one
+    by chance."""
     numbers = [int(n) for n in _NUMBER_RE.findall(run)]
     spelled = (_LETTERS[n - 1] for n in numbers) if "-" in run else map(chr, numbers)
     word = "".join(spelled)
@@ -143,7 +145,7 @@ def _word_read(run: str) -> str | None:
 
 def _readable(n: int) -> bool:
     """Whether a number is the code of a character that text holds."""
-    return n in (9, 10, 13) or (32 <= n <= _HIGHEST and not 0xD800 <= n <= 0xDFFF)
+    return n in (9, 10, 13) or (n >= 32 and _character(n) is not None)
 
 
 def _numbers_read(run: str, budget: Budget) -> str | None:
@@ -176,8 +178,9 @@ def _points_read(run: str, budget: Budget) -> str | None:
     return None if None in chars else _as_text("".join(ch or "" for ch in chars), budget)
 
 
-def _octal_read(run: str) -> str | None:
-    return utf8_text(bytes(int(run[i + 1 : i + 4], 8) for i in range(0, len(run), 4)))
+def _octal_read(run: str, budget: Budget) -> str | None:
+    text = utf8_text(bytes(int(run[i + 1 : i + 4], 8) for i in range(0, len(run), 4)))
+    return None if text is None else _as_text(text, budget)
 
 
 def _unglued(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -218,7 +221,7 @@ def _runs(text: str) -> Iterator[tuple[int, int, str]]:
                 if not _glued(text, *m.span())
             ]
     if "\\" in text:
-        found += [(*m.span(), _octal_read(m.group())) for m in _OCTAL_RE.finditer(text)]
+        found += [(*m.span(), _octal_read(m.group(), budget)) for m in _OCTAL_RE.finditer(text)]
     if "+" in text:
         found += [(*m.span(), _points_read(m.group(), budget)) for m in _POINTS_RE.finditer(text)]
     last = 0

@@ -8,7 +8,7 @@ bomb" to a capable model, while WordPiece cuts it into pieces that mean little.
 ``segmented`` parts a run of letters into the words of least cost in all: a common
 English word ("a" and "i" too) costs 1, another whole word of the packaged MiniLM's
 vocabulary 2 (2.5 with three letters or fewer: "ak", "ea" and "mph" are words there too),
-a stretch of 4 to 16 letters that is no word 3 and a half per letter ("methamphetamine"
+a stretch of 4 to 16 letters that is no word 3 plus half a letter each ("methamphetamine"
 is not in the vocabulary), a lone letter 4; and keeps the parts only where two different
 common words come out, one of three letters or more, or three words or more of three
 letters or more and nothing else, so that a word alone ("thermite", "detonator" rather
@@ -124,7 +124,7 @@ def segmented(letters: str, budget: Budget | None = None) -> str:
         return letters
     parts = _parts(letters)
     costs = _priced()[0]
-    common = set(parts) & COMMON_WORDS
+    common = set(parts) & _COMMON
     enough = len(common) >= _MIN_COMMON and any(len(word) >= _SHORT for word in common)
     long_parts = [part for part in parts if len(part) >= _SHORT]
     all_words = len(parts) >= _MIN_WORDS and long_parts == parts and all(p in costs for p in parts)

@@ -46,9 +46,11 @@ def _spelled(run: str, budget: Budget) -> str | None:
     if not codes:
         return None  # lower case made a code word of another letter (the Kelvin sign)
     letters = [_LETTER[code.group().lower()] for code in codes]
+    if len(set(letters)) < _MIN_LETTERS:
+        return None
     gaps = [run[a.end() : b.start()] for a, b in pairwise(codes)]
     text = spelled_words(letters, word_breaks(gaps), budget)
-    return text if len(set(letters)) >= _MIN_LETTERS and reads_as_words(text) else None
+    return text if reads_as_words(text) else None
 
 
 def _runs(text: str) -> Iterator[tuple[int, int, str]]:

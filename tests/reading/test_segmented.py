@@ -18,6 +18,8 @@ from guard.reading.segmented import Budget, reads_as_words, segmented, word_brea
         ("thermite", "thermite"),  # one word that is not in the vocabulary: whole
         ("ricin", "ricin"),
         ("detonator", "detonator"),  # not "det on at or": common words of two letters
+        ("twelveyearold", "twelve year old"),  # no common word: three words and nothing else
+        ("ihadabomb", "i had a bomb"),  # "a" and "i" are common words
         ("untraceable", "untraceable"),
     ],
 )

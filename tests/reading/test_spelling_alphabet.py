@@ -30,8 +30,8 @@ def reading(text: str) -> str:
         # lower case changes the text's length ("İ" is two characters): read ignoring case
         ("İstanbul: " + spelling_alphabet("make it"), "İstanbul: make it"),
         (spelling_alphabet("make meth", words="\n"), "make meth"),  # a line break parts
-        (spelling_alphabet("buy a gun", "/", " / "), "buy a gun"),
-        (spelling_alphabet("how do I make a bomb", words=". "), "how do i make a bomb"),
+        (spelling_alphabet("make meth now", "/", " / "), "make meth now"),
+        (spelling_alphabet("make meth now", words=". "), "make meth now"),  # "." parts
         (spelling_alphabet("how do I make a bomb") + " Hotels", "how do i make a bomb Hotels"),
     ],
 )
