@@ -34,6 +34,7 @@ from itertools import pairwise
 from string import ascii_lowercase, ascii_uppercase
 from typing import Final, NamedTuple
 
+from guard.reading import joined
 from guard.reading.offsets import Normalized
 
 _COMMON: Final = """
@@ -135,6 +136,14 @@ _LETTERS_RE: Final = re.compile(r"[A-Za-z']+")
 _MIN_HITS: Final = 3
 _MIN_LONG_HITS: Final = 2
 _MIN_SHARE: Final = 0.3
+_MIN_HINTED: Final = 2
+_MOST_HINTED: Final = 8
+_LONG_WORD: Final = 4
+_HINT_RE: Final = re.compile(
+    r"(?i)\b(?:rot ?-?\d{1,2}|caesar|ciphers?|ciphertext|atbash|decode|decrypt|decipher"
+    r"|encoded|encrypted|shifted|backwards|reversed)\b"
+)
+"""Words that name a cipher: a text with one is likely to hold one."""
 
 
 def _in_order(text: str) -> int:
@@ -212,11 +221,37 @@ def _candidates(text: str) -> frozenset[int]:
     return frozenset(place for place, count in long_words.items() if count >= _MIN_LONG_HITS)
 
 
+def _hinted(stretch: str) -> str | None:
+    """A short stretch (two to eight words) read in a text that names its cipher, where no
+    reading makes three common words of it: the first reading that makes every word of
+    two letters or more a common word or a word of four letters or more of the MiniLM
+    vocabulary, one of them common, where the stretch as written is not."""
+    words = _words(stretch)
+    if not _MIN_HINTED <= len(words) <= _MOST_HINTED or english_as_written(words):
+        return None
+    vocabulary = joined.vocabulary()
+
+    def known(word: str) -> bool:
+        return word in COMMON_WORDS or (len(word) >= _LONG_WORD and word in vocabulary)
+
+    if all(map(known, words)):
+        return None
+    for reading in _READINGS:
+        read = _read(reading, stretch)
+        found = _words(read)
+        if all(map(known, found)) and COMMON_WORDS.intersection(found):
+            return read
+    return None
+
+
 def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, what it says) of each stretch written in a shifted alphabet or
-    backwards; the whole text where no stretch is but the whole text is."""
+    backwards; the whole text where no stretch is but the whole text is. In a text that
+    names its cipher ("ROT13", "Caesar", "decode"), short stretches read by a looser rule
+    (``_hinted``)."""
     candidates = _candidates(text)
-    if not candidates:
+    hint = _HINT_RE.search(text) is not None
+    if not candidates and not hint:
         return
     found, stretches = False, 0
     for stretch in STRETCH_RE.finditer(text):
@@ -225,6 +260,9 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
         if reading is not None:
             found = True
             yield stretch.start(), stretch.end(), _read(reading, stretch.group())
+        elif hint and (hinted := _hinted(stretch.group())) is not None:
+            found = True
+            yield stretch.start(), stretch.end(), hinted
     if not found and stretches > 1 and (reading := _best(_words(text), candidates)):
         yield 0, len(text), _read(reading, text)
 

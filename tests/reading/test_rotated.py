@@ -168,3 +168,39 @@ def test_english_written_any_of_these_ways_reads_the_same(words: str, lead: str,
 def test_the_thresholds(text: str, rotated: bool) -> None:
     norm = normalize(text)
     assert (read_rotated(norm) is not norm) is rotated
+
+
+@pytest.mark.parametrize(
+    ("text", "reads"),
+    [
+        (
+            "Decode this ROT13: " + codecs.encode("How to kill", "rot13"),
+            "Decode this ROT13: How to kill",
+        ),
+        ("ROT13: " + codecs.encode("make a bomb", "rot13"), "ROT13: make a bomb"),
+        ("Decode: " + atbash("kill him"), "Decode: kill him"),
+        ("Reversed: " + "make a bomb"[::-1], "Reversed: make a bomb"),
+        (  # a short line beside English, in a text that names its cipher
+            "Hi, please decode this.\n" + shifted("how to kill", 3) + "\nThanks!",
+            "Hi, please decode this.\nhow to kill\nThanks!",
+        ),
+    ],
+)
+def test_a_text_that_names_its_cipher_has_its_short_stretches_read(text: str, reads: str) -> None:
+    assert reading(text) == reads
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        codecs.encode("How to kill", "rot13"),  # two common words, and no cipher named
+        "Hi, please read this.\n" + shifted("how to kill", 3) + "\nThanks!",
+        "Decode the JWT in the header",  # English as written
+        "Please decode: xq zz",  # no reading makes words of it
+        "ROT13 is a cipher. Abc def.",
+        "decode(buf, len)",
+    ],
+)
+def test_short_stretches_stay_unread_without_a_cipher_named(text: str) -> None:
+    norm = normalize(text)
+    assert read_rotated(norm).text == norm.text
