@@ -119,6 +119,7 @@ def main() -> None:
             "Dszg rh szkkvmrmt rm gsv dliow glwzb? The end, thanks. " * 900
         )[:100_000],
         "shifted_soup": shifted_soup(100_000),
+        "hinted_soup": ("Decode this: xq zz kw. Abc def ghi jkl. " * 2500)[:100_000],
         "crafted_shifts": crafted_shifts(100_000),
         "morse": (
             "Please read this. .... --- .-- / -.. --- / .. / -- .- -.- . / .- / -.-. .- -.- . "
@@ -168,6 +169,7 @@ def main() -> None:
     print("of digits and colons (not text), junk, a run of 41s; rot13 = English with sentences")
     print("in ROT13 and backwards; caesar = the same with a Caesar shift of 3 and Atbash;")
     print("shifted_soup = lines of ten words, each a common word in another shift;")
+    print("hinted_soup = 'Decode this:' and short stretches of soup, each worth a looser try;")
     print("crafted_shifts = a line making every shift worth trying, then 8,300 three-word")
     print("stretches written backwards;")
     print("morse = English with a Morse sentence, an ellipsis, a rule and a row of dashes;")

@@ -138,12 +138,17 @@ _MIN_LONG_HITS: Final = 2
 _MIN_SHARE: Final = 0.3
 _MIN_HINTED: Final = 2
 _MOST_HINTED: Final = 8
+_MOST_HINTED_STRETCHES: Final = 200
+"""Stretches a text that names its cipher has read by the looser rule, at most: a text of
+short stretches of soup would otherwise cost a reading of each."""
 _LONG_WORD: Final = 4
-_HINT_RE: Final = re.compile(
-    r"(?i)\b(?:rot ?-?\d{1,2}|caesar|ciphers?|ciphertext|atbash|decode|decrypt|decipher"
-    r"|encoded|encrypted|shifted|backwards|reversed)\b"
-)
-"""Words that name a cipher: a text with one is likely to hold one."""
+_HINTS: Final = (
+    "rot13", "rot-13", "rot 13", "caesar", "cipher", "atbash", "decode", "decrypt",
+    "reversed", "backwards",
+)  # fmt: skip
+"""Words that name a cipher ("decoder" and "ciphers" too): a text with one is likely to
+hold one. Looked for as they are, in the text in lower case: a search ignoring case
+costs more than all of this reading on English."""
 
 
 def _in_order(text: str) -> int:
@@ -236,8 +241,9 @@ def _hinted(stretch: str) -> str | None:
 
     if all(map(known, words)):
         return None
-    for reading in _READINGS:
-        read = _read(reading, stretch)
+    # only the readings that make a common word of one of its words can pass
+    for place in sorted({place for word in words for place in _BY_WORD.get(word, ())}):
+        read = _read(_READINGS[place], stretch)
         found = _words(read)
         if all(map(known, found)) and COMMON_WORDS.intersection(found):
             return read
@@ -248,21 +254,24 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, what it says) of each stretch written in a shifted alphabet or
     backwards; the whole text where no stretch is but the whole text is. In a text that
     names its cipher ("ROT13", "Caesar", "decode"), short stretches read by a looser rule
-    (``_hinted``)."""
+    (``_hinted``), its first ``_MOST_HINTED_STRETCHES`` that the rule above leaves."""
     candidates = _candidates(text)
-    hint = _HINT_RE.search(text) is not None
+    lower = text.lower()
+    hint = any(word in lower for word in _HINTS)
     if not candidates and not hint:
         return
-    found, stretches = False, 0
+    found, stretches, tried = False, 0, 0
     for stretch in STRETCH_RE.finditer(text):
         stretches += 1
         reading = _best(_words(stretch.group()), candidates)
         if reading is not None:
             found = True
             yield stretch.start(), stretch.end(), _read(reading, stretch.group())
-        elif hint and (hinted := _hinted(stretch.group())) is not None:
-            found = True
-            yield stretch.start(), stretch.end(), hinted
+        elif hint and tried < _MOST_HINTED_STRETCHES:
+            tried += 1
+            if (hinted := _hinted(stretch.group())) is not None:
+                found = True
+                yield stretch.start(), stretch.end(), hinted
     if not found and stretches > 1 and (reading := _best(_words(text), candidates)):
         yield 0, len(text), _read(reading, text)
 
