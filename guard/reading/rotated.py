@@ -138,7 +138,7 @@ _MIN_LONG_HITS: Final = 2
 _MIN_SHARE: Final = 0.3
 _MIN_HINTED: Final = 2
 _MOST_HINTED: Final = 8
-_MOST_HINTED_STRETCHES: Final = 200
+_MOST_HINTED_STRETCHES: Final = 50
 """Stretches a text that names its cipher has read by the looser rule, at most: a text of
 short stretches of soup would otherwise cost a reading of each."""
 _LONG_WORD: Final = 4
@@ -263,7 +263,7 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
     found, stretches, tried = False, 0, 0
     for stretch in STRETCH_RE.finditer(text):
         stretches += 1
-        reading = _best(_words(stretch.group()), candidates)
+        reading = _best(_words(stretch.group()), candidates) if candidates else None
         if reading is not None:
             found = True
             yield stretch.start(), stretch.end(), _read(reading, stretch.group())
@@ -272,6 +272,8 @@ def _rereadings(text: str) -> Iterator[tuple[int, int, str]]:
             if (hinted := _hinted(stretch.group())) is not None:
                 found = True
                 yield stretch.start(), stretch.end(), hinted
+        elif not candidates:
+            return  # nothing else can read here, nor the whole text
     if not found and stretches > 1 and (reading := _best(_words(text), candidates)):
         yield 0, len(text), _read(reading, text)
 
