@@ -63,10 +63,14 @@ def _glued(text: str, start: int, end: int, separator: str) -> bool:
     before = start - 1
     while before > 0 and text[before] == "_":
         before -= 1
+    # a chain's own separator before it: a chain whose first letter ended the chain just
+    # passed over ("e.g.a--a--a" after "e.g.a"), never a start of its own
+    lead = start - len(separator)
     if start > 0 and (
         text[start - 1].isalnum()
         or (start > 1 and text[start - 1] in SEPARATORS and text[start - 2].isalnum())
         or (text[start - 1] == "_" and text[before].isalnum())
+        or (lead > 0 and text.startswith(separator, lead) and text[lead - 1].isalnum())
     ):
         return True
     after = end + len(separator)
