@@ -41,7 +41,7 @@ _MIN_WORDS: Final = 3
 _LETTERS_RE: Final = re.compile("[a-z]+")
 _WORD_RE: Final = re.compile("[^\\W\\d_]+")
 _LINE_BREAK_RE: Final = re.compile("\r\n|[\n\r\u2028\u2029]")
-MOST_LETTERS: Final = 400
+_MOST_LETTERS: Final = 400
 """Longer runs stay as written: parting them costs more than a glance."""
 
 
@@ -118,9 +118,9 @@ def segmented(letters: str, budget: Budget | None = None) -> str:
     """``letters`` (lower case, no spaces) parted into words by spaces where two different
     common words or more come out, one of three letters or more, or three words or more,
     all of three letters or more, and nothing else; as they are otherwise ("ricin" is not "ric in",
-    "detonator" not "det on at or"), when longer than ``MOST_LETTERS`` or beyond
+    "detonator" not "det on at or"), when longer than ``_MOST_LETTERS`` or beyond
     ``budget``."""
-    if len(letters) > MOST_LETTERS or (budget is not None and not budget.spend(len(letters))):
+    if len(letters) > _MOST_LETTERS or (budget is not None and not budget.spend(len(letters))):
         return letters
     parts = _parts(letters)
     costs = _priced()[0]
